@@ -1,0 +1,65 @@
+"""Named registries: the library registers its built-ins through the same public call a user does.
+
+One small class serves regularizers, variants, datasets, priors, perceptual distances, samplers
+and feature extractors, so every registry checks names the same way and fails at registration
+with the name in the message.
+"""
+from __future__ import annotations
+
+import fnmatch
+from typing import Any, Callable, Generic, Iterator, TypeVar
+
+T = TypeVar("T")
+
+
+class RegistryError(KeyError):
+    """An unknown or badly named registry entry; the message says which and what exists."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; we want it plain
+        return str(self.args[0]) if self.args else ""
+
+
+class Registry(Generic[T]):
+    """A dict of named entries with validated registration and wildcard listing."""
+
+    def __init__(self, kind: str, base: type | None = None):
+        self.kind = kind
+        self.base = base
+        self._entries: dict[str, T] = {}
+
+    def register(self, name: str, entry: T, *, overwrite: bool = False) -> T:
+        if not isinstance(name, str) or not name or any(c.isspace() for c in name) or "/" in name:
+            raise RegistryError(f"invalid {self.kind} name {name!r}: use a non-empty name without spaces or '/'")
+        if name in self._entries and not overwrite:
+            raise RegistryError(f"{self.kind} {name!r} is already registered")
+        if self.base is not None and not (isinstance(entry, type) and issubclass(entry, self.base)):
+            raise RegistryError(f"{self.kind} {name!r} must be a subclass of {self.base.__name__}, got {entry!r}")
+        self._entries[name] = entry
+        return entry
+
+    def decorator(self, name: str, **kwargs: Any) -> Callable[[T], T]:
+        """`@registry.decorator("name")` registers the decorated class or function."""
+
+        def wrap(entry: T) -> T:
+            return self.register(name, entry, **kwargs)
+
+        return wrap
+
+    def get(self, name: str) -> T:
+        try:
+            return self._entries[name]
+        except KeyError:
+            known = ", ".join(sorted(self._entries)) or "none"
+            raise RegistryError(f"unknown {self.kind} {name!r}; registered: {known}") from None
+
+    def names(self, pattern: str = "*") -> list[str]:
+        return sorted(n for n in self._entries if fnmatch.fnmatch(n, pattern))
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._entries))
+
+    def __len__(self) -> int:
+        return len(self._entries)
