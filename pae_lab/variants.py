@@ -1,0 +1,157 @@
+"""Tokenizer variants: a named set of regularizers with weights and parameters.
+
+A study names variants; baseline and treatment differ only in this block. Specs are validated
+when registered (every regularizer exists, every parameter is accepted by its constructor), and
+stored fully resolved (every weight explicit), so a variant's config hash says exactly what ran.
+
+In a spec each regularizer maps to {"weight": w, **params}, or to a bare number (the weight);
+an omitted weight means the regularizer's default_weight; a weight of 0 or `null` removes it.
+"""
+from __future__ import annotations
+
+import inspect
+from typing import Any, Mapping
+
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from pae_lab.losses import REGULARIZERS, Regularizer, build_regularizer
+from pae_lab.registry import Registry
+
+
+class VariantError(ValueError):
+    """A variant spec that cannot be resolved; the message names the variant, regularizer and key."""
+
+
+class Variant(BaseModel):
+    """A resolved variant: every regularizer entry carries an explicit weight and its params."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(description="Registry name of the variant.")
+    description: str = Field("", description="One line on what the variant tests.")
+    regularizers: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Regularizer name -> {'weight': w, **constructor params}."
+    )
+
+    @property
+    def weights(self) -> dict[str, float]:
+        return {name: float(entry["weight"]) for name, entry in self.regularizers.items()}
+
+    def params(self, name: str) -> dict[str, Any]:
+        """Constructor parameters of one regularizer (its entry without the weight)."""
+        return {k: v for k, v in self.regularizers[name].items() if k != "weight"}
+
+    @property
+    def needs(self) -> frozenset[str]:
+        """Context fields ('target', 'vfm') any of its regularizers needs: tells the trainer what prior to compute."""
+        return frozenset().union(*(REGULARIZERS.get(n).needs for n in self.regularizers))
+
+    def build(self, *, latent_channels: int | None = None, vfm_dim: int | None = None) -> nn.ModuleDict:
+        """The regularizer modules by name (pair with `weights`); put their parameters in the optimizer."""
+        return nn.ModuleDict(
+            {n: build_regularizer(n, latent_channels=latent_channels, vfm_dim=vfm_dim, **self.params(n)) for n in self.regularizers}
+        )
+
+
+VARIANTS: Registry[Variant] = Registry("variant")
+
+
+def _normalize_entry(variant: str, reg: str, entry: Any) -> dict[str, Any] | None:
+    """A spec entry -> {'weight': w, ...} or None (removed); bare numbers are weights."""
+    if entry is None:
+        return None
+    if isinstance(entry, (int, float)) and not isinstance(entry, bool):
+        entry = {"weight": entry}
+    if not isinstance(entry, Mapping):
+        raise VariantError(
+            f"variant {variant!r}: regularizer {reg!r} must map to a weight or a dict like {{'weight': 0.2, ...params}}, got {entry!r}"
+        )
+    entry = dict(entry)
+    if "weight" in entry and entry["weight"] is None:
+        return None
+    return entry
+
+
+def _validate_entry(variant: str, reg: str, entry: dict[str, Any]) -> dict[str, Any]:
+    """Check the regularizer exists and accepts the params; fill in the default weight."""
+    if reg not in REGULARIZERS:
+        raise VariantError(f"variant {variant!r}: unknown regularizer {reg!r}; registered: {', '.join(REGULARIZERS.names()) or 'none'}")
+    cls: type[Regularizer] = REGULARIZERS.get(reg)
+    weight = entry.get("weight", cls.default_weight)
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
+        raise VariantError(f"variant {variant!r}: regularizer {reg!r} has weight {weight!r}; use a number >= 0 (0 removes it)")
+    params = {k: v for k, v in entry.items() if k != "weight"}
+    accepted = cls.param_defaults()
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in inspect.signature(cls.__init__).parameters.values())
+    unknown = sorted(set(params) - set(accepted)) if not takes_any else []
+    if unknown:
+        raise VariantError(
+            f"variant {variant!r}: regularizer {reg!r} has no parameter {unknown[0]!r}; "
+            f"it accepts: {', '.join(accepted) or 'no parameters'} (and 'weight')"
+        )
+    try:
+        cls(**params)  # value checks live in the constructor; run them now, not at step 0
+    except (TypeError, ValueError) as err:
+        raise VariantError(f"variant {variant!r}: regularizer {reg!r} rejects params {params}: {err}") from err
+    return {"weight": float(weight), **params}
+
+
+def _resolve(name: str, regularizers: Mapping[str, Any], description: str, base: Variant | None) -> Variant:
+    if not isinstance(regularizers, Mapping):
+        raise VariantError(f"variant {name!r}: 'regularizers' must be a mapping of regularizer name -> entry, got {regularizers!r}")
+    merged: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (base.regularizers if base else {}).items()}
+    for reg, raw in regularizers.items():
+        entry = _normalize_entry(name, reg, raw)
+        if entry is None or entry.get("weight", 1) == 0:
+            merged.pop(reg, None)
+            continue
+        merged[reg] = {**merged.get(reg, {}), **entry}  # overrides extend the base entry's params
+    resolved = {reg: _validate_entry(name, reg, entry) for reg, entry in merged.items()}
+    return Variant(name=name, description=description or (f"{base.name} with overrides" if base else ""), regularizers=resolved)
+
+
+def register_variant(
+    name: str, regularizers: Mapping[str, Any], description: str = "", *, base: str | None = None, overwrite: bool = False
+) -> Variant:
+    """Validate and register a variant; `base` names a registered variant it extends."""
+    variant = _resolve(name, regularizers, description, get_variant(base) if base else None)
+    return VARIANTS.register(name, variant, overwrite=overwrite)
+
+
+def get_variant(name: str) -> Variant:
+    return VARIANTS.get(name)
+
+
+_SPEC_KEYS = {"name", "base", "description", "regularizers"}
+
+
+def resolve_variant(spec: str | Variant | Mapping[str, Any]) -> Variant:
+    """A registered name, a Variant, or an inline dict {name, base?, description?, regularizers}
+    whose entries override/extend the base's (weight 0 or null removes one) -> a resolved Variant."""
+    if isinstance(spec, Variant):
+        return spec
+    if isinstance(spec, str):
+        return get_variant(spec)
+    if not isinstance(spec, Mapping):
+        raise VariantError(f"a variant is a registered name or a dict {{name, base?, regularizers}}; got {spec!r}")
+    unknown = sorted(set(spec) - _SPEC_KEYS)
+    name = spec.get("name")
+    if unknown:
+        raise VariantError(f"inline variant {name!r}: unknown key(s) {unknown}; allowed: {sorted(_SPEC_KEYS)}")
+    if not isinstance(name, str) or not name:
+        raise VariantError(f"an inline variant needs a 'name' (used for run identity); got spec {dict(spec)!r}")
+    base = get_variant(spec["base"]) if spec.get("base") else None
+    return _resolve(name, spec.get("regularizers") or {}, spec.get("description", ""), base)
+
+
+# Built-ins: the paper's 2x2x2 ablation of SSR / MCR / SCR (paper weights) and the VA-VAE peer.
+register_variant("baseline", {}, "reconstruction only, no latent regularizer")
+register_variant("ssr", {"ssr": {}}, "spatial structure regularisation only")
+register_variant("mcr", {"mcr": {}}, "manifold continuity regularisation only")
+register_variant("scr", {"scr": {}}, "semantic consistency regularisation only")
+register_variant("ssr_mcr", {"ssr": {}, "mcr": {}}, "SSR + MCR")
+register_variant("ssr_scr", {"ssr": {}, "scr": {}}, "SSR + SCR")
+register_variant("mcr_scr", {"mcr": {}, "scr": {}}, "MCR + SCR")
+register_variant("pae", {"ssr": {"weight": 0.2}, "mcr": {"weight": 0.5}, "scr": {"weight": 1.0}}, "PAE: SSR + MCR + SCR, paper weights")
+register_variant("vavae", {"vf": {}}, "VA-VAE's VF loss (margin alignment to raw VFM features)")
