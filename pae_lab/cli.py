@@ -1,0 +1,208 @@
+"""`pae-lab`: run, inspect and report tokenizer ablation studies."""
+from __future__ import annotations
+
+import functools
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable, List, Optional
+
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a hub lookup fails at once instead of retrying
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Ablation studies of latent-diffusion tokenizers: train, measure, generate, correlate, report.")
+console = Console()
+
+
+def friendly(fn: Callable) -> Callable:
+    """Known user errors become one red line and exit code 2, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from pae_lab.config import StudyError
+        from pae_lab.registry import RegistryError
+
+        try:
+            return fn(*args, **kwargs)
+        except (StudyError, RegistryError, FileNotFoundError) as exc:
+            console.print(f"[red]error:[/] {exc}", soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def parse_sets(sets: list[str] | None) -> dict:
+    from pae_lab.config import StudyError
+
+    out = {}
+    for item in sets or []:
+        if "=" not in item:
+            raise StudyError(f"--set {item!r}: expected KEY=VALUE, e.g. --set training.steps=100")
+        key, value = item.split("=", 1)
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def load(path: Path, sets: list[str] | None = None):
+    from pae_lab.config import load_study
+
+    return load_study(path, parse_sets(sets))
+
+
+SetOpt = typer.Option(None, "--set", help="Override a study key, e.g. --set training.steps=50 (repeatable).")
+
+
+@app.command()
+@friendly
+def run(study_file: Path = typer.Argument(..., help="Study YAML."),
+        force: bool = typer.Option(False, "--force", help="Delete this study's stage outputs and redo everything."),
+        dry_run: bool = typer.Option(False, "--dry-run", help="Validate and print the plan; train nothing."),
+        report: bool = typer.Option(True, "--report/--no-report", help="Build the report notebook at the end."),
+        sets: Optional[List[str]] = SetOpt):
+    """Train every variant x seed of a study, measure, generate, correlate and report."""
+    from pae_lab.study import Driver
+
+    study = load(study_file, sets)
+    driver = Driver(study, console)
+    if dry_run:
+        table = Table(title=f"plan of {study.name} -> {study.study_dir()}")
+        for col in ("variant", "seed", "regularizers", "tokenizer hash"):
+            table.add_column(col)
+        for spec in driver.runs:
+            regs = ", ".join(f"{n}={p['weight']:g}" for n, p in spec.regularizers.items()) or "-"
+            table.add_row(spec.variant, str(spec.seed), regs, spec.hashes["tokenizer"])
+        console.print(table)
+        console.print(f"[green]{study_file}: valid[/] ({len(driver.runs)} runs, launcher {study.launcher.name})")
+        return
+    outcome = driver.run(force=force)
+    console.print(status_table_for(study))
+    root = study.study_dir()
+    console.print(f"results: {root / 'results.csv'}   correlations: {root / 'correlations.csv'}")
+    if report:
+        build_report_for(study)
+    if outcome.failed:
+        console.print(f"[red]{len(outcome.failed)} run(s) failed:[/] {', '.join(outcome.failed)} "
+                      f"(see runs/<variant>/<seed>/failed.json; `pae-lab run` again retries them)")
+        raise typer.Exit(1)
+
+
+def status_table_for(study):
+    from pae_lab.status import status_table
+
+    return status_table(study)
+
+
+def build_report_for(study, kind: str | None = None) -> None:
+    from pae_lab.report import build_report
+    from pae_lab.tracking import StudyTracker, default_uri
+
+    root = study.study_dir()
+    uri = study.tracking.uri or default_uri(root)
+    tracker = StudyTracker(uri, study.tracking.experiment or study.name, artifact_root=root)
+    parent = tracker.ensure_run(f"study:{study.name}", study.name, {"pae.kind": kind or "study"})
+    with console.status("building the report notebook ..."):
+        paths = build_report(root, kind=kind, log_artifact=lambda p: tracker.log_artifact(parent, p, "report"))
+    tracker.finish(parent)
+    console.print(f"report: {paths.html}  (notebook {paths.ipynb})")
+
+
+@app.command()
+@friendly
+def status(study_file: Path = typer.Argument(..., help="Study YAML."), sets: Optional[List[str]] = SetOpt):
+    """Variant x seed x stage: done / running / failed / pending, run ids and key metrics."""
+    console.print(status_table_for(load(study_file, sets)))
+
+
+@app.command()
+@friendly
+def variants(pattern: str = typer.Argument("*", help="Wildcard, e.g. 'ssr*'."),
+             plugin: Optional[List[str]] = typer.Option(None, "--plugin", help="Module registering extra variants.")):
+    """The variant registry: every variant with its regularizers and weights."""
+    from pae_lab.config import import_plugins
+    from pae_lab.losses.regularizers import REGULARIZERS
+    from pae_lab.variants import VARIANTS, get_variant
+
+    import_plugins(Path("--plugin"), plugin)
+    table = Table(title="variants")
+    for col in ("variant", "regularizers (weight, params)", "description"):
+        table.add_column(col)
+    for name in VARIANTS.names(pattern):
+        v = get_variant(name)
+        regs = "; ".join(f"{r} {p.get('weight')}" + "".join(f" {k}={val}" for k, val in p.items() if k != "weight")
+                         for r, p in v.regularizers.items()) or "(none)"
+        table.add_row(name, regs, v.description)
+    console.print(table)
+    regs = Table(title="regularizers")
+    for col in ("regularizer", "default weight", "what it does"):
+        regs.add_column(col)
+    for name in REGULARIZERS.names(pattern if pattern != "*" else "*"):
+        cls = REGULARIZERS.get(name)
+        regs.add_row(name, f"{cls.default_weight:g}", (cls.__doc__ or "").strip().splitlines()[0])
+    console.print(regs)
+
+
+@app.command()
+@friendly
+def registry(kind: str = typer.Argument("all", help="datasets, priors, perceptual, regularizers, variants, samplers, launchers, metrics or all")):
+    """List every registry (what a study can name)."""
+    from pae_lab.registries import all_registries
+
+    regs = all_registries()
+    chosen = regs if kind == "all" else {kind: regs.get(kind)}
+    if None in chosen.values():
+        raise typer.BadParameter(f"unknown registry {kind!r}; choose from {', '.join(regs)} or all")
+    for name, reg in chosen.items():
+        console.print(f"[bold]{name}[/]: {', '.join(reg.names())}")
+
+
+@app.command()
+@friendly
+def ui(study_file: Path = typer.Argument(..., help="Study YAML."),
+       port: int = typer.Option(5000, help="Port on 127.0.0.1.")):
+    """Open the MLflow UI on 127.0.0.1 over the study's tracking store."""
+    from pae_lab.tracking import default_uri
+
+    study = load(study_file)
+    uri = study.tracking.uri or default_uri(study.study_dir())
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port)]
+    console.print(f"MLflow UI on http://127.0.0.1:{port}  (store {uri}); Ctrl-C stops it")
+    raise typer.Exit(subprocess.call(cmd))
+
+
+@app.command()
+@friendly
+def correlate(table: Path = typer.Argument(..., help="CSV with one row per run and one column per metric."),
+              target: str = typer.Option("gfid", "--target", help="Column to correlate every metric with."),
+              unit: str = typer.Option("variant", "--unit", help="Column naming the unit seeds are averaged over ('' for none)."),
+              out: Optional[Path] = typer.Option(None, "--out", help="Write the correlation table here (CSV)."),
+              n_boot: int = typer.Option(2000, help="Bootstrap resamples for the intervals.")):
+    """Spearman / Kendall of every metric with a target, bootstrap intervals, permutation p-values."""
+    import pandas as pd
+
+    from analysis.correlation import correlate_file
+
+    result = correlate_file(table, target, out=out, unit=unit or None, n_boot=n_boot)
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        console.print(result.round(3).to_string(index=False))
+
+
+@app.command()
+@friendly
+def report(study_file: Path = typer.Argument(..., help="Study YAML."), sets: Optional[List[str]] = SetOpt):
+    """Execute the report notebook over a study's results; writes .ipynb + HTML and logs them to MLflow."""
+    study = load(study_file, sets)
+    if not (study.study_dir() / "results.csv").exists():
+        from pae_lab.config import StudyError
+
+        raise StudyError(f"{study.study_dir() / 'results.csv'} not found: run `pae-lab run {study_file}` first")
+    build_report_for(study)
+
+
+def main() -> None:  # pragma: no cover
+    app()

@@ -1,0 +1,47 @@
+"""Latent normalisation as a versioned artefact of the tokenizer run.
+
+The same object (per-channel mean/std of the training latents) normalises latents for the
+generator and de-normalises its samples before decoding: a mismatch here silently ruins gFID.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from pae_lab.fsutil import read_json, write_json
+
+
+@dataclass(frozen=True)
+class LatentNorm:
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    @classmethod
+    def fit(cls, latents: torch.Tensor, eps: float = 1e-6) -> "LatentNorm":
+        flat = latents.transpose(0, 1).reshape(latents.shape[1], -1).double()
+        return cls(tuple(flat.mean(1).tolist()), tuple((flat.std(1) + eps).tolist()))
+
+    def _stats(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        shape = (1, -1, 1, 1)
+        return (torch.tensor(self.mean, dtype=like.dtype, device=like.device).view(shape),
+                torch.tensor(self.std, dtype=like.dtype, device=like.device).view(shape))
+
+    def normalize(self, z: torch.Tensor) -> torch.Tensor:
+        mean, std = self._stats(z)
+        return (z - mean) / std
+
+    def denormalize(self, z: torch.Tensor) -> torch.Tensor:
+        mean, std = self._stats(z)
+        return z * std + mean
+
+    def save(self, path: Path) -> None:
+        write_json(path, {"mean": list(self.mean), "std": list(self.std)})
+
+    @classmethod
+    def load(cls, path: Path) -> "LatentNorm":
+        data = read_json(path)
+        if data is None:
+            raise FileNotFoundError(f"latent normalisation statistics missing: {path}")
+        return cls(tuple(data["mean"]), tuple(data["std"]))

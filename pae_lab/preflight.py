@@ -1,0 +1,63 @@
+"""Checks a study can run before anything trains: names exist, files exist, shapes fit.
+
+Each failure is a StudyError naming the file, the key path and the bad value, and saying what to do.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pae_lab.registry import RegistryError
+
+if TYPE_CHECKING:
+    from pae_lab.config import StudyConfig
+
+
+def _fail(path: Path, key: str, message: str) -> None:
+    from pae_lab.config import StudyError
+
+    raise StudyError(f"{path}: {key}: {message}")
+
+
+def _check_name(path: Path, key: str, registry, name: str) -> None:
+    if name not in registry:
+        _fail(path, key, f"unknown {registry.kind} {name!r}; registered: {', '.join(registry.names()) or 'none'}")
+
+
+def _check_file(path: Path, key: str, value: str | None, what: str) -> None:
+    if value is not None and not Path(value).expanduser().exists():
+        _fail(path, key, f"{what} not found: {value!r} (paths are relative to the working directory)")
+
+
+def check_study(study: "StudyConfig", path: Path) -> None:
+    from pae_lab.data import DATASETS
+    from pae_lab.launch import LAUNCHERS
+    from pae_lab.losses.perceptual import PERCEPTUAL
+    from pae_lab.priors import PRIORS
+    from pae_lab.variants import resolve_variant
+
+    _check_name(path, "data.name", DATASETS, study.data.name)
+    _check_name(path, "prior.name", PRIORS, study.prior.name)
+    _check_name(path, "training.perceptual.name", PERCEPTUAL, study.training.perceptual.name)
+    _check_name(path, "launcher.name", LAUNCHERS, study.launcher.name)
+    _check_file(path, "data.params.root", study.data.params.get("root"), "image folder")
+    _check_file(path, "prior.params.weights", study.prior.params.get("weights"), "prior weights file")
+    _check_file(path, "evaluation.inception_weights", study.evaluation.inception_weights, "Inception weights file")
+    if study.evaluation.extractor == "inception" and not study.evaluation.inception_weights:
+        _fail(path, "evaluation.inception_weights", "extractor 'inception' needs a local weights file "
+              "(torch-fidelity's pt_inception-2015-12-05-6726825d.pth); nothing is downloaded")
+    f = study.tokenizer.downsample
+    if study.data.resolution % f:
+        _fail(path, "data.resolution", f"{study.data.resolution} is not divisible by tokenizer.downsample ({f})")
+    grid = study.data.resolution // f
+    if grid % study.generator.patch:
+        _fail(path, "generator.patch", f"{study.generator.patch} does not divide the latent grid ({grid})")
+    names = set()
+    for i, entry in enumerate(study.variants):
+        try:
+            variant = resolve_variant(entry)
+        except (RegistryError, ValueError, TypeError) as exc:
+            _fail(path, f"variants[{i}]", str(exc))
+        if variant.name in names:
+            _fail(path, f"variants[{i}]", f"variant name {variant.name!r} appears twice")
+        names.add(variant.name)

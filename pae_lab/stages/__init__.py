@@ -1,0 +1,1 @@
+"""One module per stage; each is a plain function (context) -> summary that writes only its folder."""

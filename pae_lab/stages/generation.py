@@ -1,0 +1,64 @@
+"""Sample each kept generator checkpoint, decode with the same tokenizer and normalisation, score gFID."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from analysis.fidelity import compute_fidelity
+from pae_lab.fsutil import read_json, write_json
+from pae_lab.generation.samplers import generate_latents
+from pae_lab.images import save_grid, to_uint8
+from pae_lab.latent_norm import LatentNorm
+from pae_lab.stages.context import RunContext
+from pae_lab.stages.generator import ema_path
+from pae_lab.stages.tokenizer import load_tokenizer
+
+
+@torch.no_grad()
+def decode_all(tokenizer, norm: LatentNorm, latents: torch.Tensor, device: torch.device, batch: int) -> torch.Tensor:
+    out = []
+    for i in range(0, len(latents), batch):
+        z = norm.denormalize(latents[i:i + batch].to(device))
+        out.append(to_uint8(tokenizer.decode(z).float().cpu()))
+    return torch.cat(out)
+
+
+def generation_stage(ctx: RunContext, out: Path) -> dict[str, Any]:
+    study, device, ev = ctx.study, ctx.device, ctx.study.evaluation
+    tok_dir, gen_dir = ctx.stage_dir("tokenizer"), ctx.stage_dir("generator")
+    tokenizer = load_tokenizer(tok_dir, device)
+    norm = LatentNorm.load(tok_dir / "latent_norm.json")
+    shape = read_json(gen_dir / "model.json")
+    model = study.generator.build(shape["in_channels"], shape["grid"], shape["num_classes"]).to(device).eval()
+    train = ctx.split("train")
+    reference = torch.from_numpy(train.images)
+    cache_root = str(Path(ctx.spec.study_dir) / "shared" / "fidelity")
+    latent_shape = (shape["in_channels"], shape["grid"], shape["grid"])
+
+    rows, protocol, images = [], {}, None
+    steps = shape["eval_steps"]
+    for i, step in enumerate(steps):
+        ctx.progress.update("generation", i, len(steps), force=True)
+        model.load_state_dict(torch.load(ema_path(gen_dir, step), map_location=device, weights_only=True))
+        latents, labels = generate_latents(model, ev.num_samples, latent_shape, ev.sampler,
+                                           num_classes=shape["num_classes"], device=device)
+        images = decode_all(tokenizer, norm, latents, device, ev.batch_size)
+        scores = compute_fidelity(images, reference, extractor=ev.extractor, inception_weights=ev.inception_weights,
+                                  reference_cache_name=f"train-{train.digest[:16]}", cache_root=cache_root,
+                                  seed=ev.sampler.seed)
+        protocol = {**scores.get("protocol", {}), "reference": "train split", "generator_step": "per row",
+                    "sampler": ev.sampler.model_dump(mode="json"), "num_samples": ev.num_samples,
+                    "latent_norm": "per-channel mean/std of the tokenizer's training latents"}
+        numeric = {k: float(v) for k, v in scores.items() if isinstance(v, (int, float))}
+        rows.append({"step": step, **numeric})
+        ctx.logger.metrics("generation", numeric, step)
+    ctx.progress.update("generation", len(steps), len(steps), force=True)
+    write_json(out / "convergence.json", {"rows": rows, "protocol": protocol})
+    order = torch.argsort(labels[:64], stable=True)
+    grid = save_grid(images[:64][order].float() / 255, ctx.run_dir / "images" / "samples.png")
+    if study.tracking.log_images:
+        ctx.logger.artifact(grid, "images")
+    ctx.logger.params({f"protocol.gfid.{k}": v for k, v in protocol.items()})
+    return {k: v for k, v in rows[-1].items() if k != "step"}

@@ -1,0 +1,72 @@
+"""Train the latent flow-matching generator of one tokenizer variant; keep EMA weights at eval steps."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pae_lab.fsutil import save_torch, write_json
+from pae_lab.generation.flow import flow_matching_loss
+from pae_lab.latent_norm import LatentNorm
+from pae_lab.models.ema import EMA
+from pae_lab.stages.context import RunContext
+from pae_lab.training import TrainLoop, autocast, grad_norm
+
+
+def ema_path(stage_dir: Path, step: int) -> Path:
+    return Path(stage_dir) / f"ema_{step:07d}.pt"
+
+
+def generator_shape(ctx: RunContext) -> dict[str, int]:
+    """What the generator is built for: latent channels, grid, classes."""
+    study = ctx.study
+    return {"in_channels": study.tokenizer.latent_channels,
+            "grid": study.data.resolution // study.tokenizer.downsample,
+            "num_classes": len(ctx.split("train").class_names)}
+
+
+def generator_stage(ctx: RunContext, out: Path) -> dict[str, Any]:
+    cfg, device = ctx.study.generator, ctx.device
+    tok_dir = ctx.stage_dir("tokenizer")
+    norm = LatentNorm.load(tok_dir / "latent_norm.json")  # the tokenizer run's own statistics
+    latents = norm.normalize(torch.from_numpy(np.load(tok_dir / "latents_train.npy")))
+    labels = torch.from_numpy(ctx.split("train").labels).long()
+    shape = generator_shape(ctx)
+
+    torch.manual_seed(ctx.spec.seed)
+    model = cfg.build(**shape).to(device)
+    ema = EMA(model, cfg.ema_decay)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(cfg.warmup, 1)))
+    ctx.logger.params({"generator.params": sum(p.numel() for p in model.parameters())})
+
+    def step_fn(step: int) -> dict[str, float]:
+        idx = torch.randint(0, len(latents), (cfg.batch_size,))
+        with autocast(device):
+            loss = flow_matching_loss(model, latents[idx].to(device), labels[idx].to(device),
+                                      time_sampling=cfg.time_sampling, logit_mean=cfg.logit_mean, logit_std=cfg.logit_std)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        norm_before = grad_norm(model)
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        sched.step()
+        ema.update(model)
+        return {"loss/total": float(loss), "grad_norm/total": norm_before, "lr": sched.get_last_lr()[0]}
+
+    eval_steps = set(cfg.eval_schedule())
+
+    def keep_eval_weights(done: int) -> None:
+        if done in eval_steps:
+            save_torch(ema_path(out, done), ema.module.state_dict())
+
+    loop = TrainLoop("generator", out, {"model": model, "ema": ema, "optimizer": opt, "scheduler": sched}, cfg.steps,
+                     seed=ctx.spec.seed, checkpoint_every=max(1, min(cfg.steps // 4, 100)), log_every=10,
+                     items_per_step=cfg.batch_size, logger=ctx.logger, progress=ctx.progress,
+                     after_step=keep_eval_weights)
+    last = loop.run(step_fn)
+    write_json(out / "model.json", {**shape, "eval_steps": sorted(eval_steps)})
+    return {k: v for k, v in last.items() if k.startswith(("loss/", "throughput/"))} | {"resumed_from_step": loop.resumed_from}

@@ -1,0 +1,75 @@
+"""Measure the latent manifold of a trained tokenizer: the paper's SSC / LPC / GSQ and the rest."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from analysis.fidelity import compute_fidelity
+from analysis.panel import compute_panel
+from pae_lab.fsutil import write_json
+from pae_lab.images import latent_pca_rgb, save_grid, to_uint8
+from pae_lab.losses.perceptual import build_perceptual
+from pae_lab.stages.context import RunContext
+from pae_lab.stages.tokenizer import encode_all, load_tokenizer
+
+
+def flatten_results(results: dict[str, Any]) -> dict[str, float]:
+    """{name: MetricResult} -> {name: value, name_<extra>: value} for tables and MLflow."""
+    flat: dict[str, float] = {}
+    for name, res in results.items():
+        flat[name] = float(res.value)
+        for key, value in res.extra.items():
+            flat[f"{name}_{key}"] = float(value)
+    return flat
+
+
+@torch.no_grad()
+def reconstruct(model, images_u8: np.ndarray, device: torch.device, batch: int = 256) -> torch.Tensor:
+    out = []
+    for i in range(0, len(images_u8), batch):
+        x = torch.from_numpy(images_u8[i:i + batch]).to(device).float() / 255
+        out.append(to_uint8(model.decode(model.encode(x)).float().cpu()))
+    return torch.cat(out)
+
+
+def reconstruction_fidelity(ctx: RunContext, model) -> dict[str, Any]:
+    """rFID on held-out images against their own statistics (never a generation reference)."""
+    ev = ctx.study.evaluation
+    val = ctx.split("val").images
+    rec = reconstruct(model, val, ctx.device, ev.batch_size)
+    fid = compute_fidelity(rec, torch.from_numpy(val), extractor=ev.extractor, inception_weights=ev.inception_weights,
+                           reference_cache_name=f"val-{ctx.split('val').digest[:16]}",
+                           cache_root=str(Path(ctx.spec.study_dir) / "shared" / "fidelity"), seed=ev.sampler.seed)
+    protocol = {**fid.get("protocol", {}), "split": "val", "reference": "val originals"}
+    return {f"r{k}": v for k, v in fid.items() if isinstance(v, (int, float))} | {"protocol": protocol}
+
+
+def manifold_stage(ctx: RunContext, out: Path) -> dict[str, Any]:
+    study, device = ctx.study, ctx.device
+    model = load_tokenizer(ctx.stage_dir("tokenizer"), device)
+    val, train = ctx.split("val"), ctx.split("train")
+    distance = build_perceptual(study.training.perceptual.name, **study.training.perceptual.params).to(device)
+    to01 = lambda a: torch.from_numpy(a).float() / 255  # noqa: E731
+    results = compute_panel(
+        model.encode, model.decode, to01(val.images), torch.from_numpy(val.labels),
+        None if val.segments is None else torch.from_numpy(val.segments),
+        distance=distance, distance_name=distance.name, config=study.metrics,
+        train_images=to01(train.images), train_labels=torch.from_numpy(train.labels),
+    )
+    protocols = {name: {**res.protocol, "split": "val"} for name, res in results.items()}
+    flat = flatten_results(results)
+    rfid = reconstruction_fidelity(ctx, model)
+    protocols["rfid"] = rfid.pop("protocol")
+    flat.update(rfid)
+
+    latents = encode_all(model, val.images[:32], device)
+    grid = save_grid(latent_pca_rgb(latents), ctx.run_dir / "images" / "latent_pca.png", scale=8)
+    write_json(out / "metrics.json", {"values": flat, "protocols": protocols})
+    ctx.logger.metrics("manifold", flat, 0)
+    ctx.logger.params({f"protocol.{m}.{k}": v for m, p in protocols.items() for k, v in p.items()})
+    if study.tracking.log_images:
+        ctx.logger.artifact(grid, "images")
+    return flat

@@ -1,0 +1,100 @@
+"""Stages shared by every run of a study: the data, the frozen prior features, the refined prior."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pae_lab.config import StudyConfig
+from pae_lab.data import ImageSet, build_dataset
+from pae_lab.fsutil import save_npy, save_torch
+from pae_lab.models.refiner import Refiner, refine_loss
+from pae_lab.plan import latent_grid
+from pae_lab.priors import build_prior, cache_features
+from pae_lab.progress import ProgressWriter
+from pae_lab.tracking import RunLogger
+from pae_lab.training import TrainLoop, resolve_device
+
+SPLITS = ("train", "val")
+
+
+def load_split(data_dir: Path | str, split: str) -> ImageSet:
+    return ImageSet.load(Path(data_dir) / f"{split}.npz")
+
+
+def data_stage(study: StudyConfig, out: Path) -> dict[str, Any]:
+    cfg = study.data
+    sizes = {"train": cfg.train_size, "val": cfg.val_size}
+    summary: dict[str, Any] = {}
+    for split in SPLITS:
+        images = build_dataset(cfg.name, resolution=cfg.resolution, size=sizes[split], split=split, seed=cfg.seed, **cfg.params)
+        images.save(out / f"{split}.npz")
+        summary[f"{split}_digest"] = images.digest
+        summary[f"{split}_size"] = len(images.labels)
+        summary["num_classes"] = len(images.class_names)
+        summary["has_segments"] = images.segments is not None
+    return summary
+
+
+def prior_stage(study: StudyConfig, data_dir: Path, out: Path) -> dict[str, Any]:
+    """Frozen VFM features at the latent grid, computed once per (prior, dataset)."""
+    device = resolve_device(study.device)
+    prior = build_prior(study.prior.name, **study.prior.params).to(device)
+    grid = latent_grid(study)
+    for split in SPLITS:
+        images = load_split(data_dir, split)
+        cache_features(prior, images.images, grid, study.prior.batch_size, out / f"features_{split}.npy")
+    return {"dim": int(prior.dim), "grid": grid, "prior": study.prior.name}
+
+
+def _pca_targets(train: np.ndarray, splits: dict[str, np.ndarray], channels: int) -> dict[str, np.ndarray]:
+    """Raw-prior baseline: project VFM tokens on their top principal directions."""
+    tokens = torch.from_numpy(train).float().permute(0, 2, 3, 1).reshape(-1, train.shape[1])
+    mean = tokens.mean(0)
+    _, _, v = torch.pca_lowrank(tokens - mean, q=channels, center=False)
+    out = {}
+    for split, feats in splits.items():
+        t = torch.from_numpy(feats).float().permute(0, 2, 3, 1)
+        out[split] = ((t - mean) @ v[:, :channels]).permute(0, 3, 1, 2).contiguous().numpy()
+    return out
+
+
+def refine_stage(study: StudyConfig, prior_dir: Path, out: Path, logger: RunLogger | None = None,
+                 progress: ProgressWriter | None = None) -> dict[str, Any]:
+    """Learn the projector P (VFM -> latent width) and deprojector Q; freeze Z_T = P(H) as targets."""
+    cfg = study.refine
+    feats = {split: np.load(Path(prior_dir) / f"features_{split}.npy") for split in SPLITS}
+    channels = study.tokenizer.latent_channels
+    if not cfg.enabled:
+        targets = _pca_targets(feats["train"], feats, channels)
+        for split, t in targets.items():
+            save_npy(out / f"targets_{split}.npy", t.astype(np.float16))
+        return {"kind": "pca", "channels": channels}
+    device = resolve_device(study.device)
+    torch.manual_seed(cfg.seed)
+    refiner = Refiner(feats["train"].shape[1], channels, depth=cfg.depth).to(device)
+    opt = torch.optim.AdamW(refiner.parameters(), lr=cfg.lr)
+    train = torch.from_numpy(feats["train"]).float()
+
+    def step_fn(step: int) -> dict[str, float]:
+        idx = torch.randint(0, len(train), (cfg.batch_size,))
+        total, terms = refine_loss(refiner, train[idx].to(device), l_rep=cfg.l_rep, l_gram=cfg.l_gram, lowpass=cfg.lowpass)
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        opt.step()
+        return {"loss/total": float(total), **{f"loss/{k}": float(v) for k, v in terms.items()}}
+
+    loop = TrainLoop("refine", out, {"refiner": refiner, "optimizer": opt}, cfg.steps, seed=cfg.seed,
+                     checkpoint_every=max(cfg.steps // 4, 1), log_every=10, items_per_step=cfg.batch_size,
+                     logger=logger, progress=progress)
+    last = loop.run(step_fn)
+    refiner.eval()
+    with torch.no_grad():
+        for split, f in feats.items():
+            t = torch.cat([refiner.targets(torch.from_numpy(f[i:i + 256]).float().to(device)).cpu()
+                           for i in range(0, len(f), 256)])
+            save_npy(out / f"targets_{split}.npy", t.numpy().astype(np.float16))
+    save_torch(out / "refiner.pt", refiner.state_dict())
+    return {"kind": "refined", "channels": channels, **{k: v for k, v in last.items() if k.startswith("loss/")}}

@@ -1,0 +1,118 @@
+"""Train one tokenizer variant, then store what later stages need: weights, latents, normalisation."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pae_lab.fsutil import save_npy, save_torch
+from pae_lab.images import save_grid, side_by_side
+from pae_lab.latent_norm import LatentNorm
+from pae_lab.losses.perceptual import build_perceptual
+from pae_lab.losses.reconstruction import reconstruction_loss
+from pae_lab.losses.regularizers import RegContext, build_regularizer
+from pae_lab.models.tokenizer import Tokenizer, TokenizerConfig
+from pae_lab.stages.context import RunContext
+from pae_lab.training import TrainLoop, autocast, grad_norm
+
+MODEL_FILE = "model.pt"
+
+
+def build_regularizers(spec: dict[str, dict[str, Any]]) -> tuple[torch.nn.ModuleDict, dict[str, float]]:
+    regs, weights = torch.nn.ModuleDict(), {}
+    for name, params in spec.items():
+        params = dict(params)
+        weights[name] = float(params.pop("weight"))
+        regs[name] = build_regularizer(name, **params)
+    return regs, weights
+
+
+def load_tokenizer(stage_dir: Path, device: torch.device | str = "cpu") -> Tokenizer:
+    blob = torch.load(Path(stage_dir) / MODEL_FILE, map_location="cpu", weights_only=False)
+    model = Tokenizer(TokenizerConfig.model_validate(blob["config"]))
+    model.load_state_dict(blob["state"])
+    return model.to(device).eval()
+
+
+@torch.no_grad()
+def encode_all(model: Tokenizer, images_u8: np.ndarray, device: torch.device, batch: int = 256) -> torch.Tensor:
+    out = []
+    for i in range(0, len(images_u8), batch):
+        x = torch.from_numpy(images_u8[i:i + batch]).to(device).float() / 255
+        with autocast(device):
+            out.append(model.encode(x).float().cpu())
+    return torch.cat(out)
+
+
+def tokenizer_stage(ctx: RunContext, out: Path) -> dict[str, Any]:
+    study, device = ctx.study, ctx.device
+    cfg = study.training
+    train = ctx.split("train")
+    images = torch.from_numpy(train.images)
+    targets = torch.from_numpy(ctx.array("refine", "targets_train.npy").astype(np.float32))
+    vfm = torch.from_numpy(ctx.array("prior", "features_train.npy").astype(np.float32))
+
+    torch.manual_seed(ctx.spec.seed)
+    model = Tokenizer(study.tokenizer).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    perceptual = build_perceptual(cfg.perceptual.name, **cfg.perceptual.params).to(device)
+    regs, weights = build_regularizers(ctx.spec.regularizers)
+    regs.to(device)
+    params = list(model.parameters()) + list(regs.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    ctx.logger.params({"tokenizer.params": sum(p.numel() for p in model.parameters()),
+                       **{f"variant.{n}.weight": w for n, w in weights.items()}})
+
+    def step_fn(step: int) -> dict[str, float]:
+        idx = torch.randint(0, len(images), (cfg.batch_size,))
+        x = images[idx].to(device, non_blocking=True).float() / 255
+        with autocast(device):
+            z = model.encode(x)
+            x_rec = model.decode(z)
+            total, terms = reconstruction_loss(x, x_rec, perceptual, l1_weight=cfg.l1_weight,
+                                               perceptual_weight=cfg.perceptual.weight)
+            rctx = RegContext(x=x, z=z, x_rec=x_rec, decode=model.decode, target=targets[idx].to(device),
+                              vfm=vfm[idx].to(device), perceptual=perceptual, step=step)
+            for name, reg in regs.items():
+                value = reg(rctx)
+                terms[name] = value
+                total = total + weights[name] * value
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        metrics = {"loss/total": float(total), **{f"loss/{k}": float(v) for k, v in terms.items()},
+                   "grad_norm/encoder": grad_norm(model.encoder), "grad_norm/decoder": grad_norm(model.decoder),
+                   "stats/rec_std": float(x_rec.detach().float().std(dim=(1, 2, 3)).mean())}
+        if len(regs):
+            metrics["grad_norm/regularizers"] = grad_norm(regs)
+        metrics["grad_norm/total"] = float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip))
+        opt.step()
+        return metrics
+
+    loop = TrainLoop("tokenizer", out, {"model": model, "regularizers": regs, "optimizer": opt}, cfg.steps,
+                     seed=ctx.spec.seed, checkpoint_every=cfg.checkpoint_every, log_every=cfg.log_every,
+                     items_per_step=cfg.batch_size, logger=ctx.logger, progress=ctx.progress)
+    last = loop.run(step_fn)
+    model.eval()
+    save_torch(out / MODEL_FILE, {"config": study.tokenizer.model_dump(mode="json"), "state": model.state_dict()})
+
+    latents = {split: encode_all(model, ctx.split(split).images, device) for split in ("train", "val")}
+    norm = LatentNorm.fit(latents["train"])
+    norm.save(out / "latent_norm.json")
+    for split, z in latents.items():
+        save_npy(out / f"latents_{split}.npy", z.numpy())
+
+    val = torch.from_numpy(ctx.split("val").images[:16]).float() / 255
+    with torch.no_grad():
+        rec = model.decode(latents["val"][:16].to(device)).float().cpu()
+    grid = save_grid(side_by_side(val, rec), ctx.run_dir / "images" / "reconstructions.png")
+    if ctx.study.tracking.log_images:
+        ctx.logger.artifact(grid, "images")
+    summary = {k: v for k, v in last.items() if k.startswith(("loss/", "stats/", "throughput/"))}
+    summary["resumed_from_step"] = loop.resumed_from
+    if summary.get("stats/rec_std", 1.0) < 0.01:
+        summary["warning"] = "reconstructions are nearly constant: training may have collapsed"
+        ctx.logger.tags({"pae.collapse": "suspected"})
+    return summary

@@ -1,0 +1,176 @@
+"""Tracking: the driver owns the MLflow store, jobs only log into runs the driver created.
+
+The driver creates the store, the experiment, the study's parent run and one child run per
+(variant, seed) before any job starts (a fresh SQLite store opened by many processes at once
+races on its schema). Every record a job logs also goes to a JSON-lines mirror in its run folder,
+so a job on a node without network loses nothing.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Iterable
+
+from pae_lab.fsutil import append_jsonl
+
+os.environ.setdefault("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "false")
+os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+
+
+def default_uri(study_dir: Path) -> str:
+    return f"sqlite:///{Path(study_dir).resolve() / 'mlflow.db'}"
+
+
+def client(uri: str):
+    import mlflow
+
+    return mlflow.MlflowClient(tracking_uri=uri)
+
+
+class StudyTracker:
+    """Driver side: experiment, parent run and child runs, identified by the study's run keys."""
+
+    def __init__(self, uri: str, experiment: str, artifact_root: Path | None = None):
+        self.uri = uri
+        self.client = client(uri)
+        exp = self.client.get_experiment_by_name(experiment)
+        if exp is None:
+            location = (artifact_root / "mlartifacts").as_uri() if artifact_root and uri.startswith("sqlite") else None
+            self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)
+        else:
+            self.experiment_id = exp.experiment_id
+
+    def _find(self, key: str) -> str | None:
+        runs = self.client.search_runs([self.experiment_id], filter_string=f"tags.`pae.key` = '{key}'", max_results=1)
+        return runs[0].info.run_id if runs else None
+
+    def ensure_run(self, key: str, name: str, tags: dict[str, Any], parent_id: str | None = None) -> str:
+        """The run of `key`, created once: a restart logs into the same run."""
+        run_id = self._find(key)
+        if run_id is None:
+            all_tags = {"pae.key": key, **{k: str(v) for k, v in tags.items()}}
+            if parent_id:
+                all_tags["mlflow.parentRunId"] = parent_id
+            run_id = self.client.create_run(self.experiment_id, run_name=name, tags=all_tags).info.run_id
+        else:
+            self.client.update_run(run_id, status="RUNNING")
+        return run_id
+
+    def log_params(self, run_id: str, params: dict[str, Any]) -> None:
+        log_params(self.client, run_id, params)
+
+    def log_metrics(self, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
+        log_metrics(self.client, run_id, metrics, step)
+
+    def log_artifact(self, run_id: str, path: Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(run_id, str(path), artifact_path)
+
+    def finish(self, run_id: str, status: str = "FINISHED") -> None:
+        self.client.set_terminated(run_id, status=status)
+
+
+def log_params(mlflow_client, run_id: str, params: dict[str, Any]) -> None:
+    """Params are immutable in MLflow: log only the keys the run does not have yet."""
+    from mlflow.entities import Param
+
+    existing = mlflow_client.get_run(run_id).data.params
+    fresh = [Param(k, str(v)[:6000]) for k, v in params.items() if k not in existing]
+    for i in range(0, len(fresh), 100):
+        mlflow_client.log_batch(run_id, params=fresh[i : i + 100])
+
+
+def log_metrics(mlflow_client, run_id: str, metrics: dict[str, float], step: int) -> None:
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    batch = [Metric(k, float(v), now, int(step)) for k, v in metrics.items()]
+    for i in range(0, len(batch), 500):
+        mlflow_client.log_batch(run_id, metrics=batch[i : i + 500])
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'a': {'b': 1}} -> {'a.b': 1}: MLflow params are flat."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = json.dumps(value) if isinstance(value, (list, dict)) else value
+    return out
+
+
+class RunLogger:
+    """Job side: metrics, images and files of one run, to MLflow and to the JSON-lines mirror."""
+
+    def __init__(self, run_dir: Path, uri: str | None, run_id: str | None):
+        self.run_dir = Path(run_dir)
+        self.run_id = run_id
+        self._client = None
+        self._warned = False
+        if uri and run_id:
+            try:
+                self._client = client(uri)
+            except Exception as exc:  # tracking must never kill training
+                self._warn(exc)
+
+    def _warn(self, exc: Exception) -> None:
+        if not self._warned:
+            warnings.warn(f"MLflow logging failed ({exc}); the JSON-lines mirror in {self.run_dir} keeps everything")
+            self._warned = True
+        self._client = None
+
+    def metrics(self, stage: str, values: dict[str, float], step: int) -> None:
+        append_jsonl(self.run_dir / stage / "metrics.jsonl", {"step": int(step), "time": time.time(), **values})
+        if self._client is not None:
+            try:
+                log_metrics(self._client, self.run_id, {f"{stage}/{k}": v for k, v in values.items()}, step)
+            except Exception as exc:
+                self._warn(exc)
+
+    def artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        if self._client is not None:
+            try:
+                self._client.log_artifact(self.run_id, str(path), artifact_path)
+            except Exception as exc:
+                self._warn(exc)
+
+    def params(self, params: dict[str, Any]) -> None:
+        if self._client is None:
+            return
+        try:
+            log_params(self._client, self.run_id, params)
+        except Exception as exc:
+            self._warn(exc)
+
+    def tags(self, tags: dict[str, Any]) -> None:
+        if self._client is None:
+            return
+        try:
+            for k, v in tags.items():
+                self._client.set_tag(self.run_id, k, str(v))
+        except Exception as exc:
+            self._warn(exc)
+
+    def finish(self, status: str) -> None:
+        if self._client is not None:
+            try:
+                self._client.set_terminated(self.run_id, status=status)
+            except Exception as exc:
+                self._warn(exc)
+
+
+def iter_jsonl(path: Path) -> Iterable[dict[str, Any]]:
+    if not Path(path).is_file():
+        return
+    with open(path) as fh:
+        for line in fh:
+            line = line.strip()
+            if line:
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError:  # a torn last line from a killed job
+                    continue

@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "false")
+
+import torch  # noqa: E402
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+# The smallest study that still passes through every stage: reused by the end-to-end tests.
+TINY = {
+    "seeds": [0],
+    "data": {"name": "scenes", "resolution": 16, "train_size": 96, "val_size": 48},
+    "refine": {"steps": 4, "batch_size": 16},
+    "tokenizer": {"base_channels": 8, "channel_mult": [1, 2], "latent_channels": 4, "downsample": 4},
+    "training": {"steps": 6, "batch_size": 8, "log_every": 2, "checkpoint_every": 3},
+    "generator": {"width": 32, "depth": 1, "heads": 2, "steps": 6, "batch_size": 16, "eval_at": [3]},
+    "evaluation": {"num_samples": 48, "sampler": {"steps": 2}},
+    "metrics": {},
+}

@@ -1,0 +1,119 @@
+"""Identity and caching rules: same inputs, same hash; a changed input reruns exactly what depends on it."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from pae_lab.config import StudyConfig
+from pae_lab.identity import content_hash
+from pae_lab.plan import expand, shared_hashes
+from pae_lab.stages.cache import is_done, run_cached
+from pae_lab.training import TrainLoop
+
+
+def study(**kw) -> StudyConfig:
+    return StudyConfig.model_validate({"name": "t", "variants": ["baseline", "ssr"], **kw})
+
+
+def hashes(s: StudyConfig) -> dict[str, dict[str, str]]:
+    return {r.variant: r.hashes for r in expand(s)}
+
+
+def test_hash_is_canonical() -> None:
+    assert content_hash({"a": 1, "b": [1.0, 2]}) == content_hash({"b": [1, 2], "a": 1.0})
+    assert content_hash({"a": 1}) != content_hash({"a": 2})
+
+
+def test_changing_training_reruns_tokenizer_and_downstream_only() -> None:
+    a, b = hashes(study()), hashes(study(training={"steps": 11}))
+    for variant in a:
+        assert a[variant]["data"] == b[variant]["data"]
+        assert a[variant]["refine"] == b[variant]["refine"]
+        for stage in ("tokenizer", "manifold", "generator", "generation"):
+            assert a[variant][stage] != b[variant][stage]
+
+
+def test_changing_evaluation_keeps_trained_models() -> None:
+    a, b = hashes(study()), hashes(study(evaluation={"num_samples": 64}))
+    for variant in a:
+        assert a[variant]["tokenizer"] == b[variant]["tokenizer"]
+        assert a[variant]["generator"] == b[variant]["generator"]
+        assert a[variant]["generation"] != b[variant]["generation"]
+
+
+def test_variant_name_is_not_identity_but_regularizers_are() -> None:
+    s = study(variants=["ssr", {"name": "ssr_copy", "base": "ssr"}, {"name": "ssr_heavy", "base": "ssr",
+                                                                      "regularizers": {"ssr": {"weight": 0.9}}}])
+    h = hashes(s)
+    assert h["ssr"]["tokenizer"] == h["ssr_copy"]["tokenizer"]
+    assert h["ssr"]["tokenizer"] != h["ssr_heavy"]["tokenizer"]
+
+
+def test_seeds_expand_and_differ() -> None:
+    runs = expand(study(seeds=[0, 1]))
+    assert len(runs) == 4
+    assert len({r.hashes["tokenizer"] for r in runs}) == 4
+    assert shared_hashes(study(seeds=[0, 1])) == shared_hashes(study())
+
+
+def test_run_cached_skips_reruns_and_clears_other_hash(tmp_path: Path) -> None:
+    calls = []
+
+    def stage(d: Path) -> dict:
+        calls.append(d)
+        (d / "out.txt").write_text("x")
+        return {"v": len(calls)}
+
+    d = tmp_path / "stage"
+    assert run_cached(d, "h1", stage).summary == {"v": 1}
+    res = run_cached(d, "h1", stage)
+    assert res.skipped and res.summary == {"v": 1} and len(calls) == 1
+    (d / "stale.txt").write_text("old")
+    assert run_cached(d, "h2", stage).summary == {"v": 2}
+    assert not (d / "stale.txt").exists() and is_done(d, "h2") and not is_done(d, "h1")
+    assert run_cached(d, "h2", stage, force=True).summary == {"v": 3}
+
+
+class Boom(RuntimeError):
+    pass
+
+
+def _train(tmp: Path, fail_at: int | None) -> tuple[torch.nn.Module, TrainLoop]:
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 1)
+    opt = torch.optim.Adam(model.parameters(), lr=0.1)
+
+    def step_fn(step: int) -> dict:
+        if step == fail_at:
+            raise Boom()
+        x = torch.randn(8, 4)
+        loss = (model(x) - x.sum(1, keepdim=True)).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return {"loss/total": float(loss)}
+
+    loop = TrainLoop("t", tmp, {"model": model, "optimizer": opt}, 12, seed=3, checkpoint_every=5, log_every=2,
+                     items_per_step=8)
+    loop.run(step_fn)
+    return model, loop
+
+
+def test_resume_restores_full_state_and_matches_uninterrupted(tmp_path: Path) -> None:
+    reference, _ = _train(tmp_path / "ref", None)
+    with pytest.raises(Boom):
+        _train(tmp_path / "cut", 7)  # dies after the step-5 checkpoint
+    resumed, loop = _train(tmp_path / "cut", None)
+    assert loop.resumed_from == 5
+    for a, b in zip(reference.parameters(), resumed.parameters()):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_nan_loss_raises_with_terms(tmp_path: Path) -> None:
+    from pae_lab.training import NonFiniteLoss
+
+    loop = TrainLoop("t", tmp_path, {}, 3, seed=0, checkpoint_every=5, log_every=1, items_per_step=1)
+    with pytest.raises(NonFiniteLoss, match="loss/total is nan at step 0"):
+        loop.run(lambda step: {"loss/total": float("nan"), "loss/rec": 1.0})

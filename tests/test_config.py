@@ -1,0 +1,60 @@
+"""Study files: valid ones load, broken ones give one clear line naming file, key and value."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pae_lab.config import StudyError, load_study
+
+ROOT = Path(__file__).resolve().parents[1]
+BROKEN = sorted((ROOT / "tests" / "broken_studies").glob("*.yaml"))
+
+
+def expected(path: Path) -> str:
+    return path.read_text().splitlines()[0].removeprefix("# expect:").strip()
+
+
+@pytest.mark.parametrize("path", BROKEN, ids=lambda p: p.stem)
+def test_broken_study_gives_one_clear_line(path: Path) -> None:
+    with pytest.raises(StudyError) as err:
+        load_study(path)
+    message = str(err.value)
+    assert message.startswith(str(path)), message
+    assert expected(path) in message
+    assert "\n" not in message
+
+
+def test_cli_prints_the_error_without_traceback() -> None:
+    path = ROOT / "tests" / "broken_studies" / "unknown_variant.yaml"
+    proc = subprocess.run([sys.executable, "-m", "pae_lab", "run", str(path)], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2
+    out = proc.stdout + proc.stderr
+    assert "unknown variant 'ssrr'" in out and "Traceback" not in out
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "studies").glob("*.yaml")), ids=lambda p: p.stem)
+def test_shipped_studies_are_valid(path: Path) -> None:
+    if path.stem == "imagenet256":
+        pytest.skip("names local weight files; validated with --dry-run in test_cli")
+    study = load_study(path)
+    assert study.variants
+
+
+def test_overrides_apply_dotted_keys(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text("name: s\n")
+    study = load_study(path, {"training.steps": 7, "evaluation.sampler.steps": 3})
+    assert study.training.steps == 7 and study.evaluation.sampler.steps == 3
+
+
+def test_inline_variant_with_base_and_override(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text("name: s\nvariants:\n  - pae\n  - {name: pae_no_mcr, base: pae, regularizers: {mcr: null}}\n")
+    from pae_lab.plan import expand
+
+    runs = expand(load_study(path))
+    regs = {r.variant: set(r.regularizers) for r in runs}
+    assert regs == {"pae": {"ssr", "mcr", "scr"}, "pae_no_mcr": {"ssr", "scr"}}
