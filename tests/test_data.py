@@ -1,0 +1,197 @@
+"""Datasets: the procedural scenes, scikit-learn digits, imagefolder, ImageSet files, the registry."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pae_lab.data import DATASETS, ImageSet, build_dataset, register_dataset
+from pae_lab.registry import RegistryError
+
+
+@pytest.fixture(scope="module")
+def scenes32() -> ImageSet:
+    return build_dataset("scenes", resolution=32, size=512, seed=0)
+
+
+def test_scenes_deterministic_and_seeded(scenes32):
+    again = build_dataset("scenes", resolution=32, size=512, seed=0)
+    assert np.array_equal(again.images, scenes32.images)
+    assert np.array_equal(again.segments, scenes32.segments)
+    assert again.digest == scenes32.digest
+    other = build_dataset("scenes", resolution=32, size=512, seed=1)
+    val = build_dataset("scenes", resolution=32, size=512, seed=0, split="val")
+    assert other.digest != scenes32.digest and val.digest != scenes32.digest
+    assert not np.array_equal(val.images, scenes32.images)
+
+
+def test_scenes_prefix_stable(scenes32):
+    # image i depends on (seed, split, i) only: a smaller build is a prefix of a larger one
+    small = build_dataset("scenes", resolution=32, size=300, seed=0)
+    assert np.array_equal(small.images, scenes32.images[:300])
+    assert np.array_equal(small.labels, scenes32.labels[:300])
+
+
+@pytest.mark.parametrize("resolution", [32, 64, 24])
+def test_scenes_shapes_and_types(resolution):
+    ds = build_dataset("scenes", resolution=resolution, size=16, num_classes=6, max_objects=3)
+    assert ds.images.shape == (16, 3, resolution, resolution) and ds.images.dtype == np.uint8
+    assert ds.segments.shape == (16, resolution, resolution) and ds.segments.dtype == np.int64
+    assert ds.labels.dtype == np.int64 and ds.labels.min() >= 0 and ds.labels.max() < 6
+    assert ds.class_names == ["disk", "square", "triangle", "ring", "cross", "star"]
+    assert ds.segments.max() <= 3
+
+
+def test_scenes_segments_consistent(scenes32):
+    seg = scenes32.segments
+    for s in seg:
+        ids = np.unique(s)
+        # instance ids are 1..K with every one visible (occluded-away objects are renumbered out)
+        objects = ids[ids > 0]
+        assert np.array_equal(objects, np.arange(1, len(objects) + 1))
+        assert len(objects) >= 1
+    assert (seg == 0).any(axis=(1, 2)).mean() > 0.99  # background shows in (nearly) every image
+    # the pixels of an instance share one colour pattern distinct from the background: mean colour differs
+    img = scenes32.images[0].astype(float)
+    fg, bg = img[:, seg[0] > 0].mean(1), img[:, seg[0] == 0].mean(1)
+    assert np.abs(fg - bg).max() > 1.0
+
+
+def test_scenes_label_is_most_visible_object():
+    # with one object per image the label is that object's class and the mask its pixels
+    ds = build_dataset("scenes", resolution=32, size=64, max_objects=1, num_classes=3)
+    assert set(np.unique(ds.segments)) == {0, 1}
+    # disks (class 0) fill more of their bounding circle than triangles (class 2)
+    area = (ds.segments > 0).mean(axis=(1, 2))
+    assert ds.labels.tolist().count(0) > 5 and ds.labels.tolist().count(2) > 5
+    assert area[ds.labels == 0].mean() > area[ds.labels == 2].mean()
+
+
+def test_scenes_class_balance(scenes32):
+    counts = np.bincount(scenes32.labels, minlength=8)
+    expected = len(scenes32) / 8
+    assert counts.min() > 0.6 * expected and counts.max() < 1.4 * expected
+
+
+def test_scenes_same_scene_at_every_resolution():
+    a = build_dataset("scenes", resolution=32, size=8)
+    b = build_dataset("scenes", resolution=64, size=8)
+    down = b.images.reshape(8, 3, 32, 2, 32, 2).astype(float).mean(axis=(3, 5))
+    assert np.abs(down - a.images).mean() < 12  # same layout and colours, edges differ
+    other = build_dataset("scenes", resolution=32, size=8, seed=5)
+    assert np.abs(other.images.astype(float) - a.images).mean() > 30
+
+
+def test_scenes_bad_params_name_the_fix():
+    with pytest.raises(ValueError, match="num_classes must be in"):
+        build_dataset("scenes", num_classes=40)
+    with pytest.raises(ValueError, match="split must be one of"):
+        build_dataset("scenes", split="holdout")
+    with pytest.raises(TypeError, match="takes: resolution"):
+        build_dataset("scenes", resoluton=32)
+
+
+def test_digits():
+    train = build_dataset("digits", resolution=16, size=200)
+    val = build_dataset("digits", resolution=16, split="val")
+    assert train.images.shape == (200, 3, 16, 16) and len(val) == 359
+    assert set(np.unique(train.labels)) == set(range(10))
+    assert set(np.unique(train.segments)) == {0, 1}
+    # ink pixels are bright, background dark
+    img = train.images[:, 0].astype(float)
+    assert img[train.segments == 1].mean() > 100 > img[train.segments == 0].mean()
+
+
+def _write_folder(root, sizes=((20, 30), (40, 24)), classes=("cat", "dog")):
+    for ci, cls in enumerate(classes):
+        (root / cls).mkdir(parents=True)
+        for k, (w, h) in enumerate(sizes):
+            pix = np.full((h, w, 3), 40 + 150 * ci, np.uint8)
+            Image.fromarray(pix).save(root / cls / f"im{k}.png")
+    (root / "dog" / "notes.txt").write_text("ignored")
+
+
+def test_imagefolder(tmp_path):
+    _write_folder(tmp_path / "data")
+    ds = build_dataset("imagefolder", root=str(tmp_path / "data"), resolution=16)
+    assert ds.images.shape == (4, 3, 16, 16) and ds.segments is None
+    assert ds.class_names == ["cat", "dog"] and ds.labels.tolist() == [0, 0, 1, 1]
+    assert (ds.images[ds.labels == 0] == 40).all() and (ds.images[ds.labels == 1] == 190).all()
+    capped = build_dataset("imagefolder", root=str(tmp_path / "data"), resolution=8, max_per_class=1)
+    assert capped.labels.tolist() == [0, 1]
+    sub = build_dataset("imagefolder", root=str(tmp_path / "data"), resolution=8, size=3, seed=1)
+    assert len(sub) == 3
+
+
+def test_imagefolder_masks_and_split(tmp_path):
+    _write_folder(tmp_path / "data" / "train")
+    for cls in ("cat", "dog"):
+        (tmp_path / "masks" / "train" / cls).mkdir(parents=True)
+        for k, (w, h) in enumerate(((20, 30), (40, 24))):
+            m = np.zeros((h, w), np.uint8)
+            m[:, : w // 2] = 2
+            Image.fromarray(m).save(tmp_path / "masks" / "train" / cls / f"im{k}.png")
+    ds = build_dataset("imagefolder", root=str(tmp_path / "data"), split="train", resolution=16,
+                       masks_root=str(tmp_path / "masks"))
+    assert ds.segments.shape == (4, 16, 16)
+    assert set(np.unique(ds.segments)) == {0, 2}
+    assert (ds.segments[:, :, 0] == 2).all() and (ds.segments[:, :, -1] == 0).all()
+
+
+def test_imagefolder_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="is not a directory"):
+        build_dataset("imagefolder", root=str(tmp_path / "missing"))
+    (tmp_path / "empty" / "cat").mkdir(parents=True)
+    (tmp_path / "empty" / "cat" / "a.txt").write_text("x")
+    with pytest.raises(FileNotFoundError, match=r"no images under .*empty.*\.jpg, \.jpeg, \.png"):
+        build_dataset("imagefolder", root=str(tmp_path / "empty"))
+    _write_folder(tmp_path / "data")
+    with pytest.raises(FileNotFoundError, match="root/val/"):
+        build_dataset("imagefolder", root=str(tmp_path / "data"), split="val")
+    with pytest.raises(FileNotFoundError, match="mask"):
+        build_dataset("imagefolder", root=str(tmp_path / "data"), masks_root=str(tmp_path / "nomasks"))
+
+
+def test_imageset_save_load_roundtrip(tmp_path, scenes32):
+    path = scenes32.save(tmp_path / "sub" / "scenes.npz")
+    assert not [p for p in path.parent.iterdir() if p.name != "scenes.npz"]  # no temp file left
+    back = ImageSet.load(path)
+    assert back.digest == scenes32.digest and back.class_names == scenes32.class_names
+    assert np.array_equal(back.images, scenes32.images) and np.array_equal(back.segments, scenes32.segments)
+    plain = ImageSet(scenes32.images[:4], scenes32.labels[:4], scenes32.class_names)
+    assert ImageSet.load(plain.save(tmp_path / "plain.npz")).segments is None
+
+
+def test_imageset_validates_and_detects_corruption(tmp_path, scenes32):
+    with pytest.raises(ValueError, match="uint8"):
+        ImageSet(scenes32.images.astype(np.float32), scenes32.labels, scenes32.class_names)
+    with pytest.raises(ValueError, match="labels must lie in"):
+        ImageSet(scenes32.images[:2], np.array([0, 9]), ["a", "b"])
+    tampered = dict(np.load(scenes32.subset(slice(0, 4)).save(tmp_path / "a.npz")))
+    tampered["labels"] = (tampered["labels"] + 1) % 8
+    np.savez(tmp_path / "b.npz", **tampered)
+    with pytest.raises(ValueError, match="corrupt"):
+        ImageSet.load(tmp_path / "b.npz")
+    with pytest.raises(FileNotFoundError, match="ImageSet.save"):
+        ImageSet.load(tmp_path / "none.npz")
+
+
+def test_digest_tracks_content(scenes32):
+    sub = scenes32.subset(slice(0, 10))
+    changed = sub.images.copy()
+    changed[0, 0, 0, 0] ^= 1
+    assert ImageSet(changed, sub.labels, sub.class_names, sub.segments).digest != sub.digest
+    assert ImageSet(sub.images, sub.labels, sub.class_names, None).digest != sub.digest
+
+
+def test_user_registers_a_dataset():
+    @register_dataset("test_tiny_user_set")
+    def tiny(resolution: int = 8, size: int = 2) -> ImageSet:
+        return ImageSet(np.zeros((size, 3, resolution, resolution), np.uint8), np.zeros(size, np.int64), ["only"])
+
+    assert "test_tiny_user_set" in DATASETS.names("test_*")
+    assert len(build_dataset("test_tiny_user_set", size=3)) == 3
+    with pytest.raises(RegistryError, match="already registered"):
+        register_dataset("test_tiny_user_set")(tiny)
+    with pytest.raises(RegistryError, match="registered: .*scenes"):
+        build_dataset("no_such_set")
