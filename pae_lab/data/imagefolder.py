@@ -18,7 +18,10 @@ from pae_lab.data.registry import register_dataset
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
-def _resize_crop(img: Image.Image, resolution: int, resample: Image.Resampling) -> np.ndarray:
+def _resize_crop(path: Path, mode: str | None, resolution: int, resample: Image.Resampling) -> np.ndarray:
+    """Read one file (converted to `mode` unless None), shorter side to `resolution`, centre crop."""
+    with Image.open(path) as img:
+        img = img.convert(mode) if mode else img.copy()  # copy: load before the file closes
     w, h = img.size
     scale = resolution / min(w, h)
     nw, nh = max(resolution, round(w * scale)), max(resolution, round(h * scale))
@@ -55,7 +58,7 @@ def imagefolder(root: str, resolution: int = 32, size: int | None = None, split:
     order = np.arange(len(files))
     if size is not None and size < len(files):
         order = np.sort(np.random.default_rng(seed).permutation(len(files))[:size])
-    images = np.stack([_resize_crop(Image.open(files[i]).convert("RGB"), resolution, Image.Resampling.BICUBIC)
+    images = np.stack([_resize_crop(files[i], "RGB", resolution, Image.Resampling.BICUBIC)
                        for i in order]).transpose(0, 3, 1, 2).copy()
     segments = None
     if masks_root is not None:
@@ -65,5 +68,5 @@ def imagefolder(root: str, resolution: int = 32, size: int | None = None, split:
         if missing:
             raise FileNotFoundError(f"imagefolder: {len(missing)} mask(s) missing under {masks}, e.g. {missing[0]}; "
                                     f"each image needs a PNG label map at the same relative path")
-        segments = np.stack([_resize_crop(Image.open(p), resolution, Image.Resampling.NEAREST) for p in paths]).astype(np.int64)
+        segments = np.stack([_resize_crop(p, None, resolution, Image.Resampling.NEAREST) for p in paths]).astype(np.int64)
     return ImageSet(images, np.asarray(labels, np.int64)[order], classes, segments)
