@@ -1,0 +1,266 @@
+"""The study report: executed over a synthetic study directory, plus its pure parts on known answers."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from scipy import stats
+
+from analysis import plots
+from pae_lab.report import (
+    ReportError,
+    best_trials,
+    build_report,
+    find_template,
+    load_study,
+    summarize,
+    variants_table,
+)
+
+# The paper's 2x2x2 regularizer ablation (method.md): SSC, LPC, GSQ, gFID per variant.
+ABLATION = {
+    "baseline": (0.18, 0.320, 0.19, 7.18),
+    "ssr": (0.29, 0.296, 0.26, 2.74),
+    "mcr": (0.23, 0.221, 0.24, 2.53),
+    "scr": (0.21, 0.286, 0.39, 2.63),
+    "ssr_mcr": (0.33, 0.187, 0.33, 2.02),
+    "ssr_scr": (0.31, 0.258, 0.46, 2.10),
+    "mcr_scr": (0.24, 0.176, 0.45, 2.08),
+    "pae": (0.35, 0.170, 0.50, 1.86),
+}
+TARGET, KID, RFD = "fd_effnet_lite0", "kd_effnet_lite0", "fd_effnet_lite0_rec"
+DIRECTIONS = {"psnr": "higher", RFD: "lower", "ssc": "higher", "lpc": "lower", "gsq": "higher",
+              "linprobe": "higher", "erank": "higher"}
+HEADINGS = ["Study report", "Summary", "Study configuration", "Metric protocols", "Library versions", "Variants",
+            "Metrics against gFID", "Correlations with gFID", "Metric–metric correlations",
+            "Convergence and speed-up", "Training curves", "Pictures", "Tuning"]
+
+
+def _results(rng: np.random.Generator) -> pd.DataFrame:
+    rows = []
+    for i, (variant, (ssc, lpc, gsq, gfid)) in enumerate(ABLATION.items()):
+        for seed in (0, 1):
+            jitter = lambda scale: float(rng.normal(0, scale))  # noqa: E731
+            rows.append({
+                "variant": variant, "seed": seed, "run_id": f"r{i}{seed}", "status": "done",
+                "psnr": 24 + jitter(0.5), RFD: 3.0 + 0.1 * ((i * 5) % 8) + jitter(0.05),
+                "ssc": ssc + jitter(0.005), "lpc": lpc + jitter(0.004), "gsq": gsq + jitter(0.01),
+                "gsq_std": 0.01, "linprobe": 0.3 + gsq / 2 + jitter(0.01), "erank": 0.5 + jitter(0.02),
+                TARGET: gfid + jitter(0.05), KID: gfid / 1000 + jitter(1e-5),
+                "speedup": 7.18 / gfid if variant != "baseline" else 1.0,
+            })
+    return pd.DataFrame(rows)
+
+
+def _correlations(results: pd.DataFrame, metrics: list[str], rng: np.random.Generator) -> pd.DataFrame:
+    """Spearman/Kendall of variant means with a plain bootstrap over variants (good enough for a fixture)."""
+    means = results.groupby("variant", sort=False).mean(numeric_only=True)
+    rows = []
+    for metric in metrics:
+        x, y = means[metric].to_numpy(), means[TARGET].to_numpy()
+        idx = [rng.integers(0, len(x), len(x)) for _ in range(200)]
+        lo, hi = np.nanpercentile([stats.spearmanr(x[i], y[i]).statistic for i in idx], [2.5, 97.5])
+        klo, khi = np.nanpercentile([stats.kendalltau(x[i], y[i]).statistic for i in idx], [2.5, 97.5])
+        rho, tau = stats.spearmanr(x, y), stats.kendalltau(x, y)
+        expected = -1 if DIRECTIONS[metric] == "higher" else 1
+        rows.append({"metric": metric, "n": len(x), "spearman": rho.statistic, "spearman_lo": lo, "spearman_hi": hi,
+                     "spearman_p": rho.pvalue, "kendall": tau.statistic, "kendall_lo": klo,
+                     "kendall_hi": khi, "kendall_p": tau.pvalue, "direction": DIRECTIONS[metric],
+                     "agrees": bool(np.sign(rho.statistic) == expected), "loo_rank_acc": np.nan})
+    return pd.DataFrame(rows)
+
+
+def _png(path: Path, seed: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.random.default_rng(seed).integers(0, 255, (32, 64, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path)
+
+
+def make_study(root: Path, *, kind: str = "tune") -> Path:
+    """A small but complete study directory: 8 variants x 2 seeds, every optional file present."""
+    rng = np.random.default_rng(0)
+    results = _results(rng)
+    results.to_csv(root / "results.csv", index=False)
+    _correlations(results, list(DIRECTIONS), rng).to_csv(root / "correlations.csv", index=False)
+    (root / "study.json").write_text(json.dumps({
+        "name": "synthetic_ablation", "target": TARGET, "kind": kind, "code_version": "abc1234",
+        "config": {"name": "synthetic_ablation", "seeds": [0, 1], "variants": list(ABLATION),
+                   "tune": {"directions": ["minimize", "minimize"], "objectives": [TARGET, "lpc"]}},
+        "protocols": {TARGET: {"n_samples": 512, "extractor": "effnet_lite0", "sampler": "euler", "steps": 25},
+                      "lpc": {"rhos": [0.1, 0.5, 1.0, 2.0], "distance": "pd_effnet_lite0"}},
+        "versions": {"torch": "2.14.1", "mlflow": "3.17.2"},
+    }))
+    conv = [{"variant": v, "seed": s, "step": step, TARGET: gfid * (1 + 2.0 * 100 / step) + rng.normal(0, 0.05),
+             KID: gfid / 1000 * (1 + 100 / step)}
+            for v, (*_, gfid) in ABLATION.items() for s in (0, 1) for step in (100, 200, 300, 400)]
+    pd.DataFrame(conv).to_csv(root / "convergence.csv", index=False)
+    speed = results.groupby("variant", sort=False)["speedup"].mean().reset_index()
+    speed.loc[speed["variant"] == "scr", "speedup"] = np.nan  # one variant never reaches the baseline
+    speed.to_csv(root / "speedups.csv", index=False)
+    for i, variant in enumerate(ABLATION):
+        for seed in (0, 1):
+            run = root / "runs" / variant / f"seed{seed}"
+            scale = 1 + i / 4 + seed / 20
+            lines = [json.dumps({"step": step, "loss/total": scale / step + 0.1, "loss/rec": 0.8 * scale / step + 0.05,
+                                 **({"loss/ssr": 0.5 / step} if "ssr" in variant or variant == "pae" else {}),
+                                 "grad_norm/encoder": 1.0 + i / 10, "grad_norm/decoder": 2.0})
+                     for step in range(1, 11)]
+            (run / "tokenizer").mkdir(parents=True)
+            (run / "tokenizer" / "metrics.jsonl").write_text("\n".join(lines) + "\n{\"step\": 11, \"loss/to")
+    for k, variant in enumerate(("baseline", "pae")):
+        for j, name in enumerate(("reconstructions", "samples", "latent_pca")):
+            _png(root / "runs" / variant / "seed0" / "images" / f"{name}.png", 10 * k + j)
+    trials = pd.DataFrame({"number": range(12), "state": ["COMPLETE"] * 10 + ["FAIL", "PRUNED"],
+                           "values_0": np.r_[rng.uniform(1.8, 7, 10), np.nan, np.nan],
+                           "values_1": np.r_[rng.uniform(0.1, 0.4, 10), np.nan, np.nan],
+                           "params_ssr_weight": rng.uniform(0, 1, 12), "params_mcr_weight": rng.uniform(0, 1, 12)})
+    trials.to_csv(root / "trials.csv", index=False)
+    done = trials.iloc[:10]
+    pareto = done[[not ((done.values_0 <= r.values_0) & (done.values_1 <= r.values_1) &
+                        ((done.values_0 < r.values_0) | (done.values_1 < r.values_1))).any()
+                   for r in done.itertuples()]]
+    pareto.to_csv(root / "pareto.csv", index=False)
+    pd.DataFrame({"param": ["ssr_weight", "mcr_weight"], "importance": [0.7, 0.3]}).to_csv(
+        root / "importances.csv", index=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def full_report(tmp_path_factory):
+    study = make_study(tmp_path_factory.mktemp("study"))
+    logged: list[Path] = []
+    paths = build_report(study, log_artifact=logged.append, timeout=120)
+    return study, paths, logged
+
+
+def _outputs(path: Path) -> list[dict]:
+    return [out for cell in nbformat.read(path, as_version=4).cells if cell.cell_type == "code"
+            for out in cell.get("outputs", [])]
+
+
+def test_full_report_runs_every_section(full_report):
+    study, paths, logged = full_report
+    assert paths.ipynb == study / "report" / "report.ipynb" and paths.html == study / "report" / "report.html"
+    outputs = _outputs(paths.ipynb)
+    assert not [o for o in outputs if o["output_type"] == "error"]
+    assert not [o for o in outputs if o.get("name") == "stderr"], "warnings leak into the report"
+    html = paths.html.read_text()
+    for heading in [*HEADINGS, "Objective per trial", "Best trials", "Pareto front", "Parameter importances"]:
+        assert f">{heading}<" in html, heading
+    assert "Not available" not in html  # every optional file was there
+    assert logged == [paths.ipynb, paths.html]
+
+
+def test_full_report_writes_every_figure(full_report):
+    study, paths, _ = full_report
+    names = {p.stem for p in paths.figures}
+    assert names == {"metric_vs_target", "correlation_forest", "metric_heatmap", "convergence", "speedups",
+                     "training_loss", "training_grad_norm", "pictures", "trials", "pareto", "importances"}
+    for path in paths.figures:
+        assert path.parent == study / "report" / "figures"
+        width, height = Image.open(path).size
+        assert width > 300 and height > 200, path
+
+
+def test_html_has_no_code_but_has_the_summary(full_report):
+    _, paths, _ = full_report
+    html = paths.html.read_text()
+    for code in ("load_study(", "plots.metric_vs_target", "import pandas", "study_dir ="):
+        assert code not in html
+    assert "has the strongest rank correlation with gFD (effnet_lite0)" in html
+    assert "<img" in html and "data:image/png;base64" in html
+
+
+def test_minimal_study_renders_not_available_notes(tmp_path):
+    results = _results(np.random.default_rng(1)).drop(columns=[TARGET, KID, "speedup"])
+    results.to_csv(tmp_path / "results.csv", index=False)
+    pd.DataFrame().to_csv(tmp_path / "correlations.csv", index=False)  # what the aggregator writes for "none"
+    paths = build_report(tmp_path, timeout=120)
+    assert not [o for o in _outputs(paths.ipynb) if o["output_type"] == "error"]
+    html = paths.html.read_text()
+    for heading in HEADINGS:
+        assert f">{heading}<" in html, heading
+    for note in ("correlations.csv is missing", "convergence.csv is missing", "speedups.csv is missing",
+                 "metrics.jsonl is missing", "Not a tuning study", "No gFID values are available"):
+        assert note in html, note
+    assert {p.stem for p in paths.figures} == {"metric_heatmap"}
+
+
+def test_failing_cell_surfaces_its_error(tmp_path):
+    make_study(tmp_path, kind="study")
+    template = tmp_path / "broken.ipynb"
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("study_dir = None", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("raise ValueError('metric table has no rows for variant pae')"),
+    ])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, template)
+    with pytest.raises(ReportError, match="ValueError: metric table has no rows for variant pae"):
+        build_report(tmp_path, template=template, timeout=60)
+
+
+def test_load_study_reads_layout(tmp_path):
+    study = load_study(make_study(tmp_path))
+    assert study.kind == "tune" and study.target == TARGET and study.contrast == RFD and study.kid == KID
+    assert study.variants == list(ABLATION)
+    assert study.predictors == list(DIRECTIONS)
+    assert "gsq_std" not in study.metrics  # a spread, not a metric
+    assert study.directions["lpc"] == "lower" and study.directions[TARGET] == "lower"
+    assert set(study.images) == {"baseline", "pae"} and set(study.images["pae"]) == {"reconstructions", "samples",
+                                                                                       "latent_pca"}
+    # 8 variants x 2 seeds x 10 steps; the half-written 11th line of each file is skipped
+    assert study.training["step"].max() == 10 and set(study.training["seed"]) == {0, 1}
+    assert len(study.training[study.training["key"] == "loss/total"]) == 160
+    assert study.objective_directions == ["minimize", "minimize"]
+    assert study.objective_names == ["gFD (effnet_lite0)", "LPC"]
+
+
+def test_load_study_without_results_says_what_to_do(tmp_path):
+    with pytest.raises(ReportError, match="no results.csv .* run the study first"):
+        load_study(tmp_path)
+    with pytest.raises(ReportError, match="template .* not found"):
+        find_template("no_such_template.ipynb")
+
+
+def test_variants_table_marks_best_by_direction():
+    results = pd.DataFrame({"variant": ["a", "a", "b", "b"], "seed": [0, 1, 0, 1],
+                            "lpc": [0.2, 0.4, 0.1, 0.1], "ssc": [0.5, 0.7, 0.1, 0.3], "other": [1, 2, 3, 4]})
+    table = variants_table(results, ["lpc", "ssc", "other"], {"lpc": "lower", "ssc": "higher"})
+    assert list(table.columns) == ["seeds", "lpc ↓", "ssc ↑", "other"]
+    assert table.loc["b", "lpc ↓"] == "0.1 ± 0 ★" and table.loc["a", "lpc ↓"] == "0.3 ± 0.141"
+    assert table.loc["a", "ssc ↑"].endswith("★") and not table.loc["b", "ssc ↑"].endswith("★")
+    assert "★" not in "".join(table["other"])
+
+
+def test_summarize_names_best_metric_interval_and_winner():
+    results = pd.DataFrame({"variant": ["a", "a", "b", "b", "c", "c"], "seed": [0, 1] * 3,
+                            "status": ["done"] * 5 + ["failed"], "fid": [2.0, 2.2, 3.0, 3.1, 5.0, np.nan]})
+    corr = pd.DataFrame({"metric": ["lpc", "ssc", "rfid"], "n": [8, 8, 8], "spearman": [0.71, -0.5, 0.1],
+                         "spearman_lo": [0.12, -0.9, -0.6], "spearman_hi": [0.95, 0.2, 0.7],
+                         "agrees": [True, True, False], "direction": ["lower", "higher", "lower"]})
+    text = summarize(results, corr, "fid", contrast="rfid")
+    assert "**LPC** has the strongest rank correlation with gFID (Spearman 0.71, 95% CI [0.12, 0.95], n=8)." in text
+    assert "For contrast, rFID (reconstruction): Spearman 0.10, 95% CI [-0.60, 0.70], n=8." in text
+    assert "Variant **a** has the best gFID: 2.1 ± 0.141 (mean ± std over 2 seeds)" in text
+    assert "runner-up **b** 3.05 ± 0.0707; their seed spreads do not overlap" in text
+    assert "1 of 6 runs did not finish (failed: 1)" in text
+    weak = summarize(results, corr.assign(spearman_lo=[-0.2, -0.9, -0.6]), "fid")
+    assert "interval includes 0" in weak
+
+
+def test_best_trials_follows_direction():
+    trials = pd.DataFrame({"number": [0, 1, 2, 3], "state": ["COMPLETE", "COMPLETE", "FAIL", "COMPLETE"],
+                           "value": [3.0, 1.0, np.nan, 2.0]})
+    assert list(best_trials(trials, ["minimize"], k=2)["number"]) == [1, 3]
+    assert list(best_trials(trials, ["maximize"], k=2)["number"]) == [0, 3]
+
+
+def test_metric_labels_name_the_extractor():
+    assert plots.metric_label("fd_effnet_lite0") == "gFD (effnet_lite0)"
+    assert plots.metric_label("fd_effnet_lite0_rec") == "rFD (effnet_lite0)"
+    assert plots.metric_label("lpc") == "LPC"
