@@ -52,6 +52,9 @@ class Regularizer(nn.Module):
     default_weight: ClassVar[float] = 1.0
     needs: ClassVar[frozenset[str]] = frozenset()
 
+    def __init__(self) -> None:  # explicit, so a subclass without params has an empty signature
+        super().__init__()
+
     def setup(self, *, latent_channels: int, vfm_dim: int | None = None) -> None:
         """Create shape-dependent parameters; call once before building the optimizer. No-op by default."""
 
@@ -95,9 +98,9 @@ def register_regularizer(name: str, cls: type[Regularizer] | None = None, *, ove
     if cls is None:
         return lambda c: register_regularizer(name, c, overwrite=overwrite)
     weight = getattr(cls, "default_weight", None)
-    if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+    if isinstance(cls, type) and issubclass(cls, Regularizer) and (isinstance(weight, bool) or not isinstance(weight, (int, float))):
         raise RegistryError(f"regularizer {name!r}: default_weight must be a number, got {weight!r}")
-    REGULARIZERS.register(name, cls, overwrite=overwrite)
+    REGULARIZERS.register(name, cls, overwrite=overwrite)  # checks the name and the base class
     cls.name = name
     return cls
 

@@ -106,4 +106,4 @@ def refine_loss(
     rep = F.mse_loss(rec, h)
     gram = gram_distance(p, lowpass_reference(h, lowpass).detach())
     total = l_rep * rep + l_gram * gram
-    return total, {"rep": rep.detach(), "gram": gram.detach(), "total": total.detach()}
+    return total, {"rep": rep.detach(), "gram": gram.detach()}
