@@ -1,0 +1,52 @@
+"""Rectified-flow (linear-path) flow matching, the training objective of the latent generator.
+
+Convention (SiT / LightningDiT): t = 0 is pure noise, t = 1 is data,
+    x_t = (1 - t) * x0 + t * x1,   x0 ~ N(0, I),  x1 = data latents,
+and the model regresses the constant velocity of that path, v = x1 - x0. Sampling integrates
+dx/dt = v(x, t) from t = 0 to t = 1 (pae_lab.generation.samplers).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pae_lab.registry import Registry
+
+# name -> fn(batch, generator, device, **params) -> t [batch] in [0, 1]
+TIME_SAMPLING: Registry[Callable[..., torch.Tensor]] = Registry("time sampling")
+
+
+def _uniform(n: int, generator: torch.Generator | None, device: torch.device, **_: float) -> torch.Tensor:
+    return torch.rand(n, generator=generator, device=device)
+
+
+def _logit_normal(n: int, generator: torch.Generator | None, device: torch.device,
+                  logit_mean: float = 0.0, logit_std: float = 1.0, **_: float) -> torch.Tensor:
+    """sigmoid(N(m, s)): more training signal at mid t, where the velocity is hardest (SD3)."""
+    return torch.sigmoid(logit_mean + logit_std * torch.randn(n, generator=generator, device=device))
+
+
+TIME_SAMPLING.register("uniform", _uniform)
+TIME_SAMPLING.register("logit_normal", _logit_normal)
+
+
+def interpolate(x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """The point at time t [B] on the straight path from noise x0 to data x1."""
+    t = t.view(-1, *([1] * (x1.dim() - 1)))
+    return (1 - t) * x0 + t * x1
+
+
+def flow_matching_loss(model: nn.Module, x1: torch.Tensor, y: torch.Tensor,
+                       generator: torch.Generator | None = None, time_sampling: str = "uniform",
+                       **time_params: float) -> torch.Tensor:
+    """Mean squared error between model(x_t, t, y) and the path velocity x1 - x0.
+
+    `time_params` go to the time sampler (e.g. logit_mean, logit_std for "logit_normal").
+    """
+    draw_t = TIME_SAMPLING.get(time_sampling)
+    t = draw_t(x1.shape[0], generator, x1.device, **time_params).to(x1.dtype)
+    x0 = torch.randn(x1.shape, generator=generator, device=x1.device, dtype=x1.dtype)
+    return F.mse_loss(model(interpolate(x0, x1, t), t, y), x1 - x0)
