@@ -1,0 +1,47 @@
+"""`MetricResult`: a metric value that carries the protocol needed to reproduce it.
+
+The field's recurring complaint is numbers nobody can reproduce (sample count, split, scales,
+seed). Every metric in `analysis/` therefore returns the value together with its protocol.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class MetricResult:
+    """One metric value, how it was measured (`protocol`) and its spread (`extra`)."""
+
+    value: float
+    protocol: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, float] = field(default_factory=dict)
+
+    def flat(self, name: str, sep: str = "/") -> dict[str, float]:
+        """`{name: value, name/std: ..., ...}`: the shape a tracker's `log_metrics` takes."""
+        return {name: self.value, **{f"{name}{sep}{k}": v for k, v in self.extra.items()}}
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (value, protocol, extra)."""
+        return {"value": self.value, "protocol": dict(self.protocol), "extra": dict(self.extra)}
+
+
+def summarize(values: Any, protocol: dict[str, Any], **extra: float) -> MetricResult:
+    """Mean of per-item scores as the value; std, median and p95 as extras.
+
+    Non-finite items (e.g. the PSNR of identical images) are kept: the mean is then inf, which is
+    the honest answer, and the spread is computed over the finite items only.
+    """
+    arr = np.asarray(values, dtype=np.float64).ravel()
+    if arr.size == 0:
+        return MetricResult(math.nan, protocol, dict(extra))
+    finite = arr[np.isfinite(arr)]
+    spread = {
+        "std": float(finite.std()) if finite.size else math.nan,
+        "median": float(np.median(arr)),
+        "p95": float(np.percentile(arr, 95, method="higher")),  # no inf - inf interpolation
+    }
+    return MetricResult(float(arr.mean()), protocol, {**spread, **extra})
