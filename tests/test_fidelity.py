@@ -1,0 +1,141 @@
+"""gFID / KID through torch-fidelity with the embedded EfficientNet-Lite0 extractor, offline.
+
+Tiny sets (24 images of 32x32): FD of a set with itself is ~0, FD between smooth images and
+pixel noise is large, keys are never called "fid" for this extractor, and Inception never
+downloads.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+import torch_fidelity
+from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
+
+from analysis.fidelity import (FIDELITY_EXTRACTORS, EffNetLite0Extractor, ExtractorSpec, compute_fidelity,
+                               images_to_uint8, metric_names, register_effnet_extractor)
+
+N = 24  # each image is resized to 224x224: keep the sets small
+
+
+def _smooth_images(n: int, seed: int) -> torch.Tensor:
+    base = torch.rand(n, 3, 4, 4, generator=torch.Generator().manual_seed(seed))
+    return images_to_uint8(F.interpolate(base, size=32, mode="bilinear", align_corners=False))
+
+
+def _noise_images(n: int, seed: int) -> torch.Tensor:
+    return torch.randint(0, 256, (n, 3, 32, 32), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8)
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    """Both comparisons share one cached reference: the second call extracts only its samples."""
+    cache = tmp_path_factory.mktemp("fidelity_cache")
+    reference = _smooth_images(N, seed=0)
+    with pytest.warns(UserWarning, match="only 24 samples"):
+        same = compute_fidelity(reference.clone(), reference, reference_cache_name="toy", cache_root=cache)
+    with pytest.warns(UserWarning):
+        far = compute_fidelity(_noise_images(N, seed=1), reference, reference_cache_name="toy", cache_root=cache)
+    return {"same": same, "far": far, "cache": cache}
+
+
+def test_fd_of_a_set_with_itself_is_zero_and_of_different_sets_is_large(results):
+    same, far = results["same"]["fd_effnet_lite0"], results["far"]["fd_effnet_lite0"]
+    assert abs(same) < 0.05  # eigenvalue round-off of rank-deficient 1280-d covariances
+    assert far > 100.0 and far > 1e4 * max(abs(same), 1e-6)
+    assert results["far"]["kd_effnet_lite0"] > results["same"]["kd_effnet_lite0"]
+
+
+def test_effnet_metrics_are_never_called_fid(results):
+    for r in (results["same"], results["far"]):
+        assert {"fd_effnet_lite0", "kd_effnet_lite0", "kd_effnet_lite0_std"} <= set(r)
+        assert not {"fid", "kid", "frechet_inception_distance"} & set(r)
+    assert metric_names() == ("fd_effnet_lite0", "kd_effnet_lite0")
+    assert metric_names(inception_weights="/some/file.pth") == ("fid", "kid")
+    assert metric_names("effnet-lite0", inception_weights="/some/file.pth") == ("fd_effnet_lite0", "kd_effnet_lite0")
+
+
+def test_protocol_and_warnings_are_returned(results):
+    protocol = results["far"]["protocol"]
+    assert protocol["n_samples"] == N and protocol["n_reference"] == N
+    assert protocol["extractor"] == "effnet-lite0" and protocol["feature_dim"] == 1280
+    assert protocol["kid_subset_size"] == N  # min(1000, N, N_ref)
+    assert protocol["reference_cache"] == "toy-n24-32x32"
+    assert results["far"]["warnings"] and "2048" in results["far"]["warnings"][0]
+
+
+def test_reference_statistics_are_cached_per_dataset(results):
+    names = sorted(p.name for p in results["cache"].iterdir())
+    assert names == ["toy-n24-32x32-effnet-lite0-features-1280.pt", "toy-n24-32x32-effnet-lite0-stat-fid-1280.pt"]
+
+
+def test_extractor_features_and_idempotent_registration():
+    register_effnet_extractor()  # second registration is a no-op
+    assert FEATURE_EXTRACTORS_REGISTRY["effnet-lite0"] is EffNetLite0Extractor
+    ext = EffNetLite0Extractor("effnet-lite0", ["1280", "logits"])
+    feats, logits = ext(_smooth_images(2, seed=5))
+    assert feats.shape == (2, 1280) and logits.shape == (2, 1000)
+    with pytest.raises(ValueError, match="uint8"):
+        ext(torch.rand(2, 3, 32, 32))
+
+
+def test_missing_inception_weights_is_a_clear_error(tmp_path):
+    images = _smooth_images(4, seed=0)
+    missing = tmp_path / "weights-inception.pth"
+    with pytest.raises(FileNotFoundError, match=str(missing)):
+        compute_fidelity(images, images, inception_weights=missing)
+    with pytest.raises(ValueError, match="needs a local weights file"):
+        compute_fidelity(images, images, extractor="inception")
+
+
+def test_inception_runs_offline_from_the_given_weights_file(tmp_path, monkeypatch):
+    """With a weights file, torch-fidelity gets Inception plus that path, and the keys are fid / kid."""
+    weights = tmp_path / "weights-inception.pth"
+    weights.write_bytes(b"stand-in")
+    seen = {}
+
+    def fake_calculate_metrics(**kwargs):
+        seen.update(kwargs)
+        return {"frechet_inception_distance": 12.5, "kernel_inception_distance_mean": 0.01,
+                "kernel_inception_distance_std": 0.002}
+
+    monkeypatch.setattr(torch_fidelity, "calculate_metrics", fake_calculate_metrics)
+    images = _smooth_images(4, seed=0)
+    with pytest.warns(UserWarning, match="fid is strongly biased"):
+        out = compute_fidelity(images, images, inception_weights=weights)
+    assert seen["feature_extractor"] == "inception-v3-compat"
+    assert seen["feature_extractor_weights_path"] == str(weights)
+    assert seen["datasets_download"] is False and seen["kid_subset_size"] == 4
+    assert (out["fid"], out["kid"], out["kid_std"]) == (12.5, 0.01, 0.002)
+    assert out["protocol"]["extractor"] == "inception" and out["protocol"]["feature_dim"] == 2048
+
+
+def test_inputs_are_checked():
+    images = _smooth_images(4, seed=0)
+    with pytest.raises(ValueError, match="uint8"):
+        compute_fidelity(images.float() / 255, images)
+    with pytest.raises(ValueError, match="kid_subset_size"):
+        compute_fidelity(images, images, kid_subset_size=5)
+    with pytest.raises(KeyError, match="effnet-lite0, inception"):
+        compute_fidelity(images, images, extractor="dinov2")
+
+
+def test_no_weight_download_can_happen(tmp_path):
+    """Inception registered *without* the weights requirement reaches torch-fidelity's URL fetch: refused."""
+    if "inception-download-probe" not in FIDELITY_EXTRACTORS:
+        FIDELITY_EXTRACTORS.register("inception-download-probe",
+                                     ExtractorSpec("inception-v3-compat", "fd_probe", "kd_probe", 2048))
+    torch_home = torch.hub.get_dir()
+    torch.hub.set_dir(str(tmp_path))  # an empty hub: no cached copy can short-cut the download
+    try:
+        images = _smooth_images(4, seed=0)
+        with pytest.raises(RuntimeError, match="tried to download"), pytest.warns(UserWarning):
+            compute_fidelity(images, images, extractor="inception-download-probe")
+    finally:
+        torch.hub.set_dir(torch_home)
+
+
+def test_images_to_uint8_rounds_and_clamps():
+    x = torch.tensor([-0.5, 0.0, 0.5, 1.0, 2.0]).view(1, 1, 1, 5).expand(1, 3, 1, 5)
+    assert images_to_uint8(x)[0, 0, 0].tolist() == [0, 0, 128, 255, 255]
+    assert torch_fidelity.__version__.startswith("0.4")
