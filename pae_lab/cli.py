@@ -17,7 +17,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a hub lookup fails at once inste
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Ablation studies of latent-diffusion tokenizers: train, measure, generate, correlate, report.")
-console = Console()
+# Piped output (CI, logs) gets a wide console instead of rich's 80 columns, so tables stay readable.
+console = Console() if sys.stdout.isatty() else Console(width=160)
 
 
 def friendly(fn: Callable) -> Callable:

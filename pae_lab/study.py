@@ -26,6 +26,7 @@ from pae_lab.progress import PROGRESS_FILE, ProgressWriter
 from pae_lab.stages.cache import is_done, run_cached
 from pae_lab.stages.shared import data_stage, prior_stage, refine_stage
 from pae_lab.tracking import RunLogger, StudyTracker, default_uri, flatten
+from pae_lab.training import STOP_FILE
 
 LIBRARIES = ("torch", "torchvision", "timm", "mlflow", "optuna", "submitit", "torch-fidelity", "scikit-learn",
              "scipy", "numpy", "pandas", "pydantic")
@@ -119,8 +120,9 @@ class Driver:
                 or run_status(Path(r.run_dir)) != "done"]
 
     def launch(self, runs: list[RunSpec]) -> dict[Path, dict[str, Any]]:
-        for spec in runs:
+        for spec in runs:  # a fresh attempt: forget the last attempt's progress and stop request
             (Path(spec.run_dir) / PROGRESS_FILE).unlink(missing_ok=True)
+            (Path(spec.run_dir) / STOP_FILE).unlink(missing_ok=True)
         launcher = build_launcher(self.study.launcher, self.layout.submitit)
         jobs = [Path(r.run_dir) / "run.json" for r in runs]
         monitor_runs = {f"{r.variant}/seed{r.seed}": Path(r.run_dir) for r in runs}

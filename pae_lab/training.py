@@ -28,6 +28,13 @@ class NonFiniteLoss(RuntimeError):
     """Raised when a loss turns NaN/inf: the run is marked failed, the other runs go on."""
 
 
+class StopRequested(RuntimeError):
+    """Raised when the driver asked a run to stop (an Optuna pruner, a user): recorded, not a crash."""
+
+
+STOP_FILE = "stop.json"
+
+
 class Stateful(Protocol):
     def state_dict(self) -> dict: ...
     def load_state_dict(self, state: dict) -> Any: ...
@@ -119,7 +126,10 @@ class TrainLoop:
         window: dict[str, list[float]] = defaultdict(list)
         last: dict[str, float] = {}
         t_window = time.perf_counter()
+        stop_file = self.dir.parent / STOP_FILE
         for step in range(start, self.total):
+            if stop_file.exists():
+                raise StopRequested(f"{self.stage}: stopped at step {step}: {stop_file.read_text().strip()}")
             seed_step(self.seed, step)
             metrics = step_fn(step)
             loss = metrics.get("loss/total", 0.0)

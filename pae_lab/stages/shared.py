@@ -84,7 +84,7 @@ def refine_stage(study: StudyConfig, prior_dir: Path, out: Path, logger: RunLogg
         opt.zero_grad(set_to_none=True)
         total.backward()
         opt.step()
-        return {"loss/total": float(total), **{f"loss/{k}": float(v) for k, v in terms.items()}}
+        return {"loss/total": float(total.detach()), **{f"loss/{k}": float(v) for k, v in terms.items()}}
 
     loop = TrainLoop("refine", out, {"refiner": refiner, "optimizer": opt}, cfg.steps, seed=cfg.seed,
                      checkpoint_every=max(cfg.steps // 4, 1), log_every=10, items_per_step=cfg.batch_size,

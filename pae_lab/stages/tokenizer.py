@@ -12,21 +12,13 @@ from pae_lab.images import save_grid, side_by_side
 from pae_lab.latent_norm import LatentNorm
 from pae_lab.losses.perceptual import build_perceptual
 from pae_lab.losses.reconstruction import reconstruction_loss
-from pae_lab.losses.regularizers import RegContext, build_regularizer
+from pae_lab.losses.regularizers import RegContext
 from pae_lab.models.tokenizer import Tokenizer, TokenizerConfig
 from pae_lab.stages.context import RunContext
 from pae_lab.training import TrainLoop, autocast, grad_norm
+from pae_lab.variants import Variant
 
 MODEL_FILE = "model.pt"
-
-
-def build_regularizers(spec: dict[str, dict[str, Any]]) -> tuple[torch.nn.ModuleDict, dict[str, float]]:
-    regs, weights = torch.nn.ModuleDict(), {}
-    for name, params in spec.items():
-        params = dict(params)
-        weights[name] = float(params.pop("weight"))
-        regs[name] = build_regularizer(name, **params)
-    return regs, weights
 
 
 def load_tokenizer(stage_dir: Path, device: torch.device | str = "cpu") -> Tokenizer:
@@ -59,8 +51,9 @@ def tokenizer_stage(ctx: RunContext, out: Path) -> dict[str, Any]:
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     perceptual = build_perceptual(cfg.perceptual.name, **cfg.perceptual.params).to(device)
-    regs, weights = build_regularizers(ctx.spec.regularizers)
-    regs.to(device)
+    variant = Variant(name=ctx.spec.variant, regularizers=ctx.spec.regularizers)
+    regs = variant.build(latent_channels=study.tokenizer.latent_channels, vfm_dim=vfm.shape[1]).to(device)
+    weights = variant.weights
     params = list(model.parameters()) + list(regs.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     ctx.logger.params({"tokenizer.params": sum(p.numel() for p in model.parameters()),
