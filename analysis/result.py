@@ -20,9 +20,13 @@ class MetricResult:
     protocol: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, float] = field(default_factory=dict)
 
-    def flat(self, name: str, sep: str = "/") -> dict[str, float]:
-        """`{name: value, name/std: ..., ...}`: the shape a tracker's `log_metrics` takes."""
-        return {name: self.value, **{f"{name}{sep}{k}": v for k, v in self.extra.items()}}
+    def flat(self, name: str, sep: str = "_") -> dict[str, float]:
+        """`{name: value, name_std: ..., ...}`, the shape of a results-table row or `log_metrics`.
+
+        Extras already named after the metric keep their name ("lpc_rho0.1", not "lpc_lpc_rho0.1").
+        """
+        prefix = f"{name}{sep}"
+        return {name: self.value, **{k if k.startswith(prefix) else prefix + k: v for k, v in self.extra.items()}}
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (value, protocol, extra)."""

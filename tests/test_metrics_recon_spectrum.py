@@ -1,4 +1,4 @@
-"""PSNR, SSIM and eRank against closed forms and an independent scipy reference."""
+"""PSNR, SSIM, eRank (closed forms, an independent scipy reference) and MetricResult."""
 import math
 
 import numpy as np
@@ -7,6 +7,7 @@ import torch
 from scipy.ndimage import gaussian_filter
 
 from analysis.reconstruction import psnr, ssim, ssim_per_image
+from analysis.result import MetricResult
 from analysis.spectrum import erank
 
 
@@ -70,3 +71,9 @@ def test_erank_known_answers():
     two[:5, 0], two[5:, 1] = 1.0, 1.0
     res = erank(two[:, :, None, None].expand(-1, -1, 3, 3))
     assert res.value == pytest.approx(2 / c) and res.extra["effective_channels"] == pytest.approx(2.0)
+
+
+def test_metric_result_flattens_for_tables():
+    res = MetricResult(0.2, {"metric": "lpc"}, {"std": 0.01, "lpc_rho0.1": 0.05})
+    assert res.flat("lpc") == {"lpc": 0.2, "lpc_std": 0.01, "lpc_rho0.1": 0.05}
+    assert res.to_dict()["protocol"] == {"metric": "lpc"}
