@@ -1,0 +1,1 @@
+"""Tokenizer, refined-prior model, latent generator and EMA."""
