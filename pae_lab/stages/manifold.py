@@ -20,9 +20,7 @@ def flatten_results(results: dict[str, Any]) -> dict[str, float]:
     """{name: MetricResult} -> {name: value, name_<extra>: value} for tables and MLflow."""
     flat: dict[str, float] = {}
     for name, res in results.items():
-        flat[name] = float(res.value)
-        for key, value in res.extra.items():
-            flat[f"{name}_{key}"] = float(value)
+        flat.update({k: float(v) for k, v in res.flat(name).items()})
     return flat
 
 
@@ -57,9 +55,9 @@ def manifold_stage(ctx: RunContext, out: Path) -> dict[str, Any]:
         model.encode, model.decode, to01(val.images), torch.from_numpy(val.labels),
         None if val.segments is None else torch.from_numpy(val.segments),
         distance=distance, distance_name=distance.name, config=study.metrics,
-        train_images=to01(train.images), train_labels=torch.from_numpy(train.labels),
+        train_images=to01(train.images), train_labels=torch.from_numpy(train.labels), split="val", device=device,
     )
-    protocols = {name: {**res.protocol, "split": "val"} for name, res in results.items()}
+    protocols = {name: dict(res.protocol) for name, res in results.items()}
     flat = flatten_results(results)
     rfid = reconstruction_fidelity(ctx, model)
     protocols["rfid"] = rfid.pop("protocol")
