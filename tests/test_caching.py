@@ -93,7 +93,7 @@ def _train(tmp: Path, fail_at: int | None) -> tuple[torch.nn.Module, TrainLoop]:
         opt.zero_grad()
         loss.backward()
         opt.step()
-        return {"loss/total": float(loss)}
+        return {"loss/total": loss.item()}
 
     loop = TrainLoop("t", tmp, {"model": model, "optimizer": opt}, 12, seed=3, checkpoint_every=5, log_every=2,
                      items_per_step=8)

@@ -55,7 +55,7 @@ def generator_stage(ctx: RunContext, out: Path) -> dict[str, Any]:
         opt.step()
         sched.step()
         ema.update(model)
-        return {"loss/total": float(loss), "grad_norm/total": norm_before, "lr": sched.get_last_lr()[0]}
+        return {"loss/total": loss.item(), "grad_norm/total": norm_before, "lr": sched.get_last_lr()[0]}
 
     eval_steps = set(cfg.eval_schedule())
 

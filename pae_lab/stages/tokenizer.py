@@ -71,11 +71,11 @@ def tokenizer_stage(ctx: RunContext, out: Path) -> dict[str, Any]:
                               vfm=vfm[idx].to(device), perceptual=perceptual, step=step)
             for name, reg in regs.items():
                 value = reg(rctx)
-                terms[name] = value
+                terms[name] = value.detach()
                 total = total + weights[name] * value
         opt.zero_grad(set_to_none=True)
         total.backward()
-        metrics = {"loss/total": float(total), **{f"loss/{k}": float(v) for k, v in terms.items()},
+        metrics = {"loss/total": total.item(), **{f"loss/{k}": float(v) for k, v in terms.items()},
                    "grad_norm/encoder": grad_norm(model.encoder), "grad_norm/decoder": grad_norm(model.decoder),
                    "stats/rec_std": float(x_rec.detach().float().std(dim=(1, 2, 3)).mean())}
         if len(regs):
