@@ -205,5 +205,61 @@ def report(study_file: Path = typer.Argument(..., help="Study YAML."), sets: Opt
     build_report_for(study)
 
 
+@app.command()
+@friendly
+def tune(study_file: Path = typer.Argument(..., help="Study YAML with a `search:` block."),
+         trials: Optional[int] = typer.Option(None, "--trials", min=1, help="Trials the search holds in the end "
+                                              "(overrides search.n_trials); a finished search continues up to it."),
+         dashboard: bool = typer.Option(False, "--dashboard", help="Then serve optuna-dashboard on 127.0.0.1 over "
+                                        "the search's storage (Ctrl-C stops it)."),
+         search: bool = typer.Option(True, "--search/--no-search", help="--no-search --dashboard: only the dashboard."),
+         port: int = typer.Option(8080, "--port", help="Dashboard port on 127.0.0.1."),
+         report: bool = typer.Option(True, "--report/--no-report", help="Build the report notebook (kind tune) at the end."),
+         sets: Optional[List[str]] = SetOpt):
+    """Search regularizer weights (or any numeric study value) with Optuna over the study's own pipeline.
+
+    Rerunning continues the same search; finished trials are reused. The dashboard by hand:
+    optuna-dashboard <study dir>/optuna.journal --host 127.0.0.1 --port 8080
+    """
+    from pae_lab.config import load_study
+    from pae_lab.tune import TuneDriver, dashboard_command
+
+    overrides = parse_sets(sets)
+    if trials is not None:
+        overrides["search.n_trials"] = trials
+    study = load_study(study_file, overrides)
+    completed = 1
+    if search:
+        outcome = TuneDriver(study, console, source=study_file).run()
+        frame = outcome.search.trials
+        table = Table(title=f"search {study.name}: {len(frame)} trials ({study.study_dir()})")
+        shown = [c for c in frame.columns if c not in ("variant", "error")]
+        for col in shown:
+            table.add_column(col.removeprefix("params_"))
+        best = {b["number"] for b in outcome.search.best}
+        for _, row in frame.iterrows():
+            cells = [f"{v:.4g}" if isinstance(v, float) else str(v) for v in row[shown]]
+            table.add_row(*cells, style="bold green" if row["number"] in best else None)
+        console.print(table)
+        if len(outcome.search.importances):
+            console.print("importances: " + ", ".join(f"{p}={v:.2f}" for p, v in zip(
+                outcome.search.importances["param"], outcome.search.importances["importance"])))
+        root = study.study_dir()
+        console.print(f"trials: {root / 'trials.csv'}   best: {root / 'best.json'}   pareto: {root / 'pareto.csv'}")
+        completed = outcome.states.get("COMPLETE", 0)
+        if report and completed:
+            from pae_lab import report as report_module
+
+            if hasattr(report_module, "build_report"):
+                build_report_for(study, kind="tune")
+    if dashboard:
+        cmd = dashboard_command(study, port)
+        console.print(f"optuna-dashboard on http://127.0.0.1:{port}  ({' '.join(cmd)}); Ctrl-C stops it")
+        raise typer.Exit(subprocess.call(cmd))
+    if not completed:
+        console.print("[red]no trial completed[/] (see trials.csv `error` and runs/trial-*/seed*/failed.json)")
+        raise typer.Exit(1)
+
+
 def main() -> None:  # pragma: no cover
     app()

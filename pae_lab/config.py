@@ -17,6 +17,7 @@ from analysis.panel import PanelConfig
 from pae_lab.generation.samplers import SamplerConfig
 from pae_lab.models.generator import GeneratorConfig
 from pae_lab.models.tokenizer import TokenizerConfig
+from pae_lab.tuning.space import SearchConfig
 
 
 class StudyError(ValueError):
@@ -133,7 +134,7 @@ class StudyConfig(Strict):
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     launcher: LauncherConfig = Field(default_factory=LauncherConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
-    search: dict[str, Any] | None = Field(None, description="Optuna search block (`pae-lab tune`).")
+    search: SearchConfig | None = Field(None, description="Optuna search block (`pae-lab tune`, see pae_lab/tuning/space.py).")
 
     @field_validator("seeds")
     @classmethod

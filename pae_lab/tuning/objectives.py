@@ -1,0 +1,73 @@
+"""What a trial is told: objective values from its results, intermediate values while it trains.
+
+Objective values are read from the same per-run summaries results.csv is built from (mean over the
+study's seeds), so every column the pipeline produces can be an objective. Intermediate values
+come from the JSON-lines metric mirrors the jobs write (runs/<trial>/seed<s>/<stage>/metrics.jsonl),
+so pruning works the same under every launcher, without network or tracking server.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+
+from pae_lab.aggregate import target_columns
+from pae_lab.config import StudyConfig
+from pae_lab.tracking import iter_jsonl
+from pae_lab.tuning.space import ObjectiveSpec
+
+INTERMEDIATE_STAGES = ("tokenizer", "generator", "generation")
+
+
+class MissingMetric(LookupError):
+    """An objective names a column the pipeline did not produce: a study error, not a trial's."""
+
+
+def aliases(study: StudyConfig) -> dict[str, str]:
+    """gfid / kid / rfid -> the study's actual column names (they depend on the FID extractor)."""
+    target, kid = target_columns(study)
+    return {"gfid": target, "kid": kid, "rfid": f"r{target}"}
+
+
+def objective_value(objective: ObjectiveSpec, rows: pd.DataFrame, study: StudyConfig) -> float:
+    """Weighted sum over the objective's columns of their mean over the trial's runs (seeds)."""
+    names = aliases(study)
+    total = 0.0
+    for metric, weight in objective.weights.items():
+        column = names.get(metric, metric)
+        if column not in rows:
+            available = sorted(c for c in rows.columns if pd.api.types.is_numeric_dtype(rows[c]) and c != "seed")
+            raise MissingMetric(f"objective {objective.label!r}: no column {column!r} in the trial's results; "
+                                f"available: {', '.join(available)} (aliases: {', '.join(names)})")
+        total += weight * float(pd.to_numeric(rows[column], errors="coerce").mean())
+    return total
+
+
+def objective_values(objectives: Iterable[ObjectiveSpec], rows: pd.DataFrame, study: StudyConfig) -> list[float]:
+    return [objective_value(o, rows, study) for o in objectives]
+
+
+def intermediate_source(source: str, study: StudyConfig) -> tuple[str, str]:
+    """A pruner source -> (stage, metric key): 'gfid' is the generation stage's FD column, a leading
+    stage name picks that stage, anything else is a tokenizer metric key (loss/total, loss/l1, ...)."""
+    if source == "gfid":
+        return "generation", aliases(study)["gfid"]
+    stage, _, key = source.partition("/")
+    return (stage, key) if stage in INTERMEDIATE_STAGES and key else ("tokenizer", source)
+
+
+def read_intermediate(run_dirs: Iterable[Path], stage: str, key: str) -> dict[int, float]:
+    """{step: value averaged over runs}, for the steps every run has logged so far (finite values only)."""
+    per_run: list[dict[int, float]] = []
+    for run_dir in run_dirs:
+        values: dict[int, Any] = {}
+        for record in iter_jsonl(Path(run_dir) / stage / "metrics.jsonl"):
+            if key in record and "step" in record:
+                values[int(record["step"])] = record[key]  # a resumed run re-logs a step: the last one counts
+        per_run.append({s: float(v) for s, v in values.items() if isinstance(v, (int, float)) and math.isfinite(v)})
+    if not per_run:
+        return {}
+    steps = set.intersection(*(set(v) for v in per_run))
+    return {s: sum(v[s] for v in per_run) / len(per_run) for s in sorted(steps)}

@@ -1,0 +1,112 @@
+"""The search's tables in the study folder: trials.csv, pareto.csv, importances.csv, best.json.
+
+Built from the stored trials (not from this session's memory), so a resumed search writes the
+whole study. Column names are the ones the report reads: `value` (one objective) or `values_0`,
+`values_1`, ... (several), `params_<name>`, `state`, `number`, `duration` (seconds).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from pae_lab.aggregate import write_csv
+from pae_lab.fsutil import write_json
+from pae_lab.tuning.space import SearchConfig
+
+MIN_IMPORTANCE_TRIALS = 3  # fANOVA on fewer completed trials says nothing (and Optuna refuses one)
+
+
+@dataclass
+class SearchSummary:
+    trials: pd.DataFrame
+    pareto: pd.DataFrame
+    importances: pd.DataFrame
+    best: list[dict[str, Any]]
+    importance_note: str = ""
+
+
+def value_columns(n_objectives: int) -> list[str]:
+    return ["value"] if n_objectives == 1 else [f"values_{i}" for i in range(n_objectives)]
+
+
+def trials_frame(trials: list, search: SearchConfig) -> pd.DataFrame:
+    """One row per stored trial: number, state, value(s), params_<name>, duration, variant, error."""
+    columns = value_columns(len(search.objectives))
+    labels = list(search.by_label())
+    rows = []
+    for t in trials:
+        values = list(t.values) if t.values is not None else [None] * len(columns)
+        if len(values) != len(columns):  # a pruned single-objective trial carries its last intermediate value
+            values = [None] * len(columns)
+        row: dict[str, Any] = {"number": t.number, "state": t.state.name, **dict(zip(columns, values))}
+        row.update({f"params_{name}": t.params.get(name) for name in labels})
+        extra = sorted(set(t.params) - set(labels))  # params of an earlier search block
+        row.update({f"params_{name}": t.params[name] for name in extra})
+        row["duration"] = t.duration.total_seconds() if t.duration is not None else None
+        row["variant"] = t.user_attrs.get("variant", "")
+        row["error"] = t.user_attrs.get("error", "")
+        rows.append(row)
+    return pd.DataFrame(rows, columns=None if rows else ["number", "state", *columns, "duration", "variant", "error"])
+
+
+def pareto_numbers(study) -> list[int]:
+    """Trial numbers of the Pareto front (the best trial for one objective); none while nothing completed."""
+    try:
+        return sorted(t.number for t in study.best_trials)
+    except ValueError:
+        return []
+
+
+def importances_frame(study, search: SearchConfig) -> tuple[pd.DataFrame, str]:
+    """Optuna's fANOVA importances (fractions summing to 1) per objective; empty with a note when too few
+    trials completed. Column `importance` is the first objective's, `importance_<name>` each one's."""
+    import optuna
+
+    empty = pd.DataFrame(columns=["param", "importance"])
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if len(complete) < MIN_IMPORTANCE_TRIALS:
+        return empty, f"importances need {MIN_IMPORTANCE_TRIALS} completed trials, the study has {len(complete)}"
+    table: dict[str, dict[str, float]] = {}
+    for i, name in enumerate(search.objective_names):
+        evaluator = optuna.importance.FanovaImportanceEvaluator(seed=search.sampler.seed)
+        try:
+            found = optuna.importance.get_param_importances(
+                study, evaluator=evaluator, target=(lambda t, i=i: t.values[i]) if len(search.objectives) > 1 else None)
+        except (ValueError, RuntimeError) as exc:  # e.g. every completed trial has the same values
+            return empty, f"importances not computable: {exc}"
+        for param, value in found.items():
+            table.setdefault(param, {})[f"importance_{name}"] = float(value)
+    frame = pd.DataFrame([{"param": p, **v} for p, v in table.items()])
+    frame.insert(1, "importance", frame[f"importance_{search.objective_names[0]}"])
+    return frame.sort_values("importance", ascending=False, ignore_index=True), ""
+
+
+def best_records(trials: pd.DataFrame, numbers: list[int], search: SearchConfig) -> list[dict[str, Any]]:
+    columns = value_columns(len(search.objectives))
+    records = []
+    for _, row in trials[trials["number"].isin(numbers)].iterrows():
+        records.append({
+            "number": int(row["number"]), "variant": row["variant"],
+            "values": {name: float(row[c]) for name, c in zip(search.objective_names, columns)},
+            "params": {c.removeprefix("params_"): row[c] for c in trials.columns if c.startswith("params_") and pd.notna(row[c])},
+        })
+    return records
+
+
+def write_search_outputs(study, search: SearchConfig, root: Path) -> SearchSummary:
+    """Write the four files into `root` and return what they hold."""
+    trials = trials_frame(study.get_trials(deepcopy=False), search)
+    numbers = pareto_numbers(study)
+    pareto = trials[trials["number"].isin(numbers)] if len(trials) else trials
+    importances, note = importances_frame(study, search)
+    best = best_records(trials, numbers, search)
+    write_csv(trials, root / "trials.csv")
+    write_csv(pareto, root / "pareto.csv")
+    write_csv(importances, root / "importances.csv")
+    states = trials["state"].value_counts().to_dict() if len(trials) else {}
+    write_json(root / "best.json", {"objectives": search.objective_names, "directions": search.directions,
+                                    "best": best, "states": states, "importance_note": note})
+    return SearchSummary(trials, pareto, importances, best, note)
