@@ -163,6 +163,14 @@ def registry(kind: str = typer.Argument("all", help="datasets, priors, perceptua
 
 
 @app.command()
+def schema():
+    """Print the study YAML reference (every key, its default and meaning) as Markdown."""
+    from pae_lab.schema_doc import study_reference
+
+    print(study_reference())
+
+
+@app.command()
 @friendly
 def ui(study_file: Path = typer.Argument(..., help="Study YAML."),
        port: int = typer.Option(5000, help="Port on 127.0.0.1.")):

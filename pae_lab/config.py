@@ -29,6 +29,8 @@ class Strict(BaseModel):
 
 
 class DataConfig(Strict):
+    """The images every run trains and is measured on."""
+
     name: str = Field("scenes", description="Dataset registry entry (`pae-lab registry datasets`).")
     resolution: int = Field(32, ge=8, description="Image side in pixels (a multiple of 8).")
     train_size: int = Field(2048, ge=16, description="Training images (tokenizer, prior, generator).")
@@ -38,6 +40,8 @@ class DataConfig(Strict):
 
 
 class PriorConfig(Strict):
+    """The frozen vision foundation model whose features the regularizers align to."""
+
     name: str = Field("effnet_lite0", description="Prior (frozen VFM) registry entry.")
     params: dict[str, Any] = Field(default_factory=dict, description="Extra keyword arguments, e.g. timm `model` and `weights`.")
     batch_size: int = Field(64, ge=1, description="Batch size for the one-off feature extraction.")
@@ -48,31 +52,33 @@ class RefineConfig(Strict):
 
     enabled: bool = Field(True, description="False: targets are a PCA projection of the raw VFM features.")
     steps: int = Field(300, ge=0, description="Training steps of projector + deprojector.")
-    batch_size: int = Field(64, ge=1)
-    lr: float = Field(1e-3, gt=0)
+    batch_size: int = Field(64, ge=1, description="Feature maps per step.")
+    lr: float = Field(1e-3, gt=0, description="AdamW learning rate.")
     depth: int = Field(2, ge=1, description="Deprojector transformer layers.")
     l_rep: float = Field(1.0, ge=0, description="Weight of the feature-reconstruction term.")
     l_gram: float = Field(1.0, ge=0, description="Weight of the Gram term against the low-pass target.")
     lowpass: float = Field(0.4, ge=0, description="Low-pass strength of the Gram target.")
-    seed: int = Field(0)
+    seed: int = Field(0, description="Seed of the refiner (shared by every run).")
 
 
 class PerceptualConfig(Strict):
+    """The perceptual distance: LPIPS needs local weights; the default is the embedded prior's feature distance."""
+
     name: str = Field("effnet_lite0", description="Perceptual distance registry entry (`lpips` needs local weights).")
     weight: float = Field(1.0, ge=0, description="Weight in the reconstruction loss.")
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: dict[str, Any] = Field(default_factory=dict, description="Extra keyword arguments of the distance.")
 
 
 class TrainingConfig(Strict):
     """How each tokenizer variant is trained."""
 
-    steps: int = Field(400, ge=1)
-    batch_size: int = Field(64, ge=1)
-    lr: float = Field(2e-4, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
+    steps: int = Field(400, ge=1, description="Optimiser steps per tokenizer.")
+    batch_size: int = Field(64, ge=1, description="Images per step.")
+    lr: float = Field(2e-4, gt=0, description="AdamW learning rate (tokenizer and trainable regularizer heads).")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     grad_clip: float = Field(1.0, gt=0, description="Global gradient-norm clip.")
-    l1_weight: float = Field(1.0, ge=0)
-    perceptual: PerceptualConfig = Field(default_factory=PerceptualConfig)
+    l1_weight: float = Field(1.0, ge=0, description="Weight of the L1 reconstruction term.")
+    perceptual: PerceptualConfig = Field(default_factory=PerceptualConfig, description="Perceptual term of the reconstruction loss (also the LPC distance).")
     log_every: int = Field(10, ge=1, description="Steps between logged metrics.")
     checkpoint_every: int = Field(50, ge=1, description="Steps between resumable checkpoints.")
 
@@ -84,33 +90,39 @@ class EvaluationConfig(Strict):
     extractor: Literal["auto", "inception", "effnet-lite0"] = Field(
         "auto", description="auto: Inception when `inception_weights` is set, else the embedded EfficientNet-Lite0 (named fd_effnet_lite0).")
     inception_weights: str | None = Field(None, description="Local path of torch-fidelity's Inception weights (pt_inception-2015-12-05).")
-    sampler: SamplerConfig = Field(default_factory=SamplerConfig)
+    sampler: SamplerConfig = Field(default_factory=SamplerConfig, description="How samples are drawn for gFID.")
     batch_size: int = Field(256, ge=1, description="Decoding batch size.")
 
 
 class SlurmConfig(Strict):
-    partition: str | None = None
-    account: str | None = None
-    qos: str | None = None
-    gpus_per_node: int = Field(1, ge=0)
-    cpus_per_task: int = Field(8, ge=1)
-    mem_gb: int = Field(32, ge=1)
+    """SLURM settings of the `slurm` launcher (submitit job arrays)."""
+
+    partition: str | None = Field(None, description="SLURM partition.")
+    account: str | None = Field(None, description="SLURM account.")
+    qos: str | None = Field(None, description="SLURM QOS.")
+    gpus_per_node: int = Field(1, ge=0, description="GPUs per job.")
+    cpus_per_task: int = Field(8, ge=1, description="CPU cores per job (also torch threads).")
+    mem_gb: int = Field(32, ge=1, description="Memory per job in GB.")
     timeout_min: int = Field(240, ge=3, description="Checkpointable jobs are requeued on timeout (>= 3: submitit signals 90 s early).")
     max_num_timeout: int = Field(3, ge=0, description="Requeues on timeout before giving up.")
-    array_parallelism: int = Field(64, ge=1)
-    additional_parameters: dict[str, Any] = Field(default_factory=dict)
+    array_parallelism: int = Field(64, ge=1, description="Array jobs running at once (slurm_array_parallelism).")
+    additional_parameters: dict[str, Any] = Field(default_factory=dict, description="Extra sbatch options, e.g. {constraint: a100}.")
 
 
 class LauncherConfig(Strict):
+    """Where the runs execute."""
+
     name: str = Field("inline", description="Launcher registry entry: inline (this process), local (submitit "
                       "subprocesses) or slurm (submitit job arrays).")
     max_parallel: int = Field(1, ge=1, description="Runs in flight at once (local).")
     threads_per_job: int | None = Field(None, ge=1, description="torch threads per job; default: CPU cores / max_parallel.")
     timeout_min: int = Field(120, ge=1, description="Wall-clock limit of one local job.")
-    slurm: SlurmConfig = Field(default_factory=SlurmConfig)
+    slurm: SlurmConfig = Field(default_factory=SlurmConfig, description="Used by the slurm launcher.")
 
 
 class TrackingConfig(Strict):
+    """MLflow: one parent run per study, one child run per (variant, seed)."""
+
     uri: str | None = Field(None, description="MLflow tracking URI; default: sqlite:///<study dir>/mlflow.db. http(s):// works.")
     experiment: str | None = Field(None, description="Experiment name; default: the study name.")
     log_images: bool = Field(True, description="Log reconstruction and sample grids as images.")
@@ -118,17 +130,17 @@ class TrackingConfig(Strict):
 
 class StudyConfig(Strict):
     name: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$", description="Study name: experiment, folder and report title.")
-    description: str = ""
+    description: str = Field("", description="One line on what the study asks.")
     output_dir: str | None = Field(None, description="Study folder; default outputs/<name> (relative to the working directory).")
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, description="Training seeds: every variant runs once per seed.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA (bf16 autocast, channels-last) when present, else CPU.")
     plugins: list[str] = Field(default_factory=list, description="Python modules imported first: they register datasets, priors, regularizers, variants.")
     data: DataConfig = Field(default_factory=DataConfig)
     prior: PriorConfig = Field(default_factory=PriorConfig)
     refine: RefineConfig = Field(default_factory=RefineConfig)
     tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
-    variants: list[str | dict[str, Any]] = Field(default_factory=lambda: ["baseline", "pae"], min_length=1)
+    variants: list[str | dict[str, Any]] = Field(default_factory=lambda: ["baseline", "pae"], min_length=1, description="Registered variant names, or inline {name, base, regularizers: {reg: {weight, ...} | null}}.")
     metrics: PanelConfig = Field(default_factory=PanelConfig)
     generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)

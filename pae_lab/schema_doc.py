@@ -1,0 +1,52 @@
+"""The study YAML reference, generated from the pydantic schema so docs and code cannot drift."""
+from __future__ import annotations
+
+import typing
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic_core import PydanticUndefined
+
+
+def _default(field) -> str:
+    if field.default_factory is not None:
+        try:
+            value: Any = field.default_factory()
+        except TypeError:
+            return "(see below)"
+        if isinstance(value, BaseModel):
+            return "(see below)"
+    else:
+        value = field.default
+    if value is PydanticUndefined:
+        return "**required**"
+    return f"`{value!r}`" if not isinstance(value, str) else f"`{value}`"
+
+
+def _model(annotation) -> type[BaseModel] | None:
+    """The pydantic model behind an annotation, also inside `X | None`."""
+    for candidate in (annotation, *typing.get_args(annotation)):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
+def reference(model: type[BaseModel], prefix: str = "") -> list[str]:
+    """Markdown tables: one per block, nested blocks after their parent."""
+    lines = [f"\n#### `{prefix or 'top level'}`\n", "| key | default | meaning |", "|---|---|---|"]
+    nested = []
+    for name, field in model.model_fields.items():
+        sub = _model(field.annotation)
+        desc = (field.description or (sub.__doc__ or "").strip().splitlines()[0] if sub and sub.__doc__ else field.description or "")
+        lines.append(f"| `{name}` | {_default(field)} | {desc.replace('|', '/')} |")
+        if sub:
+            nested.append((sub, f"{prefix}.{name}" if prefix else name))
+    for sub, path in nested:
+        lines += reference(sub, path)
+    return lines
+
+
+def study_reference() -> str:
+    from pae_lab.config import StudyConfig
+
+    return "\n".join(reference(StudyConfig))
