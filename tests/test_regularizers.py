@@ -16,6 +16,7 @@ from pae_lab.losses import (
     reconstruction_loss,
     register_regularizer,
 )
+from pae_lab.losses.mcr import MCR as MCRType
 from pae_lab.losses.mcr import rotate_toward
 from pae_lab.models.tokenizer import rms_normalize
 from pae_lab.registry import RegistryError
@@ -187,6 +188,20 @@ def test_mcr_modes_value():
     assert terms["cascade", False] == pytest.approx(l1(z_m, z) + l1(z_l, z))
     with pytest.raises(ValueError, match="mode must be one of"):
         build_regularizer("mcr", mode="huge")
+
+
+def test_mcr_cascade_with_feature_reuse_matches_the_formula(effnet):
+    torch.manual_seed(0)
+    z = sphere(2, 16, 4, 4)
+    direction = torch.randn_like(z)
+    dec = lambda v: torch.sigmoid(torch.nn.functional.interpolate(v[:, :3], scale_factor=4.0))  # noqa: E731
+    mcr = build_regularizer("mcr")
+    mcr.perturb = lambda zz, d=None: MCRType.perturb(mcr, zz, direction)
+    got = mcr(ctx_for(z, decode=dec, perceptual=effnet))
+    x, x_m, x_l = dec(z), dec(rotate_toward(z, direction, 42.5)), dec(rotate_toward(z, direction, 85))
+    expected = reconstruction_loss(x, x_m, effnet)[0] + reconstruction_loss(x_m, x_l, effnet)[0]
+    assert float(got) == pytest.approx(float(expected), rel=1e-5)
+    assert float(reconstruction_loss(x, x_m, effnet)[1]["perceptual"]) > 0  # the perceptual part is really in there
 
 
 # --- VF ---------------------------------------------------------------------------------------

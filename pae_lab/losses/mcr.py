@@ -8,6 +8,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from pae_lab.losses.perceptual import PerceptualDistance
 from pae_lab.losses.reconstruction import reconstruction_loss
 from pae_lab.losses.regularizers import RegContext, Regularizer, register_regularizer
 
@@ -67,15 +68,30 @@ class MCR(Regularizer):
         direction = torch.randn_like(z) if direction is None else direction
         return rotate_toward(z, direction, self.medium_deg), rotate_toward(z, direction, self.large_deg)
 
-    def _term(self, ctx: RegContext, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return reconstruction_loss(target.detach(), out, ctx.perceptual, self.l1_weight, self.perceptual_weight)[0]
-
     def forward(self, ctx: RegContext) -> torch.Tensor:
         z_m, z_l = self.perturb(ctx.z)
+        ref = ctx.x_rec.detach()
         if self.mode == "large":
-            return self._term(ctx, ctx.decode(z_l), ctx.x_rec)
+            return self._term(ctx, ctx.decode(z_l), ref)
         x_m = ctx.decode(z_m)
-        loss = self._term(ctx, x_m, ctx.x_rec)
-        if self.mode == "cascade":
-            loss = loss + self._term(ctx, ctx.decode(z_l), x_m if self.cascade else ctx.x_rec)
-        return loss
+        if self.mode == "medium":
+            return self._term(ctx, x_m, ref)
+        x_l = ctx.decode(z_l)
+        if not self.cascade:
+            return self._term(ctx, x_m, ref) + self._term(ctx, x_l, ref)
+        return self._cascade(ctx, x_m, x_l, ref)
+
+    def _term(self, ctx: RegContext, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return reconstruction_loss(target, out, ctx.perceptual, self.l1_weight, self.perceptual_weight)[0]
+
+    def _cascade(self, ctx: RegContext, x_m: torch.Tensor, x_l: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+        """Both terms, embedding D(z_m) once: its detached features are the large term's target."""
+        pd = ctx.perceptual
+        if not isinstance(pd, PerceptualDistance) or self.perceptual_weight == 0:
+            return self._term(ctx, x_m, ref) + self._term(ctx, x_l, x_m.detach())
+        l1 = (x_m - ref).abs().mean() + (x_l - x_m.detach()).abs().mean()
+        f_m = pd.embed(x_m)
+        with torch.no_grad():
+            f_ref = pd.embed(ref)
+        dist = pd.compare(f_m, f_ref).mean() + pd.compare(pd.embed(x_l), [f.detach() for f in f_m]).mean()
+        return self.l1_weight * l1 + self.perceptual_weight * dist

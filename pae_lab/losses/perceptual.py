@@ -23,6 +23,9 @@ class PerceptualUnavailable(RuntimeError):
 class PerceptualDistance(nn.Module):
     """Base class: `forward(a01, b01) -> Tensor[B]`, images in [0, 1]; frozen, differentiable in the inputs.
 
+    A distance is `compare(embed(a), embed(b))`; `embed` returns a list of per-sample feature
+    tensors. Callers comparing many images against one fixed reference (MCR's cascade, LPC's
+    perturbations) embed the reference once under no_grad and call `compare` directly.
     `name` is the registry name (set by `build_perceptual`); `metric_name` is what trackers log.
     """
 
@@ -32,8 +35,23 @@ class PerceptualDistance(nn.Module):
     def metric_name(self) -> str:
         return f"pd_{self.name}"
 
-    def forward(self, a01: torch.Tensor, b01: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+    def embed(self, x01: torch.Tensor) -> list[torch.Tensor]:
+        """Features of a batch; identity by default (distances computed on pixels)."""
+        return [x01]
+
+    def compare(self, fa: list[torch.Tensor], fb: list[torch.Tensor]) -> torch.Tensor:  # pragma: no cover - abstract
+        """Per-sample distance [B] between two embeddings."""
         raise NotImplementedError
+
+    def forward(self, a01: torch.Tensor, b01: torch.Tensor) -> torch.Tensor:
+        """A reference `b01` that needs no grad (a stop-gradient target) is embedded without a graph."""
+        if a01.shape != b01.shape or a01.dim() != 4:
+            raise ValueError(
+                f"perceptual distance needs two [B, 3, H, W] batches of equal shape; got {tuple(a01.shape)} vs {tuple(b01.shape)}"
+            )
+        with torch.set_grad_enabled(torch.is_grad_enabled() and b01.requires_grad):
+            fb = self.embed(b01)
+        return self.compare(self.embed(a01), fb)
 
 
 PERCEPTUAL: Registry[type[PerceptualDistance]] = Registry("perceptual distance", base=PerceptualDistance)
@@ -53,18 +71,12 @@ def build_perceptual(name: str, **params) -> PerceptualDistance:
     return module
 
 
-def _check_pair(a: torch.Tensor, b: torch.Tensor) -> None:
-    if a.shape != b.shape or a.dim() != 4:
-        raise ValueError(f"perceptual distance needs two [B, 3, H, W] batches of equal shape; got {tuple(a.shape)} vs {tuple(b.shape)}")
-
-
 @register_perceptual("l2")
 class L2Distance(PerceptualDistance):
     """Per-sample mean squared error: a cheap stand-in for tests and ablations (no network)."""
 
-    def forward(self, a01: torch.Tensor, b01: torch.Tensor) -> torch.Tensor:
-        _check_pair(a01, b01)
-        return (a01 - b01).pow(2).flatten(1).mean(dim=1)
+    def compare(self, fa: list[torch.Tensor], fb: list[torch.Tensor]) -> torch.Tensor:
+        return (fa[0] - fb[0]).pow(2).flatten(1).mean(dim=1)
 
 
 @register_perceptual("effnet_lite0")
@@ -87,7 +99,8 @@ class EffNetLite0Distance(PerceptualDistance):
             raise ValueError("effnet_lite0 distance needs at least one block index, e.g. blocks=(0, 2, 4)")
         self.blocks = [int(b) for b in blocks]
         self.input_resolution = int(input_resolution)
-        self.backbone = load_efficientnet_lite0()
+        # channels_last: ~25% less CPU time for these depthwise-heavy blocks, and the GPU's preferred layout
+        self.backbone = load_efficientnet_lite0().to(memory_format=torch.channels_last)
 
     def train(self, mode: bool = True) -> "EffNetLite0Distance":
         """The backbone stays in eval mode (frozen BatchNorm statistics) whatever the parent does."""
@@ -95,21 +108,15 @@ class EffNetLite0Distance(PerceptualDistance):
         self.backbone.eval()
         return self
 
-    def _features(self, x01: torch.Tensor) -> list[torch.Tensor]:
+    def embed(self, x01: torch.Tensor) -> list[torch.Tensor]:
         from pae_lab.priors.effnet import block_features
 
         if x01.shape[-2:] != (self.input_resolution,) * 2:
             x01 = F.interpolate(x01, size=(self.input_resolution,) * 2, mode="bilinear", align_corners=False)
+        x01 = x01.contiguous(memory_format=torch.channels_last)
         return [F.normalize(f, dim=1, eps=1e-10) for f in block_features(self.backbone, x01, self.blocks)]
 
-    def forward(self, a01: torch.Tensor, b01: torch.Tensor) -> torch.Tensor:
-        _check_pair(a01, b01)
-        if b01.requires_grad:
-            fa, fb = zip(*(f.chunk(2) for f in self._features(torch.cat([a01, b01]))))
-        else:  # a fixed target (stop-gradient): no graph for its half, roughly 1/3 less work
-            fa = self._features(a01)
-            with torch.no_grad():
-                fb = self._features(b01)
+    def compare(self, fa: list[torch.Tensor], fb: list[torch.Tensor]) -> torch.Tensor:
         return sum((x - y).pow(2).mean(dim=(1, 2, 3)) for x, y in zip(fa, fb))
 
 
@@ -149,9 +156,8 @@ class LpipsDistance(PerceptualDistance):
     def metric_name(self) -> str:
         return "lpips"
 
-    def forward(self, a01: torch.Tensor, b01: torch.Tensor) -> torch.Tensor:
-        _check_pair(a01, b01)
-        return self.model(a01, b01, normalize=True).flatten()
+    def compare(self, fa: list[torch.Tensor], fb: list[torch.Tensor]) -> torch.Tensor:
+        return self.model(fa[0], fb[0], normalize=True).flatten()  # embed is the identity: LPIPS runs here
 
 
 def _lpips_backbone_state(net: nn.Module, state: dict) -> dict:

@@ -99,11 +99,15 @@ def _level(cin: int, cout: int, cfg: TokenizerConfig) -> list[nn.Module]:
 
 
 class Upsample(nn.Module):
-    """Nearest x2 then 3x3 conv: no checkerboard artefacts, unlike a transposed conv."""
+    """Nearest x2 then 3x3 conv: no checkerboard artefacts, unlike a transposed conv.
 
-    def __init__(self, channels: int):
+    The conv also changes the width (cin -> cout), so the full-resolution level never runs a
+    conv at the wider width: this halves the decoder's most expensive layer.
+    """
+
+    def __init__(self, cin: int, cout: int):
         super().__init__()
-        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv = nn.Conv2d(cin, cout, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(nn.functional.interpolate(x, scale_factor=2.0, mode="nearest"))
@@ -132,7 +136,7 @@ class Tokenizer(nn.Module):
         dec: list[nn.Module] = [nn.Conv2d(cfg.latent_channels, widths[-1], 3, padding=1), *_level(widths[-1], widths[-1], cfg)]
         cin = widths[-1]
         for w in reversed(widths):
-            dec += [Upsample(cin), *_level(cin, w, cfg)]
+            dec += [Upsample(cin, w), *_level(w, w, cfg)]
             cin = w
         dec += [norm(cin, cfg.norm_groups), act(), nn.Conv2d(cin, 3, 3, padding=1)]
         self.decoder = nn.Sequential(*dec)
