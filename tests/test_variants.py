@@ -60,8 +60,7 @@ def test_inline_override_extend_and_remove():
     )
     assert v.regularizers == {"mcr": {"weight": 0.5, "mode": "medium"}, "vf": {"weight": 0.3}, "se": {"weight": 0.25}}
     assert v.build(latent_channels=8, vfm_dim=8)["mcr"].mode == "medium"
-    again = resolve_variant({"name": "x", "base": "pae_medium_only_missing_is_fine" if False else "pae",
-                             "regularizers": {"ssr": {"weight": None}, "mcr": {"weight": 0.7}}})
+    again = resolve_variant({"name": "x", "base": "pae", "regularizers": {"ssr": {"weight": None}, "mcr": {"weight": 0.7}}})
     assert again.regularizers == {"mcr": {"weight": 0.7}, "scr": {"weight": 1.0}}
     # no base: only what is listed; the base itself is untouched
     assert resolve_variant({"name": "solo", "regularizers": {"ssr": 0.4}}).weights == {"ssr": 0.4}
