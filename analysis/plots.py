@@ -33,6 +33,7 @@ _LABELS = {
     "fid": "gFID",
     "gfid": "gFID",
     "kid": "KID",
+    "rkid": "rKID",
     "ssc": "SSC",
     "coherence": "spatial coherence",
     "lpc": "LPC",
@@ -51,12 +52,12 @@ def metric_label(name: str) -> str:
     """Readable axis label of a metric column; FD/KD columns name their feature extractor."""
     if name in _LABELS:
         return _LABELS[name]
-    if name.startswith("fd_") and name.endswith("_rec"):
-        return f"rFD ({name[3:-4]})"
-    if name.startswith("fd_"):
-        return f"gFD ({name[3:]})"
-    if name.startswith("kd_"):
-        return f"KD ({name[3:]})"
+    for prefix, text in (("rfd_", "rFD"), ("rkd_", "rKD"), ("fd_", "gFD"), ("kd_", "KD")):
+        if name.startswith(prefix):
+            rest = name[len(prefix):]
+            if rest.endswith("_rec"):  # older layout: fd_<extractor>_rec is the reconstruction FD
+                return f"r{text.lstrip('g')} ({rest[:-4]})"
+            return f"{text} ({rest})"
     return name
 
 
@@ -108,6 +109,14 @@ def _ci_text(row: pd.Series, prefix: str, confidence: float) -> str:
     return f"{name} {rho:.2f} (no CI)"
 
 
+def _plain_spearman(x: pd.Series, y: pd.Series) -> str:
+    """Spearman of variant means without an interval; n/a below 3 points or for a constant column."""
+    ok = x.notna() & y.notna()
+    if ok.sum() < 3 or x[ok].nunique() < 2 or y[ok].nunique() < 2:
+        return f"Spearman n/a (n={int(ok.sum())})"
+    return f"Spearman {x[ok].corr(y[ok], method='spearman'):.2f} (no CI, n={int(ok.sum())})"
+
+
 @_styled
 def metric_vs_target(
     results: pd.DataFrame,
@@ -138,8 +147,7 @@ def metric_vs_target(
         if rows is not None and metric in rows.index:
             subtitle = _ci_text(rows.loc[metric], "spearman", confidence)
         else:
-            rho = means[metric].corr(means[target], method="spearman")
-            subtitle = f"Spearman {rho:.2f} (no CI)" if np.isfinite(rho) else "Spearman n/a"
+            subtitle = _plain_spearman(means[metric], means[target])
         ax.set_title(f"{metric_label(metric)}\n{subtitle}", fontsize=10)
         ax.set_xlabel(metric_label(metric))
         ax.set_ylabel(metric_label(target))
@@ -216,12 +224,14 @@ def _variant_legend(fig: Figure, variants: Sequence[str], palette: Mapping[str, 
 
 
 def _log_y(ax, values: pd.Series) -> None:
-    """Log scale for positive values; over less than three decades, ticks at 1-2-5 as plain numbers."""
+    """Log scale when positive values span a decade or more (loss terms often do), ticks at 1-2-5
+    as plain numbers; a narrower range stays linear, where a log axis would show one tick."""
+    if not (values > 0).all() or values.max() / values.min() < 10:
+        return
     ax.set_yscale("log")
-    if values.max() / values.min() < 1000:
-        ax.yaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
-        ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-        ax.yaxis.set_minor_formatter(ticker.NullFormatter())
+    ax.yaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(ticker.NullFormatter())
 
 
 def _mean_band(ax, data: pd.DataFrame, x: str, y: str, color, label: str) -> None:
@@ -285,7 +295,7 @@ def training_curves(
     """One panel per logged key under `prefix` (e.g. every loss term), one line per variant.
 
     `curves` is long: columns variant, seed, step, key, value. Seeds are averaged (band: std);
-    panels whose values are all positive use a log scale, since loss terms span decades.
+    panels whose positive values span a decade or more use a log scale.
     """
     data = curves[curves["key"].str.startswith(prefix)]
     keys = sorted(data["key"].unique(), key=lambda k: (k != f"{prefix}total", k))
@@ -299,8 +309,7 @@ def training_curves(
             sub = rows[rows["variant"] == variant]
             if len(sub):
                 _mean_band(ax, sub, "step", "value", palette[variant], variant)
-        if (rows["value"] > 0).all():
-            _log_y(ax, rows["value"])
+        _log_y(ax, rows["value"])
         ax.set_title(key)
         ax.set_xlabel("tokenizer steps")
         ax.set_ylabel(key.removeprefix(prefix))

@@ -27,6 +27,7 @@ import pandas as pd
 
 import pae_lab
 from analysis.directions import direction_of
+from analysis.panel import METRICS
 from analysis.plots import metric_label, objective_columns, save_figure
 from pae_lab.fsutil import atomic_write
 
@@ -53,9 +54,9 @@ class ReportPaths:
 # ----------------------------------------------------------------------------- reading a study
 def _read_csv(path: Path) -> pd.DataFrame | None:
     """An optional table: None when the file is missing or holds no rows (the aggregator writes
-    empty files for stages that produced nothing)."""
+    empty files for stages that produced nothing). Variant names stay strings even when numeric."""
     try:
-        frame = pd.read_csv(path)
+        frame = pd.read_csv(path, dtype={"variant": str})
     except (FileNotFoundError, pd.errors.EmptyDataError):
         return None
     return None if frame.empty else frame
@@ -97,17 +98,42 @@ def _images(runs: Path, variants: Sequence[str]) -> dict[str, dict[str, Path]]:
     """Per variant, the pictures of its first seed (by name) that has any."""
     found: dict[str, dict[str, Path]] = {}
     for variant in variants:
-        for seed_dir in sorted(p for p in (runs / str(variant)).glob("*") if p.is_dir()):
+        for seed_dir in sorted(p for p in (runs / variant).glob("*") if p.is_dir()):
             pictures = {k: seed_dir / "images" / f"{k}.png" for k in IMAGE_KINDS}
             pictures = {k: p for k, p in pictures.items() if p.is_file()}
             if pictures:
-                found[str(variant)] = pictures
+                found[variant] = pictures
                 break
     return found
 
 
-def _first(columns: Sequence[str], exact: Sequence[str], match: Callable[[str], bool]) -> str | None:
-    return next((c for c in exact if c in columns), None) or next((c for c in columns if match(c)), None)
+# Fidelity columns, as analysis.fidelity and the manifold stage name them: generation `fid`/`kid` or
+# `fd_<extractor>`/`kd_<extractor>`; reconstruction the same with an `r` prefix (`rfid`,
+# `rfd_<extractor>`) or, in older layouts, an `_rec` suffix. All are lower-is-better.
+def _is_reconstruction(column: str) -> bool:
+    return column.endswith("_rec") or column in ("rfid", "rkid") or column.startswith(("rfd_", "rkd_"))
+
+
+def is_generation_fd(column: str) -> bool:
+    return column in ("gfid", "fid") or (column.startswith("fd_") and not _is_reconstruction(column))
+
+
+def is_generation_kd(column: str) -> bool:
+    return column == "kid" or (column.startswith("kd_") and not _is_reconstruction(column))
+
+
+def is_reconstruction_fd(column: str) -> bool:
+    return column == "rfid" or column.startswith("rfd_") or (column.startswith("fd_") and column.endswith("_rec"))
+
+
+def is_fidelity(column: str) -> bool:
+    return (is_generation_fd(column) or is_generation_kd(column) or is_reconstruction_fd(column)
+            or column == "rkid" or column.startswith("rkd_") or (column.startswith("kd_") and column.endswith("_rec")))
+
+
+def _first(columns: Sequence[str], named: Any, match: Callable[[str], bool]) -> str | None:
+    """`named` if it is one of the columns, else the first column that matches."""
+    return named if named in columns else next((c for c in columns if match(c)), None)
 
 
 @dataclass
@@ -129,7 +155,7 @@ class StudyData:
 
     @property
     def variants(self) -> list[str]:
-        return [str(v) for v in dict.fromkeys(self.results["variant"])]
+        return list(dict.fromkeys(self.results["variant"]))
 
     @property
     def metrics(self) -> list[str]:
@@ -139,24 +165,33 @@ class StudyData:
 
     @property
     def target(self) -> str | None:
-        """The gFID-like column: study.json's `target`, else `gfid`/`fid`, else the first generation FD."""
-        named = self.info.get("target")
-        if named in self.metrics:
-            return named
-        return _first(self.metrics, ("gfid", "fid"), lambda c: c.startswith("fd_") and not c.endswith("_rec"))
+        """The gFID-like column: study.json's `target`, else the first generation FD column."""
+        return _first(self.metrics, self.info.get("target"), is_generation_fd)
 
     @property
     def contrast(self) -> str | None:
-        """The rFID-like column (reconstruction FID), the contrast every latent metric is held against."""
-        return _first(self.metrics, ("rfid",), lambda c: c.startswith("fd_") and c.endswith("_rec"))
+        """The rFID-like column (reconstruction FD), the contrast every latent metric is held against."""
+        return _first(self.metrics, self.info.get("contrast"), is_reconstruction_fd)
 
     @property
     def kid(self) -> str | None:
-        """The KID-like column: study.json's `kid`, else `kid`, else the first generation KD."""
-        named = self.info.get("kid")
-        if named in self.metrics:
-            return named
-        return _first(self.metrics, ("kid",), lambda c: c.startswith("kd_") and not c.endswith("_rec"))
+        """The KID-like column: study.json's `kid`, else the first generation KD column."""
+        return _first(self.metrics, self.info.get("kid"), is_generation_kd)
+
+    @property
+    def extras(self) -> list[str]:
+        """Secondary columns of a registered panel metric (`lpc_rho0.1`, `linprobe_C`, ...): shown in
+        the full table and the forest plot, left out of the headline table, scatters and summary."""
+        registered = set(METRICS.names())
+        return [c for c in self.metrics
+                if c not in registered and any(c.startswith(f"{m}_") for m in registered)]
+
+    @property
+    def headline(self) -> list[str]:
+        """The predictors that are a metric's own value (not an extra); all predictors if < 2 remain."""
+        extras = set(self.extras)
+        found = [m for m in self.predictors if m not in extras]
+        return found if len(found) >= 2 else self.predictors
 
     @property
     def predictors(self) -> list[str]:
@@ -172,7 +207,7 @@ class StudyData:
         """'higher' or 'lower' is better, per metric: analysis.directions' defaults, FID/KID-like
         columns lower; the study's own statements (metric protocols, correlations.csv) override."""
         found = {m: d for m in self.metrics if (d := direction_of(m))}
-        found.update({c: "lower" for c in (self.target, self.kid, self.contrast) if c})
+        found.update({c: "lower" for c in self.metrics if is_fidelity(c)})
         if "speedup" in self.metrics:
             found["speedup"] = "higher"
         for metric, protocol in (self.info.get("protocols") or {}).items():
@@ -217,7 +252,7 @@ def load_study(study_dir: Path | str, *, kind: str | None = None) -> StudyData:
     if not results_path.is_file():
         raise ReportError(f"no results.csv in {study_dir}: run the study first (`pae-lab run STUDY.yaml`), "
                           "or point the report at the study directory that holds it")
-    results = pd.read_csv(results_path)
+    results = pd.read_csv(results_path, dtype={"variant": str})
     if "variant" not in results:
         raise ReportError(f"{results_path} has no 'variant' column (columns: {', '.join(results.columns)})")
     info_path = study_dir / "study.json"
@@ -235,7 +270,7 @@ def load_study(study_dir: Path | str, *, kind: str | None = None) -> StudyData:
         convergence=_read_csv(study_dir / "convergence.csv"),
         speedups=_read_csv(study_dir / "speedups.csv"),
         training=_training_curves(runs),
-        images=_images(runs, [str(v) for v in dict.fromkeys(results["variant"])]),
+        images=_images(runs, list(dict.fromkeys(results["variant"]))),
         trials=_read_csv(study_dir / "trials.csv"),
         pareto=_read_csv(study_dir / "pareto.csv"),
         importances=_read_csv(study_dir / "importances.csv"),
@@ -293,6 +328,7 @@ def summarize(
     *,
     contrast: str | None = None,
     directions: Mapping[str, str] | None = None,
+    candidates: Sequence[str] | None = None,
     confidence: float = 0.95,
     unit: str = "variant",
 ) -> str:
@@ -300,8 +336,9 @@ def summarize(
 
     Which metric has the strongest rank correlation with the target (and whether its CI excludes 0),
     how the rFID-like `contrast` fares, and which variant has the best target value, with its seed
-    spread and whether the runner-up's spread overlaps it. The target is taken as lower-is-better
-    unless `directions` says otherwise.
+    spread and whether the runner-up's spread overlaps it. `candidates` limits which metrics may be
+    named the best predictor (default: every row of `correlations`). The target is taken as
+    lower-is-better unless `directions` says otherwise.
     """
     directions = dict(directions or {})
     target_label = metric_label(target) if target else "gFID"
@@ -315,9 +352,11 @@ def summarize(
             lines.append(f"{len(bad)} of {n_runs} runs did not finish ({counts}); their metrics are missing.")
 
     if correlations is None or not len(correlations):
-        lines.append(f"No rank correlations with {target_label} are available (correlations.csv is missing).")
+        lines.append(f"No rank correlations with {target_label} are available (correlations.csv is missing or empty).")
     else:
         usable = correlations[correlations["spearman"].notna() & (correlations["metric"] != target)]
+        if candidates is not None:
+            usable = usable[usable["metric"].isin(list(candidates))]
         if not len(usable):
             lines.append(f"No metric has a defined rank correlation with {target_label}.")
         else:
@@ -400,7 +439,7 @@ def note(text: str) -> None:
 
 
 def missing(what: str) -> None:
-    note(f"Not available: {what} is missing from the study directory.")
+    note(f"Not available: {what} is missing or empty in the study directory.")
 
 
 # ----------------------------------------------------------------------------- building

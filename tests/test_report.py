@@ -12,6 +12,7 @@ from PIL import Image
 from scipy import stats
 
 from analysis import plots
+from pae_lab import report
 from pae_lab.report import (
     ReportError,
     best_trials,
@@ -33,12 +34,13 @@ ABLATION = {
     "mcr_scr": (0.24, 0.176, 0.45, 2.08),
     "pae": (0.35, 0.170, 0.50, 1.86),
 }
-TARGET, KID, RFD = "fd_effnet_lite0", "kd_effnet_lite0", "fd_effnet_lite0_rec"
+TARGET, KID, RFD = "fd_effnet_lite0", "kd_effnet_lite0", "rfd_effnet_lite0"
 DIRECTIONS = {"psnr": "higher", RFD: "lower", "ssc": "higher", "lpc": "lower", "gsq": "higher",
-              "linprobe": "higher", "erank": "higher"}
+              "linprobe": "higher", "erank": "higher", "lpc_rho0.1": "lower", "linprobe_C": "higher"}
+EXTRAS = ["lpc_rho0.1", "linprobe_C"]  # secondary columns of registered metrics, as the panel writes them
 HEADINGS = ["Study report", "Summary", "Study configuration", "Metric protocols", "Library versions", "Variants",
             "Metrics against gFID", "Correlations with gFID", "Metric–metric correlations",
-            "Convergence and speed-up", "Training curves", "Pictures", "Tuning"]
+            "Convergence and speed-up", "Training curves", "Pictures", "Tuning", "Secondary columns"]
 
 
 def _results(rng: np.random.Generator) -> pd.DataFrame:
@@ -51,6 +53,7 @@ def _results(rng: np.random.Generator) -> pd.DataFrame:
                 "psnr": 24 + jitter(0.5), RFD: 3.0 + 0.1 * ((i * 5) % 8) + jitter(0.05),
                 "ssc": ssc + jitter(0.005), "lpc": lpc + jitter(0.004), "gsq": gsq + jitter(0.01),
                 "gsq_std": 0.01, "linprobe": 0.3 + gsq / 2 + jitter(0.01), "erank": 0.5 + jitter(0.02),
+                "lpc_rho0.1": lpc / 3 + jitter(0.01), "linprobe_C": 10 * gfid, "lip_dec_max": 2.0,
                 TARGET: gfid + jitter(0.05), KID: gfid / 1000 + jitter(1e-5),
                 "speedup": 7.18 / gfid if variant != "baseline" else 1.0,
             })
@@ -172,7 +175,8 @@ def test_html_has_no_code_but_has_the_summary(full_report):
     html = paths.html.read_text()
     for code in ("load_study(", "plots.metric_vs_target", "import pandas", "study_dir ="):
         assert code not in html
-    assert "has the strongest rank correlation with gFD (effnet_lite0)" in html
+    # linprobe_C (a probe setting that tracks gFID exactly here) is an extra: never named the best predictor
+    assert "<strong>LPC</strong> has the strongest rank correlation with gFD (effnet_lite0)" in html
     assert "<img" in html and "data:image/png;base64" in html
 
 
@@ -209,6 +213,8 @@ def test_load_study_reads_layout(tmp_path):
     assert study.kind == "tune" and study.target == TARGET and study.contrast == RFD and study.kid == KID
     assert study.variants == list(ABLATION)
     assert study.predictors == list(DIRECTIONS)
+    assert study.extras == EXTRAS and "lip_dec_max" not in study.metrics  # a spread, not a metric
+    assert study.headline == [m for m in DIRECTIONS if m not in EXTRAS]
     assert "gsq_std" not in study.metrics  # a spread, not a metric
     assert study.directions["lpc"] == "lower" and study.directions[TARGET] == "lower"
     assert set(study.images) == {"baseline", "pae"} and set(study.images["pae"]) == {"reconstructions", "samples",
@@ -260,7 +266,17 @@ def test_best_trials_follows_direction():
     assert list(best_trials(trials, ["maximize"], k=2)["number"]) == [0, 3]
 
 
+def test_fidelity_columns_are_recognised():
+    assert report.is_generation_fd("fd_effnet_lite0") and report.is_generation_fd("fid")
+    assert not report.is_generation_fd("fd_effnet_lite0_rec") and not report.is_generation_fd("rfd_effnet_lite0")
+    assert report.is_reconstruction_fd("rfd_effnet_lite0") and report.is_reconstruction_fd("fd_x_rec")
+    assert report.is_generation_kd("kd_effnet_lite0") and not report.is_generation_kd("rkd_effnet_lite0")
+    assert report.is_fidelity("rkd_effnet_lite0") and not report.is_fidelity("lpc")
+
+
 def test_metric_labels_name_the_extractor():
     assert plots.metric_label("fd_effnet_lite0") == "gFD (effnet_lite0)"
     assert plots.metric_label("fd_effnet_lite0_rec") == "rFD (effnet_lite0)"
+    assert plots.metric_label("rfd_effnet_lite0") == "rFD (effnet_lite0)"
+    assert plots.metric_label("rkd_effnet_lite0") == "rKD (effnet_lite0)"
     assert plots.metric_label("lpc") == "LPC"
