@@ -7,6 +7,7 @@ with the name in the message.
 from __future__ import annotations
 
 import fnmatch
+import inspect
 from typing import Any, Callable, Generic, Iterator, TypeVar
 
 T = TypeVar("T")
@@ -22,9 +23,11 @@ class RegistryError(KeyError):
 class Registry(Generic[T]):
     """A dict of named entries with validated registration and wildcard listing."""
 
-    def __init__(self, kind: str, base: type | None = None):
+    def __init__(self, kind: str, base: type | None = None, returns: type | None = None):
+        """`base`: entries must be subclasses of it; `returns`: entries are factories building one."""
         self.kind = kind
         self.base = base
+        self.returns = returns
         self._entries: dict[str, T] = {}
 
     def register(self, name: str, entry: T, *, overwrite: bool = False) -> T:
@@ -34,6 +37,8 @@ class Registry(Generic[T]):
             raise RegistryError(f"{self.kind} {name!r} is already registered")
         if self.base is not None and not (isinstance(entry, type) and issubclass(entry, self.base)):
             raise RegistryError(f"{self.kind} {name!r} must be a subclass of {self.base.__name__}, got {entry!r}")
+        if self.returns is not None and not callable(entry):
+            raise RegistryError(f"{self.kind} {name!r} must be a factory returning a {self.returns.__name__}, got {entry!r}")
         self._entries[name] = entry
         return entry
 
@@ -52,6 +57,15 @@ class Registry(Generic[T]):
             known = ", ".join(sorted(self._entries)) or "none"
             raise RegistryError(f"unknown {self.kind} {name!r}; registered: {known}") from None
 
+    def build(self, name: str, **params: Any) -> Any:
+        """Call the factory `name` with `params`; unknown keywords and wrong return types fail clearly."""
+        factory = self.get(name)
+        check_params(self.kind, name, factory, params)
+        out = factory(**params)
+        if self.returns is not None and not isinstance(out, self.returns):
+            raise TypeError(f"{self.kind} {name!r} returned {type(out).__name__}; it must return a {self.returns.__name__}")
+        return out
+
     def names(self, pattern: str = "*") -> list[str]:
         return sorted(n for n in self._entries if fnmatch.fnmatch(n, pattern))
 
@@ -63,3 +77,14 @@ class Registry(Generic[T]):
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+def check_params(kind: str, name: str, factory: Callable[..., Any], params: dict[str, Any]) -> None:
+    """Unknown keyword -> an error that lists the parameters the factory does take."""
+    sig = inspect.signature(factory)
+    if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
+        return
+    unknown = sorted(set(params) - set(sig.parameters))
+    if unknown:
+        raise TypeError(f"{kind} {name!r} has no parameter(s) {', '.join(unknown)}; "
+                        f"it takes: {', '.join(sig.parameters) or 'nothing'}")

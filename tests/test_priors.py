@@ -129,5 +129,5 @@ def test_user_registers_a_prior(images):
     torch.testing.assert_close(prior.features(images, 1)[:, :, 0, 0], images.mean(dim=(2, 3)))
     assert "test_mean_colour" in PRIORS.names("test_*")
     register_prior("test_not_a_prior")(lambda: torch.nn.Identity())
-    with pytest.raises(TypeError, match="must return a pae_lab.priors.Prior"):
+    with pytest.raises(TypeError, match="returned Identity; it must return a Prior"):
         build_prior("test_not_a_prior")
