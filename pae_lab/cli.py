@@ -50,10 +50,10 @@ def parse_sets(sets: list[str] | None) -> dict:
     return out
 
 
-def load(path: Path, sets: list[str] | None = None):
+def load(path: Path, sets: list[str] | None = None, check_files: bool = True):
     from pae_lab.config import load_study
 
-    return load_study(path, parse_sets(sets))
+    return load_study(path, parse_sets(sets), check_files)
 
 
 SetOpt = typer.Option(None, "--set", help="Override a study key, e.g. --set training.steps=50 (repeatable).")
@@ -69,9 +69,13 @@ def run(study_file: Path = typer.Argument(..., help="Study YAML."),
     """Train every variant x seed of a study, measure, generate, correlate and report."""
     from pae_lab.study import Driver
 
-    study = load(study_file, sets)
+    study = load(study_file, sets, check_files=not dry_run)
     driver = Driver(study, console)
     if dry_run:
+        from pae_lab.preflight import missing_files
+
+        for key, message in missing_files(study):
+            console.print(f"[yellow]warning:[/] {study_file}: {key}: {message}")
         table = Table(title=f"plan of {study.name} -> {study.study_dir()}")
         for col in ("variant", "seed", "regularizers", "tokenizer hash"):
             table.add_column(col)

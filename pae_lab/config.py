@@ -198,7 +198,7 @@ def import_plugins(path: Path, modules: Any) -> None:
             raise StudyError(f"{path}: plugins[{i}]: cannot import {module!r}: {exc}") from None
 
 
-def parse_study(raw: dict[str, Any], path: Path) -> StudyConfig:
+def parse_study(raw: dict[str, Any], path: Path, check_files: bool = True) -> StudyConfig:
     import_plugins(path, raw.get("plugins"))
     try:
         study = StudyConfig.model_validate(raw)
@@ -206,17 +206,20 @@ def parse_study(raw: dict[str, Any], path: Path) -> StudyConfig:
         raise StudyError(_format_validation(path, err)) from None
     from pae_lab.preflight import check_study
 
-    check_study(study, path)
+    check_study(study, path, check_files)
     return study
 
 
-def load_study(path: str | Path, overrides: dict[str, Any] | None = None) -> StudyConfig:
-    """Read, validate and preflight a study file; `overrides` are dotted keys set on top."""
+def load_study(path: str | Path, overrides: dict[str, Any] | None = None, check_files: bool = True) -> StudyConfig:
+    """Read, validate and preflight a study file; `overrides` are dotted keys set on top.
+
+    `check_files=False` (dry runs on a machine without the data) skips only the existence checks.
+    """
     path = Path(path)
     raw = read_yaml(path)
     for key, value in (overrides or {}).items():
         set_dotted(raw, key, value)
-    return parse_study(raw, path)
+    return parse_study(raw, path, check_files)
 
 
 def set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:

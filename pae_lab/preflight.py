@@ -24,12 +24,17 @@ def _check_name(path: Path, key: str, registry, name: str) -> None:
         _fail(path, key, f"unknown {registry.kind} {name!r}; registered: {', '.join(registry.names()) or 'none'}")
 
 
-def _check_file(path: Path, key: str, value: str | None, what: str) -> None:
-    if value is not None and not Path(value).expanduser().exists():
-        _fail(path, key, f"{what} not found: {value!r} (paths are relative to the working directory)")
+def missing_files(study: "StudyConfig") -> list[tuple[str, str]]:
+    """(key, message) for every file or folder the study names that is not there."""
+    named = [("data.params.root", study.data.params.get("root"), "image folder"),
+             ("prior.params.weights", study.prior.params.get("weights"), "prior weights file"),
+             ("evaluation.inception_weights", study.evaluation.inception_weights, "Inception weights file")]
+    return [(key, f"{what} not found: {value!r} (paths are relative to the working directory)")
+            for key, value, what in named if value is not None and not Path(value).expanduser().exists()]
 
 
-def check_study(study: "StudyConfig", path: Path) -> None:
+def check_study(study: "StudyConfig", path: Path, check_files: bool = True) -> None:
+    """Raise a StudyError for the first problem; `check_files=False` leaves file checks to `missing_files`."""
     from pae_lab.data import DATASETS
     from pae_lab.launch import LAUNCHERS
     from pae_lab.losses.perceptual import PERCEPTUAL
@@ -40,9 +45,8 @@ def check_study(study: "StudyConfig", path: Path) -> None:
     _check_name(path, "prior.name", PRIORS, study.prior.name)
     _check_name(path, "training.perceptual.name", PERCEPTUAL, study.training.perceptual.name)
     _check_name(path, "launcher.name", LAUNCHERS, study.launcher.name)
-    _check_file(path, "data.params.root", study.data.params.get("root"), "image folder")
-    _check_file(path, "prior.params.weights", study.prior.params.get("weights"), "prior weights file")
-    _check_file(path, "evaluation.inception_weights", study.evaluation.inception_weights, "Inception weights file")
+    for key, message in missing_files(study) if check_files else []:
+        _fail(path, key, message)
     if study.evaluation.extractor == "inception" and not study.evaluation.inception_weights:
         _fail(path, "evaluation.inception_weights", "extractor 'inception' needs a local weights file "
               "(torch-fidelity's pt_inception-2015-12-05-6726825d.pth); nothing is downloaded")
