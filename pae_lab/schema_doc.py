@@ -50,3 +50,20 @@ def study_reference() -> str:
     from pae_lab.config import StudyConfig
 
     return "\n".join(reference(StudyConfig))
+
+
+START, END = "<!-- schema:start -->", "<!-- schema:end -->"
+
+
+def update_readme(path: str = "README.md") -> None:
+    """Rewrite the reference between the README's schema markers: `python -m pae_lab.schema_doc`."""
+    from pathlib import Path
+
+    text = Path(path).read_text()
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    Path(path).write_text(f"{head}{START}\n{study_reference()}\n{END}{tail}")
+
+
+if __name__ == "__main__":
+    update_readme()

@@ -1,0 +1,18 @@
+"""The README's YAML reference is the schema's, and its two commands are the ones CI runs."""
+from pathlib import Path
+
+from pae_lab.schema_doc import END, START, study_reference
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_readme_reference_matches_schema() -> None:
+    text = (ROOT / "README.md").read_text()
+    between = text.split(START, 1)[1].split(END, 1)[0]
+    assert between.strip() == study_reference().strip(), "run: python -m pae_lab.schema_doc"
+
+
+def test_ci_runs_the_readme_commands() -> None:
+    readme, ci = (ROOT / "README.md").read_text(), (ROOT / ".ci" / "run").read_text()
+    for command in ("python3 -m venv .venv && .venv/bin/pip install -e '.[test]'", ".venv/bin/python -m pytest -q"):
+        assert command in readme and command in ci
