@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import sys
 import threading
 import warnings
@@ -37,7 +38,7 @@ from rich.console import Console
 
 from pae_lab.aggregate import aggregate, results_table, run_status, target_columns
 from pae_lab.config import StudyConfig, StudyError
-from pae_lab.fsutil import read_json, write_json
+from pae_lab.fsutil import atomic_write, read_json, write_json
 from pae_lab.job import FAILED_FILE
 from pae_lab.plan import RunSpec, shared_hashes
 from pae_lab.study import Driver
@@ -128,8 +129,8 @@ class PruneWatcher:
     def _request_stop(self, t: TrialRun) -> None:
         for run_dir in t.run_dirs:
             stop = run_dir / STOP_FILE
-            if run_status(run_dir) != "done" and not stop.exists():
-                write_json(stop, {"reason": f"pruned by optuna (trial {t.number})"})
+            if run_status(run_dir) != "done" and not stop.exists():  # one line: TrainLoop quotes it in its error
+                atomic_write(stop, lambda p: p.write_text(json.dumps({"reason": f"pruned by optuna (trial {t.number})"})))
 
 
 @contextlib.contextmanager
@@ -227,11 +228,12 @@ class TuneDriver:
         for t in ready:
             self.register(t, tracker, parent, parent_logger)
         pending = [spec for t in ready for spec in t.driver.pending()]
+        outcomes: dict[Path, dict[str, Any]] = {}
         if pending:
             self.console.log(f"launching {len(pending)} run(s) of " + ", ".join(trial_name(t.number) for t in ready))
             with self.watcher(ready):
-                self.base.launch(pending)
-        return {t.number: self.tell(study, t, tracker, parent) for t in batch}
+                outcomes = self.base.launch(pending)
+        return {t.number: self.tell(study, t, tracker, parent, outcomes) for t in batch}
 
     def watcher(self, trials: list[TrialRun]):
         if len(self.search.objectives) > 1:  # Optuna keeps no intermediate values for several objectives
@@ -239,15 +241,17 @@ class TuneDriver:
         stage, key = intermediate_source(self.search.pruner.source, self.study)
         return PruneWatcher(trials, stage, key, self.search.pruner.interval_s, self.console)
 
-    def tell(self, study, t: TrialRun, tracker: StudyTracker, parent: str) -> str:
+    def tell(self, study, t: TrialRun, tracker: StudyTracker, parent: str,
+             outcomes: dict[Path, dict[str, Any]] | None = None) -> str:
+        """Tell Optuna how the trial ended; `outcomes` are the launcher's, by run.json path."""
         import optuna
 
         State = optuna.trial.TrialState
         done = bool(t.runs) and all(run_status(d) == "done" for d in t.run_dirs)
         values: list[float] = []
         if t.driver is not None and not done and not t.pruned:
-            t.error = next((f"{d.parent.name}/{d.name}: {(read_json(d / FAILED_FILE) or {}).get('error', 'job died')}"
-                            for d in t.run_dirs if run_status(d) != "done"), "")
+            t.error = next(f"{d.parent.name}/{d.name}: {self.run_error(d, outcomes or {})}"
+                           for d in t.run_dirs if run_status(d) != "done")
         if done:
             rows = results_table(t.runs)
             try:
@@ -270,6 +274,14 @@ class TuneDriver:
             study.tell(t.trial, state=state)
         self.log_trial(t, state.name, values, tracker, parent)
         return state.name
+
+    @staticmethod
+    def run_error(run_dir: Path, outcomes: dict[Path, dict[str, Any]]) -> str:
+        """The stage's own error (failed.json), else the launcher's (a job that died before writing one)."""
+        failed = read_json(run_dir / FAILED_FILE)
+        if failed:
+            return failed.get("error", "failed")
+        return outcomes.get(run_dir / "run.json", {}).get("error", "job died without a result")
 
     def log_trial(self, t: TrialRun, state: str, values: list[float], tracker: StudyTracker, parent: str) -> None:
         named = dict(zip(self.search.objective_names, values))
@@ -299,6 +311,9 @@ class TuneDriver:
                 if not batch:
                     room = self.search.n_trials - self.started(study)
                     if room <= 0:
+                        if not told:
+                            self.console.log(f"the search holds {self.started(study)} of {self.search.n_trials} trials: "
+                                             "nothing to run (`--trials N` continues it)")
                         break
                     batch = [self.start_trial(study.ask()) for _ in range(min(self.search.parallel, room))]
                 told.update(self.run_batch(study, batch, tracker, parent, parent_logger))

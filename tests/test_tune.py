@@ -139,6 +139,7 @@ def test_trial_study_writes_values_into_the_base_variant_and_the_config(tmp_path
     assert variant["name"] == "trial-0003"
     assert variant["regularizers"]["scr"]["weight"] == 0.5 and variant["regularizers"]["mcr"]["medium_deg"] == 30
     assert trial.training.lr == 1e-3 and study.training.lr != 1e-3  # a copy: the study itself is untouched
+    assert trial.search is None  # jobs re-validate their config: no sampler or pruner plugin needed there
     from pae_lab.plan import expand
 
     (run,) = expand(trial)
@@ -209,10 +210,10 @@ def test_intermediate_values_average_the_steps_every_seed_logged(tmp_path: Path)
 class InterruptedAtTell(TuneDriver):
     """A driver killed after trial 1's runs finished but before Optuna was told (Ctrl-C, a lost node)."""
 
-    def tell(self, study, t, tracker, parent):
+    def tell(self, study, t, tracker, parent, outcomes=None):
         if t.number == 1:
             raise KeyboardInterrupt
-        return super().tell(study, t, tracker, parent)
+        return super().tell(study, t, tracker, parent, outcomes)
 
 
 @pytest.fixture(scope="module")
@@ -305,6 +306,19 @@ def test_failed_trials_are_recorded_as_fail(tmp_path: Path, searched) -> None:
     assert read_json(nan_run / "failed.json")["stage"] == "tokenizer"
 
 
+def test_a_job_that_died_is_marked_fail_not_left_running(tmp_path: Path, searched, monkeypatch) -> None:
+    def killed(run_json, threads=None):
+        raise MemoryError("killed by the OOM killer")
+
+    monkeypatch.setattr("pae_lab.launch.execute_run", killed)  # the inline launcher's job process dies
+    study = StudyConfig.model_validate(tiny(tmp_path, {"params": WEIGHTS, "n_trials": 1}))
+    reuse_shared(searched[0], study)
+    outcome = TuneDriver(study, QUIET).run()
+    assert outcome.told == {0: "FAIL"}
+    trials = pd.read_csv(study.study_dir() / "trials.csv")
+    assert "job died: MemoryError: killed by the OOM killer" in trials.loc[0, "error"]
+
+
 def test_pruning_stops_a_running_trial(tmp_path: Path, searched) -> None:
     import mlflow
 
@@ -325,6 +339,8 @@ def test_pruning_stops_a_running_trial(tmp_path: Path, searched) -> None:
         optuna.storages.journal.JournalFileBackend(str(study.study_dir() / "optuna.journal"))))
     (trial,) = stored.trials
     assert trial.state == optuna.trial.TrialState.PRUNED and 2 in trial.intermediate_values
+    row = pd.read_csv(study.study_dir() / "trials.csv").iloc[0]
+    assert row["state"] == "PRUNED" and pd.isna(row["value"])  # not the loss Optuna files as its value
     client = mlflow.MlflowClient(f"sqlite:///{study.study_dir() / 'mlflow.db'}")
     run_id = read_json(run_dir / "run.json")["mlflow_run_id"]
     assert client.get_run(run_id).info.status == "KILLED"

@@ -81,7 +81,8 @@ def trial_study(study: StudyConfig, values: dict[str, Any], number: int) -> Stud
     described = ", ".join(f"{p.removeprefix('regularizers.')}={v:.4g}" if isinstance(v, float) else
                           f"{p.removeprefix('regularizers.')}={v}" for p, v in values.items())
     spec = {"name": trial_name(number), "description": f"{search.base_variant} with {described}", "regularizers": regs}
-    raw.update(variants=[spec], output_dir=str(study.study_dir()))
+    # Jobs re-validate their config: without the search block they need no sampler or pruner plugin.
+    raw.update(variants=[spec], output_dir=str(study.study_dir()), search=None)
     try:
         resolve_variant(spec)  # constructor value checks now, not at step 0 of the job
         return StudyConfig.model_validate(raw)

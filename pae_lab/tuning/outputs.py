@@ -2,7 +2,8 @@
 
 Built from the stored trials (not from this session's memory), so a resumed search writes the
 whole study. Column names are the ones the report reads: `value` (one objective) or `values_0`,
-`values_1`, ... (several), `params_<name>`, `state`, `number`, `duration` (seconds).
+`values_1`, ... (several; completed trials only), `params_<name>`, `state`, `number`, `duration` (seconds),
+plus `variant` (the trial's run folder name) and `error` (why a trial failed).
 """
 from __future__ import annotations
 
@@ -38,9 +39,9 @@ def trials_frame(trials: list, search: SearchConfig) -> pd.DataFrame:
     labels = list(search.by_label())
     rows = []
     for t in trials:
-        values = list(t.values) if t.values is not None else [None] * len(columns)
-        if len(values) != len(columns):  # a pruned single-objective trial carries its last intermediate value
-            values = [None] * len(columns)
+        # Only completed trials have objective values (Optuna gives a pruned one its last intermediate value,
+        # e.g. a training loss: not comparable, so left out here; the dashboard still shows it).
+        values = list(t.values) if t.state.name == "COMPLETE" else [None] * len(columns)
         row: dict[str, Any] = {"number": t.number, "state": t.state.name, **dict(zip(columns, values))}
         row.update({f"params_{name}": t.params.get(name) for name in labels})
         extra = sorted(set(t.params) - set(labels))  # params of an earlier search block
