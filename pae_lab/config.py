@@ -77,6 +77,9 @@ class TrainingConfig(Strict):
     lr: float = Field(2e-4, gt=0, description="AdamW learning rate (tokenizer and trainable regularizer heads).")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     grad_clip: float = Field(1.0, gt=0, description="Global gradient-norm clip.")
+    regularizer_warmup: int = Field(0, ge=0, description="Steps over which every regularizer weight ramps linearly from 0 "
+                                    "to its value: lets the decoder learn to reconstruct before invariance terms such as "
+                                    "MCR can pull it to a constant output. 0 = full weights from step 0 (the paper).")
     l1_weight: float = Field(1.0, ge=0, description="Weight of the L1 reconstruction term.")
     perceptual: PerceptualConfig = Field(default_factory=PerceptualConfig, description="Perceptual term of the reconstruction loss (also the LPC distance).")
     log_every: int = Field(10, ge=1, description="Steps between logged metrics.")

@@ -40,8 +40,9 @@ def execute_run(run_json: str | Path, threads: int | None = None) -> dict[str, A
     spec = RunSpec.model_validate(read_json(Path(run_json)))
     set_threads(threads)
     run_dir = Path(spec.run_dir)
+    # user registries, in this process too, before any validator looks names up
+    import_plugins(Path(spec.study_dir) / "study.yaml", spec.config.get("plugins"))
     study = spec.study_config()
-    import_plugins(Path(spec.study_dir) / "study.yaml", study.plugins)  # user registries, in this process too
     logger = RunLogger(run_dir, spec.tracking_uri, spec.mlflow_run_id)
     progress = ProgressWriter(run_dir)
     ctx = RunContext(spec, study, resolve_device(study.device), logger, progress)

@@ -75,15 +75,20 @@ class SubmititLauncher(Launcher):
         executor = self.executor()
         limit = self.max_in_flight(len(jobs))
         queue, running, outcomes = list(jobs), {}, {}
-        while queue or running:
-            while queue and len(running) < limit:
-                batch = queue[: limit - len(running)]
-                queue = queue[len(batch):]
-                running.update(zip(self.submit(executor, batch), batch))
-            for job in [j for j in running if j.done()]:
-                outcomes[running.pop(job)] = self.collect(job)
-            poll()
-            time.sleep(1.0)
+        try:
+            while queue or running:
+                while queue and len(running) < limit:
+                    batch = queue[: limit - len(running)]
+                    queue = queue[len(batch):]
+                    running.update(zip(self.submit(executor, batch), batch))
+                for job in [j for j in running if j.done()]:
+                    outcomes[running.pop(job)] = self.collect(job)
+                poll()
+                time.sleep(1.0)
+        except BaseException:  # Ctrl-C or a driver error: leave no orphan jobs; checkpoints keep the work
+            for job in running:
+                job.cancel(check=False)
+            raise
         poll()
         return outcomes
 

@@ -60,6 +60,7 @@ def tokenizer_stage(ctx: RunContext, out: Path) -> dict[str, Any]:
                        **{f"variant.{n}.weight": w for n, w in weights.items()}})
 
     def step_fn(step: int) -> dict[str, float]:
+        ramp = min(1.0, (step + 1) / cfg.regularizer_warmup) if cfg.regularizer_warmup else 1.0
         idx = torch.randint(0, len(images), (cfg.batch_size,))
         x = images[idx].to(device, non_blocking=True).float() / 255
         with autocast(device):
@@ -72,12 +73,12 @@ def tokenizer_stage(ctx: RunContext, out: Path) -> dict[str, Any]:
             for name, reg in regs.items():
                 value = reg(rctx)
                 terms[name] = value.detach()
-                total = total + weights[name] * value
+                total = total + ramp * weights[name] * value
         opt.zero_grad(set_to_none=True)
         total.backward()
         metrics = {"loss/total": total.item(), **{f"loss/{k}": float(v) for k, v in terms.items()},
                    "grad_norm/encoder": grad_norm(model.encoder), "grad_norm/decoder": grad_norm(model.decoder),
-                   "stats/rec_std": float(x_rec.detach().float().std(dim=(1, 2, 3)).mean())}
+                   "stats/rec_std": float(x_rec.detach().float().std(dim=(1, 2, 3)).mean()), "stats/reg_ramp": ramp}
         if len(regs):
             metrics["grad_norm/regularizers"] = grad_norm(regs)
         metrics["grad_norm/total"] = float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip))
