@@ -123,44 +123,30 @@ class RunLogger:
             self._warned = True
         self._client = None
 
+    def _safe(self, call) -> None:
+        """Run one MLflow call if tracking is up; a failure warns once and turns tracking off."""
+        if self._client is None:
+            return
+        try:
+            call()
+        except Exception as exc:  # tracking must never kill training
+            self._warn(exc)
+
     def metrics(self, stage: str, values: dict[str, float], step: int) -> None:
         append_jsonl(self.run_dir / stage / "metrics.jsonl", {"step": int(step), "time": time.time(), **values})
-        if self._client is not None:
-            try:
-                log_metrics(self._client, self.run_id, {f"{stage}/{k}": v for k, v in values.items()}, step)
-            except Exception as exc:
-                self._warn(exc)
+        self._safe(lambda: log_metrics(self._client, self.run_id, {f"{stage}/{k}": v for k, v in values.items()}, step))
 
     def artifact(self, path: Path, artifact_path: str | None = None) -> None:
-        if self._client is not None:
-            try:
-                self._client.log_artifact(self.run_id, str(path), artifact_path)
-            except Exception as exc:
-                self._warn(exc)
+        self._safe(lambda: self._client.log_artifact(self.run_id, str(path), artifact_path))
 
     def params(self, params: dict[str, Any]) -> None:
-        if self._client is None:
-            return
-        try:
-            log_params(self._client, self.run_id, params)
-        except Exception as exc:
-            self._warn(exc)
+        self._safe(lambda: log_params(self._client, self.run_id, params))
 
     def tags(self, tags: dict[str, Any]) -> None:
-        if self._client is None:
-            return
-        try:
-            for k, v in tags.items():
-                self._client.set_tag(self.run_id, k, str(v))
-        except Exception as exc:
-            self._warn(exc)
+        self._safe(lambda: [self._client.set_tag(self.run_id, k, str(v)) for k, v in tags.items()])
 
     def finish(self, status: str) -> None:
-        if self._client is not None:
-            try:
-                self._client.set_terminated(self.run_id, status=status)
-            except Exception as exc:
-                self._warn(exc)
+        self._safe(lambda: self._client.set_terminated(self.run_id, status=status))
 
 
 def iter_jsonl(path: Path) -> Iterable[dict[str, Any]]:

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from pae_lab.config import StudyConfig, StudyError
+from pae_lab.config import StudyConfig, StudyError, set_dotted
 from pae_lab.registry import RegistryError
 from pae_lab.tuning.space import ParamSpec, SearchConfig
 from pae_lab.variants import Variant, resolve_variant
@@ -56,16 +56,6 @@ def _get_dotted(tree: dict[str, Any], path: str) -> Any:
     return node
 
 
-def _set_dotted(tree: dict[str, Any], path: str, value: Any) -> None:
-    *parents, leaf = path.split(".")
-    node = tree
-    for part in parents:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise TrialConfigError(f"cannot set {path!r}: {part!r} is not a mapping")
-    node[leaf] = value
-
-
 def trial_study(study: StudyConfig, values: dict[str, Any], number: int) -> StudyConfig:
     """The study one trial runs: `values` maps config paths to the trial's values."""
     search = require_search(study)
@@ -77,7 +67,7 @@ def trial_study(study: StudyConfig, values: dict[str, Any], number: int) -> Stud
             reg, param = rest.split(".", 1)
             regs.setdefault(reg, {})[param] = value
         else:
-            _set_dotted(raw, path, value)
+            set_dotted(raw, path, value)
     described = ", ".join(f"{p.removeprefix('regularizers.')}={v:.4g}" if isinstance(v, float) else
                           f"{p.removeprefix('regularizers.')}={v}" for p, v in values.items())
     spec = {"name": trial_name(number), "description": f"{search.base_variant} with {described}", "regularizers": regs}
