@@ -12,7 +12,7 @@ DIRECTIONS: dict[str, Direction] = {
     "coherence": "higher", "linprobe": "higher", "knn": "higher", "lip_enc": "lower", "lip_dec": "lower",
     # reconstruction and generation
     "psnr": "higher", "ssim": "higher", "lpips": "lower", "rfid": "lower", "gfid": "lower",
-    "fid": "lower", "kid": "lower", "isc": "higher", "precision": "higher", "recall": "higher",
+    "fid": "lower", "kid": "lower", "fd": "lower", "rfd": "lower", "kd": "lower", "rkd": "lower", "isc": "higher", "precision": "higher", "recall": "higher",
 }
 
 

@@ -26,6 +26,7 @@ from torch.utils.data import Dataset
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
+from pae_lab.images import to_uint8
 from pae_lab.priors.effnet import load_efficientnet_lite0, pooled_features
 from pae_lab.registry import Registry
 
@@ -116,9 +117,7 @@ def metric_names(extractor: str = "auto", inception_weights: str | os.PathLike |
     return spec.fid_key, spec.kid_key
 
 
-def images_to_uint8(x01: torch.Tensor) -> torch.Tensor:
-    """Float images in [0, 1] -> uint8 in [0, 255] (rounded), the form fidelity metrics take."""
-    return (x01.detach().clamp(0, 1) * 255).round().to(torch.uint8)
+images_to_uint8 = to_uint8  # one rounding rule for the whole pipeline (pae_lab.images)
 
 
 class UInt8Images(Dataset):

@@ -82,6 +82,16 @@ def speedups(convergence: pd.DataFrame, target: str, baseline: str) -> pd.DataFr
     return pd.DataFrame(rows)
 
 
+def correlated_metrics(results: pd.DataFrame, target: str) -> list[str]:
+    """The panel's metrics plus reconstruction FD/KD (the paper's contrast): not their spreads or
+    protocol extras, not hyper-parameters, and not the speed-up (derived from the target itself)."""
+    from analysis.panel import METRICS
+
+    wanted = set(METRICS.names()) | {f"r{target}"} | {c for c in results if c.startswith("rk")}
+    return [c for c in results.columns if c in wanted and not c.endswith("_std")
+            and pd.api.types.is_numeric_dtype(results[c])]
+
+
 def write_csv(frame: pd.DataFrame, path: Path) -> Path:
     return atomic_write(path, lambda p: frame.to_csv(p, index=False))
 
@@ -102,8 +112,6 @@ def aggregate(study: StudyConfig, runs: list[RunSpec], root: Path) -> dict[str, 
     done = results[results["status"] == "done"]
     correlations = pd.DataFrame()
     if target in done and done["variant"].nunique() >= 3:
-        metrics = [c for c in done.columns if c not in {"variant", "seed", "run_id", "status", target, kid}
-                   and pd.api.types.is_numeric_dtype(done[c]) and not c.endswith(("_std", "_p95", "_median", "_max"))]
-        correlations = correlate(done, target, metrics, unit="variant")
+        correlations = correlate(done, target, correlated_metrics(done, target), unit="variant")
     write_csv(correlations, root / "correlations.csv")
     return {"target": target, "kid": kid, "baseline": baseline, "results": results, "correlations": correlations}

@@ -26,13 +26,15 @@ def friendly(fn: Callable) -> Callable:
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from pae_lab.config import StudyError
-        from pae_lab.registry import RegistryError
-
+        if os.environ.get("PAE_LAB_DEBUG"):
+            return fn(*args, **kwargs)
         try:
             return fn(*args, **kwargs)
-        except (StudyError, RegistryError, FileNotFoundError) as exc:
-            console.print(f"[red]error:[/] {exc}", soft_wrap=True)
+        except (ValueError, KeyError, TypeError, RuntimeError, FileNotFoundError) as exc:
+            # StudyError, RegistryError, ReportError, bad params and missing files all land here;
+            # PAE_LAB_DEBUG=1 shows the traceback instead.
+            console.print(f"[red]error:[/] {type(exc).__name__ + ': ' if type(exc).__module__ == 'builtins' else ''}{exc}",
+                          soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper
@@ -89,11 +91,12 @@ def run(study_file: Path = typer.Argument(..., help="Study YAML."),
     console.print(status_table_for(study))
     root = study.study_dir()
     console.print(f"results: {root / 'results.csv'}   correlations: {root / 'correlations.csv'}")
-    if report:
-        build_report_for(study)
     if outcome.failed:
         console.print(f"[red]{len(outcome.failed)} run(s) failed:[/] {', '.join(outcome.failed)} "
                       f"(see runs/<variant>/<seed>/failed.json; `pae-lab run` again retries them)")
+    if report:
+        build_report_for(study)
+    if outcome.failed:
         raise typer.Exit(1)
 
 
@@ -146,7 +149,7 @@ def variants(pattern: str = typer.Argument("*", help="Wildcard, e.g. 'ssr*'."),
     regs = Table(title="regularizers")
     for col in ("regularizer", "default weight", "what it does"):
         regs.add_column(col)
-    for name in REGULARIZERS.names(pattern if pattern != "*" else "*"):
+    for name in REGULARIZERS.names(pattern):
         cls = REGULARIZERS.get(name)
         regs.add_row(name, f"{cls.default_weight:g}", (cls.__doc__ or "").strip().splitlines()[0])
     console.print(regs)
@@ -200,9 +203,23 @@ def correlate(table: Path = typer.Argument(..., help="CSV with one row per run a
 
     from analysis.correlation import correlate_file
 
-    result = correlate_file(table, target, out=out, unit=unit or None, n_boot=n_boot)
+    result = correlate_file(table, resolve_target(table, target), out=out, unit=unit or None, n_boot=n_boot)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         console.print(result.round(3).to_string(index=False))
+
+
+def resolve_target(table: Path, target: str) -> str:
+    """'gfid' / 'rfid' also name pae-lab's own columns: fid or fd_effnet_lite0 (and their r- twins)."""
+    import pandas as pd
+
+    aliases = {"gfid": ("fid", "fd_effnet_lite0"), "rfid": ("rfid", "rfd_effnet_lite0")}
+    try:
+        columns = set(pd.read_csv(table, nrows=0).columns)
+    except (OSError, ValueError):
+        return target  # correlate_file reports the unreadable file
+    if target in columns or target not in aliases:
+        return target
+    return next((c for c in aliases[target] if c in columns), target)
 
 
 @app.command()
@@ -260,10 +277,7 @@ def tune(study_file: Path = typer.Argument(..., help="Study YAML with a `search:
         console.print(f"trials: {root / 'trials.csv'}   best: {root / 'best.json'}   pareto: {root / 'pareto.csv'}")
         completed = outcome.states.get("COMPLETE", 0)
         if report and completed:
-            from pae_lab import report as report_module
-
-            if hasattr(report_module, "build_report"):
-                build_report_for(study, kind="tune")
+            build_report_for(study, kind="tune")
     if dashboard:
         cmd = dashboard_command(study, port)
         console.print(f"optuna-dashboard on http://127.0.0.1:{port}  ({' '.join(cmd)}); Ctrl-C stops it")

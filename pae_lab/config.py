@@ -7,6 +7,8 @@ one `StudyError` line that names the file, the key path and the bad value.
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from pathlib import Path
 from typing import Any, Literal
 
@@ -194,6 +196,9 @@ def read_yaml(path: Path) -> dict[str, Any]:
 
 
 def import_plugins(path: Path, modules: Any) -> None:
+    """Import the study's plugin modules; they are looked up in the working directory too."""
+    if modules and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     for i, module in enumerate(modules or []):
         try:
             importlib.import_module(str(module))

@@ -30,6 +30,7 @@ from analysis.directions import direction_of
 from analysis.panel import METRICS
 from analysis.plots import metric_label, objective_columns, save_figure
 from pae_lab.fsutil import atomic_write
+from pae_lab.tracking import iter_jsonl
 
 KERNEL_NAME = "python3"
 KINDS = ("study", "tune")
@@ -62,17 +63,6 @@ def _read_csv(path: Path) -> pd.DataFrame | None:
     return None if frame.empty else frame
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Records of a JSON-lines file; a half-written last line (a killed job) is skipped."""
-    records = []
-    for line in path.read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return records
-
-
 def _seed_value(name: str) -> int | str:
     digits = name.removeprefix("seed_").removeprefix("seed")
     return int(digits) if digits.isdigit() else name
@@ -82,7 +72,7 @@ def _training_curves(runs: Path) -> pd.DataFrame | None:
     """Long table (variant, seed, step, key, value) from runs/<variant>/<seed>/tokenizer/metrics.jsonl."""
     frames = []
     for path in sorted(runs.glob("*/*/tokenizer/metrics.jsonl")):
-        records = [r for r in _read_jsonl(path) if "step" in r]
+        records = [r for r in iter_jsonl(path) if "step" in r]
         if not records:
             continue
         wide = pd.DataFrame.from_records(records)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from pae_lab.aggregate import target_columns
+from pae_lab.aggregate import stage_summary, target_columns
 from pae_lab.config import StudyConfig
 from pae_lab.fsutil import read_json
 from pae_lab.job import FAILED_FILE
@@ -44,8 +44,8 @@ def status_table(study: StudyConfig) -> Table:
                 p = read_progress(run_dir)
                 state = f"running {p.get('step', 0)}/{p.get('total', '?')}"
             cells.append(f"[{STYLE[state.split()[0]]}]{state}[/]")
-        metrics = (read_json(run_dir / "manifold" / "done.json") or {}).get("summary", {})
-        gen = (read_json(run_dir / "generation" / "done.json") or {}).get("summary", {})
+        metrics = stage_summary(run_dir, "manifold", spec.hashes["manifold"])  # only this config's numbers
+        gen = stage_summary(run_dir, "generation", spec.hashes["generation"])
         run = read_json(run_dir / "run.json") or {}
         fmt = lambda v: f"{v:.3f}" if isinstance(v, (int, float)) else "-"  # noqa: E731
         table.add_row(spec.variant, str(spec.seed), *cells, (run.get("mlflow_run_id") or "-")[:8],

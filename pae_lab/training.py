@@ -95,14 +95,16 @@ class TrainLoop:
         self.checkpoint_every, self.log_every, self.items_per_step = checkpoint_every, log_every, items_per_step
         self.logger, self.progress, self.after_step = logger, progress, after_step
         self.resumed_from = 0
+        self._last: dict[str, float] = {}
 
     @property
     def checkpoint_path(self) -> Path:
         return self.dir / "checkpoint.pt"
 
-    def _save(self, step: int) -> None:
+    def _save(self, step: int, last: dict[str, float] | None = None) -> None:
         save_torch(self.checkpoint_path, {
             "step": step,
+            "last": last or {},
             "state": {k: v.state_dict() for k, v in self.state.items()},
             "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
         })
@@ -117,6 +119,7 @@ class TrainLoop:
         np.random.set_state(ckpt["rng"]["numpy"])
         random.setstate(ckpt["rng"]["python"])
         self.resumed_from = int(ckpt["step"])
+        self._last = dict(ckpt.get("last", {}))
         return self.resumed_from
 
     def run(self, step_fn: Callable[[int], dict[str, float]]) -> dict[str, float]:
@@ -124,7 +127,7 @@ class TrainLoop:
         if self.logger and start:
             self.logger.metrics(self.stage, {"resumed_from_step": start}, start)
         window: dict[str, list[float]] = defaultdict(list)
-        last: dict[str, float] = {}
+        last: dict[str, float] = dict(self._last)  # a run killed after its final checkpoint keeps its numbers
         t_window = time.perf_counter()
         stop_file = self.dir.parent / STOP_FILE
         for step in range(start, self.total):
@@ -150,7 +153,7 @@ class TrainLoop:
             if self.progress:
                 self.progress.update(self.stage, done, self.total, loss=round(loss, 5))
             if done % self.checkpoint_every == 0 or done == self.total:
-                self._save(done)
+                self._save(done, last)
             if self.after_step:
                 self.after_step(done)
         return last

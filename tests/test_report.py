@@ -39,7 +39,7 @@ DIRECTIONS = {"psnr": "higher", RFD: "lower", "ssc": "higher", "lpc": "lower", "
               "linprobe": "higher", "erank": "higher", "lpc_rho0.1": "lower", "linprobe_C": "higher"}
 EXTRAS = ["lpc_rho0.1", "linprobe_C"]  # secondary columns of registered metrics, as the panel writes them
 HEADINGS = ["Study report", "Summary", "Study configuration", "Metric protocols", "Library versions", "Variants",
-            "Metrics against gFID", "Correlations with gFID", "Metric–metric correlations",
+            "Metrics against generation quality", "Correlations with generation quality", "Metric–metric correlations",
             "Convergence and speed-up", "Training curves", "Pictures", "Tuning", "Secondary columns"]
 
 

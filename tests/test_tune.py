@@ -264,7 +264,7 @@ def test_trials_are_told_the_pipeline_values(searched) -> None:
     assert set(pd.read_csv(root / "importances.csv")["param"]) == {"ssr.weight", "scr.weight"}
     info = read_json(root / "study.json")
     assert info["kind"] == "tune" and info["directions"] == ["minimize", "minimize"]
-    assert info["objectives"] == ["gfid", "proxy"] and info["target"] == "fd_effnet_lite0"
+    assert info["objectives"] == ["fd_effnet_lite0", "proxy"] and info["target"] == "fd_effnet_lite0"
     assert (root / "optuna.journal").is_file() and (root / "correlations.csv").is_file()
 
 
@@ -279,8 +279,8 @@ def test_trials_are_mlflow_children_of_the_tuning_run(searched) -> None:
     assert [c.data.tags["optuna.trial"] for c in children] == ["0", "1", "2"]
     assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
     assert children[0].data.tags["trial.ssr.weight"] == "0.2" and children[0].data.params["trial.scr.weight"] == "1.0"
-    assert all(c.data.tags["optuna.state"] == "COMPLETE" and "objective/gfid" in c.data.metrics for c in children)
-    assert "best/gfid" in parent.data.metrics and parent.data.tags["pareto.trials"]
+    assert all(c.data.tags["optuna.state"] == "COMPLETE" and "objective/fd_effnet_lite0" in c.data.metrics for c in children)
+    assert "best/fd_effnet_lite0" in parent.data.metrics and parent.data.tags["pareto.trials"]
     assert parent.info.status == "FINISHED"
     assert [m.step for m in client.get_metric_history(parent.info.run_id, "trial/proxy")] == [0, 1, 2]
 

@@ -48,7 +48,8 @@ def generation_stage(ctx: RunContext, out: Path) -> dict[str, Any]:
         scores = compute_fidelity(images, reference, extractor=ev.extractor, inception_weights=ev.inception_weights,
                                   reference_cache_name=f"train-{train.digest[:16]}", cache_root=cache_root,
                                   seed=ev.sampler.seed)
-        protocol = {**scores.get("protocol", {}), "reference": "train split", "generator_step": "per row",
+        protocol = {**scores.get("protocol", {}), "warnings": scores.get("warnings", []),
+                    "reference": "train split", "generator_step": "per row",
                     "sampler": ev.sampler.model_dump(mode="json"), "num_samples": ev.num_samples,
                     "latent_norm": "per-channel mean/std of the tokenizer's training latents"}
         numeric = {k: float(v) for k, v in scores.items() if isinstance(v, (int, float))}

@@ -41,7 +41,8 @@ def reconstruction_fidelity(ctx: RunContext, model) -> dict[str, Any]:
     fid = compute_fidelity(rec, torch.from_numpy(val), extractor=ev.extractor, inception_weights=ev.inception_weights,
                            reference_cache_name=f"val-{ctx.split('val').digest[:16]}",
                            cache_root=str(Path(ctx.spec.study_dir) / "shared" / "fidelity"), seed=ev.sampler.seed)
-    protocol = {**fid.get("protocol", {}), "split": "val", "reference": "val originals"}
+    protocol = {**fid.get("protocol", {}), "warnings": fid.get("warnings", []), "split": "val",
+                "reference": "val originals"}
     return {f"r{k}": v for k, v in fid.items() if isinstance(v, (int, float))} | {"protocol": protocol}
 
 

@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from pae_lab.config import StudyConfig, StudyError, set_dotted
+from pae_lab.tuning.objectives import aliases
 from pae_lab.registry import RegistryError
 from pae_lab.tuning.space import ParamSpec, SearchConfig
 from pae_lab.variants import Variant, resolve_variant
@@ -137,7 +138,11 @@ def check_search(study: StudyConfig, source: str | Path = "study") -> SearchConf
             trial_study(study, {spec.path: probe}, 0)
         except TrialConfigError as exc:
             raise StudyError(f"{key}: {str(exc).split(': ', 1)[1]}") from None
-    return search
+    # an alias (gfid, rfid, kid) is stored under the column it stands for: fd_effnet_lite0 is never labelled gfid
+    names = aliases(study)
+    objectives = [o.model_copy(update={"metric": names.get(o.metric, o.metric)}) if o.metric else o
+                  for o in search.objectives]
+    return search.model_copy(update={"objectives": objectives})
 
 
 def _range(spec: ParamSpec) -> str:
