@@ -34,7 +34,7 @@ class DataConfig(Strict):
     """The images every run trains and is measured on."""
 
     name: str = Field("scenes", description="Dataset registry entry (`pae-lab registry datasets`).")
-    resolution: int = Field(32, ge=8, description="Image side in pixels (a multiple of 8).")
+    resolution: int = Field(32, ge=8, description="Image side in pixels; divisible by tokenizer.downsample.")
     train_size: int = Field(2048, ge=16, description="Training images (tokenizer, prior, generator).")
     val_size: int = Field(256, ge=16, description="Held-out images for the manifold metrics and rFID.")
     seed: int = Field(0, description="Seed of the dataset itself (procedural data, subsets).")
