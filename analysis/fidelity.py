@@ -103,10 +103,23 @@ FIDELITY_EXTRACTORS.register("inception", ExtractorSpec("inception-v3-compat", "
                                                         needs_weights=True))
 
 
+INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"  # torch-fidelity's Inception weights
+
+
+def cached_inception_weights() -> str | None:
+    """torch-fidelity's Inception weights if they already sit in the torch hub cache (never fetched)."""
+    path = os.path.join(torch.hub.get_dir(), "checkpoints", INCEPTION_FILE)
+    return path if os.path.isfile(path) else None
+
+
+def inception_weights_or_cached(inception_weights: str | os.PathLike | None) -> str | os.PathLike | None:
+    return inception_weights if inception_weights is not None else cached_inception_weights()
+
+
 def resolve_extractor(extractor: str = "auto", inception_weights: str | os.PathLike | None = None) -> str:
-    """"auto" -> "inception" when a weights file is given, else "effnet-lite0"; names pass through."""
+    """"auto" -> "inception" when a weights file is given or in the torch cache, else "effnet-lite0"."""
     if extractor == "auto":
-        return "inception" if inception_weights is not None else "effnet-lite0"
+        return "inception" if inception_weights_or_cached(inception_weights) is not None else "effnet-lite0"
     FIDELITY_EXTRACTORS.get(extractor)  # fails naming the registered extractors
     return extractor
 
@@ -157,6 +170,7 @@ def compute_fidelity(samples: torch.Tensor, reference: torch.Tensor, *, extracto
     reference features and FD statistics are cached under `cache_root` (torch-fidelity's default
     cache folder when None), keyed by that name, the reference size and resolution.
     """
+    inception_weights = inception_weights_or_cached(inception_weights)
     name = resolve_extractor(extractor, inception_weights)
     spec = FIDELITY_EXTRACTORS.get(name)
     _check_images("samples", samples)

@@ -93,7 +93,8 @@ class EvaluationConfig(Strict):
 
     num_samples: int = Field(1024, ge=16, description="Generated images per gFID evaluation.")
     extractor: Literal["auto", "inception", "effnet-lite0"] = Field(
-        "auto", description="auto: Inception when `inception_weights` is set, else the embedded EfficientNet-Lite0 (named fd_effnet_lite0).")
+        "auto", description="auto: Inception when `inception_weights` is set or the file is in the torch hub cache, else the embedded "
+        "EfficientNet-Lite0 (named fd_effnet_lite0).")
     inception_weights: str | None = Field(None, description="Local path of torch-fidelity's Inception weights (pt_inception-2015-12-05).")
     sampler: SamplerConfig = Field(default_factory=SamplerConfig, description="How samples are drawn for gFID.")
     batch_size: int = Field(256, ge=1, description="Decoding batch size.")

@@ -47,9 +47,12 @@ def check_study(study: "StudyConfig", path: Path, check_files: bool = True) -> N
     _check_name(path, "launcher.name", LAUNCHERS, study.launcher.name)
     for key, message in missing_files(study) if check_files else []:
         _fail(path, key, message)
-    if study.evaluation.extractor == "inception" and not study.evaluation.inception_weights:
+    from analysis.fidelity import inception_weights_or_cached
+
+    if study.evaluation.extractor == "inception" and not inception_weights_or_cached(study.evaluation.inception_weights):
         _fail(path, "evaluation.inception_weights", "extractor 'inception' needs a local weights file "
-              "(torch-fidelity's pt_inception-2015-12-05-6726825d.pth); nothing is downloaded")
+              "(torch-fidelity's pt_inception-2015-12-05-6726825d.pth, named here or in the torch hub cache); "
+              "nothing is downloaded")
     f = study.tokenizer.downsample
     if study.data.resolution % f:
         _fail(path, "data.resolution", f"{study.data.resolution} is not divisible by tokenizer.downsample ({f})")

@@ -139,3 +139,18 @@ def test_images_to_uint8_rounds_and_clamps():
     x = torch.tensor([-0.5, 0.0, 0.5, 1.0, 2.0]).view(1, 1, 1, 5).expand(1, 3, 1, 5)
     assert images_to_uint8(x)[0, 0, 0].tolist() == [0, 0, 128, 255, 255]
     assert torch_fidelity.__version__.startswith("0.4")
+
+
+def test_inception_weights_in_the_torch_cache_are_used(tmp_path, monkeypatch) -> None:
+    """Weights already in the torch hub cache make "auto" the standard FID, named fid / kid."""
+    import torch
+
+    from analysis.fidelity import INCEPTION_FILE, cached_inception_weights, metric_names
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    assert cached_inception_weights() is None and metric_names("auto") == ("fd_effnet_lite0", "kd_effnet_lite0")
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / INCEPTION_FILE).write_bytes(b"stub")
+    assert cached_inception_weights() == str(tmp_path / "checkpoints" / INCEPTION_FILE)
+    assert metric_names("auto") == ("fid", "kid")
+    assert metric_names("effnet-lite0") == ("fd_effnet_lite0", "kd_effnet_lite0")
