@@ -55,6 +55,13 @@ def autocast(device: torch.device):
     return contextlib.nullcontext()
 
 
+@torch.no_grad()
+def batched(fn: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor, device: torch.device,
+            batch: int = 256) -> torch.Tensor:
+    """`fn` over `inputs` in batches on `device`, outputs gathered on the CPU: memory stays flat."""
+    return torch.cat([fn(inputs[i:i + batch].to(device)).cpu() for i in range(0, len(inputs), batch)])
+
+
 def set_threads(threads: int | None) -> None:
     if threads:
         torch.set_num_threads(threads)

@@ -145,6 +145,8 @@ class LpipsDistance(PerceptualDistance):
             )
         import lpips  # type: ignore[import-not-found]
 
+        # pretrained=True: lpips' linear heads, shipped inside the package; pnet_rand=True: the backbone
+        # is built random (never downloaded) and loaded from the local `weights` file below.
         self.model = lpips.LPIPS(net=net, pretrained=True, pnet_rand=True, verbose=False)
         state = torch.load(weights, map_location="cpu", weights_only=True)
         missing, _ = self.model.net.load_state_dict(_lpips_backbone_state(self.model.net, state), strict=False)

@@ -14,15 +14,12 @@ from pae_lab.latent_norm import LatentNorm
 from pae_lab.stages.context import RunContext
 from pae_lab.stages.generator import ema_path
 from pae_lab.stages.tokenizer import load_tokenizer
+from pae_lab.training import batched
 
 
-@torch.no_grad()
 def decode_all(tokenizer, norm: LatentNorm, latents: torch.Tensor, device: torch.device, batch: int) -> torch.Tensor:
-    out = []
-    for i in range(0, len(latents), batch):
-        z = norm.denormalize(latents[i:i + batch].to(device))
-        out.append(to_uint8(tokenizer.decode(z).float().cpu()))
-    return torch.cat(out)
+    """Generated latents -> uint8 images, de-normalised with the tokenizer run's own statistics."""
+    return batched(lambda z: to_uint8(tokenizer.decode(norm.denormalize(z)).float()), latents, device, batch)
 
 
 def generation_stage(ctx: RunContext, out: Path) -> dict[str, Any]:

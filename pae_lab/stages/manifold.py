@@ -14,6 +14,7 @@ from pae_lab.images import latent_pca_rgb, save_grid, to_uint8
 from pae_lab.losses.perceptual import build_perceptual
 from pae_lab.stages.context import RunContext
 from pae_lab.stages.tokenizer import encode_all, load_tokenizer
+from pae_lab.training import batched
 
 
 def flatten_results(results: dict[str, Any]) -> dict[str, float]:
@@ -24,13 +25,9 @@ def flatten_results(results: dict[str, Any]) -> dict[str, float]:
     return flat
 
 
-@torch.no_grad()
 def reconstruct(model, images_u8: np.ndarray, device: torch.device, batch: int = 256) -> torch.Tensor:
-    out = []
-    for i in range(0, len(images_u8), batch):
-        x = torch.from_numpy(images_u8[i:i + batch]).to(device).float() / 255
-        out.append(to_uint8(model.decode(model.encode(x)).float().cpu()))
-    return torch.cat(out)
+    return batched(lambda x: to_uint8(model.decode(model.encode(x.float() / 255)).float()),
+                   torch.from_numpy(images_u8), device, batch)
 
 
 def reconstruction_fidelity(ctx: RunContext, model) -> dict[str, Any]:

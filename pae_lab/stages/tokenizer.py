@@ -15,7 +15,7 @@ from pae_lab.losses.reconstruction import reconstruction_loss
 from pae_lab.losses.regularizers import RegContext
 from pae_lab.models.tokenizer import Tokenizer, TokenizerConfig
 from pae_lab.stages.context import RunContext
-from pae_lab.training import TrainLoop, autocast, grad_norm
+from pae_lab.training import TrainLoop, autocast, batched, grad_norm
 from pae_lab.variants import Variant
 
 MODEL_FILE = "model.pt"
@@ -28,14 +28,12 @@ def load_tokenizer(stage_dir: Path, device: torch.device | str = "cpu") -> Token
     return model.to(device).eval()
 
 
-@torch.no_grad()
 def encode_all(model: Tokenizer, images_u8: np.ndarray, device: torch.device, batch: int = 256) -> torch.Tensor:
-    out = []
-    for i in range(0, len(images_u8), batch):
-        x = torch.from_numpy(images_u8[i:i + batch]).to(device).float() / 255
+    def encode(x: torch.Tensor) -> torch.Tensor:
         with autocast(device):
-            out.append(model.encode(x).float().cpu())
-    return torch.cat(out)
+            return model.encode(x.float() / 255).float()
+
+    return batched(encode, torch.from_numpy(images_u8), device, batch)
 
 
 def tokenizer_stage(ctx: RunContext, out: Path) -> dict[str, Any]:
