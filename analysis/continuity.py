@@ -7,11 +7,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from analysis.panel_config import DEFAULT_RHOS
 from analysis.result import MetricResult
 from analysis.tensors import per_sample_norm, unit_directions
 
 Distance = Callable[[Tensor, Tensor], Tensor]
-DEFAULT_RHOS = (0.1, 0.5, 1.0, 2.0)
 
 
 def rho_key(rho: float) -> str:

@@ -15,7 +15,6 @@ import contextlib
 import os
 import unittest.mock
 import warnings
-from dataclasses import dataclass
 from typing import Any, Iterator
 
 import torch
@@ -28,9 +27,10 @@ from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
 from pae_lab.images import to_uint8
 from pae_lab.priors.effnet import load_efficientnet_lite0, pooled_features
-from pae_lab.registry import Registry
+from analysis.fidelity_names import (  # noqa: F401  (re-exported)
+    EFFNET_FIDELITY_NAME, FIDELITY_EXTRACTORS, INCEPTION_FILE, ExtractorSpec, cached_inception_weights, inception_weights_or_cached,
+    metric_names, resolve_extractor)
 
-EFFNET_FIDELITY_NAME = "effnet-lite0"
 # Below this many samples FID's small-N bias dominates differences between models (platform.md).
 MIN_RELIABLE_SAMPLES = 2048
 
@@ -83,51 +83,6 @@ def register_effnet_extractor() -> None:
 
 
 register_effnet_extractor()
-
-
-@dataclass(frozen=True)
-class ExtractorSpec:
-    """How one feature network is run through torch-fidelity and how its metrics are named."""
-
-    fidelity_name: str  # name in torch-fidelity's extractor registry
-    fid_key: str
-    kid_key: str
-    feature_dim: int
-    needs_weights: bool = False  # True: a local weights file is mandatory (we never download)
-
-
-FIDELITY_EXTRACTORS: Registry[ExtractorSpec] = Registry("fidelity extractor")
-FIDELITY_EXTRACTORS.register("effnet-lite0", ExtractorSpec(EFFNET_FIDELITY_NAME, "fd_effnet_lite0",
-                                                           "kd_effnet_lite0", 1280))
-FIDELITY_EXTRACTORS.register("inception", ExtractorSpec("inception-v3-compat", "fid", "kid", 2048,
-                                                        needs_weights=True))
-
-
-INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"  # torch-fidelity's Inception weights
-
-
-def cached_inception_weights() -> str | None:
-    """torch-fidelity's Inception weights if they already sit in the torch hub cache (never fetched)."""
-    path = os.path.join(torch.hub.get_dir(), "checkpoints", INCEPTION_FILE)
-    return path if os.path.isfile(path) else None
-
-
-def inception_weights_or_cached(inception_weights: str | os.PathLike | None) -> str | os.PathLike | None:
-    return inception_weights if inception_weights is not None else cached_inception_weights()
-
-
-def resolve_extractor(extractor: str = "auto", inception_weights: str | os.PathLike | None = None) -> str:
-    """"auto" -> "inception" when a weights file is given or in the torch cache, else "effnet-lite0"."""
-    if extractor == "auto":
-        return "inception" if inception_weights_or_cached(inception_weights) is not None else "effnet-lite0"
-    FIDELITY_EXTRACTORS.get(extractor)  # fails naming the registered extractors
-    return extractor
-
-
-def metric_names(extractor: str = "auto", inception_weights: str | os.PathLike | None = None) -> tuple[str, str]:
-    """(fid_key, kid_key) that compute_fidelity will use, for naming columns without computing."""
-    spec = FIDELITY_EXTRACTORS.get(resolve_extractor(extractor, inception_weights))
-    return spec.fid_key, spec.kid_key
 
 
 images_to_uint8 = to_uint8  # one rounding rule for the whole pipeline (pae_lab.images)

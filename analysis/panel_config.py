@@ -5,9 +5,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from analysis.continuity import DEFAULT_RHOS
-from analysis.probes import DEFAULT_C_GRID
-from analysis.spatial import DEFAULT_SSC_SIGMA
+DEFAULT_RHOS = (0.1, 0.5, 1.0, 2.0)  # LPC perturbation scales
+DEFAULT_C_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)  # linear-probe inverse regularisation strengths
+DEFAULT_SSC_SIGMA = 0.1  # SSC affinity temperature
 
 
 class PanelConfig(BaseModel):

@@ -9,10 +9,10 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 from torch import Tensor
 
+from analysis.panel_config import DEFAULT_C_GRID
 from analysis.result import MetricResult
 from analysis.tensors import pool
 
-DEFAULT_C_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
 
 
 def _features(x: Tensor | np.ndarray) -> np.ndarray:

@@ -9,13 +9,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from analysis.clustering import nmi_geometric, spectral_cluster, token_affinity
+from analysis.panel_config import DEFAULT_SSC_SIGMA
 from analysis.result import MetricResult, summarize
 
 # sigma is a kernel bandwidth on l2-normalised tokens: exp(cos / sigma) is proportional to
 # exp(-||z_i - z_j||^2 / (2 sigma)). 0.1 means two tokens 25 degrees apart (cos 0.9) keep
 # exp(-1) of the weight of identical ones, sharp enough to separate objects, while random
 # 32-channel tokens (cos spread ~0.18) still form a connected graph. The paper does not say.
-DEFAULT_SSC_SIGMA = 0.1
 
 
 def downsample_segments(

@@ -9,11 +9,12 @@ import json, os, sys, time
 from pathlib import Path
 import torch
 from rich.console import Console
-from pae_lab.config import StudyConfig
+from pae_lab.schema import StudyConfig
 from pae_lab.study import Driver
 from pae_lab.tracking import RunLogger
 from pae_lab.fsutil import write_json
 from pae_lab.job import execute_run
+from pae_lab.plan import run_stage_names
 
 out = Path(os.environ.get("OUT", "/tmp/out"))
 print("torch", torch.__version__, "cuda", torch.cuda.is_available(), torch.cuda.get_device_name(0))
@@ -30,19 +31,19 @@ t0 = time.time()
 d.shared_stages(RunLogger(d.layout.root / "shared", None, None))
 print(f"shared stages {time.time()-t0:.1f}s")
 for spec in d.runs:
-    write_json(Path(spec.run_dir) / "run.json", spec.model_dump(mode="json"))
+    write_json(spec.layout.run_json, spec.to_file())
     t = time.time()
-    res = execute_run(Path(spec.run_dir) / "run.json")
+    res = execute_run(spec.layout.run_json)
     print(spec.variant, res, f"{time.time()-t:.1f}s", flush=True)
-    for stage in ("tokenizer", "manifold", "generator", "generation"):
-        done = Path(spec.run_dir) / stage / "done.json"
+    for stage in run_stage_names():
+        done = spec.stage_dir(stage) / "done.json"
         if done.exists():
             s = json.loads(done.read_text())
             keep = {k: round(v, 4) for k, v in s["summary"].items() if isinstance(v, (int, float)) and any(
                 k.startswith(p) for p in ("loss/total", "throughput", "psnr", "ssc", "lpc", "gsq", "fd_", "rfd_", "stats/rec"))
                     and not k.endswith(("_std", "_median", "_p95", "_max"))}
             print(f"  {stage:<11} {s['seconds']:7.1f}s {keep}")
-    failed = Path(spec.run_dir) / "failed.json"
+    failed = spec.layout.failed
     if failed.exists():
         print(failed.read_text()[-3000:])
 print("peak GPU memory GiB", round(torch.cuda.max_memory_allocated() / 2**30, 2))

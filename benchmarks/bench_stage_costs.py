@@ -11,7 +11,10 @@ import json
 import sys
 from pathlib import Path
 
-STAGES = ("tokenizer", "manifold", "generator", "generation")
+from pae_lab.layout import STAGE_DONE, RunLayout
+from pae_lab.plan import run_stage_names
+
+STAGES = tuple(run_stage_names())
 
 
 def main(study_dir: str) -> None:
@@ -20,7 +23,7 @@ def main(study_dir: str) -> None:
     for run in sorted(root.glob("runs/*/seed*")):
         secs = {}
         for stage in STAGES:
-            done = run / stage / "done.json"
+            done = RunLayout(run).stage(stage) / STAGE_DONE
             if done.exists():
                 secs[stage] = json.loads(done.read_text())["seconds"]
         if secs:

@@ -16,13 +16,14 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from pae_lab.config import StudyConfig
+from pae_lab.schema import StudyConfig
 from pae_lab.losses.perceptual import build_perceptual
 from pae_lab.losses.reconstruction import reconstruction_loss
 from pae_lab.losses.regularizers import RegContext
 from pae_lab.models.tokenizer import Tokenizer
 from pae_lab.progress import ProgressWriter
-from pae_lab.stages.context import RunContext
+from pae_lab.layout import StudyLayout
+from pae_lab.stages.context import StageContext
 from pae_lab.stages.tokenizer import tokenizer_stage
 from pae_lab.study import Driver
 from pae_lab.tracking import RunLogger
@@ -30,7 +31,7 @@ from pae_lab.training import resolve_device, seed_step
 from pae_lab.variants import get_variant
 
 
-def bare_loop(study: StudyConfig, ctx: RunContext, variant: str, steps: int) -> float:
+def bare_loop(study: StudyConfig, ctx: StageContext, variant: str, steps: int) -> float:
     """The same work with nothing around it: no logging, progress, checkpoints or metrics."""
     cfg = study.training
     images = torch.from_numpy(ctx.split("train").images)
@@ -80,10 +81,11 @@ def main() -> None:
         driver.shared_stages(RunLogger(Path(tmp) / "shared", driver.uri, parent))
         driver.register_runs(tracker, parent)
         spec = driver.runs[0]
-        ctx = RunContext(spec, study, resolve_device("cpu"), RunLogger(Path(spec.run_dir), spec.tracking_uri, spec.mlflow_run_id),
-                         ProgressWriter(Path(spec.run_dir)))
+        ctx = StageContext("tokenizer", study, {s: spec.stage_dir(s) for s in ("data", "prior", "refine")},
+                           StudyLayout(Path(tmp)), resolve_device("cpu"),
+                           RunLogger(spec.run_dir, driver.uri, spec.mlflow_run_id), ProgressWriter(spec.run_dir), spec)
         bare = bare_loop(study, ctx, args.variant, args.steps)
-        out = Path(spec.run_dir) / "tokenizer"
+        out = spec.stage_dir("tokenizer")
         out.mkdir(parents=True)
         start = time.perf_counter()
         tokenizer_stage(ctx, out)

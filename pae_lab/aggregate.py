@@ -7,12 +7,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.correlation import correlate
-from analysis.fidelity import metric_names
-from pae_lab.config import StudyConfig
+from analysis.fidelity_names import metric_names
 from pae_lab.fsutil import atomic_write, read_json
-from pae_lab.job import FAILED_FILE
+from pae_lab.layout import StudyLayout
 from pae_lab.plan import RunSpec
+from pae_lab.schema import StudyConfig
 
 
 def target_columns(study: StudyConfig) -> tuple[str, str]:
@@ -20,26 +19,16 @@ def target_columns(study: StudyConfig) -> tuple[str, str]:
     return metric_names(study.evaluation.extractor, study.evaluation.inception_weights)
 
 
-def run_status(run_dir: Path) -> str:
-    if (run_dir / "result.json").exists() and not (run_dir / FAILED_FILE).exists():
-        return "done"
-    return "failed" if (run_dir / FAILED_FILE).exists() else "pending"
-
-
-def stage_summary(run_dir: Path, stage: str, digest: str) -> dict[str, Any]:
-    done = read_json(run_dir / stage / "done.json")
-    return done.get("summary", {}) if done and done.get("hash") == digest else {}
 
 
 def results_table(runs: list[RunSpec]) -> pd.DataFrame:
     rows = []
     for spec in runs:
-        run_dir = Path(spec.run_dir)
         row: dict[str, Any] = {"variant": spec.variant, "seed": spec.seed, "run_id": spec.mlflow_run_id,
-                               "status": run_status(run_dir)}
-        row.update(stage_summary(run_dir, "manifold", spec.hashes["manifold"]))
-        row.update(stage_summary(run_dir, "generation", spec.hashes["generation"]))
-        tok = stage_summary(run_dir, "tokenizer", spec.hashes["tokenizer"])
+                               "status": spec.layout.status()}
+        row.update(spec.summary("manifold"))
+        row.update(spec.summary("generation"))
+        tok = spec.summary("tokenizer")
         row["train_loss"] = tok.get("loss/total", np.nan)
         rows.append(row)
     return pd.DataFrame(rows)
@@ -48,9 +37,9 @@ def results_table(runs: list[RunSpec]) -> pd.DataFrame:
 def convergence_table(runs: list[RunSpec]) -> pd.DataFrame:
     rows = []
     for spec in runs:
-        if not stage_summary(Path(spec.run_dir), "generation", spec.hashes["generation"]):
+        if not spec.summary("generation"):
             continue
-        conv = read_json(Path(spec.run_dir) / "generation" / "convergence.json", {"rows": []})
+        conv = read_json(spec.stage_dir("generation") / "convergence.json", {"rows": []})
         rows += [{"variant": spec.variant, "seed": spec.seed, **r} for r in conv["rows"]]
     return pd.DataFrame(rows)
 
@@ -99,6 +88,7 @@ def write_csv(frame: pd.DataFrame, path: Path) -> Path:
 def aggregate(study: StudyConfig, runs: list[RunSpec], root: Path) -> dict[str, Any]:
     """Write results.csv, convergence.csv, speedups.csv and correlations.csv into the study folder."""
     target, kid = target_columns(study)
+    files = StudyLayout(Path(root))
     results = results_table(runs)
     convergence = convergence_table(runs)
     names = [r.variant for r in runs]
@@ -106,12 +96,14 @@ def aggregate(study: StudyConfig, runs: list[RunSpec], root: Path) -> dict[str, 
     speed = speedups(convergence, target, baseline)
     if not speed.empty:
         results = results.merge(speed[["variant", "speedup"]], on="variant", how="left")
-    write_csv(results, root / "results.csv")
-    write_csv(convergence, root / "convergence.csv")
-    write_csv(speed, root / "speedups.csv")
+    write_csv(results, files.results)
+    write_csv(convergence, files.convergence)
+    write_csv(speed, files.speedups)
     done = results[results["status"] == "done"]
     correlations = pd.DataFrame()
     if target in done and done["variant"].nunique() >= 3:
+        from analysis.correlation import correlate
+
         correlations = correlate(done, target, correlated_metrics(done, target), unit="variant")
-    write_csv(correlations, root / "correlations.csv")
+    write_csv(correlations, files.correlations)
     return {"target": target, "kid": kid, "baseline": baseline, "results": results, "correlations": correlations}

@@ -41,7 +41,7 @@ def friendly(fn: Callable) -> Callable:
 
 
 def parse_sets(sets: list[str] | None) -> dict:
-    from pae_lab.config import StudyError
+    from pae_lab.loading import StudyError
 
     out = {}
     for item in sets or []:
@@ -52,10 +52,10 @@ def parse_sets(sets: list[str] | None) -> dict:
     return out
 
 
-def load(path: Path, sets: list[str] | None = None, check_files: bool = True):
-    from pae_lab.config import load_study
+def load(path: Path, sets: list[str] | None = None, check_files: bool = True, preflight: bool = True):
+    from pae_lab.loading import load_study
 
-    return load_study(path, parse_sets(sets), check_files)
+    return load_study(path, parse_sets(sets), check_files, preflight)
 
 
 SetOpt = typer.Option(None, "--set", help="Override a study key, e.g. --set training.steps=50 (repeatable).")
@@ -89,13 +89,15 @@ def run(study_file: Path = typer.Argument(..., help="Study YAML."),
         return
     outcome = driver.run(force=force)
     console.print(status_table_for(study))
-    root = study.study_dir()
-    console.print(f"results: {root / 'results.csv'}   correlations: {root / 'correlations.csv'}")
+    from pae_lab.layout import StudyLayout
+
+    files = StudyLayout(study.study_dir())
+    console.print(f"results: {files.results}   correlations: {files.correlations}")
     if outcome.failed:
         console.print(f"[red]{len(outcome.failed)} run(s) failed:[/] {', '.join(outcome.failed)} "
                       f"(see runs/<variant>/<seed>/failed.json; `pae-lab run` again retries them)")
     if report:
-        build_report_for(study)
+        build_report_for(study, only_if_changed=True)
     if outcome.failed:
         raise typer.Exit(1)
 
@@ -106,17 +108,30 @@ def status_table_for(study):
     return status_table(study)
 
 
-def build_report_for(study, kind: str | None = None) -> None:
+def build_report_for(study, kind: str | None = None, only_if_changed: bool = False) -> None:
+    """Build the report and log it to the study's parent run; with `only_if_changed`, a report whose
+    inputs (the study's tables, the template, pae-lab's version) are unchanged is kept as it is."""
+    from pae_lab.fsutil import read_json, write_json
+    from pae_lab.layout import StudyLayout
+    from pae_lab.report_inputs import report_inputs_digest
+
+    files = StudyLayout(study.study_dir())
+    digest = report_inputs_digest(files)
+    stamp = files.report_dir / "inputs.json"
+    html = files.report_dir / "report.html"
+    if only_if_changed and html.exists() and (read_json(stamp) or {}).get("digest") == digest:
+        console.print(f"report: {html}  (inputs unchanged)")
+        return
     from pae_lab.report import build_report
     from pae_lab.tracking import StudyTracker, default_uri
 
-    root = study.study_dir()
-    uri = study.tracking.uri or default_uri(root)
-    tracker = StudyTracker(uri, study.tracking.experiment or study.name, artifact_root=root)
-    parent = tracker.ensure_run(f"study:{study.name}", study.name, {"pae.kind": kind or "study"})
+    uri = study.tracking.uri or default_uri(files.root)
+    parent = (read_json(files.study_json) or {}).get("mlflow_parent_run_id")
+    tracker = StudyTracker(uri, study.tracking.experiment or study.name, artifact_root=files.root) if parent else None
     with console.status("building the report notebook ..."):
-        paths = build_report(root, kind=kind, log_artifact=lambda p: tracker.log_artifact(parent, p, "report"))
-    tracker.finish(parent)
+        paths = build_report(files.root, kind=kind, log_artifact=(lambda p: tracker.log_artifact(parent, p, "report"))
+                             if tracker else None)
+    write_json(stamp, {"digest": digest})
     console.print(f"report: {paths.html}  (notebook {paths.ipynb})")
 
 
@@ -124,7 +139,7 @@ def build_report_for(study, kind: str | None = None) -> None:
 @friendly
 def status(study_file: Path = typer.Argument(..., help="Study YAML."), sets: Optional[List[str]] = SetOpt):
     """Variant x seed x stage: done / running / failed / pending, run ids and key metrics."""
-    console.print(status_table_for(load(study_file, sets)))
+    console.print(status_table_for(load(study_file, sets, preflight=False)))
 
 
 @app.command()
@@ -132,7 +147,7 @@ def status(study_file: Path = typer.Argument(..., help="Study YAML."), sets: Opt
 def variants(pattern: str = typer.Argument("*", help="Wildcard, e.g. 'ssr*'."),
              plugin: Optional[List[str]] = typer.Option(None, "--plugin", help="Module registering extra variants.")):
     """The variant registry: every variant with its regularizers and weights."""
-    from pae_lab.config import import_plugins
+    from pae_lab.plugins import import_plugins
     from pae_lab.losses.regularizers import REGULARIZERS
     from pae_lab.variants import VARIANTS, get_variant
 
@@ -227,10 +242,13 @@ def resolve_target(table: Path, target: str) -> str:
 def report(study_file: Path = typer.Argument(..., help="Study YAML."), sets: Optional[List[str]] = SetOpt):
     """Execute the report notebook over a study's results; writes .ipynb + HTML and logs them to MLflow."""
     study = load(study_file, sets)
-    if not (study.study_dir() / "results.csv").exists():
-        from pae_lab.config import StudyError
+    from pae_lab.layout import StudyLayout
 
-        raise StudyError(f"{study.study_dir() / 'results.csv'} not found: run `pae-lab run {study_file}` first")
+    results = StudyLayout(study.study_dir()).results
+    if not results.exists():
+        from pae_lab.loading import StudyError
+
+        raise StudyError(f"{results} not found: run `pae-lab run {study_file}` first")
     build_report_for(study)
 
 
@@ -250,7 +268,7 @@ def tune(study_file: Path = typer.Argument(..., help="Study YAML with a `search:
     Rerunning continues the same search; finished trials are reused. The dashboard by hand:
     optuna-dashboard <study dir>/optuna.journal --host 127.0.0.1 --port 8080
     """
-    from pae_lab.config import load_study
+    from pae_lab.loading import load_study
     from pae_lab.tune import TuneDriver, dashboard_command
 
     overrides = parse_sets(sets)

@@ -5,10 +5,10 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-import numpy as np
-import torch
+if TYPE_CHECKING:
+    import numpy as np
 
 
 _UMASK = os.umask(0)
@@ -43,10 +43,14 @@ def read_json(path: Path, default: Any = None) -> Any:
 
 
 def save_torch(path: Path, obj: Any) -> Path:
+    import torch
+
     return atomic_write(path, lambda p: torch.save(obj, p))
 
 
-def save_npy(path: Path, array: np.ndarray) -> Path:
+def save_npy(path: Path, array: "np.ndarray") -> Path:
+    import numpy as np
+
     def write(p: Path) -> None:
         with open(p, "wb") as fh:
             np.save(fh, array)

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from pae_lab.config import LauncherConfig
+from pae_lab.schema import LauncherConfig
 from pae_lab.job import RunJob, execute_run
 from pae_lab.registry import Registry
 

@@ -1,59 +1,23 @@
-"""Expand a study into runs (variant x seed) and give every stage its identity and folder.
+"""Expand a study into runs (variant x seed), each with every stage's hash and folder from the graph.
 
-Shared stages (data, prior, refine) live in content-addressed folders under `shared/`, so every run
-on the same data and prior reuses them; per-run stages live under `runs/<variant>/seed<seed>/`.
+Shared stages live in content-addressed folders (`shared/<stage>/<hash>/`), so every run on the
+same inputs reuses them; per-run stages live under `runs/<variant>/seed<seed>/<stage>/`. A RunSpec
+records its folders relative to the study folder, so a copied or moved study still works and never
+writes into the folder it came from.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
-from pae_lab.config import StudyConfig
+from pae_lab import __version__
+from pae_lab.fsutil import read_json, write_json
+from pae_lab.graph import STAGES, RunKey, ordered, run_identity, stage_hashes
+from pae_lab.layout import STAGE_DONE, RunLayout, StudyLayout
+from pae_lab.schema import StudyConfig
 from pae_lab.identity import content_hash
-from pae_lab.variants import resolve_variant
-
-RUN_STAGES = ("tokenizer", "manifold", "generator", "generation")
-SHARED_STAGES = ("data", "prior", "refine")
-
-
-def latent_grid(study: StudyConfig) -> int:
-    return study.data.resolution // study.tokenizer.downsample
-
-
-def shared_hashes(study: StudyConfig) -> dict[str, str]:
-    data = content_hash("data", study.data)
-    prior = content_hash("prior", data, study.prior.name, study.prior.params, latent_grid(study))
-    refine = content_hash("refine", prior, study.refine, study.tokenizer.latent_channels)
-    return {"data": data, "prior": prior, "refine": refine}
-
-
-def run_hashes(study: StudyConfig, shared: dict[str, str], regularizers: dict[str, Any], seed: int) -> dict[str, str]:
-    tokenizer = content_hash("tokenizer", shared["refine"], study.tokenizer, study.training, regularizers, seed, study.device)
-    fidelity = (study.evaluation.extractor, study.evaluation.inception_weights)
-    manifold = content_hash("manifold", tokenizer, study.metrics, fidelity)
-    generator = content_hash("generator", tokenizer, study.generator, seed)
-    generation = content_hash("generation", generator, study.evaluation)
-    return {"tokenizer": tokenizer, "manifold": manifold, "generator": generator, "generation": generation}
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Where everything of one study lives."""
-
-    root: Path
-
-    def shared(self, stage: str, digest: str) -> Path:
-        return self.root / "shared" / stage / digest
-
-    def run_dir(self, variant: str, seed: int) -> Path:
-        return self.root / "runs" / variant / f"seed{seed}"
-
-    @property
-    def submitit(self) -> Path:
-        return self.root / ".submitit"
 
 
 class RunSpec(BaseModel):
@@ -64,39 +28,109 @@ class RunSpec(BaseModel):
     seed: int
     description: str = ""
     regularizers: dict[str, dict[str, Any]]
-    study_dir: str
-    run_dir: str
+    run_path: str  # relative to the study folder
+    stage_paths: dict[str, str]  # every stage the run uses, relative to the study folder
     hashes: dict[str, str]
-    shared_dirs: dict[str, str]
     config: dict[str, Any]
-    tracking_uri: str | None = None
+    tracking_uri: str | None = None  # None: the study folder's own store
     mlflow_run_id: str | None = None
+    study_dir: str = ""  # absolute; set from where the spec is found, never trusted from the file
+
+    @classmethod
+    def load(cls, run_json: str | Path) -> "RunSpec":
+        path = Path(run_json).resolve()
+        spec = cls.model_validate(read_json(path))
+        root = path.parent
+        for _ in Path(spec.run_path).parts:
+            root = root.parent
+        spec.study_dir = str(root)
+        return spec
+
+    def to_file(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude={"study_dir"})
 
     @property
     def key(self) -> str:
         return f"{self.study}/{self.variant}/seed{self.seed}"
 
+    @property
+    def identity(self) -> str:
+        """The run's configuration identity: a changed config is another run (and MLflow run)."""
+        return run_identity(self.hashes)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.study_dir) / self.run_path
+
+    @property
+    def layout(self) -> RunLayout:
+        return RunLayout(self.run_dir)
+
+    def stage_dir(self, stage: str) -> Path:
+        return Path(self.study_dir) / self.stage_paths[stage]
+
+    def summary(self, stage: str) -> dict[str, Any]:
+        """A finished stage's summary, only if it was finished for this configuration."""
+        done = read_json(self.stage_dir(stage) / STAGE_DONE)
+        return done.get("summary", {}) if done and done.get("hash") == self.hashes[stage] else {}
+
     def study_config(self) -> StudyConfig:
         return StudyConfig.model_validate(self.config)
 
 
+def stage_paths(study: StudyConfig, hashes: dict[str, str], run_path: str | None) -> dict[str, str]:
+    """Folder of every stage, relative to the study folder."""
+    paths = {}
+    for name, digest in hashes.items():
+        if STAGES.get(name).scope == "shared":
+            paths[name] = f"shared/{name}/{digest}"
+        elif run_path is not None:
+            paths[name] = f"{run_path}/{name}"
+    return paths
+
+
+def shared_plan(study: StudyConfig) -> tuple[dict[str, str], dict[str, Path]]:
+    """(hash, absolute folder) of every shared stage."""
+    layout = StudyLayout(study.study_dir())
+    hashes = stage_hashes(study)
+    return hashes, {name: layout.shared(name, digest) for name, digest in hashes.items()}
+
+
+def resolved_variants(study: StudyConfig) -> list[dict[str, Any]]:
+    """Each variant of the study resolved to {name, description, regularizers} (every weight explicit).
+
+    Resolving validates regularizers, which imports torch; the result is kept in the study folder,
+    keyed by the variant specs, the plugins and pae-lab's version, so planning a study that has been
+    run before (`pae-lab status`, a rerun) needs no torch at all.
+    """
+    cache = StudyLayout(study.study_dir()).variants
+    key = content_hash("variants", study.variants, study.plugins, __version__)
+    cached = read_json(cache) or {}
+    if cached.get("key") == key:
+        return cached["variants"]
+    from pae_lab.variants import resolve_variant
+
+    variants = [resolve_variant(entry).model_dump(mode="json") for entry in study.variants]
+    if cache.parent.is_dir():
+        write_json(cache, {"key": key, "variants": variants})
+    return variants
+
+
 def expand(study: StudyConfig) -> list[RunSpec]:
-    layout = Layout(study.study_dir())
-    shared = shared_hashes(study)
-    shared_dirs = {stage: str(layout.shared(stage, digest)) for stage, digest in shared.items()}
+    layout = StudyLayout(study.study_dir())
     config = study.model_dump(mode="json")
     runs = []
-    for entry in study.variants:
-        variant = resolve_variant(entry)
-        regularizers = {name: dict(params) for name, params in variant.regularizers.items()}
+    for variant in resolved_variants(study):
+        name, regularizers = variant["name"], variant["regularizers"]
         for seed in study.seeds:
-            runs.append(
-                RunSpec(
-                    study=study.name, variant=variant.name, seed=seed, description=variant.description,
-                    regularizers=regularizers, study_dir=str(layout.root),
-                    run_dir=str(layout.run_dir(variant.name, seed)),
-                    hashes={**shared, **run_hashes(study, shared, regularizers, seed)},
-                    shared_dirs=shared_dirs, config=config,
-                )
-            )
+            hashes = stage_hashes(study, RunKey(name, regularizers, seed))
+            run_path = str(layout.run(name, seed).root.relative_to(layout.root))
+            runs.append(RunSpec(
+                study=study.name, variant=name, seed=seed, description=variant["description"],
+                regularizers=regularizers, run_path=run_path, stage_paths=stage_paths(study, hashes, run_path),
+                hashes=hashes, config=config, tracking_uri=study.tracking.uri, study_dir=str(layout.root)))
     return runs
+
+
+def run_stage_names() -> list[str]:
+    return [s.name for s in ordered("run")]

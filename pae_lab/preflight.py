@@ -7,15 +7,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pae_lab.errors import StudyError
 from pae_lab.registry import RegistryError
 
 if TYPE_CHECKING:
-    from pae_lab.config import StudyConfig
+    from pae_lab.schema import StudyConfig
 
 
 def _fail(path: Path, key: str, message: str) -> None:
-    from pae_lab.config import StudyError
-
     raise StudyError(f"{path}: {key}: {message}")
 
 
@@ -36,6 +35,7 @@ def missing_files(study: "StudyConfig") -> list[tuple[str, str]]:
 def check_study(study: "StudyConfig", path: Path, check_files: bool = True) -> None:
     """Raise a StudyError for the first problem; `check_files=False` leaves file checks to `missing_files`."""
     from pae_lab.data import DATASETS
+    from pae_lab.generation.samplers import SAMPLERS
     from pae_lab.launch import LAUNCHERS
     from pae_lab.losses.perceptual import PERCEPTUAL
     from pae_lab.priors import PRIORS
@@ -45,9 +45,10 @@ def check_study(study: "StudyConfig", path: Path, check_files: bool = True) -> N
     _check_name(path, "prior.name", PRIORS, study.prior.name)
     _check_name(path, "training.perceptual.name", PERCEPTUAL, study.training.perceptual.name)
     _check_name(path, "launcher.name", LAUNCHERS, study.launcher.name)
+    _check_name(path, "evaluation.sampler.method", SAMPLERS, study.evaluation.sampler.method)
     for key, message in missing_files(study) if check_files else []:
         _fail(path, key, message)
-    from analysis.fidelity import inception_weights_or_cached
+    from analysis.fidelity_names import inception_weights_or_cached
 
     if study.evaluation.extractor == "inception" and not inception_weights_or_cached(study.evaluation.inception_weights):
         _fail(path, "evaluation.inception_weights", "extractor 'inception' needs a local weights file "

@@ -5,15 +5,15 @@ import time
 from pathlib import Path
 
 from pae_lab.fsutil import read_json, write_json
+from pae_lab.layout import RunLayout
 
-PROGRESS_FILE = "progress.json"
 
 
 class ProgressWriter:
     """Throttled writer of `{stage, step, total, status}` for one run folder."""
 
     def __init__(self, run_dir: Path, every_s: float = 0.5):
-        self.path = Path(run_dir) / PROGRESS_FILE
+        self.path = RunLayout(Path(run_dir)).progress
         self.every_s = every_s
         self._last = 0.0
 
@@ -25,4 +25,4 @@ class ProgressWriter:
 
 
 def read_progress(run_dir: Path) -> dict:
-    return read_json(Path(run_dir) / PROGRESS_FILE, default={}) or {}
+    return read_json(RunLayout(Path(run_dir)).progress, default={}) or {}

@@ -66,6 +66,14 @@ class Registry(Generic[T]):
             raise TypeError(f"{self.kind} {name!r} returned {type(out).__name__}; it must return a {self.returns.__name__}")
         return out
 
+    def unregister(self, name: str) -> T:
+        """Remove an entry (tests and plugins that clean up after themselves)."""
+        return self._entries.pop(name)
+
+    def order(self) -> list[str]:
+        """Names in registration order (the stage graph runs in it)."""
+        return list(self._entries)
+
     def names(self, pattern: str = "*") -> list[str]:
         return sorted(n for n in self._entries if fnmatch.fnmatch(n, pattern))
 

@@ -25,24 +25,20 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-import pae_lab
 from analysis.directions import direction_of
 from analysis.panel import METRICS
 from analysis.plots import metric_label, objective_columns, save_figure
 from pae_lab.fsutil import atomic_write
+from pae_lab.layout import IMAGES, RunLayout
+from pae_lab.report_inputs import ReportError, find_template
 from pae_lab.tracking import iter_jsonl
 
 KERNEL_NAME = "python3"
 KINDS = ("study", "tune")
-IMAGE_KINDS = ("reconstructions", "samples", "latent_pca")
+IMAGE_KINDS = tuple(IMAGES)
 ID_COLUMNS = ("variant", "seed", "run_id", "status")
 GENERATION_OUTPUTS = ("speedup",)
 SPREAD_SUFFIXES = ("_std", "_p95", "_median", "_max")  # per-run spreads of a metric, not metrics
-TEMPLATE_NAME = "study_report.ipynb"
-
-
-class ReportError(RuntimeError):
-    """The report could not be built; the message says why and what to do."""
 
 
 @dataclass(frozen=True)
@@ -89,7 +85,7 @@ def _images(runs: Path, variants: Sequence[str]) -> dict[str, dict[str, Path]]:
     found: dict[str, dict[str, Path]] = {}
     for variant in variants:
         for seed_dir in sorted(p for p in (runs / variant).glob("*") if p.is_dir()):
-            pictures = {k: seed_dir / "images" / f"{k}.png" for k in IMAGE_KINDS}
+            pictures = {k: RunLayout(seed_dir).image(k) for k in IMAGE_KINDS}
             pictures = {k: p for k, p in pictures.items() if p.is_file()}
             if pictures:
                 found[variant] = pictures
@@ -433,17 +429,6 @@ def missing(what: str) -> None:
 
 
 # ----------------------------------------------------------------------------- building
-def find_template(name: str = TEMPLATE_NAME) -> Path:
-    """The notebook template in the repository's reports/ folder, beside the editable package."""
-    candidates = [Path(pae_lab.__file__).resolve().parent.parent / "reports" / name]
-    for path in candidates:
-        if path.is_file():
-            return path
-    looked = ", ".join(str(p) for p in candidates)
-    raise ReportError(f"report template {name} not found (looked in {looked}); install pae-lab editable from "
-                      "the repository (`pip install -e .`) or pass template=PATH to build_report")
-
-
 def ensure_kernel(name: str = KERNEL_NAME) -> None:
     """Make sure the Jupyter kernel `name` exists and runs this interpreter.
 

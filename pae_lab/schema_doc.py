@@ -47,7 +47,7 @@ def reference(model: type[BaseModel], prefix: str = "") -> list[str]:
 
 
 def study_reference() -> str:
-    from pae_lab.config import StudyConfig
+    from pae_lab.schema import StudyConfig
 
     return "\n".join(reference(StudyConfig))
 

@@ -16,17 +16,18 @@ import yaml
 from rich.console import Console
 
 from pae_lab import __version__
-from pae_lab.aggregate import aggregate, run_status
-from pae_lab.config import StudyConfig
+from pae_lab.aggregate import aggregate
 from pae_lab.fsutil import atomic_write, read_json, write_json
-from pae_lab.launch import build_launcher
+from pae_lab.graph import ordered
+from pae_lab.identity import content_hash
+from pae_lab.layout import StudyLayout
 from pae_lab.monitor import RunMonitor
-from pae_lab.plan import RUN_STAGES, Layout, RunSpec, expand, shared_hashes
-from pae_lab.progress import PROGRESS_FILE, ProgressWriter
-from pae_lab.stages.cache import is_done, run_cached
-from pae_lab.stages.shared import data_stage, prior_stage, refine_stage
+from pae_lab.plan import RunSpec, expand, run_stage_names, shared_plan
+from pae_lab.progress import ProgressWriter
+from pae_lab.schema import StudyConfig
+from pae_lab.stages.cache import is_done
+from pae_lab.stages.execute import run_stage
 from pae_lab.tracking import RunLogger, StudyTracker, default_uri, flatten
-from pae_lab.training import STOP_FILE
 
 LIBRARIES = ("torch", "torchvision", "timm", "mlflow", "optuna", "submitit", "torch-fidelity", "scikit-learn",
              "scipy", "numpy", "pandas", "pydantic")
@@ -63,11 +64,19 @@ class Driver:
     def __init__(self, study: StudyConfig, console: Console | None = None):
         self.study = study
         self.console = console or Console()
-        self.layout = Layout(study.study_dir())
+        self.layout = StudyLayout(study.study_dir())
         self.uri = study.tracking.uri or default_uri(self.layout.root)
         self.runs = expand(study)
 
+    @property
+    def parent_key(self) -> str:
+        """The study's MLflow parent run: one per configuration of the whole study."""
+        return f"study:{self.study.name}:{content_hash('study', sorted(r.identity for r in self.runs))}"
+
     # -- preparation -------------------------------------------------------------------------
+    def tracker(self) -> StudyTracker:
+        return StudyTracker(self.uri, self.study.tracking.experiment or self.study.name, artifact_root=self.layout.root)
+
     def prepare(self, force: bool = False) -> tuple[StudyTracker, str]:
         root = self.layout.root
         if force:
@@ -75,99 +84,115 @@ class Driver:
                 shutil.rmtree(path, ignore_errors=True)
         root.mkdir(parents=True, exist_ok=True)
         resolved = self.study.model_dump(mode="json")
-        atomic_write(root / "study.yaml", lambda p: p.write_text(yaml.safe_dump(resolved, sort_keys=False)))
-        tracker = StudyTracker(self.uri, self.study.tracking.experiment or self.study.name, artifact_root=root)
-        parent = tracker.ensure_run(f"study:{self.study.name}", self.study.name,
+        atomic_write(self.layout.study_yaml, lambda p: p.write_text(yaml.safe_dump(resolved, sort_keys=False)))
+        tracker = self.tracker()
+        parent = tracker.ensure_run(self.parent_key, self.study.name,
                                     {"pae.kind": "study", "pae.code_version": code_version()})
+        tracker.set_status(parent, "RUNNING")
         tracker.log_params(parent, flatten(resolved))
-        tracker.log_artifact(parent, root / "study.yaml")
+        tracker.log_artifact(parent, self.layout.study_yaml)
         return tracker, parent
 
     def register_runs(self, tracker: StudyTracker, parent: str, runs: list[RunSpec] | None = None) -> None:
+        """One MLflow child run per run *configuration*: a changed config gets a new run, the old one
+        keeps its history. New runs wait as SCHEDULED until their job starts."""
         for spec in runs or self.runs:
-            spec.tracking_uri = self.uri
             spec.mlflow_run_id = tracker.ensure_run(
-                spec.key, f"{spec.variant}/seed{spec.seed}",
-                {"variant": spec.variant, "seed": spec.seed, "config_hash": spec.hashes["tokenizer"],
-                 "pae.kind": "run", "study": spec.study}, parent_id=parent)
+                f"{spec.key}:{spec.identity}", f"{spec.variant}/seed{spec.seed}",
+                {"variant": spec.variant, "seed": spec.seed, "config_hash": spec.identity,
+                 "pae.kind": "run", "study": spec.study}, parent_id=parent, status="SCHEDULED")
             tracker.log_params(spec.mlflow_run_id, {"variant": spec.variant, "seed": spec.seed,
                                                     **flatten(spec.regularizers, "regularizers.")})
-            write_json(Path(spec.run_dir) / "run.json", spec.model_dump(mode="json"))
+            write_json(spec.layout.run_json, spec.to_file())
 
     def shared_stages(self, parent_logger: RunLogger) -> dict[str, Any]:
-        study, layout = self.study, self.layout
-        hashes = shared_hashes(study)
-        dirs = {stage: layout.shared(stage, digest) for stage, digest in hashes.items()}
-        progress = ProgressWriter(layout.root / "shared")
-        steps = {
-            "data": lambda d: data_stage(study, d),
-            "prior": lambda d: prior_stage(study, dirs["data"], d),
-            "refine": lambda d: refine_stage(study, dirs["prior"], d, parent_logger, progress),
-        }
+        hashes, folders = shared_plan(self.study)
+        progress = ProgressWriter(self.layout.root / "shared")
         out = {}
-        for stage, fn in steps.items():
-            with self.console.status(f"shared stage [bold]{stage}[/] ..."):
-                res = run_cached(dirs[stage], hashes[stage], fn)
+        for stage in ordered("shared"):
+            with self.console.status(f"shared stage [bold]{stage.name}[/] ..."):
+                res = run_stage(stage, self.study, folders, hashes[stage.name], logger=parent_logger,
+                                progress=progress)
             verb = "cached" if res.skipped else f"done in {res.seconds:.1f}s"
-            self.console.log(f"shared stage {stage}: {verb}")
-            out[stage] = res.summary
+            self.console.log(f"shared stage {stage.name}: {verb}")
+            out[stage.name] = res.summary
         return out
 
     # -- execution ---------------------------------------------------------------------------
     def pending(self) -> list[RunSpec]:
         return [r for r in self.runs
-                if not all(is_done(Path(r.run_dir) / s, r.hashes[s]) for s in RUN_STAGES)
-                or run_status(Path(r.run_dir)) != "done"]
+                if not all(is_done(r.stage_dir(s), r.hashes[s]) for s in run_stage_names())
+                or r.layout.status() != "done"]
 
     def launch(self, runs: list[RunSpec]) -> dict[Path, dict[str, Any]]:
         for spec in runs:  # a fresh attempt: forget the last attempt's progress and stop request
-            (Path(spec.run_dir) / PROGRESS_FILE).unlink(missing_ok=True)
-            (Path(spec.run_dir) / STOP_FILE).unlink(missing_ok=True)
+            spec.layout.progress.unlink(missing_ok=True)
+            spec.layout.stop.unlink(missing_ok=True)
+        from pae_lab.launch import build_launcher  # only when something runs: a finished study needs no launcher
+
         launcher = build_launcher(self.study.launcher, self.layout.submitit)
-        jobs = [Path(r.run_dir) / "run.json" for r in runs]
-        monitor_runs = {f"{r.variant}/seed{r.seed}": Path(r.run_dir) for r in runs}
+        jobs = [r.layout.run_json for r in runs]
+        monitor_runs = {f"{r.variant}/seed{r.seed}": r.run_dir for r in runs}
         with RunMonitor(monitor_runs, self.console) as monitor:
             return launcher.launch(jobs, monitor.poll)
 
-    def write_study_json(self, summary: dict[str, Any], kind: str = "study") -> None:
+    def settle_statuses(self, tracker: StudyTracker, runs: list[RunSpec]) -> None:
+        """Make every child run's MLflow status the truth on disk: FINISHED, FAILED, or KILLED for a
+        job that never finished (killed, cancelled, the driver interrupted)."""
+        truth = {"done": "FINISHED", "failed": "FAILED", "pending": "KILLED"}
+        for spec in runs:
+            if not spec.mlflow_run_id:
+                continue
+            want = truth[spec.layout.status()]
+            if tracker.status(spec.mlflow_run_id) != want:
+                tracker.set_status(spec.mlflow_run_id, want)
+
+    def write_study_json(self, summary: dict[str, Any], kind: str = "study", parent: str | None = None) -> None:
         protocols: dict[str, Any] = {}
         for spec in self.runs:
-            metrics = read_json(Path(spec.run_dir) / "manifold" / "metrics.json")
-            conv = read_json(Path(spec.run_dir) / "generation" / "convergence.json")
+            metrics = read_json(spec.stage_dir("manifold") / "metrics.json")
+            conv = read_json(spec.stage_dir("generation") / "convergence.json")
             if metrics:
                 protocols.update(metrics.get("protocols", {}))
             if conv:
                 protocols[summary["target"]] = conv.get("protocol", {})
             if metrics and conv:
                 break
-        write_json(self.layout.root / "study.json", {
+        write_json(self.layout.study_json, {
             "name": self.study.name, "kind": kind, "target": summary["target"], "kid": summary["kid"],
             "baseline": summary["baseline"], "config": self.study.model_dump(mode="json"),
             "protocols": protocols, "versions": library_versions(), "code_version": code_version(),
-            "tracking_uri": self.uri,
+            "tracking_uri": self.study.tracking.uri, "mlflow_parent_run_id": parent,
         })
 
     def run(self, force: bool = False) -> StudyOutcome:
         tracker, parent = self.prepare(force)
         parent_logger = RunLogger(self.layout.root / "shared", self.uri, parent)
-        self.shared_stages(parent_logger)
-        self.register_runs(tracker, parent)
-        pending = self.pending()
-        finished = len(self.runs) - len(pending)
-        if not pending:
-            self.console.log(f"all {len(self.runs)} runs already finished: nothing to retrain")
-        else:
-            if finished:
-                self.console.log(f"{finished} of {len(self.runs)} runs already finished (reused); running {len(pending)}")
-            self.launch(pending)
+        pending: list[RunSpec] = []
+        try:
+            self.shared_stages(parent_logger)
+            self.register_runs(tracker, parent)
+            pending = self.pending()
+            finished = len(self.runs) - len(pending)
+            if not pending:
+                self.console.log(f"all {len(self.runs)} runs already finished: nothing to retrain")
+            else:
+                if finished:
+                    self.console.log(f"{finished} of {len(self.runs)} runs already finished (reused); running {len(pending)}")
+                self.launch(pending)
+        except BaseException:
+            self.settle_statuses(tracker, self.runs)
+            tracker.set_status(parent, "KILLED")
+            raise
+        self.settle_statuses(tracker, self.runs)
         summary = aggregate(self.study, self.runs, self.layout.root)
-        self.write_study_json(summary)
-        for name in ("results.csv", "correlations.csv", "convergence.csv", "speedups.csv", "study.json"):
-            tracker.log_artifact(parent, self.layout.root / name)
+        self.write_study_json(summary, parent=parent)
+        for path in self.layout.tables():
+            tracker.log_artifact(parent, path)
         results = summary["results"]
         numeric = results.drop(columns=["seed"]).groupby("variant").mean(numeric_only=True)
         for variant, row in numeric.iterrows():
             tracker.log_metrics(parent, {f"{variant}/{k}": v for k, v in row.items() if v == v})
-        failed = [f"{r.variant}/seed{r.seed}" for r in self.runs if run_status(Path(r.run_dir)) == "failed"]
+        failed = [f"{r.variant}/seed{r.seed}" for r in self.runs if r.layout.status() == "failed"]
         tracker.finish(parent, "FAILED" if failed else "FINISHED")
         return StudyOutcome(self.runs, len(pending), failed, summary)

@@ -7,6 +7,7 @@ so a job on a node without network loses nothing.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -35,29 +36,43 @@ class StudyTracker:
 
     def __init__(self, uri: str, experiment: str, artifact_root: Path | None = None):
         self.uri = uri
+        location = (artifact_root / "mlartifacts").resolve().as_uri() if artifact_root and uri.startswith("sqlite") else None
+        if location:
+            reroot_artifacts(uri, location)
         self.client = client(uri)
         exp = self.client.get_experiment_by_name(experiment)
         if exp is None:
-            location = (artifact_root / "mlartifacts").as_uri() if artifact_root and uri.startswith("sqlite") else None
             self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)
         else:
             self.experiment_id = exp.experiment_id
 
-    def _find(self, key: str) -> str | None:
+    def find(self, key: str) -> str | None:
         runs = self.client.search_runs([self.experiment_id], filter_string=f"tags.`pae.key` = '{key}'", max_results=1)
         return runs[0].info.run_id if runs else None
 
-    def ensure_run(self, key: str, name: str, tags: dict[str, Any], parent_id: str | None = None) -> str:
-        """The run of `key`, created once: a restart logs into the same run."""
-        run_id = self._find(key)
+    def ensure_run(self, key: str, name: str, tags: dict[str, Any], parent_id: str | None = None,
+                   status: str = "RUNNING") -> str:
+        """The run of `key`, created once with `status`; an existing run keeps the status it has, so a
+        rerun never makes a finished run look as if it were running again."""
+        run_id = self.find(key)
         if run_id is None:
             all_tags = {"pae.key": key, **{k: str(v) for k, v in tags.items()}}
             if parent_id:
                 all_tags["mlflow.parentRunId"] = parent_id
             run_id = self.client.create_run(self.experiment_id, run_name=name, tags=all_tags).info.run_id
-        else:
-            self.client.update_run(run_id, status="RUNNING")
+            if status != "RUNNING":
+                self.client.update_run(run_id, status=status)
         return run_id
+
+    def status(self, run_id: str) -> str:
+        return self.client.get_run(run_id).info.status
+
+    def set_status(self, run_id: str, status: str) -> None:
+        """Terminal statuses through set_terminated (end time), the others through update_run."""
+        if status in ("FINISHED", "FAILED", "KILLED"):
+            self.client.set_terminated(run_id, status=status)
+        else:
+            self.client.update_run(run_id, status=status)
 
     def log_params(self, run_id: str, params: dict[str, Any]) -> None:
         log_params(self.client, run_id, params)
@@ -70,6 +85,31 @@ class StudyTracker:
 
     def finish(self, run_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(run_id, status=status)
+
+
+def reroot_artifacts(uri: str, location: str) -> None:
+    """A copied or moved study folder: point its own SQLite store's artifact paths at the folder
+    they now live in, so nothing is ever written into the folder the study came from."""
+    import sqlite3
+
+    db = Path(uri.removeprefix("sqlite:///"))
+    if not db.is_file():
+        return
+    moved = False
+    with contextlib.closing(sqlite3.connect(db)) as con, con:
+        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if not {"experiments", "runs"} <= tables:
+            return
+        for (old,) in con.execute("SELECT DISTINCT artifact_location FROM experiments").fetchall():
+            if old and old != location and old.endswith("/mlartifacts"):
+                moved = True
+                con.execute("UPDATE experiments SET artifact_location = ? WHERE artifact_location = ?", (location, old))
+                con.execute("UPDATE runs SET artifact_uri = ? || substr(artifact_uri, ?) WHERE artifact_uri LIKE ?",
+                            (location, len(old) + 1, old + "/%"))
+    if moved:  # MLflow caches each run's artifact repository per process, by run id
+        from mlflow.tracking._tracking_service import utils
+
+        utils._artifact_repos_cache.clear()
 
 
 def log_params(mlflow_client, run_id: str, params: dict[str, Any]) -> None:
@@ -144,6 +184,10 @@ class RunLogger:
 
     def tags(self, tags: dict[str, Any]) -> None:
         self._safe(lambda: [self._client.set_tag(self.run_id, k, str(v)) for k, v in tags.items()])
+
+    def started(self) -> None:
+        """The job is running now (the driver created the run as SCHEDULED)."""
+        self._safe(lambda: self._client.update_run(self.run_id, status="RUNNING"))
 
     def finish(self, status: str) -> None:
         self._safe(lambda: self._client.set_terminated(self.run_id, status=status))

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from pae_lab.fsutil import save_torch
+from pae_lab.layout import RunLayout
 from pae_lab.progress import ProgressWriter
 from pae_lab.tracking import RunLogger
 
@@ -30,9 +31,6 @@ class NonFiniteLoss(RuntimeError):
 
 class StopRequested(RuntimeError):
     """Raised when the driver asked a run to stop (an Optuna pruner, a user): recorded, not a crash."""
-
-
-STOP_FILE = "stop.json"
 
 
 class Stateful(Protocol):
@@ -136,7 +134,7 @@ class TrainLoop:
         window: dict[str, list[float]] = defaultdict(list)
         last: dict[str, float] = dict(self._last)  # a run killed after its final checkpoint keeps its numbers
         t_window = time.perf_counter()
-        stop_file = self.dir.parent / STOP_FILE
+        stop_file = RunLayout(self.dir.parent).stop
         for step in range(start, self.total):
             if stop_file.exists():
                 raise StopRequested(f"{self.stage}: stopped at step {step}: {stop_file.read_text().strip()}")

@@ -36,14 +36,15 @@ from typing import Any, Iterator
 
 from rich.console import Console
 
-from pae_lab.aggregate import aggregate, results_table, run_status, target_columns
-from pae_lab.config import StudyConfig, StudyError
+from pae_lab.aggregate import aggregate, results_table, target_columns
 from pae_lab.fsutil import atomic_write, read_json, write_json
-from pae_lab.job import FAILED_FILE
-from pae_lab.plan import RunSpec, shared_hashes
+from pae_lab.graph import stage_hashes
+from pae_lab.layout import RunLayout
+from pae_lab.loading import StudyError
+from pae_lab.plan import RunSpec
+from pae_lab.schema import StudyConfig
 from pae_lab.study import Driver
 from pae_lab.tracking import RunLogger, StudyTracker
-from pae_lab.training import STOP_FILE
 from pae_lab.tuning.algorithms import PRUNERS, SAMPLER_FACTORIES, open_storage, storage_location
 from pae_lab.tuning.apply import TrialConfigError, check_search, default_values, trial_name, trial_study
 from pae_lab.tuning.objectives import MissingMetric, intermediate_source, objective_values, read_intermediate
@@ -128,8 +129,9 @@ class PruneWatcher:
 
     def _request_stop(self, t: TrialRun) -> None:
         for run_dir in t.run_dirs:
-            stop = run_dir / STOP_FILE
-            if run_status(run_dir) != "done" and not stop.exists():  # one line: TrainLoop quotes it in its error
+            files = RunLayout(run_dir)
+            stop = files.stop
+            if files.status() != "done" and not stop.exists():  # one line: TrainLoop quotes it in its error
                 atomic_write(stop, lambda p: p.write_text(json.dumps({"reason": f"pruned by optuna (trial {t.number})"})))
 
 
@@ -155,7 +157,7 @@ class TuneDriver:
         self.root = self.base.layout.root
         self.storage = storage_location(self.search.storage, self.root)
         self.study_name = self.search.study_name or study.name
-        self._shared_done = {tuple(shared_hashes(study).values())}
+        self._shared_done = {tuple(stage_hashes(study).values())}
 
     # -- Optuna --------------------------------------------------------------------------------
     def open_study(self):
@@ -210,7 +212,7 @@ class TuneDriver:
 
     # -- one batch -----------------------------------------------------------------------------
     def register(self, t: TrialRun, tracker: StudyTracker, parent: str, parent_logger: RunLogger) -> None:
-        hashes = tuple(shared_hashes(t.driver.study).values())
+        hashes = tuple(stage_hashes(t.driver.study).values())
         if hashes not in self._shared_done:  # the trial changes data / prior / refine settings
             t.driver.shared_stages(parent_logger)
             self._shared_done.add(hashes)
@@ -233,6 +235,7 @@ class TuneDriver:
             self.console.log(f"launching {len(pending)} run(s) of " + ", ".join(trial_name(t.number) for t in ready))
             with self.watcher(ready):
                 outcomes = self.base.launch(pending)
+            self.base.settle_statuses(tracker, pending)
         return {t.number: self.tell(study, t, tracker, parent, outcomes) for t in batch}
 
     def watcher(self, trials: list[TrialRun]):
@@ -247,11 +250,11 @@ class TuneDriver:
         import optuna
 
         State = optuna.trial.TrialState
-        done = bool(t.runs) and all(run_status(d) == "done" for d in t.run_dirs)
+        done = bool(t.runs) and all(RunLayout(d).status() == "done" for d in t.run_dirs)
         values: list[float] = []
         if t.driver is not None and not done and not t.pruned:
             t.error = next(f"{d.parent.name}/{d.name}: {self.run_error(d, outcomes or {})}"
-                           for d in t.run_dirs if run_status(d) != "done")
+                           for d in t.run_dirs if RunLayout(d).status() != "done")
         if done:
             rows = results_table(t.runs)
             try:
@@ -278,10 +281,11 @@ class TuneDriver:
     @staticmethod
     def run_error(run_dir: Path, outcomes: dict[Path, dict[str, Any]]) -> str:
         """The stage's own error (failed.json), else the launcher's (a job that died before writing one)."""
-        failed = read_json(run_dir / FAILED_FILE)
+        files = RunLayout(run_dir)
+        failed = read_json(files.failed)
         if failed:
             return failed.get("error", "failed")
-        return outcomes.get(run_dir / "run.json", {}).get("error", "job died without a result")
+        return outcomes.get(files.run_json, {}).get("error", "job died without a result")
 
     def log_trial(self, t: TrialRun, state: str, values: list[float], tracker: StudyTracker, parent: str) -> None:
         named = dict(zip(self.search.objective_names, values))
@@ -333,9 +337,9 @@ class TuneDriver:
         specs = []
         for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
             for seed in self.study.seeds:
-                run_json = self.base.layout.run_dir(trial_name(t.number), seed) / "run.json"
+                run_json = self.base.layout.run(trial_name(t.number), seed).run_json
                 if run_json.is_file():
-                    specs.append(RunSpec.model_validate(read_json(run_json)))
+                    specs.append(RunSpec.load(run_json))
         return specs
 
     def finish(self, study, tracker: StudyTracker, parent: str) -> SearchSummary:
@@ -346,12 +350,12 @@ class TuneDriver:
             target, kid = target_columns(self.study)
             summary = {"target": target, "kid": kid, "baseline": ""}
         self.base.runs = specs  # study.json's protocols are read from the trials' runs
-        self.base.write_study_json(summary, kind="tune")
-        info = read_json(self.root / "study.json")
+        self.base.write_study_json(summary, kind="tune", parent=parent)
+        info = read_json(self.base.layout.study_json)
         info.update(objectives=self.search.objective_names, directions=self.search.directions,
                     optuna={"study_name": self.study_name, "storage": self.storage,
                             "dashboard": " ".join(dashboard_command(self.study))})
-        write_json(self.root / "study.json", info)
+        write_json(self.base.layout.study_json, info)
         result = write_search_outputs(study, self.search, self.root)
         if result.importance_note:
             self.console.log(result.importance_note)

@@ -5,6 +5,7 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "false")
 
+import pytest  # noqa: E402
 import torch  # noqa: E402
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
@@ -20,3 +21,17 @@ TINY = {
     "evaluation": {"num_samples": 48, "sampler": {"steps": 2}},
     "metrics": {},
 }
+
+
+@pytest.fixture(autouse=True)
+def restore_registries():
+    """Tests that register plugins (variants, regularizers, stages) leave every registry as they found it."""
+    from pae_lab.graph import STAGES
+    from pae_lab.registries import all_registries
+
+    registries = [*all_registries().values(), STAGES]
+    before = [dict(r._entries) for r in registries]
+    yield
+    for registry, entries in zip(registries, before):
+        registry._entries.clear()
+        registry._entries.update(entries)

@@ -6,9 +6,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from pae_lab.config import StudyConfig
+from pae_lab.schema import StudyConfig
 from pae_lab.identity import content_hash
-from pae_lab.plan import expand, shared_hashes
+from pae_lab.graph import stage_hashes
+from pae_lab.plan import expand
 from pae_lab.stages.cache import is_done, run_cached
 from pae_lab.training import TrainLoop
 
@@ -55,7 +56,7 @@ def test_seeds_expand_and_differ() -> None:
     runs = expand(study(seeds=[0, 1]))
     assert len(runs) == 4
     assert len({r.hashes["tokenizer"] for r in runs}) == 4
-    assert shared_hashes(study(seeds=[0, 1])) == shared_hashes(study())
+    assert stage_hashes(study(seeds=[0, 1])) == stage_hashes(study())
 
 
 def test_run_cached_skips_reruns_and_clears_other_hash(tmp_path: Path) -> None:
@@ -117,3 +118,81 @@ def test_nan_loss_raises_with_terms(tmp_path: Path) -> None:
     loop = TrainLoop("t", tmp_path, {}, 3, seed=0, checkpoint_every=5, log_every=1, items_per_step=1)
     with pytest.raises(NonFiniteLoss, match="loss/total is nan at step 0"):
         loop.run(lambda step: {"loss/total": float("nan"), "loss/rec": 1.0})
+
+
+# --- identity covers resolved inputs, and nothing that cannot change a result ------------------------
+RUN_STAGES = ("tokenizer", "manifold", "generator", "generation")
+
+
+def changed(a: StudyConfig | dict, b: StudyConfig | dict) -> set[str]:
+    """Stages whose hash differs between two configs or two hash tables taken earlier."""
+    ha, hb = (x if isinstance(x, dict) else hashes(x) for x in (a, b))
+    out = {stage for v in ha for stage in ha[v] if ha[v][stage] != hb[v][stage]}
+    return out
+
+
+def test_logging_and_checkpoint_cadence_change_nothing() -> None:
+    assert changed(study(), study(training={"log_every": 3, "checkpoint_every": 7})) == set()
+    assert changed(study(), study(evaluation={"batch_size": 17, "sampler": {"batch_size": 5}})) == set()
+
+
+def test_sampler_seed_reruns_the_manifold_rkd_and_generation_only() -> None:
+    assert changed(study(), study(evaluation={"sampler": {"seed": 5}})) == {"manifold", "generation"}
+
+
+def test_auto_extractor_is_hashed_resolved(tmp_path: Path, monkeypatch) -> None:
+    """Inception weights appearing in the torch hub cache turn `auto` into Inception: FD results rerun."""
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    before = hashes(study())
+    weights = tmp_path / "hub" / "checkpoints" / "pt_inception-2015-12-05-6726825d.pth"
+    weights.parent.mkdir(parents=True)
+    weights.write_bytes(b"weights v1")
+    assert changed(before, study()) == {"manifold", "generation"}
+    with_v1 = hashes(study())
+    weights.write_bytes(b"weights v2, another file")
+    assert changed(with_v1, study()) == {"manifold", "generation"}
+
+
+def test_folder_dataset_contents_are_hashed(tmp_path: Path) -> None:
+    from PIL import Image
+
+    root = tmp_path / "images"
+    for i, cls in enumerate(("a", "b")):
+        (root / cls).mkdir(parents=True)
+        Image.new("RGB", (8, 8), (i * 100, 0, 0)).save(root / cls / "0.png")
+    data = {"name": "imagefolder", "params": {"root": str(root)}, "train_size": 16, "val_size": 16}
+    before = hashes(study(data=data))
+    Image.new("RGB", (8, 8), (0, 200, 0)).save(root / "b" / "1.png")
+    assert changed(before, study(data=data)) == {"data", "prior", "refine", *RUN_STAGES}
+
+
+def test_prior_weights_file_contents_are_hashed(tmp_path: Path) -> None:
+    weights = tmp_path / "w.pt"
+    weights.write_bytes(b"one")
+    prior = {"name": "effnet_lite0", "params": {"weights": str(weights)}}
+    before = hashes(study(prior=prior))
+    weights.write_bytes(b"two")
+    assert changed(before, study(prior=prior)) == {"prior", "refine", *RUN_STAGES}
+
+
+def test_every_stage_declares_only_registered_inputs() -> None:
+    from pae_lab.graph import STAGES, Stage, register_stage
+    from pae_lab.registry import RegistryError
+
+    with pytest.raises(RegistryError, match="reads nope"):
+        register_stage(Stage("extra", "x:y", reads=("nope",)))
+    with pytest.raises(RegistryError, match="unknown input"):
+        register_stage(Stage("extra", "x:y", reads=("data",), depends=("training.no_such_field",)))
+    assert "extra" not in STAGES
+
+
+def test_a_new_stage_is_one_row(tmp_path: Path) -> None:
+    from pae_lab.graph import STAGES, Stage, register_stage
+
+    register_stage(Stage("probe_extra", "tests:none", reads=("tokenizer",), depends=("metrics.seed",)))
+    run = expand(study())[0]
+    assert "probe_extra" in run.hashes and run.stage_paths["probe_extra"].endswith("/probe_extra")
+    again = expand(study(metrics={"seed": 3}))[0]
+    assert again.hashes["probe_extra"] != run.hashes["probe_extra"]
+    assert again.hashes["tokenizer"] == run.hashes["tokenizer"]
+    STAGES.unregister("probe_extra")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pae_lab.config import StudyError, load_study
+from pae_lab.loading import StudyError, load_study
 
 ROOT = Path(__file__).resolve().parents[1]
 BROKEN = sorted((ROOT / "tests" / "broken_studies").glob("*.yaml"))
@@ -38,7 +38,12 @@ def test_cli_prints_the_error_without_traceback() -> None:
 @pytest.mark.parametrize("path", sorted((ROOT / "studies").glob("*.yaml")), ids=lambda p: p.stem)
 def test_shipped_studies_are_valid(path: Path) -> None:
     study = load_study(path, check_files=path.stem != "imagenet256")  # names files on a cluster
-    assert study.variants
+    from pae_lab.plan import expand, run_stage_names
+
+    runs = expand(study)
+    assert len(runs) == len(study.variants) * len(study.seeds)
+    assert all(set(run_stage_names()) <= set(r.hashes) for r in runs)
+    assert len({r.identity for r in runs}) == len(runs)  # no two runs share a configuration
 
 
 def test_dry_run_validates_the_cluster_study_and_lists_missing_files() -> None:

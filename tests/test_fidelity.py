@@ -88,26 +88,34 @@ def test_missing_inception_weights_is_a_clear_error(tmp_path):
         compute_fidelity(images, images, extractor="inception")
 
 
-def test_inception_runs_offline_from_the_given_weights_file(tmp_path, monkeypatch):
-    """With a weights file, torch-fidelity gets Inception plus that path, and the keys are fid / kid."""
+def random_inception_weights(path) -> None:
+    """A real torch-fidelity InceptionV3 weights file with randomly initialised values (the real ones
+    cannot be downloaded here): every layer, key and shape as torch-fidelity expects them."""
+    from unittest import mock
+
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    empty = path.parent / "empty.pt"
+    torch.save({}, empty)
+    torch.manual_seed(0)
+    with mock.patch.object(FeatureExtractorInceptionV3, "load_state_dict", lambda self, state: None):
+        model = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(empty))
+    torch.save(model.state_dict(), path)
+
+
+def test_inception_runs_offline_from_the_given_weights_file(tmp_path):
+    """With a weights file, the real InceptionV3 network runs offline and the keys are fid / kid."""
     weights = tmp_path / "weights-inception.pth"
-    weights.write_bytes(b"stand-in")
-    seen = {}
-
-    def fake_calculate_metrics(**kwargs):
-        seen.update(kwargs)
-        return {"frechet_inception_distance": 12.5, "kernel_inception_distance_mean": 0.01,
-                "kernel_inception_distance_std": 0.002}
-
-    monkeypatch.setattr(torch_fidelity, "calculate_metrics", fake_calculate_metrics)
-    images = _smooth_images(4, seed=0)
+    random_inception_weights(weights)
+    images = _smooth_images(8, seed=0)
+    others = _smooth_images(8, seed=1)
     with pytest.warns(UserWarning, match="fid is strongly biased"):
-        out = compute_fidelity(images, images, inception_weights=weights)
-    assert seen["feature_extractor"] == "inception-v3-compat"
-    assert seen["feature_extractor_weights_path"] == str(weights)
-    assert seen["datasets_download"] is False and seen["kid_subset_size"] == 4
-    assert (out["fid"], out["kid"], out["kid_std"]) == (12.5, 0.01, 0.002)
-    assert out["protocol"]["extractor"] == "inception" and out["protocol"]["feature_dim"] == 2048
+        same = compute_fidelity(images, images, inception_weights=weights)
+    with pytest.warns(UserWarning):
+        apart = compute_fidelity(images, others, inception_weights=weights)
+    assert abs(same["fid"]) < 1e-3 and apart["fid"] > same["fid"]
+    assert {"fid", "kid", "kid_std"} <= set(same) and "fd_effnet_lite0" not in same
+    assert same["protocol"]["extractor"] == "inception" and same["protocol"]["feature_dim"] == 2048
 
 
 def test_inputs_are_checked():

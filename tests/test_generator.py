@@ -15,7 +15,8 @@ from torch import nn
 from pae_lab.generation import (SAMPLERS, SamplerConfig, balanced_labels, flow_matching_loss, generate_latents,
                                 guided_velocity, interpolate, sample, time_grid)
 from pae_lab.models.ema import EMA
-from pae_lab.models.generator import GeneratorConfig, LatentDiT, sincos_2d
+from pae_lab.models.generator import LatentDiT, sincos_2d
+from pae_lab.schema import GeneratorConfig
 
 MODES = torch.tensor([[1.5, 1.5], [-1.5, 1.5], [-1.5, -1.5], [1.5, -1.5]])
 MODE_STD = 0.15
@@ -279,8 +280,6 @@ def test_sampler_config_validation():
     assert set(SAMPLERS.names()) >= {"euler", "heun"}
     for field in SamplerConfig.model_fields.values():
         assert field.description
-    with pytest.raises(pydantic.ValidationError, match="euler, heun"):
-        SamplerConfig(method="rk45")
     with pytest.raises(pydantic.ValidationError, match="lo <= hi"):
         SamplerConfig(cfg_interval=(0.8, 0.2))
     with pytest.raises(pydantic.ValidationError):

@@ -14,7 +14,7 @@ import pytest
 from rich.console import Console
 
 from conftest import TINY
-from pae_lab.config import StudyConfig
+from pae_lab.schema import StudyConfig
 from pae_lab.fsutil import read_json
 from pae_lab.study import Driver
 
@@ -101,22 +101,89 @@ def test_local_launcher_runs_jobs_in_subprocesses(tmp_path: Path) -> None:
 
 
 def test_killed_run_resumes_from_checkpoint(tmp_path: Path) -> None:
-    """Kill the CLI during tokenizer training; the next `pae-lab run` resumes from the checkpoint."""
-    cfg = tmp_path / "study.yaml"
+    """The CLI is SIGKILLed during tokenizer training (step 7, after the step-5 checkpoint); the next
+    `pae-lab run` resumes from the checkpoint, finishes, and leaves no MLflow run RUNNING."""
+    import mlflow
     import yaml
 
+    cfg = tmp_path / "study.yaml"
     tiny = copy.deepcopy(TINY)
-    tiny["training"].update(steps=60, checkpoint_every=5)
-    cfg.write_text(yaml.safe_dump({**tiny, "name": "killme", "output_dir": str(tmp_path / "out"), "variants": ["baseline"]}))
+    tiny["training"].update(steps=12, checkpoint_every=5)
+    marker = tmp_path / "killed.pid"
+    variant = {"name": "killed", "regularizers": {"kill_once": {"weight": 1.0, "at_step": 7, "marker": str(marker)}}}
+    cfg.write_text(yaml.safe_dump({**tiny, "name": "killme", "output_dir": str(tmp_path / "out"),
+                                   "variants": [variant], "plugins": ["plugin_kill"]}))
     cmd = [sys.executable, "-m", "pae_lab", "run", str(cfg), "--no-report"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    ckpt = tmp_path / "out" / "runs" / "baseline" / "seed0" / "tokenizer" / "checkpoint.pt"
-    deadline = time.time() + 240
-    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert ckpt.exists(), "no checkpoint written before the kill"
-    subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, timeout=600)
-    done = read_json(tmp_path / "out" / "runs" / "baseline" / "seed0" / "tokenizer" / "done.json")
-    assert done["summary"]["resumed_from_step"] >= 5
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "tests")}
+    first = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, timeout=600)
+    assert first.returncode == -signal.SIGKILL and marker.exists()
+    run_dir = tmp_path / "out" / "runs" / "killed" / "seed0"
+    assert (run_dir / "tokenizer" / "checkpoint.pt").exists() and not (run_dir / "tokenizer" / "done.json").exists()
+    subprocess.run(cmd, cwd=ROOT, env=env, check=True, capture_output=True, timeout=600)
+    done = read_json(run_dir / "tokenizer" / "done.json")
+    assert done["summary"]["resumed_from_step"] == 5
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'out' / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("killme").experiment_id])
+    assert runs and {r.info.status for r in runs} == {"FINISHED"}
+
+
+def test_rerun_after_a_logging_change_retrains_nothing(finished) -> None:
+    study, _ = finished
+    quieter = StudyConfig.model_validate({**study.model_dump(mode="json"), "training": {
+        **study.training.model_dump(mode="json"), "log_every": 3, "checkpoint_every": 4}})
+    assert Driver(quieter, Console(quiet=True)).run().launched == 0
+
+
+def test_sampler_seed_reruns_exactly_manifold_and_generation(finished) -> None:
+    study, _ = finished
+    stamps = lambda: {p: p.stat().st_mtime_ns for p in study.study_dir().glob("runs/*/seed0/*/done.json")}  # noqa: E731
+    before = stamps()
+    reseeded = StudyConfig.model_validate({**study.model_dump(mode="json"), "evaluation": {
+        **study.evaluation.model_dump(mode="json"), "sampler": {**study.evaluation.sampler.model_dump(mode="json"),
+                                                               "seed": 9}}})
+    assert Driver(reseeded, Console(quiet=True)).run().launched == 3
+    rerun = {p.parent.name for p, t in stamps().items() if before.get(p) != t}
+    assert rerun == {"manifold", "generation"}
+    Driver(study, Console(quiet=True)).run()
+
+
+def test_copied_study_folder_writes_only_into_itself(finished, tmp_path: Path) -> None:
+    """A study folder copied elsewhere resumes there: run.json paths and MLflow artifacts follow it."""
+    import shutil
+
+    import mlflow
+
+    study, _ = finished
+    copy_dir = tmp_path / "copied"
+    shutil.copytree(study.study_dir(), copy_dir)
+    moved = StudyConfig.model_validate({**study.model_dump(mode="json"), "output_dir": str(copy_dir)})
+    original = {p: p.stat().st_mtime_ns for p in study.study_dir().rglob("*") if p.is_file()}
+    outcome = Driver(moved, Console(quiet=True)).run()
+    assert outcome.launched == 0
+    assert {p: p.stat().st_mtime_ns for p in study.study_dir().rglob("*") if p.is_file()} == original
+    client = mlflow.MlflowClient(f"sqlite:///{copy_dir / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("tiny")
+    assert exp.artifact_location == (copy_dir / "mlartifacts").resolve().as_uri()
+    assert all(r.info.artifact_uri.startswith(exp.artifact_location) for r in client.search_runs([exp.experiment_id]))
+
+
+def test_changed_config_gets_new_child_runs_and_old_ones_keep_theirs(finished) -> None:
+    """`--set training.steps=...`: new child runs whose params and config hash describe the new config."""
+    import mlflow
+
+    study, first = finished
+    changed = StudyConfig.model_validate({**study.model_dump(mode="json"), "training": {
+        **study.training.model_dump(mode="json"), "steps": 8}})
+    outcome = Driver(changed, Console(quiet=True)).run()
+    assert outcome.failed == [] and outcome.launched == 3
+    client = mlflow.MlflowClient(f"sqlite:///{study.study_dir() / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
+    children = [r for r in runs if r.data.tags.get("pae.kind") == "run"]
+    assert len(children) == 6 and {r.info.status for r in runs} == {"FINISHED"}
+    new_ids = {r.mlflow_run_id for r in outcome.runs}
+    assert new_ids.isdisjoint({r.mlflow_run_id for r in first.runs})
+    for child in children:
+        spec = next((r for r in outcome.runs + first.runs if r.mlflow_run_id == child.info.run_id))
+        assert child.data.tags["config_hash"] == spec.identity
+    history = client.get_metric_history(next(iter(new_ids)), "tokenizer/loss/total")
+    assert [m.step for m in history] == [2, 4, 6, 8]  # the new run's own curve, not appended to the old one  # last: the fixture's study now holds the changed config

@@ -13,7 +13,8 @@ import yaml
 from rich.console import Console
 
 from conftest import TINY
-from pae_lab.config import StudyConfig, StudyError, load_study
+from pae_lab.schema import StudyConfig
+from pae_lab.loading import StudyError, load_study
 from pae_lab.fsutil import read_json
 from pae_lab.tune import TuneDriver, dashboard_command
 from pae_lab.tuning.algorithms import PRUNERS

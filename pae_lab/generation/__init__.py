@@ -1,8 +1,8 @@
 """Latent generation: the flow-matching objective and the ODE samplers that invert it."""
+from pae_lab.schema import SamplerConfig
 from pae_lab.generation.flow import TIME_SAMPLING, flow_matching_loss, interpolate
 from pae_lab.generation.samplers import (
     SAMPLERS,
-    SamplerConfig,
     balanced_labels,
     generate_latents,
     guided_velocity,

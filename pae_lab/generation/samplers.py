@@ -11,10 +11,10 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
 
 from pae_lab.registry import Registry
+from pae_lab.schema import SamplerConfig
 
 VelocityFn = Callable[[torch.Tensor, float], torch.Tensor]
 StepFn = Callable[[VelocityFn, torch.Tensor, float, float], torch.Tensor]
@@ -139,39 +139,3 @@ def _null_class(model: nn.Module, null_class: int | None) -> int:
                      "`null_class` attribute (LatentDiT has one)")
 
 
-class SamplerConfig(BaseModel):
-    """The `evaluation.sampler:` block: every sampler detail that moves gFID, stored with the metric."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    method: str = Field("euler", description="ODE solver, a name in pae_lab.generation.samplers.SAMPLERS "
-                        "('euler': 1 model call per step, 'heun': 2).")
-    steps: int = Field(50, ge=1, description="Solver steps from noise (t=0) to data (t=1).")
-    cfg_scale: float = Field(1.0, ge=0, description="Classifier-free guidance scale; 1 means no guidance "
-                             "(one conditional forward per evaluation).")
-    cfg_interval: tuple[float, float] = Field((0.0, 1.0), description="Guidance applies only for t in "
-                                              "[lo, hi] (t=0 noise, t=1 data), as in guidance-interval papers.")
-    time_shift: float = Field(1.0, gt=0, description="SD3-style shift of the time grid; >1 puts more steps "
-                              "near the noise end, 1 is uniform.")
-    batch_size: int = Field(256, ge=1, description="Latents per model batch in generate_latents (memory "
-                            "only: the noise is drawn for the whole set first, so results do not depend on it).")
-    seed: int = Field(0, description="Seed for the starting noise and the class-balanced labels.")
-
-    @field_validator("method")
-    @classmethod
-    def _known_method(cls, v: str) -> str:
-        if v not in SAMPLERS:
-            raise ValueError(f"unknown sampler {v!r}; registered: {', '.join(SAMPLERS.names())}")
-        return v
-
-    @field_validator("cfg_interval")
-    @classmethod
-    def _ordered(cls, v: tuple[float, float]) -> tuple[float, float]:
-        lo, hi = v
-        if not 0.0 <= lo <= hi <= 1.0:
-            raise ValueError(f"cfg_interval must satisfy 0 <= lo <= hi <= 1, got {v}")
-        return v
-
-    def sample_kwargs(self) -> dict:
-        """The keyword arguments of `sample` this config fixes."""
-        return self.model_dump(include={"method", "steps", "cfg_scale", "cfg_interval", "time_shift"})

@@ -8,11 +8,8 @@ and output layer make every block the identity and the output zero at step 0, as
 from __future__ import annotations
 
 import math
-from typing import Literal
-
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
 
@@ -185,54 +182,3 @@ class LatentDiT(nn.Module):
         return self.unpatchify(self.final(h, c))
 
 
-class GeneratorConfig(BaseModel):
-    """The `generator:` block of a study: model size, optimiser and schedule of the proxy DiT.
-
-    Defaults are sized for a 2-core CPU: a few hundred steps on an 8x8x16 latent in a minute or two.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    width: int = Field(128, gt=0, description="Transformer width (token channels); divisible by 4 and by heads.")
-    depth: int = Field(4, gt=0, description="Number of adaLN-Zero DiT blocks.")
-    heads: int = Field(4, gt=0, description="Attention heads per block.")
-    patch: int = Field(1, gt=0, description="Latent patch size per token; must divide the latent grid.")
-    mlp_ratio: float = Field(4.0, gt=0, description="MLP hidden width as a multiple of width.")
-    class_dropout: float = Field(0.1, ge=0, le=1, description="Probability of replacing a label by the null "
-                                 "label during training; what makes classifier-free guidance possible.")
-    steps: int = Field(300, gt=0, description="Optimiser steps of generator training.")
-    batch_size: int = Field(64, gt=0, description="Latents per training step.")
-    lr: float = Field(5e-4, gt=0, description="AdamW peak learning rate (after warmup).")
-    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
-    betas: tuple[float, float] = Field((0.9, 0.99), description="AdamW betas.")
-    warmup: int = Field(20, ge=0, description="Linear learning-rate warmup steps; constant afterwards.")
-    grad_clip: float | None = Field(1.0, gt=0, description="Clip the global gradient norm to this value; "
-                                    "null disables clipping.")
-    ema_decay: float = Field(0.995, ge=0, le=1, description="EMA decay of the weights used for sampling "
-                             "(with the EMA's warmup, see pae_lab.models.ema.EMA).")
-    time_sampling: Literal["uniform", "logit_normal"] = Field(
-        "logit_normal", description="Distribution of the flow time t in training: uniform on [0, 1] or "
-        "sigmoid(N(logit_mean, logit_std)) (SD3 / LightningDiT), which concentrates on mid t.")
-    logit_mean: float = Field(0.0, description="Mean of the logit-normal time distribution.")
-    logit_std: float = Field(1.0, gt=0, description="Std of the logit-normal time distribution.")
-    eval_at: list[int] = Field(default_factory=list, description="Training steps at which gFID is "
-                               "evaluated (on the EMA weights); the final step is always evaluated.")
-
-    @model_validator(mode="after")
-    def _check(self) -> "GeneratorConfig":
-        if self.width % self.heads or self.width % 4:
-            raise ValueError(f"width {self.width} must be divisible by heads ({self.heads}) and by 4")
-        bad = [s for s in self.eval_at if not 0 < s <= self.steps]
-        if bad:
-            raise ValueError(f"eval_at steps {bad} lie outside 1..steps ({self.steps})")
-        return self
-
-    def eval_schedule(self) -> list[int]:
-        """Sorted steps at which to evaluate gFID, ending with the final step."""
-        return sorted(set(self.eval_at) | {self.steps})
-
-    def build(self, in_channels: int, grid: int, num_classes: int) -> LatentDiT:
-        """The model this config describes, for latents [B, in_channels, grid, grid]."""
-        return LatentDiT(in_channels, grid, patch=self.patch, width=self.width, depth=self.depth,
-                         heads=self.heads, mlp_ratio=self.mlp_ratio, num_classes=num_classes,
-                         class_dropout=self.class_dropout)

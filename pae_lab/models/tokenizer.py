@@ -11,15 +11,10 @@ explicitly in the config (so a study reads clearly) and validated against that r
 """
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
-NormName = Literal["group", "layer", "none"]
-ActName = Literal["silu", "gelu", "relu"]
-
+from pae_lab.schema import TokenizerConfig
 
 def _group_norm(channels: int, groups: int) -> nn.Module:
     return nn.GroupNorm(min(groups, channels), channels)
@@ -32,42 +27,6 @@ NORMS = {
     "none": lambda channels, groups: nn.Identity(),
 }
 ACTIVATIONS = {"silu": nn.SiLU, "gelu": nn.GELU, "relu": nn.ReLU}
-
-
-class TokenizerConfig(BaseModel):
-    """Architecture of the tokenizer (no training settings: the orchestrator owns those)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    base_channels: int = Field(32, ge=1, description="Channels of the first (full-resolution) level.")
-    channel_mult: list[int] = Field(
-        default_factory=lambda: [1, 2],
-        min_length=1,
-        description="Channel multiplier per level; each level ends in a stride-2 downsample, so the "
-        "downsample factor is 2 ** len(channel_mult).",
-    )
-    num_res_blocks: int = Field(1, ge=0, description="Residual blocks per level (encoder and decoder each).")
-    latent_channels: int = Field(16, ge=1, description="Channels C of the latent z; each token has RMS norm 1.")
-    downsample: int = Field(
-        4, ge=2, description="Spatial downsample factor f (32x32 image -> 32/f grid); must equal 2 ** len(channel_mult)."
-    )
-    norm: NormName = Field("group", description="Normalisation layer: 'group' (GroupNorm), 'layer' (one group), 'none'.")
-    norm_groups: int = Field(8, ge=1, description="Groups for norm='group' (capped at the channel count).")
-    activation: ActName = Field("silu", description="Activation function: 'silu', 'gelu' or 'relu'.")
-    rms_eps: float = Field(1e-6, gt=0, description="eps in z / sqrt(mean_c(z^2) + eps), the per-token RMS normalisation.")
-
-    @model_validator(mode="after")
-    def _downsample_matches_levels(self) -> "TokenizerConfig":
-        levels = len(self.channel_mult)
-        if self.downsample != 2**levels:
-            raise ValueError(
-                f"downsample={self.downsample} does not match channel_mult={self.channel_mult}: each entry is one "
-                f"stride-2 level, so {levels} entries give downsample={2**levels}. Give log2(downsample) "
-                "channel_mult entries (e.g. [1, 2] for 4, [1, 2, 2] for 8) or set downsample to match."
-            )
-        if any(m < 1 for m in self.channel_mult):
-            raise ValueError(f"channel_mult entries must be >= 1, got {self.channel_mult}")
-        return self
 
 
 def rms_normalize(z: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:

@@ -1,4 +1,8 @@
-"""What a per-run stage gets: the run's spec, its study config, device, logger and progress writer."""
+"""What a stage gets: its study config, device, logger, progress writer and the folders it reads.
+
+The graph (`pae_lab.graph`) decides which folders those are; a stage asks `ctx.input(name)` and
+is refused any stage it did not declare in `reads`. Shared stages get `spec=None`.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -7,41 +11,58 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pae_lab.config import StudyConfig
 from pae_lab.data import ImageSet
+from pae_lab.layout import RunLayout, StudyLayout
 from pae_lab.plan import RunSpec
 from pae_lab.progress import ProgressWriter
+from pae_lab.schema import StudyConfig
 from pae_lab.tracking import RunLogger
 
 
 @dataclass
-class RunContext:
-    spec: RunSpec
+class StageContext:
+    stage: str
     study: StudyConfig
+    inputs: dict[str, Path]
+    study_layout: StudyLayout
     device: torch.device
-    logger: RunLogger
-    progress: ProgressWriter
+    logger: RunLogger | None = None
+    progress: ProgressWriter | None = None
+    spec: RunSpec | None = None
     _cache: dict = field(default_factory=dict)
 
     @property
-    def run_dir(self) -> Path:
-        return Path(self.spec.run_dir)
+    def run_layout(self) -> RunLayout:
+        if self.spec is None:
+            raise RuntimeError(f"stage {self.stage!r} is shared: it has no run folder")
+        return self.spec.layout
 
-    def stage_dir(self, stage: str) -> Path:
-        return self.run_dir / stage
+    @property
+    def seed(self) -> int:
+        return self.spec.seed if self.spec is not None else 0
 
-    def shared(self, stage: str) -> Path:
-        return Path(self.spec.shared_dirs[stage])
+    def input(self, stage: str) -> Path:
+        """The folder of a stage this one reads (declared in the graph)."""
+        try:
+            return self.inputs[stage]
+        except KeyError:
+            raise KeyError(f"stage {self.stage!r} does not read {stage!r}: add it to the stage's `reads` "
+                           f"in pae_lab/graph.py (it reads {', '.join(self.inputs) or 'nothing'})") from None
 
     def split(self, name: str) -> ImageSet:
         """A data split, loaded once per job."""
         key = f"split:{name}"
         if key not in self._cache:
-            self._cache[key] = ImageSet.load(self.shared("data") / f"{name}.npz")
+            self._cache[key] = ImageSet.load(split_file(self.input("data"), name))
         return self._cache[key]
 
     def array(self, stage: str, filename: str) -> np.ndarray:
         key = f"{stage}:{filename}"
         if key not in self._cache:
-            self._cache[key] = np.load(self.shared(stage) / filename)
+            self._cache[key] = np.load(self.input(stage) / filename)
         return self._cache[key]
+
+
+def split_file(data_dir: Path, split: str) -> Path:
+    """Where the data stage keeps one split."""
+    return Path(data_dir) / f"{split}.npz"

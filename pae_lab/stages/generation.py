@@ -11,7 +11,7 @@ from pae_lab.fsutil import read_json, write_json
 from pae_lab.generation.samplers import generate_latents
 from pae_lab.images import save_grid, to_uint8
 from pae_lab.latent_norm import LatentNorm
-from pae_lab.stages.context import RunContext
+from pae_lab.stages.context import StageContext
 from pae_lab.stages.generator import ema_path
 from pae_lab.stages.tokenizer import load_tokenizer
 from pae_lab.training import batched
@@ -22,16 +22,16 @@ def decode_all(tokenizer, norm: LatentNorm, latents: torch.Tensor, device: torch
     return batched(lambda z: to_uint8(tokenizer.decode(norm.denormalize(z)).float()), latents, device, batch)
 
 
-def generation_stage(ctx: RunContext, out: Path) -> dict[str, Any]:
+def generation_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     study, device, ev = ctx.study, ctx.device, ctx.study.evaluation
-    tok_dir, gen_dir = ctx.stage_dir("tokenizer"), ctx.stage_dir("generator")
+    tok_dir, gen_dir = ctx.input("tokenizer"), ctx.input("generator")
     tokenizer = load_tokenizer(tok_dir, device)
     norm = LatentNorm.load(tok_dir / "latent_norm.json")
     shape = read_json(gen_dir / "model.json")
     model = study.generator.build(shape["in_channels"], shape["grid"], shape["num_classes"]).to(device).eval()
     train = ctx.split("train")
     reference = torch.from_numpy(train.images)
-    cache_root = str(Path(ctx.spec.study_dir) / "shared" / "fidelity")
+    cache_root = str(ctx.study_layout.fidelity_cache)
     latent_shape = (shape["in_channels"], shape["grid"], shape["grid"])
 
     rows, protocol, images = [], {}, None
@@ -55,7 +55,7 @@ def generation_stage(ctx: RunContext, out: Path) -> dict[str, Any]:
     ctx.progress.update("generation", len(steps), len(steps), force=True)
     write_json(out / "convergence.json", {"rows": rows, "protocol": protocol})
     order = torch.argsort(labels[:64], stable=True)
-    grid = save_grid(images[:64][order].float() / 255, ctx.run_dir / "images" / "samples.png")
+    grid = save_grid(images[:64][order].float() / 255, ctx.run_layout.image("samples"))
     if study.tracking.log_images:
         ctx.logger.artifact(grid, "images")
     ctx.logger.params({f"protocol.gfid.{k}": v for k, v in protocol.items()})

@@ -11,7 +11,7 @@ from pae_lab.fsutil import save_torch, write_json
 from pae_lab.generation.flow import flow_matching_loss
 from pae_lab.latent_norm import LatentNorm
 from pae_lab.models.ema import EMA
-from pae_lab.stages.context import RunContext
+from pae_lab.stages.context import StageContext
 from pae_lab.training import TrainLoop, autocast, grad_norm
 
 
@@ -19,17 +19,17 @@ def ema_path(stage_dir: Path, step: int) -> Path:
     return Path(stage_dir) / f"ema_{step:07d}.pt"
 
 
-def generator_shape(ctx: RunContext) -> dict[str, int]:
+def generator_shape(ctx: StageContext) -> dict[str, int]:
     """What the generator is built for: latent channels, grid, classes."""
     study = ctx.study
     return {"in_channels": study.tokenizer.latent_channels,
-            "grid": study.data.resolution // study.tokenizer.downsample,
+            "grid": study.latent_grid,
             "num_classes": len(ctx.split("train").class_names)}
 
 
-def generator_stage(ctx: RunContext, out: Path) -> dict[str, Any]:
+def generator_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     cfg, device = ctx.study.generator, ctx.device
-    tok_dir = ctx.stage_dir("tokenizer")
+    tok_dir = ctx.input("tokenizer")
     norm = LatentNorm.load(tok_dir / "latent_norm.json")  # the tokenizer run's own statistics
     latents = norm.normalize(torch.from_numpy(np.load(tok_dir / "latents_train.npy")))
     labels = torch.from_numpy(ctx.split("train").labels).long()

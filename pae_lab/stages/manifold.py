@@ -12,7 +12,7 @@ from analysis.panel import compute_panel
 from pae_lab.fsutil import write_json
 from pae_lab.images import latent_pca_rgb, save_grid, to_uint8
 from pae_lab.losses.perceptual import build_perceptual
-from pae_lab.stages.context import RunContext
+from pae_lab.stages.context import StageContext
 from pae_lab.stages.tokenizer import encode_all, load_tokenizer
 from pae_lab.training import batched
 
@@ -30,22 +30,22 @@ def reconstruct(model, images_u8: np.ndarray, device: torch.device, batch: int =
                    torch.from_numpy(images_u8), device, batch)
 
 
-def reconstruction_fidelity(ctx: RunContext, model) -> dict[str, Any]:
+def reconstruction_fidelity(ctx: StageContext, model) -> dict[str, Any]:
     """rFID on held-out images against their own statistics (never a generation reference)."""
     ev = ctx.study.evaluation
     val = ctx.split("val").images
     rec = reconstruct(model, val, ctx.device, ev.batch_size)
     fid = compute_fidelity(rec, torch.from_numpy(val), extractor=ev.extractor, inception_weights=ev.inception_weights,
                            reference_cache_name=f"val-{ctx.split('val').digest[:16]}",
-                           cache_root=str(Path(ctx.spec.study_dir) / "shared" / "fidelity"), seed=ev.sampler.seed)
+                           cache_root=str(ctx.study_layout.fidelity_cache), seed=ev.sampler.seed)
     protocol = {**fid.get("protocol", {}), "warnings": fid.get("warnings", []), "split": "val",
                 "reference": "val originals"}
     return {f"r{k}": v for k, v in fid.items() if isinstance(v, (int, float))} | {"protocol": protocol}
 
 
-def manifold_stage(ctx: RunContext, out: Path) -> dict[str, Any]:
+def manifold_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     study, device = ctx.study, ctx.device
-    model = load_tokenizer(ctx.stage_dir("tokenizer"), device)
+    model = load_tokenizer(ctx.input("tokenizer"), device)
     val, train = ctx.split("val"), ctx.split("train")
     distance = build_perceptual(study.training.perceptual.name, **study.training.perceptual.params).to(device)
     to01 = lambda a: torch.from_numpy(a).float() / 255  # noqa: E731
@@ -62,7 +62,7 @@ def manifold_stage(ctx: RunContext, out: Path) -> dict[str, Any]:
     flat.update(rfid)
 
     latents = encode_all(model, val.images[:32], device)
-    grid = save_grid(latent_pca_rgb(latents), ctx.run_dir / "images" / "latent_pca.png", scale=8)
+    grid = save_grid(latent_pca_rgb(latents), ctx.run_layout.image("latent_pca"), scale=8)
     write_json(out / "metrics.json", {"values": flat, "protocols": protocols})
     ctx.logger.metrics("manifold", flat, 0)
     ctx.logger.params({f"protocol.{m}.{k}": v for m, p in protocols.items() for k, v in p.items()})

@@ -7,30 +7,23 @@ from typing import Any
 import numpy as np
 import torch
 
-from pae_lab.config import StudyConfig
-from pae_lab.data import ImageSet, build_dataset
+from pae_lab.data import build_dataset
 from pae_lab.fsutil import save_npy, save_torch
 from pae_lab.models.refiner import Refiner, refine_loss
-from pae_lab.plan import latent_grid
 from pae_lab.priors import build_prior, cache_features
-from pae_lab.progress import ProgressWriter
-from pae_lab.tracking import RunLogger
-from pae_lab.training import TrainLoop, resolve_device
+from pae_lab.stages.context import StageContext, split_file
+from pae_lab.training import TrainLoop
 
 SPLITS = ("train", "val")
 
 
-def load_split(data_dir: Path | str, split: str) -> ImageSet:
-    return ImageSet.load(Path(data_dir) / f"{split}.npz")
-
-
-def data_stage(study: StudyConfig, out: Path) -> dict[str, Any]:
-    cfg = study.data
+def data_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
+    cfg = ctx.study.data
     sizes = {"train": cfg.train_size, "val": cfg.val_size}
     summary: dict[str, Any] = {}
     for split in SPLITS:
         images = build_dataset(cfg.name, resolution=cfg.resolution, size=sizes[split], split=split, seed=cfg.seed, **cfg.params)
-        images.save(out / f"{split}.npz")
+        images.save(split_file(out, split))
         summary[f"{split}_digest"] = images.digest
         summary[f"{split}_size"] = len(images.labels)
         summary["num_classes"] = len(images.class_names)
@@ -38,14 +31,13 @@ def data_stage(study: StudyConfig, out: Path) -> dict[str, Any]:
     return summary
 
 
-def prior_stage(study: StudyConfig, data_dir: Path, out: Path) -> dict[str, Any]:
+def prior_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     """Frozen VFM features at the latent grid, computed once per (prior, dataset)."""
-    device = resolve_device(study.device)
-    prior = build_prior(study.prior.name, **study.prior.params).to(device)
-    grid = latent_grid(study)
+    study = ctx.study
+    prior = build_prior(study.prior.name, **study.prior.params).to(ctx.device)
+    grid = study.latent_grid
     for split in SPLITS:
-        images = load_split(data_dir, split)
-        cache_features(prior, images.images, grid, study.prior.batch_size, out / f"features_{split}.npy")
+        cache_features(prior, ctx.split(split).images, grid, study.prior.batch_size, out / f"features_{split}.npy")
     return {"dim": int(prior.dim), "grid": grid, "prior": study.prior.name}
 
 
@@ -61,18 +53,17 @@ def _pca_targets(train: np.ndarray, splits: dict[str, np.ndarray], channels: int
     return out
 
 
-def refine_stage(study: StudyConfig, prior_dir: Path, out: Path, logger: RunLogger | None = None,
-                 progress: ProgressWriter | None = None) -> dict[str, Any]:
+def refine_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     """Learn the projector P (VFM -> latent width) and deprojector Q; freeze Z_T = P(H) as targets."""
+    study, device = ctx.study, ctx.device
     cfg = study.refine
-    feats = {split: np.load(Path(prior_dir) / f"features_{split}.npy") for split in SPLITS}
+    feats = {split: ctx.array("prior", f"features_{split}.npy") for split in SPLITS}
     channels = study.tokenizer.latent_channels
     if not cfg.enabled:
         targets = _pca_targets(feats["train"], feats, channels)
         for split, t in targets.items():
             save_npy(out / f"targets_{split}.npy", t.astype(np.float16))
         return {"kind": "pca", "channels": channels}
-    device = resolve_device(study.device)
     torch.manual_seed(cfg.seed)
     refiner = Refiner(feats["train"].shape[1], channels, depth=cfg.depth).to(device)
     opt = torch.optim.AdamW(refiner.parameters(), lr=cfg.lr)
@@ -88,7 +79,7 @@ def refine_stage(study: StudyConfig, prior_dir: Path, out: Path, logger: RunLogg
 
     loop = TrainLoop("refine", out, {"refiner": refiner, "optimizer": opt}, cfg.steps, seed=cfg.seed,
                      checkpoint_every=max(cfg.steps // 4, 1), log_every=10, items_per_step=cfg.batch_size,
-                     logger=logger, progress=progress)
+                     logger=ctx.logger, progress=ctx.progress)
     last = loop.run(step_fn)
     refiner.eval()
     with torch.no_grad():

@@ -14,7 +14,7 @@ from pae_lab.losses.perceptual import build_perceptual
 from pae_lab.losses.reconstruction import reconstruction_loss
 from pae_lab.losses.regularizers import RegContext
 from pae_lab.models.tokenizer import Tokenizer, TokenizerConfig
-from pae_lab.stages.context import RunContext
+from pae_lab.stages.context import StageContext
 from pae_lab.training import TrainLoop, autocast, batched, grad_norm
 from pae_lab.variants import Variant
 
@@ -36,7 +36,7 @@ def encode_all(model: Tokenizer, images_u8: np.ndarray, device: torch.device, ba
     return batched(encode, torch.from_numpy(images_u8), device, batch)
 
 
-def tokenizer_stage(ctx: RunContext, out: Path) -> dict[str, Any]:
+def tokenizer_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     study, device = ctx.study, ctx.device
     cfg = study.training
     train = ctx.split("train")
@@ -99,7 +99,7 @@ def tokenizer_stage(ctx: RunContext, out: Path) -> dict[str, Any]:
     val = torch.from_numpy(ctx.split("val").images[:16]).float() / 255
     with torch.no_grad():
         rec = model.decode(latents["val"][:16].to(device)).float().cpu()
-    grid = save_grid(side_by_side(val, rec), ctx.run_dir / "images" / "reconstructions.png")
+    grid = save_grid(side_by_side(val, rec), ctx.run_layout.image("reconstructions"))
     if ctx.study.tracking.log_images:
         ctx.logger.artifact(grid, "images")
     summary = {k: v for k, v in last.items() if k.startswith(("loss/", "stats/", "throughput/"))}

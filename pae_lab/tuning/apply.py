@@ -11,7 +11,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from pae_lab.config import StudyConfig, StudyError, set_dotted
+from pae_lab.schema import StudyConfig
+from pae_lab.loading import StudyError, set_dotted
 from pae_lab.tuning.objectives import aliases
 from pae_lab.registry import RegistryError
 from pae_lab.tuning.space import ParamSpec, SearchConfig

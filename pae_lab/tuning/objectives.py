@@ -14,7 +14,7 @@ from typing import Any, Iterable
 import pandas as pd
 
 from pae_lab.aggregate import target_columns
-from pae_lab.config import StudyConfig
+from pae_lab.schema import StudyConfig
 from pae_lab.tracking import iter_jsonl
 from pae_lab.tuning.space import ObjectiveSpec
 

@@ -1,29 +1,150 @@
 """The study schema: one pydantic model per concern, defaults that run on a laptop CPU.
 
-`load_study(path)` is the only way in: it reads YAML safely, imports the study's plugin modules
-(so user registries are filled before names are checked), validates, and turns every problem into
-one `StudyError` line that names the file, the key path and the bad value.
+Only the shape of a study lives here (types, ranges, unknown keys); reading files, plugins and
+registry names are `pae_lab.loading` and `pae_lab.preflight`. Fields marked `identity=False`
+cannot change a result, so no stage hash includes them (see `pae_lab.graph`).
 """
 from __future__ import annotations
 
-import importlib
-import os
-import sys
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from analysis.panel import PanelConfig
-from pae_lab.generation.samplers import SamplerConfig
-from pae_lab.models.generator import GeneratorConfig
-from pae_lab.models.tokenizer import TokenizerConfig
+from analysis.panel_config import PanelConfig
 from pae_lab.tuning.space import SearchConfig
 
+if TYPE_CHECKING:
+    from pae_lab.models.generator import LatentDiT
 
-class StudyError(ValueError):
-    """A study file that cannot run; the message is the one line the CLI prints."""
+NO_IDENTITY = {"identity": False}  # json_schema_extra of a field that cannot change a result
+
+
+NormName = Literal["group", "layer", "none"]
+ActName = Literal["silu", "gelu", "relu"]
+
+
+class TokenizerConfig(BaseModel):
+    """Architecture of the tokenizer (no training settings: the orchestrator owns those)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_channels: int = Field(32, ge=1, description="Channels of the first (full-resolution) level.")
+    channel_mult: list[int] = Field(
+        default_factory=lambda: [1, 2],
+        min_length=1,
+        description="Channel multiplier per level; each level ends in a stride-2 downsample, so the "
+        "downsample factor is 2 ** len(channel_mult).",
+    )
+    num_res_blocks: int = Field(1, ge=0, description="Residual blocks per level (encoder and decoder each).")
+    latent_channels: int = Field(16, ge=1, description="Channels C of the latent z; each token has RMS norm 1.")
+    downsample: int = Field(
+        4, ge=2, description="Spatial downsample factor f (32x32 image -> 32/f grid); must equal 2 ** len(channel_mult)."
+    )
+    norm: NormName = Field("group", description="Normalisation layer: 'group' (GroupNorm), 'layer' (one group), 'none'.")
+    norm_groups: int = Field(8, ge=1, description="Groups for norm='group' (capped at the channel count).")
+    activation: ActName = Field("silu", description="Activation function: 'silu', 'gelu' or 'relu'.")
+    rms_eps: float = Field(1e-6, gt=0, description="eps in z / sqrt(mean_c(z^2) + eps), the per-token RMS normalisation.")
+
+    @model_validator(mode="after")
+    def _downsample_matches_levels(self) -> "TokenizerConfig":
+        levels = len(self.channel_mult)
+        if self.downsample != 2**levels:
+            raise ValueError(
+                f"downsample={self.downsample} does not match channel_mult={self.channel_mult}: each entry is one "
+                f"stride-2 level, so {levels} entries give downsample={2**levels}. Give log2(downsample) "
+                "channel_mult entries (e.g. [1, 2] for 4, [1, 2, 2] for 8) or set downsample to match."
+            )
+        if any(m < 1 for m in self.channel_mult):
+            raise ValueError(f"channel_mult entries must be >= 1, got {self.channel_mult}")
+        return self
+
+
+class SamplerConfig(BaseModel):
+    """The `evaluation.sampler:` block: every sampler detail that moves gFID, stored with the metric."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: str = Field("euler", description="ODE solver, a registered sampler (`pae-lab registry samplers`; "
+                        "('euler': 1 model call per step, 'heun': 2).")
+    steps: int = Field(50, ge=1, description="Solver steps from noise (t=0) to data (t=1).")
+    cfg_scale: float = Field(1.0, ge=0, description="Classifier-free guidance scale; 1 means no guidance "
+                             "(one conditional forward per evaluation).")
+    cfg_interval: tuple[float, float] = Field((0.0, 1.0), description="Guidance applies only for t in "
+                                              "[lo, hi] (t=0 noise, t=1 data), as in guidance-interval papers.")
+    time_shift: float = Field(1.0, gt=0, description="SD3-style shift of the time grid; >1 puts more steps "
+                              "near the noise end, 1 is uniform.")
+    batch_size: int = Field(256, ge=1, description="Latents per model batch in generate_latents (memory "
+                            "only: the noise is drawn for the whole set first, so results do not depend on it).",
+                            json_schema_extra={"identity": False})
+    seed: int = Field(0, description="Seed for the starting noise and the class-balanced labels.")
+
+    @field_validator("cfg_interval")
+    @classmethod
+    def _ordered(cls, v: tuple[float, float]) -> tuple[float, float]:
+        lo, hi = v
+        if not 0.0 <= lo <= hi <= 1.0:
+            raise ValueError(f"cfg_interval must satisfy 0 <= lo <= hi <= 1, got {v}")
+        return v
+
+    def sample_kwargs(self) -> dict:
+        """The keyword arguments of `sample` this config fixes."""
+        return self.model_dump(include={"method", "steps", "cfg_scale", "cfg_interval", "time_shift"})
+
+
+class GeneratorConfig(BaseModel):
+    """The `generator:` block of a study: model size, optimiser and schedule of the proxy DiT.
+
+    Defaults are sized for a 2-core CPU: a few hundred steps on an 8x8x16 latent in a minute or two.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    width: int = Field(128, gt=0, description="Transformer width (token channels); divisible by 4 and by heads.")
+    depth: int = Field(4, gt=0, description="Number of adaLN-Zero DiT blocks.")
+    heads: int = Field(4, gt=0, description="Attention heads per block.")
+    patch: int = Field(1, gt=0, description="Latent patch size per token; must divide the latent grid.")
+    mlp_ratio: float = Field(4.0, gt=0, description="MLP hidden width as a multiple of width.")
+    class_dropout: float = Field(0.1, ge=0, le=1, description="Probability of replacing a label by the null "
+                                 "label during training; what makes classifier-free guidance possible.")
+    steps: int = Field(300, gt=0, description="Optimiser steps of generator training.")
+    batch_size: int = Field(64, gt=0, description="Latents per training step.")
+    lr: float = Field(5e-4, gt=0, description="AdamW peak learning rate (after warmup).")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    betas: tuple[float, float] = Field((0.9, 0.99), description="AdamW betas.")
+    warmup: int = Field(20, ge=0, description="Linear learning-rate warmup steps; constant afterwards.")
+    grad_clip: float | None = Field(1.0, gt=0, description="Clip the global gradient norm to this value; "
+                                    "null disables clipping.")
+    ema_decay: float = Field(0.995, ge=0, le=1, description="EMA decay of the weights used for sampling "
+                             "(with the EMA's warmup, see pae_lab.models.ema.EMA).")
+    time_sampling: Literal["uniform", "logit_normal"] = Field(
+        "logit_normal", description="Distribution of the flow time t in training: uniform on [0, 1] or "
+        "sigmoid(N(logit_mean, logit_std)) (SD3 / LightningDiT), which concentrates on mid t.")
+    logit_mean: float = Field(0.0, description="Mean of the logit-normal time distribution.")
+    logit_std: float = Field(1.0, gt=0, description="Std of the logit-normal time distribution.")
+    eval_at: list[int] = Field(default_factory=list, description="Training steps at which gFID is "
+                               "evaluated (on the EMA weights); the final step is always evaluated.")
+
+    @model_validator(mode="after")
+    def _check(self) -> "GeneratorConfig":
+        if self.width % self.heads or self.width % 4:
+            raise ValueError(f"width {self.width} must be divisible by heads ({self.heads}) and by 4")
+        bad = [s for s in self.eval_at if not 0 < s <= self.steps]
+        if bad:
+            raise ValueError(f"eval_at steps {bad} lie outside 1..steps ({self.steps})")
+        return self
+
+    def eval_schedule(self) -> list[int]:
+        """Sorted steps at which to evaluate gFID, ending with the final step."""
+        return sorted(set(self.eval_at) | {self.steps})
+
+    def build(self, in_channels: int, grid: int, num_classes: int) -> "LatentDiT":
+        """The model this config describes, for latents [B, in_channels, grid, grid]."""
+        from pae_lab.models.generator import LatentDiT
+
+        return LatentDiT(in_channels, grid, patch=self.patch, width=self.width, depth=self.depth,
+                         heads=self.heads, mlp_ratio=self.mlp_ratio, num_classes=num_classes,
+                         class_dropout=self.class_dropout)
 
 
 class Strict(BaseModel):
@@ -84,8 +205,8 @@ class TrainingConfig(Strict):
                                     "MCR can pull it to a constant output. 0 = full weights from step 0 (the paper).")
     l1_weight: float = Field(1.0, ge=0, description="Weight of the L1 reconstruction term.")
     perceptual: PerceptualConfig = Field(default_factory=PerceptualConfig, description="Perceptual term of the reconstruction loss (also the LPC distance).")
-    log_every: int = Field(10, ge=1, description="Steps between logged metrics.")
-    checkpoint_every: int = Field(50, ge=1, description="Steps between resumable checkpoints.")
+    log_every: int = Field(10, ge=1, description="Steps between logged metrics.", json_schema_extra=NO_IDENTITY)
+    checkpoint_every: int = Field(50, ge=1, description="Steps between resumable checkpoints (resume is exact, so results do not depend on it).", json_schema_extra=NO_IDENTITY)
 
 
 class EvaluationConfig(Strict):
@@ -97,7 +218,7 @@ class EvaluationConfig(Strict):
         "EfficientNet-Lite0 (named fd_effnet_lite0).")
     inception_weights: str | None = Field(None, description="Local path of torch-fidelity's Inception weights (pt_inception-2015-12-05).")
     sampler: SamplerConfig = Field(default_factory=SamplerConfig, description="How samples are drawn for gFID.")
-    batch_size: int = Field(256, ge=1, description="Decoding batch size.")
+    batch_size: int = Field(256, ge=1, description="Decoding batch size (memory only).", json_schema_extra=NO_IDENTITY)
 
 
 class SlurmConfig(Strict):
@@ -161,82 +282,12 @@ class StudyConfig(Strict):
             raise ValueError("seeds must be unique")
         return seeds
 
+    @property
+    def latent_grid(self) -> int:
+        """Side of the latent token grid (and of the prior features aligned to it)."""
+        return self.data.resolution // self.tokenizer.downsample
+
     def study_dir(self) -> Path:
         return Path(self.output_dir or Path("outputs") / self.name).resolve()
 
 
-def _loc(loc: tuple) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def _format_validation(path: Path, err: ValidationError) -> str:
-    first = err.errors()[0]
-    loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and p.startswith(("str", "dict["))))
-    msg = first["msg"].removeprefix("Value error, ")
-    value = first.get("input")
-    shown = "" if first["type"] == "missing" or isinstance(value, dict) else f" (got {value!r})"
-    more = f" [+{len(err.errors()) - 1} more]" if len(err.errors()) > 1 else ""
-    return f"{path}: {_loc(loc) or '<top>'}: {msg}{shown}{more}"
-
-
-def read_yaml(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise StudyError(f"{path}: study file not found")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise StudyError(f"{path}: invalid YAML: {where}{getattr(exc, 'problem', exc)}") from None
-    if not isinstance(raw, dict):
-        raise StudyError(f"{path}: the study must be a YAML mapping, got {type(raw).__name__}")
-    return raw
-
-
-def import_plugins(path: Path, modules: Any) -> None:
-    """Import the study's plugin modules; they are looked up in the working directory too."""
-    if modules and os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    for i, module in enumerate(modules or []):
-        try:
-            importlib.import_module(str(module))
-        except Exception as exc:  # a broken plugin must name itself, not crash with a traceback
-            raise StudyError(f"{path}: plugins[{i}]: cannot import {module!r}: {exc}") from None
-
-
-def parse_study(raw: dict[str, Any], path: Path, check_files: bool = True) -> StudyConfig:
-    import_plugins(path, raw.get("plugins"))
-    try:
-        study = StudyConfig.model_validate(raw)
-    except ValidationError as err:
-        raise StudyError(_format_validation(path, err)) from None
-    from pae_lab.preflight import check_study
-
-    check_study(study, path, check_files)
-    return study
-
-
-def load_study(path: str | Path, overrides: dict[str, Any] | None = None, check_files: bool = True) -> StudyConfig:
-    """Read, validate and preflight a study file; `overrides` are dotted keys set on top.
-
-    `check_files=False` (dry runs on a machine without the data) skips only the existence checks.
-    """
-    path = Path(path)
-    raw = read_yaml(path)
-    for key, value in (overrides or {}).items():
-        set_dotted(raw, key, value)
-    return parse_study(raw, path, check_files)
-
-
-def set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
-    """Set `a.b.c` in nested dicts, creating levels as needed."""
-    *parents, leaf = key.split(".")
-    node = tree
-    for part in parents:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise StudyError(f"cannot set {key!r}: {part!r} is not a mapping")
-    node[leaf] = value

@@ -1,0 +1,36 @@
+"""Run one stage of the graph: hand it the folders it reads, cache it by its hash.
+
+Nothing heavy is imported until the stage really has to run, so a rerun of a finished study
+skips every stage without loading torch or the stage's code.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pae_lab.graph import Stage
+from pae_lab.layout import StudyLayout
+from pae_lab.stages.cache import StageResult, run_cached
+
+if TYPE_CHECKING:
+    from pae_lab.plan import RunSpec
+    from pae_lab.progress import ProgressWriter
+    from pae_lab.schema import StudyConfig
+    from pae_lab.tracking import RunLogger
+
+
+def run_stage(stage: Stage, study: "StudyConfig", folders: dict[str, Path], digest: str, *,
+              logger: "RunLogger | None" = None, progress: "ProgressWriter | None" = None,
+              spec: "RunSpec | None" = None) -> StageResult:
+    """`folders`: every stage's folder (this one's and those it reads); `digest`: this stage's hash."""
+
+    def work(out: Path) -> dict:
+        from pae_lab.stages.context import StageContext
+        from pae_lab.training import resolve_device
+
+        root = Path(spec.study_dir) if spec is not None else study.study_dir()
+        ctx = StageContext(stage.name, study, {r: Path(folders[r]) for r in stage.reads}, StudyLayout(root),
+                           resolve_device(study.device), logger, progress, spec)
+        return stage.function()(ctx, out)
+
+    return run_cached(Path(folders[stage.name]), digest, work)

@@ -1,0 +1,73 @@
+"""Layering: no import circle anywhere in pae_lab/ or analysis/, counting imports inside functions too.
+
+A lazy import only hides a circle until the day someone moves it to the top of the file; the
+graph here includes every import statement, wherever it stands.
+"""
+from __future__ import annotations
+
+import ast
+import graphlib
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("pae_lab", "analysis")
+
+
+def module_names() -> dict[str, Path]:
+    out = {}
+    for package in PACKAGES:
+        for path in (ROOT / package).rglob("*.py"):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return out
+
+
+def imports_of(name: str, path: Path, known: set[str]) -> set[str]:
+    """Project modules that `name` imports anywhere in its file."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+            targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in known else base for a in node.names]
+        else:
+            continue
+        for target in targets:
+            while target and target not in known:
+                target = target.rpartition(".")[0]
+            if target and target != name:
+                found.add(target)
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    modules = module_names()
+    return {name: imports_of(name, path, set(modules)) for name, path in modules.items()}
+
+
+def test_no_import_cycle() -> None:
+    graph = import_graph()
+    try:
+        list(graphlib.TopologicalSorter(graph).static_order())
+    except graphlib.CycleError as err:
+        raise AssertionError(f"import circle: {' -> '.join(err.args[1])}") from None
+
+
+def test_the_cycle_check_sees_function_level_imports(tmp_path: Path) -> None:
+    a = tmp_path / "a.py"
+    a.write_text("def f():\n    import pae_lab.b\n")
+    assert imports_of("pae_lab.a", a, {"pae_lab.a", "pae_lab.b"}) == {"pae_lab.b"}
+
+
+def test_schema_is_a_leaf_that_loads_without_torch() -> None:
+    """Validating a study (schema + loading) must not import torch, sklearn or scipy."""
+    code = ("import sys, pae_lab.schema, pae_lab.loading, pae_lab.layout, pae_lab.graph, pae_lab.plan, pae_lab.status; "
+            "print(sorted(m for m in ('torch', 'sklearn', 'scipy', 'submitit', 'mlflow') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
