@@ -30,6 +30,8 @@ def friendly(fn: Callable) -> Callable:
             return fn(*args, **kwargs)
         try:
             return fn(*args, **kwargs)
+        except typer.Exit:  # click's Exit is a RuntimeError: a normal exit, not an error
+            raise
         except (ValueError, KeyError, TypeError, RuntimeError, FileNotFoundError) as exc:
             # StudyError, RegistryError, ReportError, bad params and missing files all land here;
             # PAE_LAB_DEBUG=1 shows the traceback instead.
@@ -38,6 +40,20 @@ def friendly(fn: Callable) -> Callable:
             raise typer.Exit(2) from None
 
     return wrapper
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from pae_lab import __version__
+
+        print(f"pae-lab {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    """Ablation studies of latent-diffusion tokenizers: train, measure, generate, correlate, report."""
 
 
 def parse_sets(sets: list[str] | None) -> dict:

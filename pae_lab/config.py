@@ -10,9 +10,8 @@ import importlib
 import os
 import sys
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from analysis.panel import PanelConfig
@@ -37,7 +36,7 @@ class DataConfig(Strict):
     resolution: int = Field(32, ge=8, description="Image side in pixels; divisible by tokenizer.downsample.")
     train_size: int = Field(2048, ge=16, description="Training images (tokenizer, prior, generator).")
     val_size: int = Field(256, ge=16, description="Held-out images for the manifold metrics and rFID.")
-    seed: int = Field(0, description="Seed of the dataset itself (procedural data, subsets).")
+    seed: int = Field(0, ge=0, description="Seed of the dataset itself (procedural data, subsets).")
     params: dict[str, Any] = Field(default_factory=dict, description="Extra keyword arguments of the dataset factory.")
 
 
@@ -60,7 +59,7 @@ class RefineConfig(Strict):
     l_rep: float = Field(1.0, ge=0, description="Weight of the feature-reconstruction term.")
     l_gram: float = Field(1.0, ge=0, description="Weight of the Gram term against the low-pass target.")
     lowpass: float = Field(0.4, ge=0, description="Low-pass strength of the Gram target.")
-    seed: int = Field(0, description="Seed of the refiner (shared by every run).")
+    seed: int = Field(0, ge=0, description="Seed of the refiner (shared by every run).")
 
 
 class PerceptualConfig(Strict):
@@ -138,7 +137,7 @@ class StudyConfig(Strict):
     name: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$", description="Study name: experiment, folder and report title.")
     description: str = Field("", description="One line on what the study asks.")
     output_dir: str | None = Field(None, description="Study folder; default outputs/<name> (relative to the working directory).")
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, description="Training seeds: every variant runs once per seed.")
+    seeds: list[Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: [0], min_length=1, description="Training seeds: every variant runs once per seed.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA (bf16 autocast, channels-last) when present, else CPU.")
     plugins: list[str] = Field(default_factory=list, description="Python modules imported first: they register datasets, priors, regularizers, variants.")
     data: DataConfig = Field(default_factory=DataConfig)
@@ -183,14 +182,15 @@ def _format_validation(path: Path, err: ValidationError) -> str:
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
+    """The study file as a mapping; duplicate keys, binary, non-UTF-8 and too deep files are refused."""
+    from pae_lab.yaml_strict import YAMLInputError, load_strict
+
     if not path.is_file():
         raise StudyError(f"{path}: study file not found")
     try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise StudyError(f"{path}: invalid YAML: {where}{getattr(exc, 'problem', exc)}") from None
+        raw = load_strict(path)
+    except YAMLInputError as exc:
+        raise StudyError(str(exc)) from None
     if not isinstance(raw, dict):
         raise StudyError(f"{path}: the study must be a YAML mapping, got {type(raw).__name__}")
     return raw
