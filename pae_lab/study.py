@@ -20,6 +20,7 @@ from pae_lab.aggregate import aggregate, run_status
 from pae_lab.config import StudyConfig
 from pae_lab.fsutil import atomic_write, read_json, write_json
 from pae_lab.launch import build_launcher
+from pae_lab.mlflow_view import child_summary, log_changed, run_params, setup_experiment, study_metrics, study_regularizers
 from pae_lab.monitor import RunMonitor
 from pae_lab.plan import RUN_STAGES, Layout, RunSpec, expand, shared_hashes
 from pae_lab.progress import PROGRESS_FILE, ProgressWriter
@@ -77,6 +78,7 @@ class Driver:
         resolved = self.study.model_dump(mode="json")
         atomic_write(root / "study.yaml", lambda p: p.write_text(yaml.safe_dump(resolved, sort_keys=False)))
         tracker = StudyTracker(self.uri, self.study.tracking.experiment or self.study.name, artifact_root=root)
+        setup_experiment(tracker.client, tracker.experiment_id, self.study.description)
         parent = tracker.ensure_run(f"study:{self.study.name}", self.study.name,
                                     {"pae.kind": "study", "pae.code_version": code_version()})
         tracker.log_params(parent, flatten(resolved))
@@ -84,14 +86,14 @@ class Driver:
         return tracker, parent
 
     def register_runs(self, tracker: StudyTracker, parent: str, runs: list[RunSpec] | None = None) -> None:
+        training, regularizers = self.study.training.model_dump(mode="json"), study_regularizers(self.runs)
         for spec in runs or self.runs:
             spec.tracking_uri = self.uri
             spec.mlflow_run_id = tracker.ensure_run(
                 spec.key, f"{spec.variant}/seed{spec.seed}",
                 {"variant": spec.variant, "seed": spec.seed, "config_hash": spec.hashes["tokenizer"],
                  "pae.kind": "run", "study": spec.study}, parent_id=parent)
-            tracker.log_params(spec.mlflow_run_id, {"variant": spec.variant, "seed": spec.seed,
-                                                    **flatten(spec.regularizers, "regularizers.")})
+            tracker.log_params(spec.mlflow_run_id, run_params(spec, training, regularizers))
             write_json(Path(spec.run_dir) / "run.json", spec.model_dump(mode="json"))
 
     def shared_stages(self, parent_logger: RunLogger) -> dict[str, Any]:
@@ -147,6 +149,17 @@ class Driver:
             "tracking_uri": self.uri,
         })
 
+    def log_summaries(self, tracker: StudyTracker, parent: str, summary: dict[str, Any]) -> None:
+        """Each finished child's headline values once; the parent's study-level results."""
+        results, target = summary["results"], summary["target"]
+        for _, row in results[results["status"] == "done"].iterrows():
+            if row.get("run_id"):  # the generation score is already a curve, logged by the job
+                log_changed(tracker.client, row["run_id"], child_summary(row, target, curves=[target]))
+        metrics, tags = study_metrics(results, summary["correlations"], target, summary["baseline"])
+        log_changed(tracker.client, parent, metrics)
+        for key, value in tags.items():
+            tracker.client.set_tag(parent, key, value)
+
     def run(self, force: bool = False) -> StudyOutcome:
         tracker, parent = self.prepare(force)
         parent_logger = RunLogger(self.layout.root / "shared", self.uri, parent)
@@ -164,10 +177,7 @@ class Driver:
         self.write_study_json(summary)
         for name in ("results.csv", "correlations.csv", "convergence.csv", "speedups.csv", "study.json"):
             tracker.log_artifact(parent, self.layout.root / name)
-        results = summary["results"]
-        numeric = results.drop(columns=["seed"]).groupby("variant").mean(numeric_only=True)
-        for variant, row in numeric.iterrows():
-            tracker.log_metrics(parent, {f"{variant}/{k}": v for k, v in row.items() if v == v})
+        self.log_summaries(tracker, parent, summary)
         failed = [f"{r.variant}/seed{r.seed}" for r in self.runs if run_status(Path(r.run_dir)) == "failed"]
         tracker.finish(parent, "FAILED" if failed else "FINISHED")
         return StudyOutcome(self.runs, len(pending), failed, summary)
