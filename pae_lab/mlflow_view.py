@@ -84,3 +84,19 @@ def study_metrics(results: pd.DataFrame, correlations: pd.DataFrame, target: str
             if rho == rho:
                 metrics[f"spearman.{metric}"] = float(rho)
     return metrics, tags
+
+
+VIEW_KEY = "pae-lab"  # `pae-lab ui` opens ...?viewStateShareKey=pae-lab: the view below
+VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
+
+
+def share_view(client, experiment_id: str, metrics: list[str], regularizers: list[str], parent_id: str) -> None:
+    """A saved runs-table view: MLflow 3 shows no metric columns by default, this one shows the headline."""
+    import json
+
+    columns = ["attributes.`Run Name`", "attributes.`Created`", "attributes.`Duration`",
+               *(f"metrics.`{m}`" for m in metrics), *(f"params.`weight.{r}`" for r in regularizers)]
+    state = json.dumps({"selectedColumns": columns, "runsExpanded": {parent_id: True},
+                        "orderByKey": "attributes.start_time", "orderByAsc": False})
+    if client.get_experiment(experiment_id).tags.get(VIEW_TAG) != state:
+        client.set_experiment_tag(experiment_id, VIEW_TAG, state)

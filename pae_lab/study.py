@@ -20,7 +20,9 @@ from pae_lab.aggregate import aggregate, run_status
 from pae_lab.config import StudyConfig
 from pae_lab.fsutil import atomic_write, read_json, write_json
 from pae_lab.launch import build_launcher
-from pae_lab.mlflow_view import child_summary, log_changed, run_params, setup_experiment, study_metrics, study_regularizers
+from pae_lab.headline import headline_metrics
+from pae_lab.mlflow_view import (child_summary, log_changed, run_params, setup_experiment, share_view, study_metrics,
+                                 study_regularizers)
 from pae_lab.monitor import RunMonitor
 from pae_lab.plan import RUN_STAGES, Layout, RunSpec, expand, shared_hashes
 from pae_lab.progress import PROGRESS_FILE, ProgressWriter
@@ -159,6 +161,8 @@ class Driver:
         log_changed(tracker.client, parent, metrics)
         for key, value in tags.items():
             tracker.client.set_tag(parent, key, value)
+        share_view(tracker.client, tracker.experiment_id, headline_metrics(results.columns, target),
+                   study_regularizers(self.runs), parent)
 
     def run(self, force: bool = False) -> StudyOutcome:
         tracker, parent = self.prepare(force)
