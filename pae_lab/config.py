@@ -49,7 +49,7 @@ class PriorConfig(Strict):
 
 
 class RefineConfig(Strict):
-    """The refined prior: a projector to the latent width trained with a Gram loss (method.md)."""
+    """The refined prior: a projector to the latent width trained with a Gram loss."""
 
     enabled: bool = Field(True, description="False: targets are a PCA projection of the raw VFM features.")
     steps: int = Field(300, ge=0, description="Training steps of projector + deprojector.")
