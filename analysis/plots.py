@@ -29,11 +29,7 @@ CONTRAST_COLOR = "#c0392b"
 _LABELS = {
     "psnr": "PSNR [dB]",
     "ssim": "SSIM",
-    "rfid": "rFID",
-    "fid": "gFID",
-    "gfid": "gFID",
-    "kid": "KID",
-    "rkid": "rKID",
+    "rfid": "rfid",
     "ssc": "SSC",
     "coherence": "spatial coherence",
     "lpc": "LPC",
@@ -49,16 +45,8 @@ _LABELS = {
 
 
 def metric_label(name: str) -> str:
-    """Readable axis label of a metric column; FD/KD columns name their feature extractor."""
-    if name in _LABELS:
-        return _LABELS[name]
-    for prefix, text in (("rfd_", "rFD"), ("rkd_", "rKD"), ("fd_", "gFD"), ("kd_", "KD")):
-        if name.startswith(prefix):
-            rest = name[len(prefix):]
-            if rest.endswith("_rec"):  # older layout: fd_<extractor>_rec is the reconstruction FD
-                return f"r{text.lstrip('g')} ({rest[:-4]})"
-            return f"{text} ({rest})"
-    return name
+    """FD/KD-like columns keep their results.csv name (`fd_effnet_lite0`, `fid`): one name everywhere."""
+    return _LABELS.get(name, name)
 
 
 def save_figure(fig: Figure, path: Path | str, *, dpi: int = 110) -> Path:

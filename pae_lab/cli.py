@@ -30,6 +30,8 @@ def friendly(fn: Callable) -> Callable:
             return fn(*args, **kwargs)
         try:
             return fn(*args, **kwargs)
+        except typer.Exit:  # click's Exit is a RuntimeError: a normal exit, not an error
+            raise
         except (ValueError, KeyError, TypeError, RuntimeError, FileNotFoundError) as exc:
             # StudyError, RegistryError, ReportError, bad params and missing files all land here;
             # PAE_LAB_DEBUG=1 shows the traceback instead.
@@ -38,6 +40,20 @@ def friendly(fn: Callable) -> Callable:
             raise typer.Exit(2) from None
 
     return wrapper
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from pae_lab import __version__
+
+        print(f"pae-lab {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    """Ablation studies of latent-diffusion tokenizers: train, measure, generate, correlate, report."""
 
 
 def parse_sets(sets: list[str] | None) -> dict:
@@ -195,15 +211,16 @@ def schema():
 @app.command()
 @friendly
 def ui(study_file: Path = typer.Argument(..., help="Study YAML."),
-       port: int = typer.Option(5000, help="Port on 127.0.0.1.")):
-    """Open the MLflow UI on 127.0.0.1 over the study's tracking store."""
+       host: str = typer.Option("127.0.0.1", "--host", help="Address to bind; 0.0.0.0 serves every interface "
+                                "(warned: MLflow has no login)."),
+       port: int = typer.Option(5000, "--port", help="Port.")):
+    """Serve the MLflow UI over the study's tracking store and print the URL of its experiment."""
     from pae_lab.tracking import default_uri
+    from pae_lab.ui import serve
 
     study = load(study_file)
     uri = study.tracking.uri or default_uri(study.study_dir())
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port)]
-    console.print(f"MLflow UI on http://127.0.0.1:{port}  (store {uri}); Ctrl-C stops it")
-    raise typer.Exit(subprocess.call(cmd))
+    raise typer.Exit(serve(uri, study.tracking.experiment or study.name, host, port, console))
 
 
 @app.command()

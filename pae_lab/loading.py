@@ -8,12 +8,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from pae_lab.errors import StudyError
 from pae_lab.plugins import import_plugins
 from pae_lab.preflight import check_study
+from pae_lab.yaml_strict import YAMLInputError, load_strict
 from pae_lab.schema import StudyConfig
 
 
@@ -35,14 +35,13 @@ def _format_validation(path: Path, err: ValidationError) -> str:
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
+    """The study file as a mapping; duplicate keys, binary, non-UTF-8 and too deep files are refused."""
     if not path.is_file():
         raise StudyError(f"{path}: study file not found")
     try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise StudyError(f"{path}: invalid YAML: {where}{getattr(exc, 'problem', exc)}") from None
+        raw = load_strict(path)
+    except YAMLInputError as exc:
+        raise StudyError(str(exc)) from None
     if not isinstance(raw, dict):
         raise StudyError(f"{path}: the study must be a YAML mapping, got {type(raw).__name__}")
     return raw

@@ -265,7 +265,25 @@ def load_study(study_dir: Path | str, *, kind: str | None = None) -> StudyData:
 
 # ----------------------------------------------------------------------------- tables and words
 def _fmt(value: float) -> str:
-    return f"{value:.3g}" if np.isfinite(value) else "n/a"
+    """Numbers for people: 8,208 not 8.21e+03; three significant digits below 1000."""
+    if not np.isfinite(value):
+        return "n/a"
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
+
+
+def main_metrics(study: "StudyData") -> list[str]:
+    """The main results table's columns: the headline metrics, KD and speed-up; metrics only."""
+    from pae_lab.headline import headline_metrics
+
+    found = headline_metrics(study.metrics, study.target)
+    return found + [c for c in (study.kid, "speedup") if c and c in study.metrics and c not in found]
+
+
+def folded(title: str, html: str) -> None:
+    """A section the reader unfolds on demand (configuration, protocols)."""
+    from IPython.display import HTML, display
+
+    display(HTML(f"<details><summary><b>{title}</b></summary>{html}</details>"))
 
 
 def variants_table(
@@ -327,7 +345,7 @@ def summarize(
     lower-is-better unless `directions` says otherwise.
     """
     directions = dict(directions or {})
-    target_label = metric_label(target) if target else "gFID"
+    target_label = f"generation score `{target}`" if target else "generation score"
     n_runs, n_units = len(results), results[unit].nunique()
     lines = [f"The study holds {n_runs} runs over {n_units} {unit}s."]
     if "status" in results:
@@ -337,7 +355,9 @@ def summarize(
             counts = ", ".join(f"{k}: {v}" for k, v in bad.value_counts().items())
             lines.append(f"{len(bad)} of {n_runs} runs did not finish ({counts}); their metrics are missing.")
 
-    if correlations is None or not len(correlations):
+    if n_units < 3:
+        lines.append(f"With {n_units} {unit}(s) the study is too small for rank correlations (at least 3 are needed).")
+    elif correlations is None or not len(correlations):
         lines.append(f"No rank correlations with {target_label} are available (correlations.csv is missing or empty).")
     else:
         usable = correlations[correlations["spearman"].notna() & (correlations["metric"] != target)]
@@ -375,14 +395,14 @@ def summarize(
         ascending = directions.get(target, "lower") != "higher"
         stats = stats.sort_values("mean", ascending=ascending)
         winner, first = stats.index[0], stats.iloc[0]
-        spread = f" ± {first['std']:.3g}" if np.isfinite(first["std"]) else ""
-        sentence = (f"Variant **{winner}** has the best {target_label}: {first['mean']:.3g}{spread} "
-                    f"(mean ± std over {int(first['count'])} seed{'s' if first['count'] != 1 else ''})")
+        spread = f" ± {_fmt(first['std'])}" if np.isfinite(first["std"]) else ""
+        over = (f"mean ± std over {int(first['count'])} seeds" if spread else "one seed, so no spread")
+        sentence = f"Variant **{winner}** has the best {target_label}: {_fmt(first['mean'])}{spread} ({over})"
         if len(stats) > 1:
             runner, second = stats.index[1], stats.iloc[1]
-            sentence += f"; runner-up **{runner}** {second['mean']:.3g}"
+            sentence += f"; runner-up **{runner}** {_fmt(second['mean'])}"
             if np.isfinite(first["std"]) and np.isfinite(second["std"]):
-                sentence += f" ± {second['std']:.3g}"
+                sentence += f" ± {_fmt(second['std'])}"
                 overlap = abs(first["mean"] - second["mean"]) <= first["std"] + second["std"]
                 sentence += ("; their seed spreads overlap, so the order of the two is not settled"
                              if overlap else "; their seed spreads do not overlap")

@@ -7,7 +7,7 @@ cannot change a result, so no stage hash includes them (see `pae_lab.graph`).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -158,7 +158,7 @@ class DataConfig(Strict):
     resolution: int = Field(32, ge=8, description="Image side in pixels; divisible by tokenizer.downsample.")
     train_size: int = Field(2048, ge=16, description="Training images (tokenizer, prior, generator).")
     val_size: int = Field(256, ge=16, description="Held-out images for the manifold metrics and rFID.")
-    seed: int = Field(0, description="Seed of the dataset itself (procedural data, subsets).")
+    seed: int = Field(0, ge=0, description="Seed of the dataset itself (procedural data, subsets).")
     params: dict[str, Any] = Field(default_factory=dict, description="Extra keyword arguments of the dataset factory.")
 
 
@@ -171,7 +171,7 @@ class PriorConfig(Strict):
 
 
 class RefineConfig(Strict):
-    """The refined prior: a projector to the latent width trained with a Gram loss (method.md)."""
+    """The refined prior: a projector to the latent width trained with a Gram loss."""
 
     enabled: bool = Field(True, description="False: targets are a PCA projection of the raw VFM features.")
     steps: int = Field(300, ge=0, description="Training steps of projector + deprojector.")
@@ -181,7 +181,7 @@ class RefineConfig(Strict):
     l_rep: float = Field(1.0, ge=0, description="Weight of the feature-reconstruction term.")
     l_gram: float = Field(1.0, ge=0, description="Weight of the Gram term against the low-pass target.")
     lowpass: float = Field(0.4, ge=0, description="Low-pass strength of the Gram target.")
-    seed: int = Field(0, description="Seed of the refiner (shared by every run).")
+    seed: int = Field(0, ge=0, description="Seed of the refiner (shared by every run).")
 
 
 class PerceptualConfig(Strict):
@@ -259,7 +259,7 @@ class StudyConfig(Strict):
     name: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$", description="Study name: experiment, folder and report title.")
     description: str = Field("", description="One line on what the study asks.")
     output_dir: str | None = Field(None, description="Study folder; default outputs/<name> (relative to the working directory).")
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, description="Training seeds: every variant runs once per seed.")
+    seeds: list[Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: [0], min_length=1, description="Training seeds: every variant runs once per seed.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA (bf16 autocast, channels-last) when present, else CPU.")
     plugins: list[str] = Field(default_factory=list, description="Python modules imported first: they register datasets, priors, regularizers, variants.")
     data: DataConfig = Field(default_factory=DataConfig)

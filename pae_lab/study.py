@@ -18,9 +18,12 @@ from rich.console import Console
 from pae_lab import __version__
 from pae_lab.aggregate import aggregate
 from pae_lab.fsutil import atomic_write, read_json, write_json
-from pae_lab.graph import ordered
+from pae_lab.graph import identity_dump, ordered
 from pae_lab.identity import content_hash
+from pae_lab.headline import headline_metrics
 from pae_lab.layout import StudyLayout
+from pae_lab.mlflow_view import (child_summary, log_changed, run_params, setup_experiment, share_view, study_metrics,
+                                 study_regularizers)
 from pae_lab.monitor import RunMonitor
 from pae_lab.plan import RunSpec, expand, run_stage_names, shared_plan
 from pae_lab.progress import ProgressWriter
@@ -86,6 +89,7 @@ class Driver:
         resolved = self.study.model_dump(mode="json")
         atomic_write(self.layout.study_yaml, lambda p: p.write_text(yaml.safe_dump(resolved, sort_keys=False)))
         tracker = self.tracker()
+        setup_experiment(tracker.client, tracker.experiment_id, self.study.description)
         parent = tracker.ensure_run(self.parent_key, self.study.name,
                                     {"pae.kind": "study", "pae.code_version": code_version()})
         tracker.set_status(parent, "RUNNING")
@@ -96,13 +100,13 @@ class Driver:
     def register_runs(self, tracker: StudyTracker, parent: str, runs: list[RunSpec] | None = None) -> None:
         """One MLflow child run per run *configuration*: a changed config gets a new run, the old one
         keeps its history. New runs wait as SCHEDULED until their job starts."""
+        training, regularizers = identity_dump(self.study.training), study_regularizers(self.runs)
         for spec in runs or self.runs:
             spec.mlflow_run_id = tracker.ensure_run(
                 f"{spec.key}:{spec.identity}", f"{spec.variant}/seed{spec.seed}",
                 {"variant": spec.variant, "seed": spec.seed, "config_hash": spec.identity,
                  "pae.kind": "run", "study": spec.study}, parent_id=parent, status="SCHEDULED")
-            tracker.log_params(spec.mlflow_run_id, {"variant": spec.variant, "seed": spec.seed,
-                                                    **flatten(spec.regularizers, "regularizers.")})
+            tracker.log_params(spec.mlflow_run_id, run_params(spec, training, regularizers))
             write_json(spec.layout.run_json, spec.to_file())
 
     def shared_stages(self, parent_logger: RunLogger) -> dict[str, Any]:
@@ -165,6 +169,19 @@ class Driver:
             "tracking_uri": self.study.tracking.uri, "mlflow_parent_run_id": parent,
         })
 
+    def log_summaries(self, tracker: StudyTracker, parent: str, summary: dict[str, Any]) -> None:
+        """Each finished child's headline values once; the parent's study-level results."""
+        results, target = summary["results"], summary["target"]
+        for _, row in results[results["status"] == "done"].iterrows():
+            if row.get("run_id"):  # the generation score is already a curve, logged by the job
+                log_changed(tracker.client, row["run_id"], child_summary(row, target, curves=[target]))
+        metrics, tags = study_metrics(results, summary["correlations"], target, summary["baseline"])
+        log_changed(tracker.client, parent, metrics)
+        for key, value in tags.items():
+            tracker.client.set_tag(parent, key, value)
+        share_view(tracker.client, tracker.experiment_id, headline_metrics(results.columns, target),
+                   study_regularizers(self.runs), parent)
+
     def run(self, force: bool = False) -> StudyOutcome:
         tracker, parent = self.prepare(force)
         parent_logger = RunLogger(self.layout.root / "shared", self.uri, parent)
@@ -189,10 +206,7 @@ class Driver:
         self.write_study_json(summary, parent=parent)
         for path in self.layout.tables():
             tracker.log_artifact(parent, path)
-        results = summary["results"]
-        numeric = results.drop(columns=["seed"]).groupby("variant").mean(numeric_only=True)
-        for variant, row in numeric.iterrows():
-            tracker.log_metrics(parent, {f"{variant}/{k}": v for k, v in row.items() if v == v})
+        self.log_summaries(tracker, parent, summary)
         failed = [f"{r.variant}/seed{r.seed}" for r in self.runs if r.layout.status() == "failed"]
         tracker.finish(parent, "FAILED" if failed else "FINISHED")
         return StudyOutcome(self.runs, len(pending), failed, summary)

@@ -172,9 +172,11 @@ class RunLogger:
         except Exception as exc:  # tracking must never kill training
             self._warn(exc)
 
-    def metrics(self, stage: str, values: dict[str, float], step: int) -> None:
+    def metrics(self, stage: str, values: dict[str, float], step: int, prefixed: bool = True) -> None:
+        """`prefixed=False`: MLflow keys are the results.csv names (a headline value logged as its curve)."""
         append_jsonl(self.run_dir / stage / "metrics.jsonl", {"step": int(step), "time": time.time(), **values})
-        self._safe(lambda: log_metrics(self._client, self.run_id, {f"{stage}/{k}": v for k, v in values.items()}, step))
+        named = {f"{stage}/{k}" if prefixed else k: v for k, v in values.items()}
+        self._safe(lambda: log_metrics(self._client, self.run_id, named, step))
 
     def artifact(self, path: Path, artifact_path: str | None = None) -> None:
         self._safe(lambda: self._client.log_artifact(self.run_id, str(path), artifact_path))

@@ -14,7 +14,8 @@ BROKEN = sorted((ROOT / "tests" / "broken_studies").glob("*.yaml"))
 
 
 def expected(path: Path) -> str:
-    return path.read_text().splitlines()[0].removeprefix("# expect:").strip()
+    """The `# expect:` first line; read as bytes, since some broken files are binary or not UTF-8."""
+    return path.read_bytes().splitlines()[0].decode().removeprefix("# expect:").strip()
 
 
 @pytest.mark.parametrize("path", BROKEN, ids=lambda p: p.stem)
@@ -25,6 +26,29 @@ def test_broken_study_gives_one_clear_line(path: Path) -> None:
     assert message.startswith(str(path)), message
     assert expected(path) in message
     assert "\n" not in message
+
+
+@pytest.mark.parametrize("path", BROKEN, ids=lambda p: p.stem)
+def test_cli_gives_one_line_and_exit_2_for_every_broken_study(path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from pae_lab.cli import app
+
+    result = CliRunner().invoke(app, ["status", str(path)])
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 2, result.output
+    assert len(lines) == 1 and lines[0].startswith(f"error: {path}") and expected(path) in lines[0], result.output
+    assert "Traceback" not in result.output
+
+
+def test_version() -> None:
+    from typer.testing import CliRunner
+
+    from pae_lab import __version__
+    from pae_lab.cli import app
+
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"pae-lab {__version__}"
 
 
 def test_cli_prints_the_error_without_traceback() -> None:

@@ -38,9 +38,9 @@ TARGET, KID, RFD = "fd_effnet_lite0", "kd_effnet_lite0", "rfd_effnet_lite0"
 DIRECTIONS = {"psnr": "higher", RFD: "lower", "ssc": "higher", "lpc": "lower", "gsq": "higher",
               "linprobe": "higher", "erank": "higher", "lpc_rho0.1": "lower", "linprobe_C": "higher"}
 EXTRAS = ["lpc_rho0.1", "linprobe_C"]  # secondary columns of registered metrics, as the panel writes them
-HEADINGS = ["Study report", "Summary", "Study configuration", "Metric protocols", "Library versions", "Variants",
-            "Metrics against generation quality", "Correlations with generation quality", "Metric–metric correlations",
-            "Convergence and speed-up", "Training curves", "Pictures", "Tuning", "Secondary columns"]
+HEADINGS = ["Study report", "Summary", "Main results", "All metrics", "Effects and correlations",
+            "Correlations with the generation score", "Metric–metric correlations", "Convergence", "Training curves",
+            "Images", "Tuning", "Configuration and protocols"]
 
 
 def _results(rng: np.random.Generator) -> pd.DataFrame:
@@ -176,7 +176,9 @@ def test_html_has_no_code_but_has_the_summary(full_report):
     for code in ("load_study(", "plots.metric_vs_target", "import pandas", "study_dir ="):
         assert code not in html
     # linprobe_C (a probe setting that tracks gFID exactly here) is an extra: never named the best predictor
-    assert "<strong>LPC</strong> has the strongest rank correlation with gFD (effnet_lite0)" in html
+    assert "<strong>LPC</strong> has the strongest rank correlation with generation score <code>fd_effnet_lite0</code>" in html
+    assert html.index(">Summary<") < html.index(">Main results<") < html.index(">Configuration and protocols<")
+    assert "<details><summary><b>Resolved study config</b>" in html
     assert "<img" in html and "data:image/png;base64" in html
 
 
@@ -190,7 +192,7 @@ def test_minimal_study_renders_not_available_notes(tmp_path):
     for heading in HEADINGS:
         assert f">{heading}<" in html, heading
     for note in ("correlations.csv is missing", "convergence.csv is missing", "speedups.csv is missing",
-                 "metrics.jsonl is missing", "Not a tuning study", "No gFID values are available"):
+                 "metrics.jsonl is missing", "Not a tuning study", "No generation score values are available"):
         assert note in html, note
     assert {p.stem for p in paths.figures} == {"metric_heatmap"}
 
@@ -223,7 +225,7 @@ def test_load_study_reads_layout(tmp_path):
     assert study.training["step"].max() == 10 and set(study.training["seed"]) == {0, 1}
     assert len(study.training[study.training["key"] == "loss/total"]) == 160
     assert study.objective_directions == ["minimize", "minimize"]
-    assert study.objective_names == ["gFD (effnet_lite0)", "LPC"]
+    assert study.objective_names == ["fd_effnet_lite0", "LPC"]
 
 
 def test_load_study_without_results_says_what_to_do(tmp_path):
@@ -250,9 +252,10 @@ def test_summarize_names_best_metric_interval_and_winner():
                          "spearman_lo": [0.12, -0.9, -0.6], "spearman_hi": [0.95, 0.2, 0.7],
                          "agrees": [True, True, False], "direction": ["lower", "higher", "lower"]})
     text = summarize(results, corr, "fid", contrast="rfid")
-    assert "**LPC** has the strongest rank correlation with gFID (Spearman 0.71, 95% CI [0.12, 0.95], n=8)." in text
-    assert "For contrast, rFID (reconstruction): Spearman 0.10, 95% CI [-0.60, 0.70], n=8." in text
-    assert "Variant **a** has the best gFID: 2.1 ± 0.141 (mean ± std over 2 seeds)" in text
+    assert ("**LPC** has the strongest rank correlation with generation score `fid` "
+            "(Spearman 0.71, 95% CI [0.12, 0.95], n=8).") in text
+    assert "For contrast, rfid (reconstruction): Spearman 0.10, 95% CI [-0.60, 0.70], n=8." in text
+    assert "Variant **a** has the best generation score `fid`: 2.1 ± 0.141 (mean ± std over 2 seeds)" in text
     assert "runner-up **b** 3.05 ± 0.0707; their seed spreads do not overlap" in text
     assert "1 of 6 runs did not finish (failed: 1)" in text
     weak = summarize(results, corr.assign(spearman_lo=[-0.2, -0.9, -0.6]), "fid")
@@ -274,9 +277,14 @@ def test_fidelity_columns_are_recognised():
     assert report.is_fidelity("rkd_effnet_lite0") and not report.is_fidelity("lpc")
 
 
-def test_metric_labels_name_the_extractor():
-    assert plots.metric_label("fd_effnet_lite0") == "gFD (effnet_lite0)"
-    assert plots.metric_label("fd_effnet_lite0_rec") == "rFD (effnet_lite0)"
-    assert plots.metric_label("rfd_effnet_lite0") == "rFD (effnet_lite0)"
-    assert plots.metric_label("rkd_effnet_lite0") == "rKD (effnet_lite0)"
+def test_summary_numbers_for_people_and_small_studies_say_so():
+    results = pd.DataFrame({"variant": ["baseline", "pae"], "seed": [0, 0], "fd_effnet_lite0": [8208.4, 31905.0]})
+    text = summarize(results, None, "fd_effnet_lite0")
+    assert "8,208 (one seed, so no spread)" in text and "e+0" not in text and "±" not in text
+    assert "too small for rank correlations" in text
+
+
+def test_generation_score_keeps_its_column_name():
+    for name in ("fd_effnet_lite0", "fid", "rfd_effnet_lite0", "rkd_effnet_lite0"):
+        assert plots.metric_label(name) == name
     assert plots.metric_label("lpc") == "LPC"

@@ -80,6 +80,33 @@ def test_rerun_retrains_nothing(finished) -> None:
     assert before == after
 
 
+def test_mlflow_shows_what_a_researcher_compares(finished) -> None:
+    """After a run and a rerun: runs view, hyper-parameters, weights once (0 when off), headline
+    metrics logged once under their results.csv names, study-level results on the parent."""
+    import mlflow
+
+    study, _ = finished
+    client = mlflow.MlflowClient(f"sqlite:///{study.study_dir() / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("tiny")
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    runs = client.search_runs([exp.experiment_id])
+    children = {r.data.tags["variant"]: r for r in runs if r.data.tags.get("pae.kind") == "run"}
+    parent = next(r for r in runs if r.data.tags.get("pae.kind") == "study")
+    base, pae = children["baseline"].data, children["pae"].data
+    assert {k: base.params[k] for k in ("weight.ssr", "weight.mcr", "weight.scr")} == \
+        {"weight.ssr": "0.0", "weight.mcr": "0.0", "weight.scr": "0.0"}
+    assert float(pae.params["weight.ssr"]) > 0 and not [k for k in pae.params if k.endswith(".weight") and not k.startswith("training.")]
+    assert base.params["training.lr"] == str(study.training.lr) and "training.log_every" not in base.params
+    assert not [k for k in pae.params if k.startswith("protocol.")]
+    for metric in ("fd_effnet_lite0", "psnr", "ssc", "lpc", "gsq", "rfd_effnet_lite0"):
+        assert metric in pae.metrics, metric
+    assert len(client.get_metric_history(children["pae"].info.run_id, "psnr")) == 1  # not re-logged by the rerun
+    assert [m.step for m in client.get_metric_history(children["pae"].info.run_id, "fd_effnet_lite0")] == [3, 6]
+    assert "best.fd_effnet_lite0" in parent.data.metrics and parent.data.metrics["runs_done"] == 3
+    assert parent.data.tags["best_variant"] in children
+    assert not [k for k in parent.data.metrics if k.split("/")[0] in children]
+
+
 def test_failing_variant_is_recorded_and_others_finish(tmp_path: Path) -> None:
     import plugin_nan  # noqa: F401  registers the 'explodes' variant, as `plugins:` does for the CLI
 

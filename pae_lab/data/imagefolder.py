@@ -53,7 +53,7 @@ def imagefolder(root: str, resolution: int = 32, size: int | None = None, split:
         root_path = root_path / split
     if not root_path.is_dir():
         hint = f" (split={split!r} looks in root/{split}/)" if split is not None else ""
-        raise FileNotFoundError(f"imagefolder: root {root_path} is not a directory{hint}; set dataset.params.root")
+        raise FileNotFoundError(f"imagefolder: root {root_path} is not a directory{hint}; set data.params.root")
     files, labels, classes = _find(root_path, max_per_class)
     order = np.arange(len(files))
     if size is not None and size < len(files):

@@ -51,12 +51,12 @@ def generation_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
                     "latent_norm": "per-channel mean/std of the tokenizer's training latents"}
         numeric = {k: float(v) for k, v in scores.items() if isinstance(v, (int, float))}
         rows.append({"step": step, **numeric})
-        ctx.logger.metrics("generation", numeric, step)
+        ctx.logger.metrics("generation", numeric, step, prefixed=False)  # the convergence curve, one name
     ctx.progress.update("generation", len(steps), len(steps), force=True)
     write_json(out / "convergence.json", {"rows": rows, "protocol": protocol})
     order = torch.argsort(labels[:64], stable=True)
     grid = save_grid(images[:64][order].float() / 255, ctx.run_layout.image("samples"))
     if study.tracking.log_images:
         ctx.logger.artifact(grid, "images")
-    ctx.logger.params({f"protocol.gfid.{k}": v for k, v in protocol.items()})
+    ctx.logger.artifact(out / "convergence.json", "generation")  # the curve with its protocol
     return {k: v for k, v in rows[-1].items() if k != "step"}

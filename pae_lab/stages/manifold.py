@@ -64,8 +64,7 @@ def manifold_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     latents = encode_all(model, val.images[:32], device)
     grid = save_grid(latent_pca_rgb(latents), ctx.run_layout.image("latent_pca"), scale=8)
     write_json(out / "metrics.json", {"values": flat, "protocols": protocols})
-    ctx.logger.metrics("manifold", flat, 0)
-    ctx.logger.params({f"protocol.{m}.{k}": v for m, p in protocols.items() for k, v in p.items()})
+    ctx.logger.artifact(out / "metrics.json", "manifold")  # every value and protocol; headline ones become metrics
     if study.tracking.log_images:
         ctx.logger.artifact(grid, "images")
     return flat

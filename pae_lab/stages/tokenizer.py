@@ -54,8 +54,7 @@ def tokenizer_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     weights = variant.weights
     params = list(model.parameters()) + list(regs.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    ctx.logger.params({"tokenizer.params": sum(p.numel() for p in model.parameters()),
-                       **{f"variant.{n}.weight": w for n, w in weights.items()}})
+    ctx.logger.params({"tokenizer.params": sum(p.numel() for p in model.parameters())})
 
     def step_fn(step: int) -> dict[str, float]:
         ramp = min(1.0, (step + 1) / cfg.regularizer_warmup) if cfg.regularizer_warmup else 1.0
