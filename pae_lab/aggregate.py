@@ -11,7 +11,7 @@ from analysis.correlation import correlate
 from analysis.fidelity import metric_names
 from pae_lab.config import StudyConfig
 from pae_lab.fsutil import atomic_write, read_json
-from pae_lab.job import FAILED_FILE
+from pae_lab.runfiles import FAILED_FILE, RESULT_FILE
 from pae_lab.plan import RunSpec
 
 
@@ -21,7 +21,7 @@ def target_columns(study: StudyConfig) -> tuple[str, str]:
 
 
 def run_status(run_dir: Path) -> str:
-    if (run_dir / "result.json").exists() and not (run_dir / FAILED_FILE).exists():
+    if (run_dir / RESULT_FILE).exists() and not (run_dir / FAILED_FILE).exists():
         return "done"
     return "failed" if (run_dir / FAILED_FILE).exists() else "pending"
 

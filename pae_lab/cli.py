@@ -30,6 +30,8 @@ def friendly(fn: Callable) -> Callable:
             return fn(*args, **kwargs)
         try:
             return fn(*args, **kwargs)
+        except typer.Exit:  # click's Exit is a RuntimeError: a deliberate exit code passes through
+            raise
         except (ValueError, KeyError, TypeError, RuntimeError, FileNotFoundError) as exc:
             # StudyError, RegistryError, ReportError, bad params and missing files all land here;
             # PAE_LAB_DEBUG=1 shows the traceback instead.

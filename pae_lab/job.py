@@ -16,6 +16,7 @@ from pae_lab.config import import_plugins
 from pae_lab.fsutil import read_json, write_json
 from pae_lab.plan import RunSpec
 from pae_lab.progress import ProgressWriter
+from pae_lab.runfiles import FAILED_FILE, RESULT_FILE
 from pae_lab.stages.cache import run_cached
 from pae_lab.stages.context import RunContext
 from pae_lab.stages.generation import generation_stage
@@ -31,8 +32,6 @@ RUN_STAGE_FUNCS: dict[str, Callable[[RunContext, Path], dict[str, Any]]] = {
     "generator": generator_stage,
     "generation": generation_stage,
 }
-FAILED_FILE = "failed.json"
-RESULT_FILE = "result.json"
 
 
 def execute_run(run_json: str | Path, threads: int | None = None) -> dict[str, Any]:
@@ -69,4 +68,9 @@ class RunJob(submitit.helpers.Checkpointable):
     """Checkpointable: on timeout or preemption submitit requeues it, and the stages resume."""
 
     def __call__(self, run_json: str, threads: int | None = None) -> dict[str, Any]:
-        return execute_run(run_json, threads)
+        import resource
+
+        outcome = execute_run(run_json, threads)
+        # this process's peak, so the local launcher can tell how many such jobs fit in memory
+        outcome["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        return outcome

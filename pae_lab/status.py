@@ -8,7 +8,7 @@ from rich.table import Table
 from pae_lab.aggregate import stage_summary, target_columns
 from pae_lab.config import StudyConfig
 from pae_lab.fsutil import read_json
-from pae_lab.job import FAILED_FILE
+from pae_lab.runfiles import FAILED_FILE
 from pae_lab.plan import RUN_STAGES, expand
 from pae_lab.progress import read_progress
 from pae_lab.stages.cache import is_done

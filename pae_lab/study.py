@@ -19,10 +19,11 @@ from pae_lab import __version__
 from pae_lab.aggregate import aggregate, run_status
 from pae_lab.config import StudyConfig
 from pae_lab.fsutil import atomic_write, read_json, write_json
-from pae_lab.launch import build_launcher
+from pae_lab.launch import build_launcher, died
 from pae_lab.monitor import RunMonitor
 from pae_lab.plan import RUN_STAGES, Layout, RunSpec, expand, shared_hashes
-from pae_lab.progress import PROGRESS_FILE, ProgressWriter
+from pae_lab.progress import PROGRESS_FILE, ProgressWriter, read_progress
+from pae_lab.runfiles import FAILED_FILE
 from pae_lab.stages.cache import is_done, run_cached
 from pae_lab.stages.shared import data_stage, prior_stage, refine_stage
 from pae_lab.tracking import RunLogger, StudyTracker, default_uri, flatten
@@ -49,6 +50,23 @@ def code_version() -> str:
     except (OSError, subprocess.SubprocessError):
         sha = ""
     return f"{__version__}+{sha}" if sha else __version__
+
+
+def record_death(spec: RunSpec, outcome: dict[str, Any], launcher: str) -> None:
+    """A job that died outside Python (signal, OOM, scancel, node loss, time limit) wrote nothing:
+    the driver records the failure for it, against the stage it was in, and closes its MLflow run."""
+    run_dir = Path(spec.run_dir)
+    progress = read_progress(run_dir)
+    stage = progress.get("stage") if progress.get("stage") in RUN_STAGES else next(
+        (s for s in RUN_STAGES if not is_done(run_dir / s, spec.hashes[s])), RUN_STAGES[-1])
+    error = outcome.get("error") or "job ended without a result"
+    write_json(run_dir / FAILED_FILE, {"stage": stage, "error": error, "launcher": launcher,
+                                       "killed": bool(outcome.get("killed")), "traceback": ""})
+    ProgressWriter(run_dir).update(stage, progress.get("step", 0), progress.get("total", 1), status="failed",
+                                   force=True, error=error)
+    logger = RunLogger(run_dir, spec.tracking_uri, spec.mlflow_run_id)
+    logger.tags({"pae.failed_stage": stage, "pae.error": error[:5000]})
+    logger.finish("KILLED" if outcome.get("killed") else "FAILED")
 
 
 @dataclass
@@ -120,14 +138,21 @@ class Driver:
                 or run_status(Path(r.run_dir)) != "done"]
 
     def launch(self, runs: list[RunSpec]) -> dict[Path, dict[str, Any]]:
-        for spec in runs:  # a fresh attempt: forget the last attempt's progress and stop request
-            (Path(spec.run_dir) / PROGRESS_FILE).unlink(missing_ok=True)
-            (Path(spec.run_dir) / STOP_FILE).unlink(missing_ok=True)
-        launcher = build_launcher(self.study.launcher, self.layout.submitit)
-        jobs = [Path(r.run_dir) / "run.json" for r in runs]
+        for spec in runs:  # a fresh attempt: forget the last attempt's progress, failure and stop request
+            for name in (PROGRESS_FILE, STOP_FILE, FAILED_FILE):
+                (Path(spec.run_dir) / name).unlink(missing_ok=True)
+        launcher = build_launcher(self.study.launcher, self.layout.submitit,
+                                  log=lambda message: self.console.log(f"[yellow]{message}[/]"))
+        jobs = {Path(r.run_dir) / "run.json": r for r in runs}
         monitor_runs = {f"{r.variant}/seed{r.seed}": Path(r.run_dir) for r in runs}
         with RunMonitor(monitor_runs, self.console) as monitor:
-            return launcher.launch(jobs, monitor.poll)
+            outcomes = launcher.launch(list(jobs), monitor.poll)
+        for path, spec in jobs.items():
+            outcome = outcomes.get(path) or died(f"{self.study.launcher.name} launcher returned no outcome")
+            if outcome.get("status") != "done" and not (Path(spec.run_dir) / FAILED_FILE).exists():
+                record_death(spec, outcome, self.study.launcher.name)
+                self.console.log(f"[red]{spec.variant}/seed{spec.seed}: failed[/] {outcome.get('error', '')}")
+        return outcomes
 
     def write_study_json(self, summary: dict[str, Any], kind: str = "study") -> None:
         protocols: dict[str, Any] = {}

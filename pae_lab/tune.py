@@ -39,7 +39,7 @@ from rich.console import Console
 from pae_lab.aggregate import aggregate, results_table, run_status, target_columns
 from pae_lab.config import StudyConfig, StudyError
 from pae_lab.fsutil import atomic_write, read_json, write_json
-from pae_lab.job import FAILED_FILE
+from pae_lab.runfiles import FAILED_FILE
 from pae_lab.plan import RunSpec, shared_hashes
 from pae_lab.study import Driver
 from pae_lab.tracking import RunLogger, StudyTracker
