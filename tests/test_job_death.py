@@ -44,7 +44,7 @@ def test_sigkilled_local_job_is_recorded_failed_and_run_exits_nonzero(tmp_path: 
     block = tmp_path / "block"
     block.mkdir()
     study = {**copy.deepcopy(TINY), "name": "deaths", "output_dir": str(tmp_path / "out"), "seeds": [0, 1],
-             "variants": ["blocks"], "plugins": ["plugin_block"],
+             "variants": ["waits"], "plugins": ["plugin_block"],
              "launcher": {"name": "local", "max_parallel": 2, "threads_per_job": 1,
                           "mem_gb_per_job": round(psutil.virtual_memory().available * 0.7 / GB, 2)}}
     cfg = tmp_path / "study.yaml"
@@ -64,16 +64,16 @@ def test_sigkilled_local_job_is_recorded_failed_and_run_exits_nonzero(tmp_path: 
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 1, out
-    assert "1 run(s) failed" in out and "blocks/seed0" in out, out
+    assert "1 run(s) failed" in out and "waits/seed0" in out, out
     assert "running at most 1 at once" in out, out
-    run0, run1 = (tmp_path / "out" / "runs" / "blocks" / f"seed{s}" for s in (0, 1))
+    run0, run1 = (tmp_path / "out" / "runs" / "waits" / f"seed{s}" for s in (0, 1))
     failed = read_json(run0 / "failed.json")
     assert failed["stage"] == "tokenizer" and failed["launcher"] == "local" and failed["killed"]
     assert "SIGKILL" in failed["error"] and str(pid) in failed["error"]
     assert (run1 / "result.json").exists() and not (run1 / "failed.json").exists()
 
     status = subprocess.run([*cli, "status", str(cfg)], cwd=ROOT, env=env, text=True, capture_output=True, timeout=120)
-    row0 = next(line for line in status.stdout.splitlines() if "blocks" in line and " 0 " in line)
+    row0 = next(line for line in status.stdout.splitlines() if "waits" in line and " 0 " in line)
     assert "failed" in row0 and "running" not in row0, status.stdout
 
     import mlflow
