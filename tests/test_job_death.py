@@ -83,3 +83,12 @@ def test_sigkilled_local_job_is_recorded_failed_and_run_exits_nonzero(tmp_path: 
     by_seed = {r.data.tags.get("seed"): r for r in runs if r.data.tags.get("pae.kind") == "run"}
     assert by_seed["0"].info.status == "KILLED" and "SIGKILL" in by_seed["0"].data.tags["pae.error"]
     assert by_seed["1"].info.status == "FINISHED"
+
+
+def test_launcher_registry_and_readers_do_not_import_the_job_or_submitit() -> None:
+    code = ("import sys, pae_lab.launch, pae_lab.status, pae_lab.aggregate, pae_lab.tune; "
+            "print(sorted(m for m in ('submitit', 'pae_lab.job') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
