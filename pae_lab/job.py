@@ -58,4 +58,9 @@ class RunJob(submitit.helpers.Checkpointable):
     """Checkpointable: on timeout or preemption submitit requeues it, and the stages resume."""
 
     def __call__(self, run_json: str, threads: int | None = None) -> dict[str, Any]:
-        return execute_run(run_json, threads)
+        import resource
+
+        outcome = execute_run(run_json, threads)
+        # this process's peak, so the local launcher can tell how many such jobs fit in memory
+        outcome["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        return outcome

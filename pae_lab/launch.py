@@ -1,51 +1,68 @@
 """Launchers: how the driver executes jobs. Stages never know which one runs them.
 
 inline  in this process (a worker thread, so the live view keeps drawing): tests, debugging.
-local   submitit LocalExecutor subprocesses, at most `max_parallel` at once: a laptop or workstation.
+local   submitit LocalExecutor subprocesses, at most `max_parallel` at once and only as many as fit
+        in memory: a laptop or workstation.
 slurm   submitit job arrays on a cluster; jobs are Checkpointable and requeue on timeout.
+
+Every launcher returns one outcome per job, also for a job that died outside Python (SIGKILL, the
+OOM killer, scancel, node loss, a time limit without requeue): `{"status": "failed", "error":
+<the launcher's or scheduler's reason>, "killed": True}`. This module stays light: submitit and
+the job code (every stage) are imported only when jobs are submitted.
 """
 from __future__ import annotations
 
+import json
 import os
+import shlex
+import signal
+import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from pae_lab.schema import LauncherConfig
-from pae_lab.job import RunJob, execute_run
 from pae_lab.registry import Registry
 
+if TYPE_CHECKING:
+    from pae_lab.schema import LauncherConfig
+
 Poll = Callable[[], None]
+Log = Callable[[str], None]
+Outcome = dict[str, Any]
 LAUNCHERS: Registry[type["Launcher"]] = Registry("launcher")
 
 
 class Launcher:
-    def __init__(self, cfg: LauncherConfig, folder: Path):
+    def __init__(self, cfg: "LauncherConfig", folder: Path, log: Log | None = None):
         self.cfg, self.folder = cfg, Path(folder)
+        self.log: Log = log or (lambda message: None)
 
     def threads(self) -> int:
         return self.cfg.threads_per_job or max(1, (os.cpu_count() or 1) // self.cfg.max_parallel)
 
-    def launch(self, jobs: list[Path], poll: Poll) -> dict[Path, dict[str, Any]]:
+    def launch(self, jobs: list[Path], poll: Poll) -> dict[Path, Outcome]:
         raise NotImplementedError
 
 
-def _died(exc: BaseException) -> dict[str, Any]:
-    return {"status": "failed", "stage": "job", "error": f"job died: {type(exc).__name__}: {str(exc)[-2000:]}"}
+def died(reason: str, killed: bool = True) -> Outcome:
+    """The outcome of a job that could not record its own failure."""
+    return {"status": "failed", "stage": "job", "error": reason[-2000:], "killed": killed}
 
 
 @LAUNCHERS.decorator("inline")
 class InlineLauncher(Launcher):
-    def launch(self, jobs: list[Path], poll: Poll) -> dict[Path, dict[str, Any]]:
-        outcomes: dict[Path, dict[str, Any]] = {}
+    def launch(self, jobs: list[Path], poll: Poll) -> dict[Path, Outcome]:
+        from pae_lab.job import execute_run
+
+        outcomes: dict[Path, Outcome] = {}
 
         def work() -> None:
             for path in jobs:
                 try:
                     outcomes[path] = execute_run(path, self.cfg.threads_per_job)
                 except BaseException as exc:  # noqa: BLE001 - recorded, the next run still goes
-                    outcomes[path] = _died(exc)
+                    outcomes[path] = died(f"job died: {type(exc).__name__}: {exc}", killed=False)
 
         worker = threading.Thread(target=work, name="pae-lab-inline", daemon=True)
         worker.start()
@@ -57,34 +74,57 @@ class InlineLauncher(Launcher):
 
 
 class SubmititLauncher(Launcher):
-    """Shared polling for the submitit launchers: submit, watch, collect."""
+    """Shared loop of the submitit launchers: submit what may start, watch, collect."""
 
     def executor(self):
         raise NotImplementedError
 
     def submit(self, executor, jobs: list[Path]) -> list:
+        from pae_lab.job import RunJob
+
         return [executor.submit(RunJob(), str(p), self.threads()) for p in jobs]
 
-    def collect(self, job) -> dict[str, Any]:
-        try:
-            return job.result()
-        except Exception as exc:  # the job process died (killed, OOM, timeout without requeue)
-            return _died(exc)
+    def may_start(self, running: list) -> bool:
+        return len(running) < self.cfg.max_parallel
 
-    def launch(self, jobs: list[Path], poll: Poll) -> dict[Path, dict[str, Any]]:
+    def watch(self, running: list) -> None:
+        """Called every poll with the jobs in flight."""
+
+    def ended(self, job) -> str | None:
+        """None while the job may still produce its result; else why it ended without one."""
+        raise NotImplementedError
+
+    def outcome(self, job) -> Outcome | None:
+        if job.paths.result_pickle.exists():
+            try:
+                return job.result()
+            except Exception as exc:  # the job raised outside execute_run (e.g. unpicklable outcome)
+                return died(f"job {job.job_id} raised: {type(exc).__name__}: {str(exc)[-1500:]}", killed=False)
+        reason = self.ended(job)
+        if reason is None:
+            return None
+        if job.paths.result_pickle.exists():  # written just before the process ended
+            return self.outcome(job)
+        tail = (job.stderr() or "").strip().splitlines()[-3:]
+        return died(reason + (f"; stderr: {' | '.join(tail)}" if tail else ""))
+
+    def launch(self, jobs: list[Path], poll: Poll) -> dict[Path, Outcome]:
         executor = self.executor()
-        limit = self.max_in_flight(len(jobs))
         queue, running, outcomes = list(jobs), {}, {}
         try:
             while queue or running:
-                while queue and len(running) < limit:
-                    batch = queue[: limit - len(running)]
-                    queue = queue[len(batch):]
+                while queue and self.may_start(list(running)):
+                    n = len(queue) if self.batches else 1
+                    batch, queue = queue[:n], queue[n:]
                     running.update(zip(self.submit(executor, batch), batch))
-                for job in [j for j in running if j.done()]:
-                    outcomes[running.pop(job)] = self.collect(job)
+                self.watch(list(running))
+                for job in list(running):
+                    outcome = self.outcome(job)
+                    if outcome is not None:
+                        outcomes[running.pop(job)] = outcome
                 poll()
-                time.sleep(1.0)
+                if queue or running:
+                    time.sleep(1.0)
         except BaseException:  # Ctrl-C or a driver error: leave no orphan jobs; checkpoints keep the work
             for job in running:
                 job.cancel(check=False)
@@ -92,22 +132,75 @@ class SubmititLauncher(Launcher):
         poll()
         return outcomes
 
-    def max_in_flight(self, n: int) -> int:
-        return self.cfg.max_parallel
+    batches = False  # submit everything admitted in one call (a job array) instead of one by one
 
 
 @LAUNCHERS.decorator("local")
 class LocalLauncher(SubmititLauncher):
+    def __init__(self, cfg: "LauncherConfig", folder: Path, log: Log | None = None):
+        from pae_lab.memguard import MemoryGuard
+
+        super().__init__(cfg, folder, log)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.guard = MemoryGuard(self.folder, cfg.mem_gb_per_job, self.log)
+
     def executor(self):
         import submitit
 
-        ex = submitit.LocalExecutor(folder=str(self.folder / "%j"))
+        python = f"{shlex.quote(sys.executable)} -m pae_lab.exitwatch {shlex.quote(sys.executable)}"
+        ex = submitit.LocalExecutor(folder=str(self.folder / "%j"), python=python)
         ex.update_parameters(timeout_min=self.cfg.timeout_min)
         return ex
+
+    def launch(self, jobs: list[Path], poll: Poll) -> dict[Path, Outcome]:
+        self.guard.announce(self.cfg.max_parallel, len(jobs))
+        return super().launch(jobs, poll)
+
+    def rss(self, jobs: list) -> list[int]:
+        from pae_lab.memguard import tree_rss
+
+        return [tree_rss(job._process.pid) if getattr(job, "_process", None) else 0 for job in jobs]
+
+    def may_start(self, running: list) -> bool:
+        return super().may_start(running) and self.guard.may_start(self.rss(running))
+
+    def watch(self, running: list) -> None:
+        self.guard.observe(self.rss(running))
+
+    def outcome(self, job) -> Outcome | None:
+        out = super().outcome(job)
+        if out is not None and out.get("peak_rss_bytes"):
+            self.guard.observe([out["peak_rss_bytes"]])
+        return out
+
+    def ended(self, job) -> str | None:
+        from pae_lab.exitwatch import exit_file
+
+        proc = getattr(job, "_process", None)
+        if proc is not None and proc.poll() is None:
+            return None
+        path = exit_file(str(self.folder / "%j"), str(job.job_id), "0")
+        record = json.loads(path.read_text()) if path.exists() else {}
+        code = record.get("returncode")
+        where = f"local job {job.job_id} (pid {record.get('pid', '?')})"
+        if record.get("signal"):
+            hint = " (also what the kernel's OOM killer sends)" if record["signal"] == "SIGKILL" else ""
+            return f"{where} killed by {record['signal']}{hint}"
+        if code is not None:
+            return f"{where} exited with code {code} without a result"
+        return f"local job {job.job_id}: its controller ended (exit {proc.returncode if proc else '?'}) without a result"
 
 
 @LAUNCHERS.decorator("slurm")
 class SlurmLauncher(SubmititLauncher):
+    batches = True
+
+    def __init__(self, cfg: "LauncherConfig", folder: Path, log: Log | None = None):
+        from pae_lab.slurm_state import SlurmStates
+
+        super().__init__(cfg, folder, log)
+        self.states = SlurmStates(lost_after_s=cfg.slurm.lost_after_s)
+
     def executor(self):
         import submitit
 
@@ -116,6 +209,8 @@ class SlurmLauncher(SubmititLauncher):
         params: dict[str, Any] = dict(timeout_min=s.timeout_min, gpus_per_node=s.gpus_per_node, cpus_per_task=s.cpus_per_task,
                                       mem_gb=s.mem_gb, slurm_array_parallelism=s.array_parallelism,
                                       slurm_additional_parameters=dict(s.additional_parameters))
+        if not s.gpus_per_node:
+            params.pop("gpus_per_node")  # no --gpus-per-node at all: a CPU cluster has no gres
         for key in ("partition", "account", "qos"):
             if getattr(s, key):
                 params[f"slurm_{key}"] = getattr(s, key)
@@ -126,11 +221,16 @@ class SlurmLauncher(SubmititLauncher):
         return self.cfg.threads_per_job or self.cfg.slurm.cpus_per_task
 
     def submit(self, executor, jobs: list[Path]) -> list:
+        from pae_lab.job import RunJob
+
         return executor.map_array(RunJob(), [str(p) for p in jobs], [self.threads()] * len(jobs))
 
-    def max_in_flight(self, n: int) -> int:
-        return max(n, 1)  # SLURM queues the array itself, capped by slurm_array_parallelism
+    def may_start(self, running: list) -> bool:
+        return True  # SLURM queues the array itself, capped by slurm_array_parallelism
+
+    def ended(self, job) -> str | None:
+        return self.states.ended(str(job.job_id))
 
 
-def build_launcher(cfg: LauncherConfig, folder: Path) -> Launcher:
-    return LAUNCHERS.get(cfg.name)(cfg, folder)
+def build_launcher(cfg: "LauncherConfig", folder: Path, log: Log | None = None) -> Launcher:
+    return LAUNCHERS.get(cfg.name)(cfg, folder, log)

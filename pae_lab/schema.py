@@ -234,6 +234,8 @@ class SlurmConfig(Strict):
     max_num_timeout: int = Field(3, ge=0, description="Requeues on timeout before giving up.")
     array_parallelism: int = Field(64, ge=1, description="Array jobs running at once (slurm_array_parallelism).")
     additional_parameters: dict[str, Any] = Field(default_factory=dict, description="Extra sbatch options, e.g. {constraint: a100}.")
+    lost_after_s: int = Field(600, ge=1, description="A job the SLURM controller no longer knows (or that scontrol cannot "
+                              "answer for), with no result, is recorded as failed after this many seconds.")
 
 
 class LauncherConfig(Strict):
@@ -244,6 +246,8 @@ class LauncherConfig(Strict):
     max_parallel: int = Field(1, ge=1, description="Runs in flight at once (local).")
     threads_per_job: int | None = Field(None, ge=1, description="torch threads per job; default: CPU cores / max_parallel.")
     timeout_min: int = Field(120, ge=1, description="Wall-clock limit of one local job.")
+    mem_gb_per_job: float | None = Field(None, gt=0, description="Memory one local job may peak at; default: the largest "
+                                         "peak measured by earlier jobs of this study. Local jobs start only while one more fits.")
     slurm: SlurmConfig = Field(default_factory=SlurmConfig, description="Used by the slurm launcher.")
 
 

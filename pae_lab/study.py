@@ -26,7 +26,7 @@ from pae_lab.mlflow_view import (child_summary, log_changed, run_params, setup_e
                                  study_regularizers)
 from pae_lab.monitor import RunMonitor
 from pae_lab.plan import RunSpec, expand, run_stage_names, shared_plan
-from pae_lab.progress import ProgressWriter
+from pae_lab.progress import ProgressWriter, read_progress
 from pae_lab.schema import StudyConfig
 from pae_lab.stages.cache import is_done
 from pae_lab.stages.execute import run_stage
@@ -53,6 +53,23 @@ def code_version() -> str:
     except (OSError, subprocess.SubprocessError):
         sha = ""
     return f"{__version__}+{sha}" if sha else __version__
+
+
+def record_death(spec: RunSpec, outcome: dict[str, Any], launcher: str, uri: str) -> None:
+    """A job that died outside Python (signal, OOM, scancel, node loss, time limit) wrote nothing:
+    the driver records the failure for it, against the stage it was in, and closes its MLflow run."""
+    stages = run_stage_names()
+    progress = read_progress(spec.run_dir)
+    stage = progress.get("stage") if progress.get("stage") in stages else next(
+        (s for s in stages if not is_done(spec.stage_dir(s), spec.hashes[s])), stages[-1])
+    error = outcome.get("error") or "job ended without a result"
+    write_json(spec.layout.failed, {"stage": stage, "error": error, "launcher": launcher,
+                                    "killed": bool(outcome.get("killed")), "traceback": ""})
+    ProgressWriter(spec.run_dir).update(stage, progress.get("step", 0), progress.get("total", 1), status="failed",
+                                        force=True, error=error)
+    logger = RunLogger(spec.run_dir, uri, spec.mlflow_run_id)
+    logger.tags({"pae.failed_stage": stage, "pae.error": error[:5000]})
+    logger.finish("KILLED" if outcome.get("killed") else "FAILED")
 
 
 @dataclass
@@ -129,16 +146,23 @@ class Driver:
                 or r.layout.status() != "done"]
 
     def launch(self, runs: list[RunSpec]) -> dict[Path, dict[str, Any]]:
-        for spec in runs:  # a fresh attempt: forget the last attempt's progress and stop request
-            spec.layout.progress.unlink(missing_ok=True)
-            spec.layout.stop.unlink(missing_ok=True)
-        from pae_lab.launch import build_launcher  # only when something runs: a finished study needs no launcher
+        for spec in runs:  # a fresh attempt: forget the last attempt's progress, failure and stop request
+            for path in (spec.layout.progress, spec.layout.stop, spec.layout.failed):
+                path.unlink(missing_ok=True)
+        from pae_lab.launch import build_launcher, died  # only when something runs: a finished study needs none
 
-        launcher = build_launcher(self.study.launcher, self.layout.submitit)
-        jobs = [r.layout.run_json for r in runs]
+        launcher = build_launcher(self.study.launcher, self.layout.submitit,
+                                  log=lambda message: self.console.log(f"[yellow]{message}[/]"))
+        jobs = {r.layout.run_json: r for r in runs}
         monitor_runs = {f"{r.variant}/seed{r.seed}": r.run_dir for r in runs}
         with RunMonitor(monitor_runs, self.console) as monitor:
-            return launcher.launch(jobs, monitor.poll)
+            outcomes = launcher.launch(list(jobs), monitor.poll)
+        for path, spec in jobs.items():
+            outcome = outcomes.get(path) or died(f"{self.study.launcher.name} launcher returned no outcome")
+            if outcome.get("status") != "done" and not spec.layout.failed.exists():
+                record_death(spec, outcome, self.study.launcher.name, self.uri)
+                self.console.log(f"[red]{spec.variant}/seed{spec.seed}: failed[/] {outcome.get('error', '')}")
+        return outcomes
 
     def settle_statuses(self, tracker: StudyTracker, runs: list[RunSpec]) -> None:
         """Make every child run's MLflow status the truth on disk: FINISHED, FAILED, or KILLED for a

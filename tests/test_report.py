@@ -1,6 +1,8 @@
 """The study report: executed over a synthetic study directory, plus its pure parts on known answers."""
 from __future__ import annotations
 
+from pae_lab.layout import RunLayout
+
 import json
 from pathlib import Path
 
@@ -117,7 +119,7 @@ def make_study(root: Path, *, kind: str = "tune") -> Path:
             (run / "tokenizer" / "metrics.jsonl").write_text("\n".join(lines) + "\n{\"step\": 11, \"loss/to")
     for k, variant in enumerate(("baseline", "pae")):
         for j, name in enumerate(("reconstructions", "samples", "latent_pca")):
-            _png(root / "runs" / variant / "seed0" / "images" / f"{name}.png", 10 * k + j)
+            _png(RunLayout(root / "runs" / variant / "seed0").image(name), 10 * k + j)
     trials = pd.DataFrame({"number": range(12), "state": ["COMPLETE"] * 10 + ["FAIL", "PRUNED"],
                            "values_0": np.r_[rng.uniform(1.8, 7, 10), np.nan, np.nan],
                            "values_1": np.r_[rng.uniform(0.1, 0.4, 10), np.nan, np.nan],

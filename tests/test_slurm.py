@@ -1,0 +1,127 @@
+"""The slurm launcher against a real single-node SLURM cluster started by the test (no accounting,
+so job states come from scontrol): same results as inline, concurrent array tasks, scancel
+recorded as failed, requeue resumed bit-exactly from the checkpoint."""
+from __future__ import annotations
+
+import copy
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import TINY
+from pae_lab.fsutil import read_json
+from slurm_fixture import slurm_cluster  # noqa: F401  (fixture)
+
+ROOT = Path(__file__).resolve().parents[1]
+SLURM = {"name": "slurm", "threads_per_job": 1,
+         "slurm": {"gpus_per_node": 0, "cpus_per_task": 1, "mem_gb": 1, "timeout_min": 10, "lost_after_s": 120}}
+COMPARED = ("psnr", "ssc", "lpc", "gsq", "train_loss", "fd_effnet_lite0")
+
+
+def write_study(tmp: Path, name: str, seeds: list[int], launcher: dict, **training) -> Path:
+    cfg = copy.deepcopy(TINY)
+    cfg["training"].update(training)
+    cfg.update(name=name, output_dir=str(tmp / name), seeds=seeds, variants=["waits"], plugins=["plugin_block"],
+               launcher=launcher)
+    path = tmp / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def start(path: Path, block: Path | None = None, **env) -> subprocess.Popen:
+    full = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
+    if block is not None:
+        block.mkdir(exist_ok=True)
+        full["PAE_TEST_BLOCK_DIR"] = str(block)
+    full.update(env)
+    return subprocess.Popen([sys.executable, "-m", "pae_lab", "run", str(path), "--no-report"], cwd=ROOT, env=full,
+                            text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def finish(proc: subprocess.Popen, timeout: float = 400) -> str:
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+        return out
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 300) -> str:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert proc.poll() is None, f"driver exited ({proc.returncode}) before {path.name} appeared:\n{proc.stdout.read()}"
+        assert time.monotonic() < deadline, f"{path} did not appear within {timeout} s"
+        time.sleep(0.1)
+    return path.read_text()
+
+
+def results(tmp: Path, name: str) -> pd.DataFrame:
+    return pd.read_csv(tmp / name / "results.csv").set_index("seed")
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> pd.DataFrame:
+    """seed 0 of the same study, inline and uninterrupted."""
+    tmp = tmp_path_factory.mktemp("inline")
+    out = finish(start(write_study(tmp, "ref", [0], {"name": "inline", "threads_per_job": 1})))
+    assert "runs already finished" not in out
+    return results(tmp, "ref")
+
+
+def same(a: pd.Series, b: pd.Series) -> None:
+    for col in COMPARED:
+        assert a[col] == b[col], (col, a[col], b[col])
+
+
+@pytest.mark.timeout(900)
+def test_array_tasks_run_concurrently_with_inline_results(slurm_cluster, reference, tmp_path) -> None:
+    """Each job waits at a barrier of 2: the study only finishes if both array tasks ran at once."""
+    proc = start(write_study(tmp_path, "conc", [0, 1], SLURM), tmp_path / "block", PAE_TEST_BARRIER="2")
+    out = finish(proc)
+    assert proc.returncode == 0, out
+    assert len(list((tmp_path / "block").glob("arrived.*"))) == 2
+    got = results(tmp_path, "conc")
+    assert (got["status"] == "done").all()
+    same(got.loc[0], reference.loc[0])
+
+
+@pytest.mark.timeout(900)
+def test_scancel_of_one_task_is_recorded_failed_and_the_other_finishes(slurm_cluster, tmp_path) -> None:
+    block = tmp_path / "block"
+    proc = start(write_study(tmp_path, "cancel", [0, 1], SLURM), block)
+    job = wait_for(block / "jobid", proc)
+    subprocess.run(["scancel", job], check=True, timeout=30)
+    out = finish(proc)
+    assert proc.returncode == 1, out
+    frame = results(tmp_path, "cancel")
+    assert sorted(frame["status"]) == ["done", "failed"], out
+    seed = int(frame.index[frame["status"] == "failed"][0])
+    assert f"waits/seed{seed}" in out
+    failed = read_json(tmp_path / "cancel" / "runs" / "waits" / f"seed{seed}" / "failed.json")
+    assert failed["launcher"] == "slurm" and failed["stage"] == "tokenizer"
+    assert f"SLURM job {job} ended CANCELLED" in failed["error"]
+
+
+@pytest.mark.timeout(900)
+def test_requeued_task_resumes_from_its_checkpoint_bit_exactly(slurm_cluster, reference, tmp_path) -> None:
+    """The job waits at step 4 (after the checkpoint of step 3); `scontrol requeue` kills and
+    restarts it; the restarted job passes through and resumes from step 3."""
+    block = tmp_path / "block"
+    proc = start(write_study(tmp_path, "requeue", [0], SLURM), block, PAE_TEST_BLOCK_STEP="4")
+    job = wait_for(block / "jobid", proc)
+    ckpt = tmp_path / "requeue" / "runs" / "waits" / "seed0" / "tokenizer" / "checkpoint.pt"
+    assert ckpt.exists()
+    subprocess.run(["scontrol", "requeue", job], check=True, timeout=30)
+    out = finish(proc)
+    assert proc.returncode == 0, out
+    done = read_json(tmp_path / "requeue" / "runs" / "waits" / "seed0" / "tokenizer" / "done.json")
+    assert done["summary"]["resumed_from_step"] == 3
+    same(results(tmp_path, "requeue").loc[0], reference.loc[0])
