@@ -34,7 +34,7 @@ def test_cli_gives_one_line_and_exit_2_for_every_broken_study(path: Path) -> Non
 
     from pae_lab.cli import app
 
-    result = CliRunner().invoke(app, ["status", str(path)])
+    result = CliRunner().invoke(app, ["run", str(path)])
     lines = result.output.strip().splitlines()
     assert result.exit_code == 2, result.output
     assert len(lines) == 1 and lines[0].startswith(f"error: {path}") and expected(path) in lines[0], result.output
