@@ -57,6 +57,8 @@ class RefineConfig(Strict):
     batch_size: int = Field(64, ge=1, description="Feature maps per step.")
     lr: float = Field(1e-3, gt=0, description="AdamW learning rate.")
     depth: int = Field(2, ge=1, description="Deprojector transformer layers.")
+    standardize: bool = Field(True, description="Standardise every VFM channel (train mean / std) before refining, so the "
+                              "MSE term is O(1) and the Gram term acts too (raw features: ~10^4 : 1).")
     l_rep: float = Field(1.0, ge=0, description="Weight of the feature-reconstruction term.")
     l_gram: float = Field(1.0, ge=0, description="Weight of the Gram term against the low-pass target.")
     lowpass: float = Field(0.4, ge=0, description="Low-pass strength of the Gram target.")

@@ -10,7 +10,7 @@ import torch
 from pae_lab.config import StudyConfig
 from pae_lab.data import ImageSet, build_dataset
 from pae_lab.fsutil import save_npy, save_torch
-from pae_lab.models.refiner import Refiner, refine_loss
+from pae_lab.models.refiner import Refiner, channel_stats, refine_loss
 from pae_lab.plan import latent_grid
 from pae_lab.priors import build_prior, cache_features
 from pae_lab.progress import ProgressWriter
@@ -45,6 +45,9 @@ def prior_stage(study: StudyConfig, data_dir: Path, out: Path) -> dict[str, Any]
     grid = latent_grid(study)
     for split in SPLITS:
         images = load_split(data_dir, split)
+        if getattr(prior, "needs_annotations", False):  # the oracle control reads labels and segments
+            save_npy(out / f"features_{split}.npy", prior.annotated_features(images, grid))
+            continue
         cache_features(prior, images.images, grid, study.prior.batch_size, out / f"features_{split}.npy")
     return {"dim": int(prior.dim), "grid": grid, "prior": study.prior.name}
 
@@ -77,6 +80,8 @@ def refine_stage(study: StudyConfig, prior_dir: Path, out: Path, logger: RunLogg
     refiner = Refiner(feats["train"].shape[1], channels, depth=cfg.depth).to(device)
     opt = torch.optim.AdamW(refiner.parameters(), lr=cfg.lr)
     train = torch.from_numpy(feats["train"]).float()
+    mean, std = channel_stats(train) if cfg.standardize else (torch.zeros(1), torch.ones(1))
+    train = (train - mean) / std
 
     def step_fn(step: int) -> dict[str, float]:
         idx = torch.randint(0, len(train), (cfg.batch_size,))
@@ -93,8 +98,9 @@ def refine_stage(study: StudyConfig, prior_dir: Path, out: Path, logger: RunLogg
     refiner.eval()
     with torch.no_grad():
         for split, f in feats.items():
-            t = torch.cat([refiner.targets(torch.from_numpy(f[i:i + 256]).float().to(device)).cpu()
+            t = torch.cat([refiner.targets(((torch.from_numpy(f[i:i + 256]).float() - mean) / std).to(device)).cpu()
                            for i in range(0, len(f), 256)])
             save_npy(out / f"targets_{split}.npy", t.numpy().astype(np.float16))
-    save_torch(out / "refiner.pt", refiner.state_dict())
-    return {"kind": "refined", "channels": channels, **{k: v for k, v in last.items() if k.startswith("loss/")}}
+    save_torch(out / "refiner.pt", {"state": refiner.state_dict(), "mean": mean, "std": std})
+    return {"kind": "refined", "channels": channels, "standardized": cfg.standardize,
+            **{k: v for k, v in last.items() if k.startswith("loss/")}}
