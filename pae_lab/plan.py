@@ -16,7 +16,7 @@ from pae_lab.identity import content_hash
 from pae_lab.variants import resolve_variant
 
 RUN_STAGES = ("tokenizer", "manifold", "generator", "generation")
-SHARED_STAGES = ("data", "prior", "refine")
+SHARED_STAGES = ("data", "prior", "refine", "reference", "teacher")
 
 
 def latent_grid(study: StudyConfig) -> int:
@@ -27,15 +27,25 @@ def shared_hashes(study: StudyConfig) -> dict[str, str]:
     data = content_hash("data", study.data)
     prior = content_hash("prior", data, study.prior.name, study.prior.params, latent_grid(study))
     refine = content_hash("refine", prior, study.refine, study.tokenizer.latent_channels)
-    return {"data": data, "prior": prior, "refine": refine}
+    ev = study.evaluation
+    reference = content_hash("reference", data, fidelity_identity(study), ev.num_samples, ev.kid_subsets, ev.sampler.seed)
+    teacher = content_hash("teacher", refine, study.metrics)
+    return {"data": data, "prior": prior, "refine": refine, "reference": reference, "teacher": teacher}
+
+
+def fidelity_identity(study: StudyConfig) -> tuple:
+    """The resolved FD extractor (auto -> the network actually used) and its weights file."""
+    from analysis.fidelity import inception_weights_or_cached, resolve_extractor
+
+    weights = inception_weights_or_cached(study.evaluation.inception_weights)
+    return resolve_extractor(study.evaluation.extractor, weights), weights
 
 
 def run_hashes(study: StudyConfig, shared: dict[str, str], regularizers: dict[str, Any], seed: int) -> dict[str, str]:
     tokenizer = content_hash("tokenizer", shared["refine"], study.tokenizer, study.training, regularizers, seed, study.device)
-    fidelity = (study.evaluation.extractor, study.evaluation.inception_weights)
-    manifold = content_hash("manifold", tokenizer, study.metrics, fidelity)
+    manifold = content_hash("manifold", tokenizer, shared["reference"], study.metrics)
     generator = content_hash("generator", tokenizer, study.generator, seed)
-    generation = content_hash("generation", generator, study.evaluation)
+    generation = content_hash("generation", generator, shared["reference"], study.evaluation)
     return {"tokenizer": tokenizer, "manifold": manifold, "generator": generator, "generation": generation}
 
 

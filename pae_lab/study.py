@@ -24,6 +24,7 @@ from pae_lab.monitor import RunMonitor
 from pae_lab.plan import RUN_STAGES, Layout, RunSpec, expand, shared_hashes
 from pae_lab.progress import PROGRESS_FILE, ProgressWriter
 from pae_lab.stages.cache import is_done, run_cached
+from pae_lab.stages.reference import reference_stage, teacher_stage
 from pae_lab.stages.shared import data_stage, prior_stage, refine_stage
 from pae_lab.tracking import RunLogger, StudyTracker, default_uri, flatten
 from pae_lab.training import STOP_FILE
@@ -103,6 +104,8 @@ class Driver:
             "data": lambda d: data_stage(study, d),
             "prior": lambda d: prior_stage(study, dirs["data"], d),
             "refine": lambda d: refine_stage(study, dirs["prior"], d, parent_logger, progress),
+            "reference": lambda d: reference_stage(study, dirs["data"], d),
+            "teacher": lambda d: teacher_stage(study, dirs["data"], dirs["prior"], dirs["refine"], d),
         }
         out = {}
         for stage, fn in steps.items():
@@ -162,7 +165,8 @@ class Driver:
             self.launch(pending)
         summary = aggregate(self.study, self.runs, self.layout.root)
         self.write_study_json(summary)
-        for name in ("results.csv", "correlations.csv", "convergence.csv", "speedups.csv", "study.json"):
+        for name in ("results.csv", "columns.csv", "correlations.csv", "correlations_strata.csv", "effects.csv",
+                     "convergence.csv", "speedups.csv", "study.json"):
             tracker.log_artifact(parent, self.layout.root / name)
         results = summary["results"]
         numeric = results.drop(columns=["seed"]).groupby("variant").mean(numeric_only=True)
