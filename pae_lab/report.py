@@ -35,7 +35,7 @@ from pae_lab.tracking import iter_jsonl
 KERNEL_NAME = "python3"
 KINDS = ("study", "tune")
 IMAGE_KINDS = ("reconstructions", "samples", "latent_pca")
-ID_COLUMNS = ("variant", "seed", "run_id", "status")
+ID_COLUMNS = ("variant", "kind", "seed", "run_id", "status", "correlation_target")
 GENERATION_OUTPUTS = ("speedup",)
 SPREAD_SUFFIXES = ("_std", "_p95", "_median", "_max")  # per-run spreads of a metric, not metrics
 TEMPLATE_NAME = "study_report.ipynb"
@@ -142,6 +142,8 @@ class StudyData:
     trials: pd.DataFrame | None = None
     pareto: pd.DataFrame | None = None
     importances: pd.DataFrame | None = None
+    references: pd.DataFrame | None = None  # results.csv's teacher / reference rows (kind != variant)
+    effects: pd.DataFrame | None = None  # effects.csv: factorial main effects and interactions
 
     @property
     def variants(self) -> list[str]:
@@ -251,9 +253,15 @@ def load_study(study_dir: Path | str, *, kind: str | None = None) -> StudyData:
     if kind not in KINDS:
         raise ReportError(f"unknown report kind {kind!r}; use one of {', '.join(KINDS)}")
     runs = study_dir / "runs"
+    references = None
+    if "kind" in results:  # teacher's ceiling and sampling floor rows sit beside the runs
+        references = results[results["kind"] != "variant"].dropna(axis=1, how="all").reset_index(drop=True)
+        results = results[results["kind"] == "variant"].reset_index(drop=True)
     return StudyData(
         study_dir=study_dir,
         results=results,
+        references=references if references is not None and not references.empty else None,
+        effects=_read_csv(study_dir / "effects.csv"),
         info=info,
         kind=kind,
         correlations=_read_csv(study_dir / "correlations.csv"),
@@ -300,6 +308,23 @@ def variants_table(
         arrow = {"higher": " ↑", "lower": " ↓"}.get(direction or "", "")
         table[f"{metric}{arrow}"] = cells
     return table
+
+
+def effects_table(effects: pd.DataFrame, max_order: int = 2) -> pd.DataFrame:
+    """effects.csv as response x effect cells "estimate [lo, hi]" (✓ / ✗ where the interval excludes 0 on
+    the paper's / the other side), main effects and two-way interactions by default."""
+    rows = effects[effects["order"] <= max_order]
+    mark = {"yes": " ✓", "no": " ✗"}
+
+    def cell(r: pd.Series) -> str:
+        if not np.isfinite(r["estimate"]):
+            return "-"
+        ci = f" [{_fmt(r['lo'])}, {_fmt(r['hi'])}]" if np.isfinite(r["lo"]) else ""
+        return f"{_fmt(r['estimate'])}{ci}{mark.get(str(r.get('agrees_with_paper')), '')}"
+
+    table = rows.assign(cell=rows.apply(cell, axis=1)).pivot(index="response", columns="effect", values="cell")
+    order = list(dict.fromkeys(rows["effect"]))
+    return table.reindex(index=list(dict.fromkeys(rows["response"])), columns=order)
 
 
 def _spearman_text(row: pd.Series, confidence: float) -> str:

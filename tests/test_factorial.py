@@ -109,3 +109,22 @@ def test_correlations_within_strata_remove_a_factor_that_drives_both():
     assert pooled["spearman"].iloc[0] > 0.7 and (within["spearman"].abs() < 0.7).all()
     assert np.allclose(out.loc[out["metric"] == "w", "spearman"], 1.0)
     assert np.allclose(out["spearman_p_holm"], holm(out["spearman_p"].to_numpy()))
+
+
+def test_aggregate_writes_effects_for_an_on_off_design_with_the_papers_signs():
+    """factorial_tables: the variants' regularizers form the design; the paper's effects come along."""
+    from types import SimpleNamespace
+
+    from pae_lab.aggregate import factorial_tables
+    from pae_lab.config import StudyConfig
+
+    study = StudyConfig.model_validate({"name": "x", "evaluation": {"extractor": "effnet-lite0"}})
+    runs = [SimpleNamespace(variant=v, regularizers={r: {} for r in on}) for v, on in ABLATION_VARIANTS.items()]
+    table = synthetic(0.05, seeds=3).rename(columns={"y": "ssc", "z": "lfd_effnet_lite0"})
+    effects, strata = factorial_tables(study, runs, table, "lfd_effnet_lite0", ["ssc"])
+    row = effects.set_index(["response", "effect"]).loc[("ssc", "ssr")]
+    assert row["estimate"] == pytest.approx(3.5, abs=0.2) and row["agrees_with_paper"] == "yes"
+    assert row["paper"] == pytest.approx(paper_effects(ABLATION, find_design(ABLATION_VARIANTS), ["ssc"])["ssc"]["ssr"])
+    assert set(effects["response"]) == {"ssc", "lfd_effnet_lite0"} and not strata.empty
+    # not a design: no effects
+    assert factorial_tables(study, runs[:5], table, "lfd_effnet_lite0", ["ssc"])[0].empty

@@ -280,3 +280,20 @@ def test_metric_labels_name_the_extractor():
     assert plots.metric_label("rfd_effnet_lite0") == "rFD (effnet_lite0)"
     assert plots.metric_label("rkd_effnet_lite0") == "rKD (effnet_lite0)"
     assert plots.metric_label("lpc") == "LPC"
+
+
+def test_reference_rows_and_effects_are_read_apart_from_the_variants(tmp_path):
+    pd.DataFrame({"variant": ["baseline", "pae", "teacher:refined", "reference:heldout_real"],
+                  "kind": ["variant", "variant", "teacher", "reference"], "seed": [0, 0, None, None],
+                  "ssc": [0.4, 0.5, 0.7, None], "noise_fd_x": [None, None, None, 3.0],
+                  "correlation_target": "lfd_x"}).to_csv(tmp_path / "results.csv", index=False)
+    pd.DataFrame({"response": ["ssc", "ssc", "ssc"], "effect": ["ssr", "mcr", "mcr:ssr"], "order": [1, 1, 2],
+                  "estimate": [0.1, -0.02, 0.0], "lo": [0.05, -0.05, float("nan")], "hi": [0.15, 0.01, float("nan")],
+                  "agrees_with_paper": ["yes", "unclear", ""]}).to_csv(tmp_path / "effects.csv", index=False)
+    study = report.load_study(tmp_path)
+    assert study.variants == ["baseline", "pae"] and "correlation_target" not in study.metrics
+    assert list(study.references["variant"]) == ["teacher:refined", "reference:heldout_real"]
+    table = report.effects_table(study.effects)
+    assert list(table.columns) == ["ssr", "mcr", "mcr:ssr"]
+    assert table.loc["ssc", "ssr"].endswith("✓") and "[" in table.loc["ssc", "mcr"] and "✓" not in table.loc["ssc", "mcr"]
+    assert "[" not in table.loc["ssc", "mcr:ssr"]
