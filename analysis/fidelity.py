@@ -175,42 +175,20 @@ class FidelityColumns:
 
     fd: str
     kd: str
+    lfd: str
+    lkd: str
+    floor_fd: str
+    floor_kd: str
+    noise_fd: str
+    noise_kd: str
+    rfd: str
+    rkd: str
+    val_loss: str = VAL_LOSS
 
-    @property
-    def lfd(self) -> str:
-        return f"l{self.fd}"
-
-    @property
-    def lkd(self) -> str:
-        return f"l{self.kd}"
-
-    @property
-    def floor_fd(self) -> str:
-        return f"floor_{self.fd}"
-
-    @property
-    def floor_kd(self) -> str:
-        return f"floor_{self.kd}"
-
-    @property
-    def noise_fd(self) -> str:
-        return f"noise_{self.fd}"
-
-    @property
-    def noise_kd(self) -> str:
-        return f"noise_{self.kd}"
-
-    @property
-    def rfd(self) -> str:
-        return f"r{self.fd}"
-
-    @property
-    def rkd(self) -> str:
-        return f"r{self.kd}"
-
-    @property
-    def val_loss(self) -> str:
-        return VAL_LOSS
+    @classmethod
+    def from_keys(cls, fd: str, kd: str) -> FidelityColumns:
+        """Every column from the extractor's FD / KD keys (prefixes l, floor_, noise_, r)."""
+        return cls(fd, kd, f"l{fd}", f"l{kd}", f"floor_{fd}", f"floor_{kd}", f"noise_{fd}", f"noise_{kd}", f"r{fd}", f"r{kd}")
 
     def targets(self) -> dict[str, str]:
         """Correlation-target keys a study may choose (evaluation.correlation_target) -> column."""
@@ -235,7 +213,7 @@ class FidelityColumns:
 
 def fidelity_columns(extractor: str = "auto", inception_weights: str | os.PathLike | None = None) -> FidelityColumns:
     """The study's column names under its resolved extractor."""
-    return FidelityColumns(*metric_names(extractor, inception_weights))
+    return FidelityColumns.from_keys(*metric_names(extractor, inception_weights))
 
 
 def shared_network_warning(extractor: str, inception_weights: str | os.PathLike | None, **roles: str) -> str:
