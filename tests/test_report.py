@@ -12,6 +12,8 @@ from PIL import Image
 from scipy import stats
 
 from analysis import plots
+from analysis.factorial import factorial_effects, find_design
+from analysis.paper import ABLATION_VARIANTS
 from pae_lab import report
 from pae_lab.report import (
     ReportError,
@@ -40,7 +42,8 @@ DIRECTIONS = {"psnr": "higher", RFD: "lower", "ssc": "higher", "lpc": "lower", "
 EXTRAS = ["lpc_rho0.1", "linprobe_C"]  # secondary columns of registered metrics, as the panel writes them
 HEADINGS = ["Study report", "Summary", "Study configuration", "Metric protocols", "Library versions", "Variants",
             "Metrics against generation quality", "Correlations with generation quality", "Metric–metric correlations",
-            "Convergence and speed-up", "Training curves", "Pictures", "Tuning", "Secondary columns"]
+            "Convergence and speed-up", "Training curves", "Pictures", "Tuning", "Secondary columns",
+            "Teacher's ceiling", "Factorial effects"]
 
 
 def _results(rng: np.random.Generator) -> pd.DataFrame:
@@ -88,8 +91,13 @@ def make_study(root: Path, *, kind: str = "tune") -> Path:
     """A small but complete study directory: 8 variants x 2 seeds, every optional file present."""
     rng = np.random.default_rng(0)
     results = _results(rng)
-    results.to_csv(root / "results.csv", index=False)
+    references = pd.DataFrame({"variant": ["teacher:raw_prior", "teacher:refined", "reference:pooled_pixels"],
+                               "kind": ["teacher", "teacher", "reference"], "status": "reference",
+                               "ssc": [0.77, 0.70, 0.59], "gsq": [1.0, 1.0, 0.15]})
+    pd.concat([results.assign(kind="variant"), references]).to_csv(root / "results.csv", index=False)
     _correlations(results, list(DIRECTIONS), rng).to_csv(root / "correlations.csv", index=False)
+    design = find_design(ABLATION_VARIANTS)
+    factorial_effects(results, design, ["ssc", "lpc", "gsq", TARGET], n_boot=200).to_csv(root / "effects.csv", index=False)
     (root / "study.json").write_text(json.dumps({
         "name": "synthetic_ablation", "target": TARGET, "kind": kind, "code_version": "abc1234",
         "config": {"name": "synthetic_ablation", "seeds": [0, 1], "variants": list(ABLATION),

@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,8 @@ def reference_stage(study: StudyConfig, data_dir: Path, out: Path) -> dict[str, 
     noise = fd_kd_named(held, ref, cols.noise_fd, cols.noise_kd, kid_subsets=study.evaluation.kid_subsets,
                         seed=study.evaluation.sampler.seed)
     protocol = fidelity_protocol(study)
+    if protocol["extractor_shares_network"]:
+        warnings.warn(protocol["extractor_shares_network"], stacklevel=2)
     write_json(out / "protocol.json", protocol)
     return {**noise, "n": n, "warning": protocol["extractor_shares_network"]}
 
