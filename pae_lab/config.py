@@ -18,7 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from analysis.panel import PanelConfig
 from pae_lab.generation.samplers import SamplerConfig
 from pae_lab.models.generator import GeneratorConfig
+from pae_lab.architectures import TokenizerSpec
 from pae_lab.models.tokenizer import TokenizerConfig
+from pae_lab.models.zoo import ARCHITECTURES  # noqa: F401  (built-in architectures register on import)
 from pae_lab.tuning.space import SearchConfig
 
 
@@ -144,7 +146,7 @@ class StudyConfig(Strict):
     data: DataConfig = Field(default_factory=DataConfig)
     prior: PriorConfig = Field(default_factory=PriorConfig)
     refine: RefineConfig = Field(default_factory=RefineConfig)
-    tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
+    tokenizer: TokenizerSpec = Field(default_factory=TokenizerConfig, description="Tokenizer architecture: `name` picks conv, pae, external or a plugin's entry; the keys below are per architecture.")
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     variants: list[str | dict[str, Any]] = Field(default_factory=lambda: ["baseline", "pae"], min_length=1, description="Registered variant names, or inline {name, base, regularizers: {reg: {weight, ...} | null}}.")
     metrics: PanelConfig = Field(default_factory=PanelConfig)

@@ -14,8 +14,10 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 from torch import nn
+
+from pae_lab.architectures import ArchitectureConfig, register_architecture
 
 NormName = Literal["group", "layer", "none"]
 ActName = Literal["silu", "gelu", "relu"]
@@ -34,11 +36,10 @@ NORMS = {
 ACTIVATIONS = {"silu": nn.SiLU, "gelu": nn.GELU, "relu": nn.ReLU}
 
 
-class TokenizerConfig(BaseModel):
-    """Architecture of the tokenizer (no training settings: the orchestrator owns those)."""
+class TokenizerConfig(ArchitectureConfig):
+    """The `conv` architecture (no training settings: the orchestrator owns those)."""
 
-    model_config = ConfigDict(extra="forbid")
-
+    name: Literal["conv"] = Field("conv", description="`conv`: the pixel convolutional autoencoder.")
     base_channels: int = Field(32, ge=1, description="Channels of the first (full-resolution) level.")
     channel_mult: list[int] = Field(
         default_factory=lambda: [1, 2],
@@ -113,7 +114,41 @@ class Upsample(nn.Module):
         return self.conv(nn.functional.interpolate(x, scale_factor=2.0, mode="nearest"))
 
 
-class Tokenizer(nn.Module):
+def conv_decoder(cfg: TokenizerConfig) -> nn.Sequential:
+    """Latent [B, C, h, w] -> image [B, 3, h*f, w*f] in [-1, 1]: the conv decoder (also PAE's `conv` decoder)."""
+    widths = [cfg.base_channels * m for m in cfg.channel_mult]
+    norm, act = NORMS[cfg.norm], ACTIVATIONS[cfg.activation]
+    dec: list[nn.Module] = [nn.Conv2d(cfg.latent_channels, widths[-1], 3, padding=1), *_level(widths[-1], widths[-1], cfg)]
+    cin = widths[-1]
+    for w in reversed(widths):
+        dec += [Upsample(cin, w), *_level(w, w, cfg)]
+        cin = w
+    dec += [norm(cin, cfg.norm_groups), act(), nn.Conv2d(cin, 3, 3, padding=1)]
+    return nn.Sequential(*dec)
+
+
+class TokenizerBase(nn.Module):
+    """The latent contract every architecture shares: `config` with latent_channels and downsample."""
+
+    config: ArchitectureConfig
+
+    @property
+    def latent_channels(self) -> int:
+        return self.config.latent_channels
+
+    def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
+        """(C, h, w) of the latent of an image of the given size."""
+        f = self.config.downsample
+        if height % f or width % f:
+            raise ValueError(f"image size {height}x{width} is not divisible by the downsample factor {f}")
+        return self.config.latent_channels, height // f, width // f
+
+    def forward(self, x01: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z = self.encode(x01)
+        return z, self.decode(z)
+
+
+class Tokenizer(TokenizerBase):
     """Conv encoder/decoder; `encode` puts every latent token on the sphere of radius sqrt(C)."""
 
     def __init__(self, config: TokenizerConfig | None = None, **overrides):
@@ -133,24 +168,7 @@ class Tokenizer(nn.Module):
         enc += [*_level(cin, cin, cfg), norm(cin, cfg.norm_groups), act(), nn.Conv2d(cin, cfg.latent_channels, 3, padding=1)]
         self.encoder = nn.Sequential(*enc)
 
-        dec: list[nn.Module] = [nn.Conv2d(cfg.latent_channels, widths[-1], 3, padding=1), *_level(widths[-1], widths[-1], cfg)]
-        cin = widths[-1]
-        for w in reversed(widths):
-            dec += [Upsample(cin, w), *_level(w, w, cfg)]
-            cin = w
-        dec += [norm(cin, cfg.norm_groups), act(), nn.Conv2d(cin, 3, 3, padding=1)]
-        self.decoder = nn.Sequential(*dec)
-
-    @property
-    def latent_channels(self) -> int:
-        return self.config.latent_channels
-
-    def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
-        """(C, h, w) of the latent of an image of the given size."""
-        f = self.config.downsample
-        if height % f or width % f:
-            raise ValueError(f"image size {height}x{width} is not divisible by the downsample factor {f}")
-        return self.config.latent_channels, height // f, width // f
+        self.decoder = conv_decoder(cfg)
 
     def encode(self, x01: torch.Tensor) -> torch.Tensor:
         """Images in [0, 1], [B, 3, H, W] -> RMS-normalised latent [B, C, H/f, W/f]."""
@@ -160,6 +178,8 @@ class Tokenizer(nn.Module):
         """Latent -> image in ~[0, 1], left unclamped so losses see (and correct) overshoot."""
         return self.decoder(z) * 0.5 + 0.5
 
-    def forward(self, x01: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        z = self.encode(x01)
-        return z, self.decode(z)
+
+
+@register_architecture("conv", TokenizerConfig)
+def build_conv(config: TokenizerConfig) -> Tokenizer:
+    return Tokenizer(config)

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from pae_lab.fsutil import save_npy, save_torch
 from pae_lab.images import save_grid, side_by_side
@@ -13,7 +14,7 @@ from pae_lab.latent_norm import LatentNorm
 from pae_lab.losses.perceptual import build_perceptual
 from pae_lab.losses.reconstruction import reconstruction_loss
 from pae_lab.losses.regularizers import RegContext
-from pae_lab.models.tokenizer import Tokenizer, TokenizerConfig
+from pae_lab.architectures import architecture, build_tokenizer
 from pae_lab.stages.context import RunContext
 from pae_lab.training import TrainLoop, autocast, batched, grad_norm
 from pae_lab.variants import Variant
@@ -21,14 +22,16 @@ from pae_lab.variants import Variant
 MODEL_FILE = "model.pt"
 
 
-def load_tokenizer(stage_dir: Path, device: torch.device | str = "cpu") -> Tokenizer:
+def load_tokenizer(stage_dir: Path, device: torch.device | str = "cpu") -> nn.Module:
+    """The stage's tokenizer: any architecture; a pretrained (external) one is reloaded from its own files."""
     blob = torch.load(Path(stage_dir) / MODEL_FILE, map_location="cpu", weights_only=False)
-    model = Tokenizer(TokenizerConfig.model_validate(blob["config"]))
-    model.load_state_dict(blob["state"])
+    model = build_tokenizer(blob["config"])
+    if blob["state"] is not None:
+        model.load_state_dict(blob["state"])
     return model.to(device).eval()
 
 
-def encode_all(model: Tokenizer, images_u8: np.ndarray, device: torch.device, batch: int = 256) -> torch.Tensor:
+def encode_all(model: nn.Module, images_u8: np.ndarray, device: torch.device, batch: int = 256) -> torch.Tensor:
     def encode(x: torch.Tensor) -> torch.Tensor:
         with autocast(device):
             return model.encode(x.float() / 255).float()
@@ -37,6 +40,19 @@ def encode_all(model: Tokenizer, images_u8: np.ndarray, device: torch.device, ba
 
 
 def tokenizer_stage(ctx: RunContext, out: Path) -> dict[str, Any]:
+    """Train (or, for a pretrained architecture, load) the tokenizer, then export weights and latents."""
+    torch.manual_seed(ctx.spec.seed)
+    model = build_tokenizer(ctx.study.tokenizer).to(ctx.device)
+    trainable = architecture(ctx.study.tokenizer).trainable
+    summary = train_tokenizer(ctx, model, out) if trainable else {"pretrained": True}
+    model.eval()
+    save_torch(out / MODEL_FILE, {"config": ctx.study.tokenizer.model_dump(mode="json"),
+                                  "state": model.state_dict() if trainable else None})
+    export_latents(ctx, model, out)
+    return summary
+
+
+def train_tokenizer(ctx: RunContext, model: nn.Module, out: Path) -> dict[str, Any]:
     study, device = ctx.study, ctx.device
     cfg = study.training
     train = ctx.split("train")
@@ -44,8 +60,6 @@ def tokenizer_stage(ctx: RunContext, out: Path) -> dict[str, Any]:
     targets = torch.from_numpy(ctx.array("refine", "targets_train.npy").astype(np.float32))
     vfm = torch.from_numpy(ctx.array("prior", "features_train.npy").astype(np.float32))
 
-    torch.manual_seed(ctx.spec.seed)
-    model = Tokenizer(study.tokenizer).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     perceptual = build_perceptual(cfg.perceptual.name, **cfg.perceptual.params).to(device)
@@ -87,9 +101,17 @@ def tokenizer_stage(ctx: RunContext, out: Path) -> dict[str, Any]:
                      seed=ctx.spec.seed, checkpoint_every=cfg.checkpoint_every, log_every=cfg.log_every,
                      items_per_step=cfg.batch_size, logger=ctx.logger, progress=ctx.progress)
     last = loop.run(step_fn)
-    model.eval()
-    save_torch(out / MODEL_FILE, {"config": study.tokenizer.model_dump(mode="json"), "state": model.state_dict()})
+    summary = {k: v for k, v in last.items() if k.startswith(("loss/", "stats/", "throughput/"))}
+    summary["resumed_from_step"] = loop.resumed_from
+    if summary.get("stats/rec_std", 1.0) < 0.01:
+        summary["warning"] = "reconstructions are nearly constant: training may have collapsed"
+        ctx.logger.tags({"pae.collapse": "suspected"})
+    return summary
 
+
+def export_latents(ctx: RunContext, model: nn.Module, out: Path) -> None:
+    """Latents of both splits, their normalisation, and a reconstruction grid."""
+    device = ctx.device
     latents = {split: encode_all(model, ctx.split(split).images, device) for split in ("train", "val")}
     norm = LatentNorm.fit(latents["train"])
     norm.save(out / "latent_norm.json")
@@ -102,9 +124,3 @@ def tokenizer_stage(ctx: RunContext, out: Path) -> dict[str, Any]:
     grid = save_grid(side_by_side(val, rec), ctx.run_dir / "images" / "reconstructions.png")
     if ctx.study.tracking.log_images:
         ctx.logger.artifact(grid, "images")
-    summary = {k: v for k, v in last.items() if k.startswith(("loss/", "stats/", "throughput/"))}
-    summary["resumed_from_step"] = loop.resumed_from
-    if summary.get("stats/rec_std", 1.0) < 0.01:
-        summary["warning"] = "reconstructions are nearly constant: training may have collapsed"
-        ctx.logger.tags({"pae.collapse": "suspected"})
-    return summary

@@ -1,0 +1,89 @@
+"""The tokenizer architecture registry: `tokenizer.name` picks an entry, its config model validates the block.
+
+An entry pairs a pydantic config model (a subclass of `ArchitectureConfig`, living next to the
+network code) with a builder `(config) -> nn.Module` exposing `encode(x01) -> z`, `decode(z) -> x`
+and `latent_channels`. Built-ins ("conv", "pae", "external") register through
+`register_architecture`, the same call a plugin module uses. Validation dispatches on `name`
+through the registry, so a plugin's architecture is checked as strictly as the built-ins
+(unknown keys are errors) and appears in the generated YAML reference.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any, Callable
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SerializeAsAny
+
+from pae_lab.registry import Registry, RegistryError
+
+DEFAULT_ARCHITECTURE = "conv"
+
+
+class ArchitectureConfig(BaseModel):
+    """Tokenizer architecture: `name` selects the registry entry; the other keys are that entry's."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+    name: str = Field(DEFAULT_ARCHITECTURE, description="Architecture registry entry (`pae-lab registry architectures`).")
+    latent_channels: int = Field(16, ge=1, description="Channels C of the latent z; each token has RMS norm 1.")
+    downsample: int = Field(4, ge=1, description="Spatial downsample factor f: an image of side S has a latent grid of S/f.")
+
+    @classmethod
+    def registered_configs(cls) -> dict[str, type[BaseModel]]:
+        """Every registered architecture's config model, for the generated YAML reference."""
+        return {name: ARCHITECTURES.get(name).config for name in ARCHITECTURES}
+
+
+Builder = Callable[[Any], Any]
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """`trainable=False`: a pretrained model that the tokenizer stage loads instead of training."""
+
+    config: type[ArchitectureConfig]
+    build: Builder
+    trainable: bool = True
+
+
+ARCHITECTURES: Registry[Architecture] = Registry("tokenizer architecture")
+
+
+def register_architecture(name: str, config: type[ArchitectureConfig], *,
+                          trainable: bool = True) -> Callable[[Builder], Builder]:
+    """`@register_architecture("name", MyConfig)` on a builder `(MyConfig) -> nn.Module`."""
+    if not (isinstance(config, type) and issubclass(config, ArchitectureConfig)):
+        raise RegistryError(f"tokenizer architecture {name!r}: config must subclass ArchitectureConfig, got {config!r}")
+
+    def wrap(build: Builder) -> Builder:
+        ARCHITECTURES.register(name, Architecture(config, build, trainable))
+        return build
+
+    return wrap
+
+
+def validate_tokenizer(value: Any) -> ArchitectureConfig:
+    """A `tokenizer:` block (mapping or config) -> the config model of the architecture it names."""
+    if isinstance(value, ArchitectureConfig):
+        return value
+    value = {} if value is None else value
+    if not isinstance(value, dict):
+        raise ValueError(f"tokenizer must be a mapping with a `name`, got {type(value).__name__}")
+    name = value.get("name", DEFAULT_ARCHITECTURE)
+    if name not in ARCHITECTURES:
+        raise ValueError(f"unknown tokenizer architecture {name!r}; registered: {', '.join(ARCHITECTURES.names())}")
+    return ARCHITECTURES.get(name).config.model_validate(value)
+
+
+# The annotation of StudyConfig.tokenizer: dispatch on `name`, serialise every subclass field.
+TokenizerSpec = Annotated[SerializeAsAny[ArchitectureConfig], BeforeValidator(validate_tokenizer)]
+
+
+def architecture(config: ArchitectureConfig) -> Architecture:
+    return ARCHITECTURES.get(config.name)
+
+
+def build_tokenizer(config: ArchitectureConfig | dict[str, Any]):
+    """The network of a tokenizer config (a mapping is validated first)."""
+    config = validate_tokenizer(config)
+    return architecture(config).build(config)
