@@ -28,6 +28,10 @@ class ArchitectureConfig(BaseModel):
     latent_channels: int = Field(16, ge=1, description="Channels C of the latent z; each token has RMS norm 1.")
     downsample: int = Field(4, ge=1, description="Spatial downsample factor f: an image of side S has a latent grid of S/f.")
 
+    def local_files(self) -> list[tuple[str, str, str]]:
+        """(key under `tokenizer.`, path, what) for every local file this architecture needs: checked by --dry-run."""
+        return []
+
     @classmethod
     def registered_configs(cls) -> dict[str, type[BaseModel]]:
         """Every registered architecture's config model, for the generated YAML reference."""

@@ -157,7 +157,7 @@ def variants(pattern: str = typer.Argument("*", help="Wildcard, e.g. 'ssr*'."),
 
 @app.command()
 @friendly
-def registry(kind: str = typer.Argument("all", help="architectures, datasets, priors, perceptual, regularizers, variants, samplers, launchers, metrics or all")):
+def registry(kind: str = typer.Argument("all", help="architectures, adapters, datasets, priors, perceptual, regularizers, variants, samplers, launchers, metrics or all")):
     """List every registry (what a study can name)."""
     from pae_lab.registries import all_registries
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from pae_lab.architectures import validate_tokenizer
 from pae_lab.config import StudyConfig
 from pae_lab.identity import content_hash
 from pae_lab.variants import resolve_variant
@@ -80,14 +81,20 @@ class RunSpec(BaseModel):
         return StudyConfig.model_validate(self.config)
 
 
+def run_study(study: StudyConfig, tokenizer: dict[str, Any] | None) -> StudyConfig:
+    """The study as one variant sees it: its own `tokenizer` block, if it has one, replaces the study's."""
+    return study if tokenizer is None else study.model_copy(update={"tokenizer": validate_tokenizer(tokenizer)})
+
+
 def expand(study: StudyConfig) -> list[RunSpec]:
     layout = Layout(study.study_dir())
     shared = shared_hashes(study)
     shared_dirs = {stage: str(layout.shared(stage, digest)) for stage, digest in shared.items()}
-    config = study.model_dump(mode="json")
     runs = []
     for entry in study.variants:
         variant = resolve_variant(entry)
+        own = run_study(study, variant.tokenizer)
+        config = own.model_dump(mode="json")
         regularizers = {name: dict(params) for name, params in variant.regularizers.items()}
         for seed in study.seeds:
             runs.append(
@@ -95,7 +102,7 @@ def expand(study: StudyConfig) -> list[RunSpec]:
                     study=study.name, variant=variant.name, seed=seed, description=variant.description,
                     regularizers=regularizers, study_dir=str(layout.root),
                     run_dir=str(layout.run_dir(variant.name, seed)),
-                    hashes={**shared, **run_hashes(study, shared, regularizers, seed)},
+                    hashes={**shared, **run_hashes(own, shared, regularizers, seed)},
                     shared_dirs=shared_dirs, config=config,
                 )
             )

@@ -57,6 +57,10 @@ class PAEConfig(ArchitectureConfig):
     mlp_ratio: float = Field(2.0, gt=0, description="Hidden width of every MLP over its token width.")
     rms_eps: float = Field(1e-6, gt=0, description="eps of the per-token RMS normalisation.")
 
+    def local_files(self) -> list[tuple[str, str, str]]:
+        weights = self.vfm.params.get("weights")
+        return [("vfm.params.weights", weights, "VFM weights file")] if weights else []
+
     @model_validator(mode="after")
     def _shapes(self) -> "PAEConfig":
         widths = {"dam_width": self.dam_width, "compressor_width": self.compressor_width}
