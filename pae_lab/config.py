@@ -41,6 +41,7 @@ class DataConfig(Strict):
     val_size: int = Field(256, ge=16, description="Held-out images for the manifold metrics and rFID.")
     seed: int = Field(0, description="Seed of the dataset itself (procedural data, subsets).")
     params: dict[str, Any] = Field(default_factory=dict, description="Extra keyword arguments of the dataset factory.")
+    workers: int = Field(2, ge=0, description="DataLoader workers decoding a streamed dataset (imagefolder) while it is written.")
 
 
 class PriorConfig(Strict):

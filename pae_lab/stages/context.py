@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from pae_lab.config import StudyConfig
-from pae_lab.data import ImageSet
+from pae_lab.data.splits import DiskSplit
 from pae_lab.plan import RunSpec
 from pae_lab.progress import ProgressWriter
 from pae_lab.tracking import RunLogger
@@ -33,11 +33,11 @@ class RunContext:
     def shared(self, stage: str) -> Path:
         return Path(self.spec.shared_dirs[stage])
 
-    def split(self, name: str) -> ImageSet:
-        """A data split, loaded once per job."""
+    def split(self, name: str) -> DiskSplit:
+        """A data split, opened once per job; its images stay on disk and are read batch by batch."""
         key = f"split:{name}"
         if key not in self._cache:
-            self._cache[key] = ImageSet.load(self.shared("data") / f"{name}.npz")
+            self._cache[key] = DiskSplit.open(self.shared("data") / name)
         return self._cache[key]
 
     def array(self, stage: str, filename: str) -> np.ndarray:

@@ -30,7 +30,7 @@ def generation_stage(ctx: RunContext, out: Path) -> dict[str, Any]:
     shape = read_json(gen_dir / "model.json")
     model = study.generator.build(shape["in_channels"], shape["grid"], shape["num_classes"]).to(device).eval()
     train = ctx.split("train")
-    reference = torch.from_numpy(train.images)
+    reference = train.images  # on disk: torch-fidelity reads it image by image
     cache_root = str(Path(ctx.spec.study_dir) / "shared" / "fidelity")
     latent_shape = (shape["in_channels"], shape["grid"], shape["grid"])
 

@@ -8,7 +8,9 @@ import numpy as np
 import torch
 
 from pae_lab.config import StudyConfig
-from pae_lab.data import ImageSet, build_dataset
+from pae_lab.data import build_dataset
+from pae_lab.data.splits import DiskSplit, write_imageset, write_split
+from pae_lab.data.stream import STREAMING, stream_loader
 from pae_lab.fsutil import save_npy, save_torch
 from pae_lab.models.refiner import Refiner, refine_loss
 from pae_lab.plan import latent_grid
@@ -20,17 +22,32 @@ from pae_lab.training import TrainLoop, resolve_device
 SPLITS = ("train", "val")
 
 
-def load_split(data_dir: Path | str, split: str) -> ImageSet:
-    return ImageSet.load(Path(data_dir) / f"{split}.npz")
+STREAM_BATCH = 256  # images decoded per DataLoader batch while a streamed split is written
 
 
-def data_stage(study: StudyConfig, out: Path) -> dict[str, Any]:
+def load_split(data_dir: Path | str, split: str) -> DiskSplit:
+    return DiskSplit.open(Path(data_dir) / split)
+
+
+def _write_one(study: StudyConfig, split: str, size: int, out: Path, progress: ProgressWriter | None) -> DiskSplit:
+    """A streaming dataset goes file -> DataLoader workers -> disk; an in-memory one is built, then written."""
+    cfg = study.data
+    kwargs = dict(resolution=cfg.resolution, size=size, split=split, seed=cfg.seed, **cfg.params)
+    if cfg.name not in STREAMING:
+        return write_imageset(out / split, build_dataset(cfg.name, **kwargs))
+    dataset, classes = STREAMING[cfg.name](**kwargs)
+    loader = stream_loader(dataset, STREAM_BATCH, workers=cfg.workers)
+    report = (lambda done, total: progress.update(f"data:{split}", done, total)) if progress else None
+    return write_split(out / split, loader, len(dataset), cfg.resolution, classes,
+                       has_segments=cfg.params.get("masks_root") is not None, progress=report)
+
+
+def data_stage(study: StudyConfig, out: Path, progress: ProgressWriter | None = None) -> dict[str, Any]:
     cfg = study.data
     sizes = {"train": cfg.train_size, "val": cfg.val_size}
     summary: dict[str, Any] = {}
     for split in SPLITS:
-        images = build_dataset(cfg.name, resolution=cfg.resolution, size=sizes[split], split=split, seed=cfg.seed, **cfg.params)
-        images.save(out / f"{split}.npz")
+        images = _write_one(study, split, sizes[split], out, progress)
         summary[f"{split}_digest"] = images.digest
         summary[f"{split}_size"] = len(images.labels)
         summary["num_classes"] = len(images.class_names)

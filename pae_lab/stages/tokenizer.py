@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from pae_lab.data.diskarray import DiskArray
 from pae_lab.fsutil import save_npy, save_torch
 from pae_lab.images import save_grid, side_by_side
 from pae_lab.latent_norm import LatentNorm
@@ -31,12 +32,12 @@ def load_tokenizer(stage_dir: Path, device: torch.device | str = "cpu") -> nn.Mo
     return model.to(device).eval()
 
 
-def encode_all(model: nn.Module, images_u8: np.ndarray, device: torch.device, batch: int = 256) -> torch.Tensor:
+def encode_all(model: nn.Module, images_u8, device: torch.device, batch: int = 256) -> torch.Tensor:
     def encode(x: torch.Tensor) -> torch.Tensor:
         with autocast(device):
             return model.encode(x.float() / 255).float()
 
-    return batched(encode, torch.from_numpy(images_u8), device, batch)
+    return batched(encode, images_u8, device, batch)
 
 
 def tokenizer_stage(ctx: RunContext, out: Path) -> dict[str, Any]:
@@ -56,9 +57,10 @@ def train_tokenizer(ctx: RunContext, model: nn.Module, out: Path) -> dict[str, A
     study, device = ctx.study, ctx.device
     cfg = study.training
     train = ctx.split("train")
-    images = torch.from_numpy(train.images)
-    targets = torch.from_numpy(ctx.array("refine", "targets_train.npy").astype(np.float32))
-    vfm = torch.from_numpy(ctx.array("prior", "features_train.npy").astype(np.float32))
+    images = train.images  # on disk: each step reads its batch
+    targets = DiskArray(ctx.shared("refine") / "targets_train.npy")  # float16 on disk, float32 per batch
+    vfm = DiskArray(ctx.shared("prior") / "features_train.npy")
+    rows = lambda array, idx: torch.from_numpy(array[idx]).to(device, non_blocking=True).float()  # noqa: E731
 
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
@@ -74,14 +76,14 @@ def train_tokenizer(ctx: RunContext, model: nn.Module, out: Path) -> dict[str, A
     def step_fn(step: int) -> dict[str, float]:
         ramp = min(1.0, (step + 1) / cfg.regularizer_warmup) if cfg.regularizer_warmup else 1.0
         idx = torch.randint(0, len(images), (cfg.batch_size,))
-        x = images[idx].to(device, non_blocking=True).float() / 255
+        x = rows(images, idx) / 255
         with autocast(device):
             z = model.encode(x)
             x_rec = model.decode(z)
             total, terms = reconstruction_loss(x, x_rec, perceptual, l1_weight=cfg.l1_weight,
                                                perceptual_weight=cfg.perceptual.weight)
-            rctx = RegContext(x=x, z=z, x_rec=x_rec, decode=model.decode, target=targets[idx].to(device),
-                              vfm=vfm[idx].to(device), perceptual=perceptual, step=step)
+            rctx = RegContext(x=x, z=z, x_rec=x_rec, decode=model.decode, target=rows(targets, idx),
+                              vfm=rows(vfm, idx), perceptual=perceptual, step=step)
             for name, reg in regs.items():
                 value = reg(rctx)
                 terms[name] = value.detach()
