@@ -11,7 +11,8 @@ from pae_lab.config import StudyConfig
 from pae_lab.data import build_dataset
 from pae_lab.data.splits import DiskSplit, write_imageset, write_split
 from pae_lab.data.stream import STREAMING, stream_loader
-from pae_lab.fsutil import save_npy, save_torch
+from pae_lab.data.diskarray import DiskArray, NpyWriter
+from pae_lab.fsutil import save_torch
 from pae_lab.models.refiner import Refiner, refine_loss
 from pae_lab.plan import latent_grid
 from pae_lab.priors import build_prior, cache_features
@@ -66,38 +67,47 @@ def prior_stage(study: StudyConfig, data_dir: Path, out: Path) -> dict[str, Any]
     return {"dim": int(prior.dim), "grid": grid, "prior": study.prior.name}
 
 
-def _pca_targets(train: np.ndarray, splits: dict[str, np.ndarray], channels: int) -> dict[str, np.ndarray]:
+PCA_FIT_IMAGES = 2048  # the raw-prior PCA is fitted on the first this many train feature maps
+CHUNK = 256  # feature maps per chunk when targets are written
+
+
+def _write_targets(path: Path, feats: DiskArray, channels: int, fn) -> None:
+    """`fn(float features [b, D, g, g]) -> targets [b, channels, g, g]` over every chunk, streamed to float16 .npy."""
+    with NpyWriter(path, (len(feats), channels, *feats.shape[2:]), np.float16) as out:
+        for i in range(0, len(feats), CHUNK):
+            out.write(fn(torch.from_numpy(feats[i:i + CHUNK]).float()))
+
+
+def _pca_targets(feats: dict[str, DiskArray], channels: int, out: Path) -> None:
     """Raw-prior baseline: project VFM tokens on their top principal directions."""
-    tokens = torch.from_numpy(train).float().permute(0, 2, 3, 1).reshape(-1, train.shape[1])
+    train = feats["train"]
+    tokens = torch.from_numpy(train[:PCA_FIT_IMAGES]).float().permute(0, 2, 3, 1).reshape(-1, train.shape[1])
     mean = tokens.mean(0)
     _, _, v = torch.pca_lowrank(tokens - mean, q=channels, center=False)
-    out = {}
-    for split, feats in splits.items():
-        t = torch.from_numpy(feats).float().permute(0, 2, 3, 1)
-        out[split] = ((t - mean) @ v[:, :channels]).permute(0, 3, 1, 2).contiguous().numpy()
-    return out
+    project = lambda t: ((t.permute(0, 2, 3, 1) - mean) @ v[:, :channels]).permute(0, 3, 1, 2)  # noqa: E731
+    for split, f in feats.items():
+        _write_targets(out / f"targets_{split}.npy", f, channels, project)
 
 
 def refine_stage(study: StudyConfig, prior_dir: Path, out: Path, logger: RunLogger | None = None,
                  progress: ProgressWriter | None = None) -> dict[str, Any]:
     """Learn the projector P (VFM -> latent width) and deprojector Q; freeze Z_T = P(H) as targets."""
     cfg = study.refine
-    feats = {split: np.load(Path(prior_dir) / f"features_{split}.npy") for split in SPLITS}
+    feats = {split: DiskArray(Path(prior_dir) / f"features_{split}.npy") for split in SPLITS}
     channels = study.tokenizer.latent_channels
     if not cfg.enabled:
-        targets = _pca_targets(feats["train"], feats, channels)
-        for split, t in targets.items():
-            save_npy(out / f"targets_{split}.npy", t.astype(np.float16))
-        return {"kind": "pca", "channels": channels}
+        _pca_targets(feats, channels, out)
+        return {"kind": "pca", "channels": channels, "pca_fit_images": min(PCA_FIT_IMAGES, len(feats["train"]))}
     device = resolve_device(study.device)
     torch.manual_seed(cfg.seed)
     refiner = Refiner(feats["train"].shape[1], channels, depth=cfg.depth).to(device)
     opt = torch.optim.AdamW(refiner.parameters(), lr=cfg.lr)
-    train = torch.from_numpy(feats["train"]).float()
+    train = feats["train"]
 
     def step_fn(step: int) -> dict[str, float]:
         idx = torch.randint(0, len(train), (cfg.batch_size,))
-        total, terms = refine_loss(refiner, train[idx].to(device), l_rep=cfg.l_rep, l_gram=cfg.l_gram, lowpass=cfg.lowpass)
+        batch = torch.from_numpy(train[idx]).float().to(device)
+        total, terms = refine_loss(refiner, batch, l_rep=cfg.l_rep, l_gram=cfg.l_gram, lowpass=cfg.lowpass)
         opt.zero_grad(set_to_none=True)
         total.backward()
         opt.step()
@@ -110,8 +120,6 @@ def refine_stage(study: StudyConfig, prior_dir: Path, out: Path, logger: RunLogg
     refiner.eval()
     with torch.no_grad():
         for split, f in feats.items():
-            t = torch.cat([refiner.targets(torch.from_numpy(f[i:i + 256]).float().to(device)).cpu()
-                           for i in range(0, len(f), 256)])
-            save_npy(out / f"targets_{split}.npy", t.numpy().astype(np.float16))
+            _write_targets(out / f"targets_{split}.npy", f, channels, lambda t: refiner.targets(t.to(device)).cpu())
     save_torch(out / "refiner.pt", refiner.state_dict())
     return {"kind": "refined", "channels": channels, **{k: v for k, v in last.items() if k.startswith("loss/")}}

@@ -8,8 +8,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from pae_lab.data.diskarray import DiskArray
-from pae_lab.fsutil import save_npy, save_torch
+from pae_lab.data.diskarray import DiskArray, NpyWriter
+from pae_lab.fsutil import save_torch
 from pae_lab.images import save_grid, side_by_side
 from pae_lab.latent_norm import LatentNorm
 from pae_lab.losses.perceptual import build_perceptual
@@ -21,6 +21,7 @@ from pae_lab.training import TrainLoop, autocast, batched, grad_norm
 from pae_lab.variants import Variant
 
 MODEL_FILE = "model.pt"
+LATENT_CHUNK = 1024  # images encoded per chunk when the latents are written
 
 
 def load_tokenizer(stage_dir: Path, device: torch.device | str = "cpu") -> nn.Module:
@@ -114,15 +115,19 @@ def train_tokenizer(ctx: RunContext, model: nn.Module, out: Path) -> dict[str, A
 def export_latents(ctx: RunContext, model: nn.Module, out: Path) -> None:
     """Latents of both splits, their normalisation, and a reconstruction grid."""
     device = ctx.device
-    latents = {split: encode_all(model, ctx.split(split).images, device) for split in ("train", "val")}
-    norm = LatentNorm.fit(latents["train"])
+    for split in ("train", "val"):
+        images = ctx.split(split).images
+        first = encode_all(model, images[:1], device)
+        with NpyWriter(out / f"latents_{split}.npy", (len(images), *first.shape[1:]), np.float32) as writer:
+            for i in range(0, len(images), LATENT_CHUNK):  # streamed: the latents never sit in memory whole
+                writer.write(encode_all(model, images[i:i + LATENT_CHUNK], device))
+    train = DiskArray(out / "latents_train.npy")
+    norm = LatentNorm.fit_batches(torch.from_numpy(train[i:i + LATENT_CHUNK]) for i in range(0, len(train), LATENT_CHUNK))
     norm.save(out / "latent_norm.json")
-    for split, z in latents.items():
-        save_npy(out / f"latents_{split}.npy", z.numpy())
 
     val = torch.from_numpy(ctx.split("val").images[:16]).float() / 255
     with torch.no_grad():
-        rec = model.decode(latents["val"][:16].to(device)).float().cpu()
+        rec = model.decode(torch.from_numpy(DiskArray(out / "latents_val.npy")[:16]).to(device)).float().cpu()
     grid = save_grid(side_by_side(val, rec), ctx.run_dir / "images" / "reconstructions.png")
     if ctx.study.tracking.log_images:
         ctx.logger.artifact(grid, "images")
