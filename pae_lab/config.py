@@ -101,6 +101,8 @@ class EvaluationConfig(Strict):
     inception_weights: str | None = Field(None, description="Local path of torch-fidelity's Inception weights (pt_inception-2015-12-05).")
     sampler: SamplerConfig = Field(default_factory=SamplerConfig, description="How samples are drawn for gFID.")
     batch_size: int = Field(256, ge=1, description="Decoding batch size.")
+    reference_size: int | None = Field(None, ge=16, description="gFID reference: the first this many train images "
+                                       "(None: the whole train split). Bounds the FD step's time and memory at scale.")
 
 
 class SlurmConfig(Strict):

@@ -30,7 +30,8 @@ def generation_stage(ctx: RunContext, out: Path) -> dict[str, Any]:
     shape = read_json(gen_dir / "model.json")
     model = study.generator.build(shape["in_channels"], shape["grid"], shape["num_classes"]).to(device).eval()
     train = ctx.split("train")
-    reference = train.images  # on disk: torch-fidelity reads it image by image
+    # on disk, read image by image; a bounded reference is read once (uint8)
+    reference = torch.from_numpy(train.images[:ev.reference_size]) if ev.reference_size else train.images
     cache_root = str(Path(ctx.spec.study_dir) / "shared" / "fidelity")
     latent_shape = (shape["in_channels"], shape["grid"], shape["grid"])
 

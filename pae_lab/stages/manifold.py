@@ -47,20 +47,22 @@ def manifold_stage(ctx: RunContext, out: Path) -> dict[str, Any]:
     model = load_tokenizer(ctx.stage_dir("tokenizer"), device)
     val, train = ctx.split("val"), ctx.split("train")
     distance = build_perceptual(study.training.perceptual.name, **study.training.perceptual.params).to(device)
-    # Fixed, recorded subsets: the first n val images, and as many train images as val images for the probes,
-    # so the float copies are bounded by the study's val_size, never by the train split.
-    n_val = min(len(val), study.metrics.n_images or len(val))
-    n_train = min(len(train), len(val))
+    # Fixed, recorded, seeded subsets (folder data is sorted by class, so never the first n): n val images, and as
+    # many train images as val images for the probes; float copies are bounded by val_size, never by the train split.
+    pick = lambda split, n: np.sort(np.random.default_rng(study.metrics.seed).permutation(len(split))[:n])  # noqa: E731
+    val_idx = pick(val, min(len(val), study.metrics.n_images or len(val)))
+    train_idx = pick(train, min(len(train), len(val)))
     to01 = lambda a: torch.from_numpy(a).float() / 255  # noqa: E731
     results = compute_panel(
-        model.encode, model.decode, to01(val.images[:n_val]), torch.from_numpy(val.labels[:n_val]),
-        None if val.segments is None else torch.from_numpy(val.segments[:n_val]),
+        model.encode, model.decode, to01(val.images[val_idx]), torch.from_numpy(val.labels[val_idx]),
+        None if val.segments is None else torch.from_numpy(val.segments[val_idx]),
         distance=distance, distance_name=distance.name, config=study.metrics,
-        train_images=to01(train.images[:n_train]), train_labels=torch.from_numpy(train.labels[:n_train]), split="val",
+        train_images=to01(train.images[train_idx]), train_labels=torch.from_numpy(train.labels[train_idx]), split="val",
         device=device,
     )
     protocols = {name: dict(res.protocol) for name, res in results.items()}
-    protocols["subset"] = {"val_images": f"first {n_val}", "probe_train_images": f"first {n_train} of the train split"}
+    protocols["subset"] = {"val_images": len(val_idx), "probe_train_images": len(train_idx), "seed": study.metrics.seed,
+                           "how": "seeded random subsets (metrics.seed) of the val and train splits"}
     flat = flatten_results(results)
     rfid = reconstruction_fidelity(ctx, model)
     protocols["rfid"] = rfid.pop("protocol")
