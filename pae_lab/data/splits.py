@@ -14,30 +14,19 @@ from typing import Callable, Iterable
 import numpy as np
 
 from pae_lab.data.diskarray import DiskArray, NpyWriter
-from pae_lab.data.imageset import ImageSet
+from pae_lab.data.imageset import ImageSet, SplitShape
 from pae_lab.fsutil import read_json, save_npy, write_json
 
 SPLIT_FILE = "split.json"
 
 
 @dataclass(frozen=True)
-class DiskSplit:
+class DiskSplit(SplitShape):
     images: DiskArray
     labels: np.ndarray
     class_names: list[str]
     segments: DiskArray | None
     digest: str
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    @property
-    def resolution(self) -> int:
-        return self.images.shape[-1]
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
 
     @classmethod
     def open(cls, folder: str | Path) -> "DiskSplit":
