@@ -50,7 +50,7 @@ def study_file(out: Path, count: int, images: Path) -> Path:
         "name": f"mem{count}", "output_dir": str(out / f"study{count}"), "seeds": [0], "variants": ["pae"], "device": "cpu",
         "data": {"name": "imagefolder", "resolution": 64, "train_size": count, "val_size": 512, "workers": 2,
                  "params": {"root": str(images), "val_fraction": 0.05}},
-        "prior": {"params": {"input_resolution": 64}, "batch_size": 128},
+        "prior": {"params": {"input_resolution": 32, "block": 4}, "batch_size": 256},  # cheap: the bench is about memory
         "refine": {"steps": 20, "batch_size": 64},
         "tokenizer": {"base_channels": 16, "channel_mult": [1, 2], "latent_channels": 8, "downsample": 4},
         "training": {"steps": 30, "batch_size": 16, "log_every": 10, "checkpoint_every": 30},
