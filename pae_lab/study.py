@@ -172,6 +172,8 @@ class Driver:
             if not spec.mlflow_run_id:
                 continue
             want = truth[spec.layout.status()]
+            if want == "FAILED" and (read_json(spec.layout.failed) or {}).get("killed"):
+                want = "KILLED"  # died by a signal or the scheduler, as record_death wrote
             if tracker.status(spec.mlflow_run_id) != want:
                 tracker.set_status(spec.mlflow_run_id, want)
 

@@ -199,18 +199,19 @@ def test_changed_config_gets_new_child_runs_and_old_ones_keep_theirs(finished) -
     import mlflow
 
     study, first = finished
+    client = mlflow.MlflowClient(f"sqlite:///{study.study_dir() / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("tiny").experiment_id
+    before = [r for r in client.search_runs([experiment]) if r.data.tags.get("pae.kind") == "run"]
     changed = StudyConfig.model_validate({**study.model_dump(mode="json"), "training": {
         **study.training.model_dump(mode="json"), "steps": 8}})
     outcome = Driver(changed, Console(quiet=True)).run()
     assert outcome.failed == [] and outcome.launched == 3
-    client = mlflow.MlflowClient(f"sqlite:///{study.study_dir() / 'mlflow.db'}")
-    runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
+    runs = client.search_runs([experiment])
     children = [r for r in runs if r.data.tags.get("pae.kind") == "run"]
-    assert len(children) == 6 and {r.info.status for r in runs} == {"FINISHED"}
+    assert len(children) == len(before) + 3 and {r.info.status for r in runs} == {"FINISHED"}
     new_ids = {r.mlflow_run_id for r in outcome.runs}
     assert new_ids.isdisjoint({r.mlflow_run_id for r in first.runs})
-    for child in children:
-        spec = next((r for r in outcome.runs + first.runs if r.mlflow_run_id == child.info.run_id))
-        assert child.data.tags["config_hash"] == spec.identity
+    for spec in outcome.runs + first.runs:
+        assert client.get_run(spec.mlflow_run_id).data.tags["config_hash"] == spec.identity
     history = client.get_metric_history(next(iter(new_ids)), "tokenizer/loss/total")
     assert [m.step for m in history] == [2, 4, 6, 8]  # the new run's own curve, not appended to the old one  # last: the fixture's study now holds the changed config

@@ -311,7 +311,7 @@ def test_a_job_that_died_is_marked_fail_not_left_running(tmp_path: Path, searche
     def killed(run_json, threads=None):
         raise MemoryError("killed by the OOM killer")
 
-    monkeypatch.setattr("pae_lab.launch.execute_run", killed)  # the inline launcher's job process dies
+    monkeypatch.setattr("pae_lab.job.execute_run", killed)  # the inline launcher's job process dies
     study = StudyConfig.model_validate(tiny(tmp_path, {"params": WEIGHTS, "n_trials": 1}))
     reuse_shared(searched[0], study)
     outcome = TuneDriver(study, QUIET).run()
