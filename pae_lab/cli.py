@@ -94,6 +94,14 @@ def run(study_file: Path = typer.Argument(..., help="Study YAML."),
 
         for key, message in missing_files(study):
             console.print(f"[yellow]warning:[/] {study_file}: {key}: {message}")
+        from pae_lab.data.stream import STREAMING, describe_folder
+
+        root = study.data.params.get("root")
+        if study.data.name in STREAMING and root and Path(root).expanduser().is_dir():
+            try:
+                console.print(f"{study_file}: data.params.root: {describe_folder(seed=study.data.seed, **study.data.params)}")
+            except FileNotFoundError as exc:
+                console.print(f"[yellow]warning:[/] {study_file}: {exc}")
         table = Table(title=f"plan of {study.name} -> {study.study_dir()}")
         for col in ("variant", "seed", "regularizers", "tokenizer hash"):
             table.add_column(col)
@@ -188,7 +196,7 @@ def variants(pattern: str = typer.Argument("*", help="Wildcard, e.g. 'ssr*'."),
 
 @app.command()
 @friendly
-def registry(kind: str = typer.Argument("all", help="datasets, priors, perceptual, regularizers, variants, samplers, launchers, metrics or all")):
+def registry(kind: str = typer.Argument("all", help="architectures, adapters, datasets, priors, perceptual, regularizers, variants, samplers, launchers, metrics or all")):
     """List every registry (what a study can name)."""
     from pae_lab.registries import all_registries
 

@@ -8,7 +8,8 @@ plugin.
 `depends` names what can change a stage's result: a dotted path into the study config (fields
 marked `identity=False`, such as `training.log_every`, are left out) or a name in `RESOLVED`,
 for inputs that are not plain config: the latent grid, the variant's regularizers, the seed, the
-resolved FD extractor and its weights file, the contents of the files a study names. The stage
+tokenizer a run trains or loads (a variant may bring its own), the resolved FD extractor and its
+weights file, the contents of the files a study names. The stage
 function is named as "module:function" and imported only when the stage runs, so planning, the
 status table and hashing never import torch.
 """
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable, Literal
 
 from pydantic import BaseModel
 
+from pae_lab.architectures import ArchitectureConfig, validate_tokenizer
 from pae_lab.identity import content_hash, path_digest
 from pae_lab.registry import Registry, RegistryError
 
@@ -31,11 +33,12 @@ Scope = Literal["shared", "run"]
 
 @dataclass(frozen=True)
 class RunKey:
-    """What makes one run of a study: a variant's regularizers and a seed."""
+    """What makes one run of a study: a variant's regularizers, its own tokenizer block if any, and a seed."""
 
     variant: str
     regularizers: dict[str, dict[str, Any]]
     seed: int
+    tokenizer: dict[str, Any] | None = None  # replaces the study's `tokenizer:` for this run (e.g. an external model)
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,16 @@ def _files(*keys: str) -> Callable[["StudyConfig", RunKey | None], dict[str, str
     return resolve
 
 
+def run_tokenizer(study: "StudyConfig", run: RunKey | None) -> ArchitectureConfig:
+    """The tokenizer a run trains or loads: the variant's own block, else the study's."""
+    return validate_tokenizer(run.tokenizer) if run is not None and run.tokenizer is not None else study.tokenizer
+
+
+def _tokenizer_files(study: "StudyConfig", run: RunKey | None) -> dict[str, str | None]:
+    """Digests of the local files the run's tokenizer loads (a VFM's weights, an external checkpoint)."""
+    return {key: path_digest(value) for key, value, _ in run_tokenizer(study, run).local_files()}
+
+
 RESOLVED: dict[str, Callable[["StudyConfig", RunKey | None], Any]] = {
     "latent_grid": lambda study, run: study.latent_grid,
     "variant": lambda study, run: run.regularizers,
@@ -131,6 +144,8 @@ RESOLVED: dict[str, Callable[["StudyConfig", RunKey | None], Any]] = {
     "extractor": _extractor,
     "data_files": _files("data.params.root", "data.params.masks_root"),
     "prior_files": _files("prior.params.weights"),
+    "run_tokenizer": lambda study, run: identity_dump(run_tokenizer(study, run)),
+    "tokenizer_files": _tokenizer_files,
 }
 
 
@@ -166,8 +181,8 @@ for _stage in (
           depends=("refine", "tokenizer.latent_channels", "device"), scope="shared",
           doc="refined prior targets Z_T = P(H)"),
     Stage("tokenizer", "pae_lab.stages.tokenizer:tokenizer_stage", reads=("data", "prior", "refine"),
-          depends=("tokenizer", "training", "variant", "seed", "device"),
-          doc="train encoder/decoder with the variant's losses; latents and their normalisation"),
+          depends=("run_tokenizer", "tokenizer_files", "training", "variant", "seed", "device"),
+          doc="train (external: load) the encoder/decoder with the variant's losses; latents and their normalisation"),
     Stage("manifold", "pae_lab.stages.manifold:manifold_stage", reads=("data", "tokenizer"),
           depends=("metrics", "training.perceptual", "extractor", "evaluation.sampler.seed"),
           doc="SSC, LPC, GSQ, probes, Lipschitz, eRank, PSNR/SSIM, rFD"),
@@ -175,7 +190,7 @@ for _stage in (
           depends=("generator", "seed"),
           doc="latent flow-matching DiT; EMA weights at the eval steps"),
     Stage("generation", "pae_lab.stages.generation:generation_stage", reads=("data", "tokenizer", "generator"),
-          depends=("evaluation.num_samples", "evaluation.sampler", "extractor"),
+          depends=("evaluation.num_samples", "evaluation.sampler", "evaluation.reference_size", "extractor"),
           doc="sample, decode, FD/KD per generator checkpoint"),
 ):
     register_stage(_stage)

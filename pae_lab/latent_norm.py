@@ -23,6 +23,17 @@ class LatentNorm:
         flat = latents.transpose(0, 1).reshape(latents.shape[1], -1).double()
         return cls(tuple(flat.mean(1).tolist()), tuple((flat.std(1) + eps).tolist()))
 
+    @classmethod
+    def fit_batches(cls, batches, eps: float = 1e-6) -> "LatentNorm":
+        """The same statistics from latent batches [b, C, h, w] seen one at a time (float64 moments)."""
+        count, s1, s2 = 0, 0.0, 0.0
+        for z in batches:
+            flat = z.transpose(0, 1).reshape(z.shape[1], -1).double()
+            count, s1, s2 = count + flat.shape[1], s1 + flat.sum(1), s2 + flat.pow(2).sum(1)
+        mean = s1 / count
+        var = (s2 - count * mean.pow(2)).clamp_min(0) / max(count - 1, 1)  # unbiased, as torch.std
+        return cls(tuple(mean.tolist()), tuple((var.sqrt() + eps).tolist()))
+
     def _stats(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         shape = (1, -1, 1, 1)
         return (torch.tensor(self.mean, dtype=like.dtype, device=like.device).view(shape),

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from pae_lab import __version__
 from pae_lab.fsutil import read_json, write_json
-from pae_lab.graph import STAGES, RunKey, ordered, run_identity, stage_hashes
+from pae_lab.graph import STAGES, RunKey, ordered, run_identity, run_tokenizer, stage_hashes
 from pae_lab.layout import STAGE_DONE, RunLayout, StudyLayout
 from pae_lab.schema import StudyConfig
 from pae_lab.identity import content_hash
@@ -97,7 +97,7 @@ def shared_plan(study: StudyConfig) -> tuple[dict[str, str], dict[str, Path]]:
 
 
 def resolved_variants(study: StudyConfig) -> list[dict[str, Any]]:
-    """Each variant of the study resolved to {name, description, regularizers} (every weight explicit).
+    """Each variant of the study resolved to {name, description, regularizers, tokenizer} (every weight explicit).
 
     Resolving validates regularizers, which imports torch; the result is kept in the study folder,
     keyed by the variant specs, the plugins and pae-lab's version, so planning a study that has been
@@ -116,14 +116,20 @@ def resolved_variants(study: StudyConfig) -> list[dict[str, Any]]:
     return variants
 
 
+def run_study(study: StudyConfig, key: RunKey) -> StudyConfig:
+    """The study as one run sees it: the variant's own `tokenizer` block, if it has one, replaces the study's."""
+    return study if key.tokenizer is None else study.model_copy(update={"tokenizer": run_tokenizer(study, key)})
+
+
 def expand(study: StudyConfig) -> list[RunSpec]:
     layout = StudyLayout(study.study_dir())
-    config = study.model_dump(mode="json")
     runs = []
     for variant in resolved_variants(study):
         name, regularizers = variant["name"], variant["regularizers"]
         for seed in study.seeds:
-            hashes = stage_hashes(study, RunKey(name, regularizers, seed))
+            key = RunKey(name, regularizers, seed, variant.get("tokenizer"))
+            config = run_study(study, key).model_dump(mode="json")
+            hashes = stage_hashes(study, key)
             run_path = str(layout.run(name, seed).root.relative_to(layout.root))
             runs.append(RunSpec(
                 study=study.name, variant=name, seed=seed, description=variant["description"],

@@ -5,7 +5,9 @@ Each failure is a StudyError naming the file, the key path and the bad value, an
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
 
 from pae_lab.errors import StudyError
 from pae_lab.registry import RegistryError
@@ -23,11 +25,31 @@ def _check_name(path: Path, key: str, registry, name: str) -> None:
         _fail(path, key, f"unknown {registry.kind} {name!r}; registered: {', '.join(registry.names()) or 'none'}")
 
 
+def variant_tokenizers(study: "StudyConfig") -> list[tuple[str, Any]]:
+    """(key, tokenizer config) of the study's tokenizer and of every variant that brings its own."""
+    from pae_lab.architectures import validate_tokenizer
+    from pae_lab.variants import resolve_variant
+
+    out: list[tuple[str, Any]] = [("tokenizer", study.tokenizer)]
+    for i, entry in enumerate(study.variants):
+        try:
+            own = resolve_variant(entry).tokenizer
+        except (RegistryError, ValueError, TypeError):
+            continue  # reported by check_study under variants[i]
+        if own is not None:
+            try:
+                out.append((f"variants[{i}].tokenizer", validate_tokenizer(own)))
+            except ValidationError:
+                continue  # reported by check_study with the exact key
+    return out
+
+
 def missing_files(study: "StudyConfig") -> list[tuple[str, str]]:
     """(key, message) for every file or folder the study names that is not there."""
     named = [("data.params.root", study.data.params.get("root"), "image folder"),
              ("prior.params.weights", study.prior.params.get("weights"), "prior weights file"),
              ("evaluation.inception_weights", study.evaluation.inception_weights, "Inception weights file")]
+    named += [(f"{key}.{sub}", value, what) for key, tok in variant_tokenizers(study) for sub, value, what in tok.local_files()]
     return [(key, f"{what} not found: {value!r} (paths are relative to the working directory)")
             for key, value, what in named if value is not None and not Path(value).expanduser().exists()]
 
@@ -54,12 +76,6 @@ def check_study(study: "StudyConfig", path: Path, check_files: bool = True) -> N
         _fail(path, "evaluation.inception_weights", "extractor 'inception' needs a local weights file "
               "(torch-fidelity's pt_inception-2015-12-05-6726825d.pth, named here or in the torch hub cache); "
               "nothing is downloaded")
-    f = study.tokenizer.downsample
-    if study.data.resolution % f:
-        _fail(path, "data.resolution", f"{study.data.resolution} is not divisible by tokenizer.downsample ({f})")
-    grid = study.data.resolution // f
-    if grid % study.generator.patch:
-        _fail(path, "generator.patch", f"{study.generator.patch} does not divide the latent grid ({grid})")
     names = set()
     for i, entry in enumerate(study.variants):
         try:
@@ -69,3 +85,36 @@ def check_study(study: "StudyConfig", path: Path, check_files: bool = True) -> N
         if variant.name in names:
             _fail(path, f"variants[{i}]", f"variant name {variant.name!r} appears twice")
         names.add(variant.name)
+        if variant.tokenizer is not None:
+            _check_variant_tokenizer(study, path, f"variants[{i}]", variant)
+    for key, tok in variant_tokenizers(study):
+        _check_grid(study, path, key, tok)
+
+
+def _check_variant_tokenizer(study: "StudyConfig", path: Path, key: str, variant) -> None:
+    """A variant's own tokenizer: valid; if trained, on the study's latent shape (the refined targets are shared)."""
+    from pae_lab.architectures import architecture, validate_tokenizer
+
+    try:
+        tok = validate_tokenizer(variant.tokenizer)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = "".join(f".{p}" for p in first["loc"])
+        _fail(path, f"{key}.tokenizer{where}", f"{first['msg'].removeprefix('Value error, ')} (got {first.get('input')!r})")
+    if architecture(tok).trainable:
+        theirs, ours = (tok.latent_channels, tok.downsample), (study.tokenizer.latent_channels, study.tokenizer.downsample)
+        if theirs != ours:
+            _fail(path, f"{key}.tokenizer", f"a trained variant tokenizer must keep the study's (latent_channels, downsample) "
+                  f"{ours}, got {theirs}: the refined prior targets are shared by every run")
+    elif variant.regularizers:
+        _fail(path, f"{key}.regularizers", f"{sorted(variant.regularizers)} cannot act on the pretrained "
+              f"{tok.name!r} tokenizer (it is not trained); drop them")
+
+
+def _check_grid(study: "StudyConfig", path: Path, key: str, tok) -> None:
+    f = tok.downsample
+    if study.data.resolution % f:
+        _fail(path, "data.resolution", f"{study.data.resolution} is not divisible by {key}.downsample ({f})")
+    grid = study.data.resolution // f
+    if grid % study.generator.patch:
+        _fail(path, "generator.patch", f"{study.generator.patch} does not divide the latent grid ({grid}) of {key}")

@@ -12,52 +12,14 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from analysis.panel_config import PanelConfig
+from pae_lab.architectures import TokenizerSpec
+from pae_lab.tokenizer_configs import TokenizerConfig
 from pae_lab.tuning.space import SearchConfig
 
 if TYPE_CHECKING:
     from pae_lab.models.generator import LatentDiT
 
 NO_IDENTITY = {"identity": False}  # json_schema_extra of a field that cannot change a result
-
-
-NormName = Literal["group", "layer", "none"]
-ActName = Literal["silu", "gelu", "relu"]
-
-
-class TokenizerConfig(BaseModel):
-    """Architecture of the tokenizer (no training settings: the orchestrator owns those)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    base_channels: int = Field(32, ge=1, description="Channels of the first (full-resolution) level.")
-    channel_mult: list[int] = Field(
-        default_factory=lambda: [1, 2],
-        min_length=1,
-        description="Channel multiplier per level; each level ends in a stride-2 downsample, so the "
-        "downsample factor is 2 ** len(channel_mult).",
-    )
-    num_res_blocks: int = Field(1, ge=0, description="Residual blocks per level (encoder and decoder each).")
-    latent_channels: int = Field(16, ge=1, description="Channels C of the latent z; each token has RMS norm 1.")
-    downsample: int = Field(
-        4, ge=2, description="Spatial downsample factor f (32x32 image -> 32/f grid); must equal 2 ** len(channel_mult)."
-    )
-    norm: NormName = Field("group", description="Normalisation layer: 'group' (GroupNorm), 'layer' (one group), 'none'.")
-    norm_groups: int = Field(8, ge=1, description="Groups for norm='group' (capped at the channel count).")
-    activation: ActName = Field("silu", description="Activation function: 'silu', 'gelu' or 'relu'.")
-    rms_eps: float = Field(1e-6, gt=0, description="eps in z / sqrt(mean_c(z^2) + eps), the per-token RMS normalisation.")
-
-    @model_validator(mode="after")
-    def _downsample_matches_levels(self) -> "TokenizerConfig":
-        levels = len(self.channel_mult)
-        if self.downsample != 2**levels:
-            raise ValueError(
-                f"downsample={self.downsample} does not match channel_mult={self.channel_mult}: each entry is one "
-                f"stride-2 level, so {levels} entries give downsample={2**levels}. Give log2(downsample) "
-                "channel_mult entries (e.g. [1, 2] for 4, [1, 2, 2] for 8) or set downsample to match."
-            )
-        if any(m < 1 for m in self.channel_mult):
-            raise ValueError(f"channel_mult entries must be >= 1, got {self.channel_mult}")
-        return self
 
 
 class SamplerConfig(BaseModel):
@@ -160,6 +122,8 @@ class DataConfig(Strict):
     val_size: int = Field(256, ge=16, description="Held-out images for the manifold metrics and rFID.")
     seed: int = Field(0, ge=0, description="Seed of the dataset itself (procedural data, subsets).")
     params: dict[str, Any] = Field(default_factory=dict, description="Extra keyword arguments of the dataset factory.")
+    workers: int = Field(2, ge=0, description="DataLoader workers decoding a streamed dataset (imagefolder) while it is "
+                         "written (the order is fixed, so results do not depend on it).", json_schema_extra=NO_IDENTITY)
 
 
 class PriorConfig(Strict):
@@ -219,6 +183,8 @@ class EvaluationConfig(Strict):
     inception_weights: str | None = Field(None, description="Local path of torch-fidelity's Inception weights (pt_inception-2015-12-05).")
     sampler: SamplerConfig = Field(default_factory=SamplerConfig, description="How samples are drawn for gFID.")
     batch_size: int = Field(256, ge=1, description="Decoding batch size (memory only).", json_schema_extra=NO_IDENTITY)
+    reference_size: int | None = Field(None, ge=16, description="gFID reference: the first this many train images "
+                                       "(None: the whole train split). Bounds the FD step's time and memory at scale.")
 
 
 class SlurmConfig(Strict):
@@ -269,7 +235,7 @@ class StudyConfig(Strict):
     data: DataConfig = Field(default_factory=DataConfig)
     prior: PriorConfig = Field(default_factory=PriorConfig)
     refine: RefineConfig = Field(default_factory=RefineConfig)
-    tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
+    tokenizer: TokenizerSpec = Field(default_factory=TokenizerConfig, description="Tokenizer architecture: `name` picks conv, pae, external or a plugin's entry; the other keys are that architecture's.")
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     variants: list[str | dict[str, Any]] = Field(default_factory=lambda: ["baseline", "pae"], min_length=1, description="Registered variant names, or inline {name, base, regularizers: {reg: {weight, ...} | null}}.")
     metrics: PanelConfig = Field(default_factory=PanelConfig)

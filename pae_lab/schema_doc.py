@@ -39,8 +39,12 @@ def reference(model: type[BaseModel], prefix: str = "") -> list[str]:
         sub = _model(field.annotation)
         desc = (field.description or (sub.__doc__ or "").strip().splitlines()[0] if sub and sub.__doc__ else field.description or "")
         lines.append(f"| `{name}` | {_default(field)} | {desc.replace('|', '/')} |")
-        if sub:
-            nested.append((sub, f"{prefix}.{name}" if prefix else name))
+        path = f"{prefix}.{name}" if prefix else name
+        registered = getattr(sub, "registered_configs", None)  # a block dispatched on `name` through a registry
+        if registered:
+            nested += [(cfg, f"{path} (name: {entry})") for entry, cfg in registered().items()]
+        elif sub:
+            nested.append((sub, path))
     for sub, path in nested:
         lines += reference(sub, path)
     return lines

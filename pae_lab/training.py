@@ -56,8 +56,8 @@ def autocast(device: torch.device):
 @torch.no_grad()
 def batched(fn: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor, device: torch.device,
             batch: int = 256) -> torch.Tensor:
-    """`fn` over `inputs` in batches on `device`, outputs gathered on the CPU: memory stays flat."""
-    return torch.cat([fn(inputs[i:i + batch].to(device)).cpu() for i in range(0, len(inputs), batch)])
+    """`fn` over `inputs` (a tensor or any sliceable array, e.g. a DiskArray) in batches on `device`, outputs on the CPU."""
+    return torch.cat([fn(torch.as_tensor(inputs[i:i + batch]).to(device)).cpu() for i in range(0, len(inputs), batch)])
 
 
 def set_threads(threads: int | None) -> None:

@@ -33,6 +33,9 @@ class Variant(BaseModel):
     regularizers: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Regularizer name -> {'weight': w, **constructor params}."
     )
+    tokenizer: dict[str, Any] | None = Field(
+        None, description="A whole `tokenizer:` block replacing the study's for this variant (e.g. an external model)."
+    )
 
     @property
     def weights(self) -> dict[str, float]:
@@ -97,7 +100,8 @@ def _validate_entry(variant: str, reg: str, entry: dict[str, Any]) -> dict[str, 
     return {"weight": float(weight), **params}
 
 
-def _resolve(name: str, regularizers: Mapping[str, Any], description: str, base: Variant | None) -> Variant:
+def _resolve(name: str, regularizers: Mapping[str, Any], description: str, base: Variant | None,
+             tokenizer: dict[str, Any] | None = None) -> Variant:
     if not isinstance(regularizers, Mapping):
         raise VariantError(f"variant {name!r}: 'regularizers' must be a mapping of regularizer name -> entry, got {regularizers!r}")
     merged: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (base.regularizers if base else {}).items()}
@@ -108,7 +112,10 @@ def _resolve(name: str, regularizers: Mapping[str, Any], description: str, base:
             continue
         merged[reg] = {**merged.get(reg, {}), **entry}  # overrides extend the base entry's params
     resolved = {reg: _validate_entry(name, reg, entry) for reg, entry in merged.items()}
-    return Variant(name=name, description=description or (f"{base.name} with overrides" if base else ""), regularizers=resolved)
+    if tokenizer is not None and not isinstance(tokenizer, Mapping):
+        raise VariantError(f"variant {name!r}: 'tokenizer' must be a tokenizer block (a mapping with a name), got {tokenizer!r}")
+    return Variant(name=name, description=description or (f"{base.name} with overrides" if base else ""), regularizers=resolved,
+                   tokenizer=dict(tokenizer) if tokenizer is not None else (base.tokenizer if base else None))
 
 
 def register_variant(
@@ -123,12 +130,13 @@ def get_variant(name: str) -> Variant:
     return VARIANTS.get(name)
 
 
-_SPEC_KEYS = {"name", "base", "description", "regularizers"}
+_SPEC_KEYS = {"name", "base", "description", "regularizers", "tokenizer"}
 
 
 def resolve_variant(spec: str | Variant | Mapping[str, Any]) -> Variant:
-    """A registered name, a Variant, or an inline dict {name, base?, description?, regularizers}
-    whose entries override/extend the base's (weight 0 or null removes one) -> a resolved Variant."""
+    """A registered name, a Variant, or an inline dict {name, base?, description?, regularizers, tokenizer?}
+    whose entries override/extend the base's (weight 0 or null removes one) -> a resolved Variant.
+    `tokenizer` replaces the study's whole tokenizer block for this variant."""
     if isinstance(spec, Variant):
         return spec
     if isinstance(spec, str):
@@ -142,7 +150,7 @@ def resolve_variant(spec: str | Variant | Mapping[str, Any]) -> Variant:
     if not isinstance(name, str) or not name:
         raise VariantError(f"an inline variant needs a 'name' (used for run identity); got spec {dict(spec)!r}")
     base = get_variant(spec["base"]) if spec.get("base") else None
-    return _resolve(name, spec.get("regularizers") or {}, spec.get("description", ""), base)
+    return _resolve(name, spec.get("regularizers") or {}, spec.get("description", ""), base, spec.get("tokenizer"))
 
 
 # Built-ins: the paper's 2x2x2 ablation of SSR / MCR / SCR (paper weights) and the VA-VAE peer.

@@ -1,6 +1,7 @@
 """Study files: valid ones load, broken ones give one clear line naming file, key and value."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -61,7 +62,7 @@ def test_cli_prints_the_error_without_traceback() -> None:
 
 @pytest.mark.parametrize("path", sorted((ROOT / "studies").glob("*.yaml")), ids=lambda p: p.stem)
 def test_shipped_studies_are_valid(path: Path) -> None:
-    study = load_study(path, check_files=path.stem != "imagenet256")  # names files on a cluster
+    study = load_study(path, check_files=path.stem not in ("imagenet256", "tokenizer_zoo"))  # name files on a cluster
     from pae_lab.plan import expand, run_stage_names
 
     runs = expand(study)
@@ -76,6 +77,17 @@ def test_dry_run_validates_the_cluster_study_and_lists_missing_files() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "valid (18 runs, launcher slurm)" in proc.stdout
     assert "prior.params.weights: prior weights file not found" in proc.stdout
+    assert "tokenizer.vfm.params.weights: VFM weights file not found" in proc.stdout
+
+
+def test_dry_run_of_the_zoo_lists_every_missing_checkpoint() -> None:
+    proc = subprocess.run([sys.executable, "-m", "pae_lab", "run", "studies/tokenizer_zoo.yaml", "--dry-run"],
+                          capture_output=True, text=True, cwd=ROOT, env={**os.environ, "COLUMNS": "300"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "valid (4 runs, launcher slurm)" in proc.stdout
+    for key in ("variants[1].tokenizer.path: external tokenizer (diffusers) not found: '/checkpoints/sd-vae-ft-ema'",
+                "variants[2].tokenizer.path", "variants[3].tokenizer.path: external tokenizer (torchscript)"):
+        assert key in proc.stdout, key
 
 
 def test_overrides_apply_dotted_keys(tmp_path: Path) -> None:

@@ -28,3 +28,9 @@ def test_missing_statistics_name_the_file(tmp_path: Path) -> None:
 
     with pytest.raises(FileNotFoundError, match="latent_norm.json"):
         LatentNorm.load(tmp_path / "latent_norm.json")
+
+
+def test_fit_batches_matches_fit_on_the_whole() -> None:
+    z = torch.randn(37, 4, 3, 3) * torch.tensor([1.0, 2.0, 0.5, 3.0]).view(1, 4, 1, 1) + 5
+    whole, streamed = LatentNorm.fit(z), LatentNorm.fit_batches(z[i:i + 8] for i in range(0, 37, 8))
+    assert max(abs(a - b) for a, b in zip(whole.mean + whole.std, streamed.mean + streamed.std)) < 1e-9

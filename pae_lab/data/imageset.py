@@ -31,8 +31,26 @@ def content_digest(images: np.ndarray, labels: np.ndarray, segments: np.ndarray 
     return h.hexdigest()[:16]
 
 
+class SplitShape:
+    """Size, side and class count of anything with `images` [N,3,H,W], `labels` and `class_names`."""
+
+    images: np.ndarray
+    class_names: list[str]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def resolution(self) -> int:
+        return self.images.shape[-1]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
 @dataclass(frozen=True)
-class ImageSet:
+class ImageSet(SplitShape):
     """uint8 images [N,3,H,W], int64 labels [N], int64 instance segments [N,H,W] (0 = background) or None."""
 
     images: np.ndarray
@@ -55,17 +73,6 @@ class ImageSet:
             raise ValueError(f"ImageSet.segments must be int64 [{n},{h},{w}] or None, got {segments.dtype} {segments.shape}")
         object.__setattr__(self, "class_names", list(self.class_names))
         object.__setattr__(self, "digest", content_digest(images, labels, segments, self.class_names))
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    @property
-    def resolution(self) -> int:
-        return self.images.shape[-1]
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
 
     def subset(self, index: np.ndarray | slice) -> ImageSet:
         """The images at `index` (a slice or an index array), with their labels and segments."""

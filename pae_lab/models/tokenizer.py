@@ -1,8 +1,8 @@
 """The convolutional tokenizer whose latent manifold the regularizers shape.
 
-A small, CPU-sized stand-in for PAE's encoder/decoder: what matters for the study is PAE's latent
-contract -- every token is RMS-normalised, so it lives on a sphere of radius sqrt(C) -- not the
-paper's DAM/ViT machinery. Training hyper-parameters (steps, batch, lr, ...) belong to the
+The `conv` architecture: a small, CPU-sized stand-in for PAE's encoder/decoder that keeps PAE's
+latent contract -- every token is RMS-normalised, so it lives on a sphere of radius sqrt(C). The
+paper-faithful one is `pae` (pae_lab/models/pae.py). Training hyper-parameters (steps, batch, lr, ...) belong to the
 orchestrator; this module only builds the network.
 
 Shape rule: each entry of `channel_mult` is one resolution level ending in a stride-2
@@ -14,13 +14,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pae_lab.schema import TokenizerConfig
+from pae_lab.architectures import ArchitectureConfig
+from pae_lab.tokenizer_configs import TokenizerConfig
+
 
 def _group_norm(channels: int, groups: int) -> nn.Module:
     return nn.GroupNorm(min(groups, channels), channels)
 
 
-# Lookup tables instead of if-chains; Literal types above keep the config honest.
+# Lookup tables instead of if-chains; the config's Literal types keep it honest.
 NORMS = {
     "group": _group_norm,
     "layer": lambda channels, groups: nn.GroupNorm(1, channels),
@@ -72,7 +74,41 @@ class Upsample(nn.Module):
         return self.conv(nn.functional.interpolate(x, scale_factor=2.0, mode="nearest"))
 
 
-class Tokenizer(nn.Module):
+def conv_decoder(cfg: TokenizerConfig) -> nn.Sequential:
+    """Latent [B, C, h, w] -> image [B, 3, h*f, w*f] in [-1, 1]: the conv decoder (also PAE's `conv` decoder)."""
+    widths = [cfg.base_channels * m for m in cfg.channel_mult]
+    norm, act = NORMS[cfg.norm], ACTIVATIONS[cfg.activation]
+    dec: list[nn.Module] = [nn.Conv2d(cfg.latent_channels, widths[-1], 3, padding=1), *_level(widths[-1], widths[-1], cfg)]
+    cin = widths[-1]
+    for w in reversed(widths):
+        dec += [Upsample(cin, w), *_level(w, w, cfg)]
+        cin = w
+    dec += [norm(cin, cfg.norm_groups), act(), nn.Conv2d(cin, 3, 3, padding=1)]
+    return nn.Sequential(*dec)
+
+
+class TokenizerBase(nn.Module):
+    """The latent contract every architecture shares: `config` with latent_channels and downsample."""
+
+    config: ArchitectureConfig
+
+    @property
+    def latent_channels(self) -> int:
+        return self.config.latent_channels
+
+    def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
+        """(C, h, w) of the latent of an image of the given size."""
+        f = self.config.downsample
+        if height % f or width % f:
+            raise ValueError(f"image size {height}x{width} is not divisible by the downsample factor {f}")
+        return self.config.latent_channels, height // f, width // f
+
+    def forward(self, x01: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z = self.encode(x01)
+        return z, self.decode(z)
+
+
+class Tokenizer(TokenizerBase):
     """Conv encoder/decoder; `encode` puts every latent token on the sphere of radius sqrt(C)."""
 
     def __init__(self, config: TokenizerConfig | None = None, **overrides):
@@ -92,24 +128,7 @@ class Tokenizer(nn.Module):
         enc += [*_level(cin, cin, cfg), norm(cin, cfg.norm_groups), act(), nn.Conv2d(cin, cfg.latent_channels, 3, padding=1)]
         self.encoder = nn.Sequential(*enc)
 
-        dec: list[nn.Module] = [nn.Conv2d(cfg.latent_channels, widths[-1], 3, padding=1), *_level(widths[-1], widths[-1], cfg)]
-        cin = widths[-1]
-        for w in reversed(widths):
-            dec += [Upsample(cin, w), *_level(w, w, cfg)]
-            cin = w
-        dec += [norm(cin, cfg.norm_groups), act(), nn.Conv2d(cin, 3, 3, padding=1)]
-        self.decoder = nn.Sequential(*dec)
-
-    @property
-    def latent_channels(self) -> int:
-        return self.config.latent_channels
-
-    def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
-        """(C, h, w) of the latent of an image of the given size."""
-        f = self.config.downsample
-        if height % f or width % f:
-            raise ValueError(f"image size {height}x{width} is not divisible by the downsample factor {f}")
-        return self.config.latent_channels, height // f, width // f
+        self.decoder = conv_decoder(cfg)
 
     def encode(self, x01: torch.Tensor) -> torch.Tensor:
         """Images in [0, 1], [B, 3, H, W] -> RMS-normalised latent [B, C, H/f, W/f]."""
@@ -119,6 +138,6 @@ class Tokenizer(nn.Module):
         """Latent -> image in ~[0, 1], left unclamped so losses see (and correct) overshoot."""
         return self.decoder(z) * 0.5 + 0.5
 
-    def forward(self, x01: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        z = self.encode(x01)
-        return z, self.decode(z)
+
+def build_conv(config: TokenizerConfig) -> Tokenizer:
+    return Tokenizer(config)

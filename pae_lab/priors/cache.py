@@ -6,12 +6,12 @@ digest): an existing file of the expected shape is loaded instead of recomputed.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
 
-from pae_lab.fsutil import save_npy
+from pae_lab.data.diskarray import NpyWriter
 from pae_lab.priors.base import Prior
 
 Progress = Callable[[int, int], None]
@@ -20,27 +20,31 @@ Progress = Callable[[int, int], None]
 def compute_features(prior: Prior, images_uint8: np.ndarray, grid: int, batch_size: int = 64,
                      progress: Progress | None = None) -> np.ndarray:
     """uint8 [N,3,H,W] -> float16 [N, dim, grid, grid]; `progress(done, total)` after each batch."""
+    return np.concatenate(list(feature_batches(prior, images_uint8, grid, batch_size, progress)))
+
+
+def feature_batches(prior: Prior, images_uint8, grid: int, batch_size: int,
+                    progress: Progress | None = None) -> Iterator[np.ndarray]:
+    """float16 features batch by batch (images may be an on-disk array): memory stays at one batch."""
     n = len(images_uint8)
-    out = np.empty((n, prior.dim, grid, grid), np.float16)
-    device = prior.device
     for start in range(0, n, batch_size):
-        batch = torch.from_numpy(np.ascontiguousarray(images_uint8[start:start + batch_size])).to(device)
-        feats = prior.features(batch.float() / 255.0, grid)
-        out[start:start + len(batch)] = feats.float().cpu().numpy().astype(np.float16)
+        batch = torch.from_numpy(np.ascontiguousarray(images_uint8[start:start + batch_size])).to(prior.device)
+        yield prior.features(batch.float() / 255.0, grid).float().cpu().numpy().astype(np.float16)
         if progress is not None:
             progress(min(start + batch_size, n), n)
-    return out
 
 
 def cache_features(prior: Prior, images_uint8: np.ndarray, grid: int, batch_size: int, path: str | Path,
                    progress: Progress | None = None, overwrite: bool = False) -> np.ndarray:
-    """Features of every image at `path` (float16 .npy, written atomically); reuse the file if present."""
+    """Features of every image at `path` (float16 .npy, streamed to disk, renamed into place); reuse the file if
+    present. Returns the file memory-mapped read-only."""
     path = Path(path)
     expected = (len(images_uint8), prior.dim, grid, grid)
     if path.is_file() and not overwrite:
-        cached = np.load(path)
+        cached = np.load(path, mmap_mode="r")
         if cached.shape == expected and cached.dtype == np.float16:
             return cached
-    feats = compute_features(prior, images_uint8, grid, batch_size, progress)
-    save_npy(path, feats)
-    return feats
+    with NpyWriter(path, expected, np.float16) as out:
+        for feats in feature_batches(prior, images_uint8, grid, batch_size, progress):
+            out.write(feats)
+    return np.load(path, mmap_mode="r")

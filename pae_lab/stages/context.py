@@ -8,10 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from pae_lab.data import ImageSet
+from pae_lab.data.diskarray import DiskArray
+from pae_lab.data.splits import DiskSplit
 from pae_lab.layout import RunLayout, StudyLayout
 from pae_lab.plan import RunSpec
 from pae_lab.progress import ProgressWriter
@@ -49,20 +49,21 @@ class StageContext:
             raise KeyError(f"stage {self.stage!r} does not read {stage!r}: add it to the stage's `reads` "
                            f"in pae_lab/graph.py (it reads {', '.join(self.inputs) or 'nothing'})") from None
 
-    def split(self, name: str) -> ImageSet:
-        """A data split, loaded once per job."""
+    def split(self, name: str) -> DiskSplit:
+        """A data split, opened once per job; its images stay on disk and are read batch by batch."""
         key = f"split:{name}"
         if key not in self._cache:
-            self._cache[key] = ImageSet.load(split_file(self.input("data"), name))
+            self._cache[key] = DiskSplit.open(split_file(self.input("data"), name))
         return self._cache[key]
 
-    def array(self, stage: str, filename: str) -> np.ndarray:
+    def array(self, stage: str, filename: str) -> DiskArray:
+        """A `.npy` file of a stage this one reads, read row by row (never loaded whole)."""
         key = f"{stage}:{filename}"
         if key not in self._cache:
-            self._cache[key] = np.load(self.input(stage) / filename)
+            self._cache[key] = DiskArray(self.input(stage) / filename)
         return self._cache[key]
 
 
 def split_file(data_dir: Path, split: str) -> Path:
-    """Where the data stage keeps one split."""
-    return Path(data_dir) / f"{split}.npz"
+    """Where the data stage keeps one split (a folder, see pae_lab.data.splits)."""
+    return Path(data_dir) / split

@@ -30,7 +30,8 @@ def generation_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     shape = read_json(gen_dir / "model.json")
     model = study.generator.build(shape["in_channels"], shape["grid"], shape["num_classes"]).to(device).eval()
     train = ctx.split("train")
-    reference = torch.from_numpy(train.images)
+    # on disk, read image by image; a bounded reference is read once (uint8)
+    reference = torch.from_numpy(train.images[:ev.reference_size]) if ev.reference_size else train.images
     cache_root = str(ctx.study_layout.fidelity_cache)
     latent_shape = (shape["in_channels"], shape["grid"], shape["grid"])
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
+from pae_lab.data.diskarray import DiskArray
 from pae_lab.fsutil import save_torch, write_json
 from pae_lab.generation.flow import flow_matching_loss
 from pae_lab.latent_norm import LatentNorm
@@ -31,7 +31,7 @@ def generator_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     cfg, device = ctx.study.generator, ctx.device
     tok_dir = ctx.input("tokenizer")
     norm = LatentNorm.load(tok_dir / "latent_norm.json")  # the tokenizer run's own statistics
-    latents = norm.normalize(torch.from_numpy(np.load(tok_dir / "latents_train.npy")))
+    latents = DiskArray(tok_dir / "latents_train.npy")  # streamed: each step reads and normalises its batch
     labels = torch.from_numpy(ctx.split("train").labels).long()
     shape = generator_shape(ctx)
 
@@ -44,8 +44,9 @@ def generator_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
 
     def step_fn(step: int) -> dict[str, float]:
         idx = torch.randint(0, len(latents), (cfg.batch_size,))
+        z = norm.normalize(torch.from_numpy(latents[idx]))
         with autocast(device):
-            loss = flow_matching_loss(model, latents[idx].to(device), labels[idx].to(device),
+            loss = flow_matching_loss(model, z.to(device), labels[idx].to(device),
                                       time_sampling=cfg.time_sampling, logit_mean=cfg.logit_mean, logit_std=cfg.logit_std)
         opt.zero_grad(set_to_none=True)
         loss.backward()

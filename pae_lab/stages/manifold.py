@@ -26,8 +26,7 @@ def flatten_results(results: dict[str, Any]) -> dict[str, float]:
 
 
 def reconstruct(model, images_u8: np.ndarray, device: torch.device, batch: int = 256) -> torch.Tensor:
-    return batched(lambda x: to_uint8(model.decode(model.encode(x.float() / 255)).float()),
-                   torch.from_numpy(images_u8), device, batch)
+    return batched(lambda x: to_uint8(model.decode(model.encode(x.float() / 255)).float()), images_u8, device, batch)
 
 
 def reconstruction_fidelity(ctx: StageContext, model) -> dict[str, Any]:
@@ -35,7 +34,7 @@ def reconstruction_fidelity(ctx: StageContext, model) -> dict[str, Any]:
     ev = ctx.study.evaluation
     val = ctx.split("val").images
     rec = reconstruct(model, val, ctx.device, ev.batch_size)
-    fid = compute_fidelity(rec, torch.from_numpy(val), extractor=ev.extractor, inception_weights=ev.inception_weights,
+    fid = compute_fidelity(rec, val, extractor=ev.extractor, inception_weights=ev.inception_weights,
                            reference_cache_name=f"val-{ctx.split('val').digest[:16]}",
                            cache_root=str(ctx.study_layout.fidelity_cache), seed=ev.sampler.seed)
     protocol = {**fid.get("protocol", {}), "warnings": fid.get("warnings", []), "split": "val",
@@ -48,14 +47,22 @@ def manifold_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     model = load_tokenizer(ctx.input("tokenizer"), device)
     val, train = ctx.split("val"), ctx.split("train")
     distance = build_perceptual(study.training.perceptual.name, **study.training.perceptual.params).to(device)
+    # Fixed, recorded, seeded subsets (folder data is sorted by class, so never the first n): n val images, and as
+    # many train images as val images for the probes; float copies are bounded by val_size, never by the train split.
+    pick = lambda split, n: np.sort(np.random.default_rng(study.metrics.seed).permutation(len(split))[:n])  # noqa: E731
+    val_idx = pick(val, min(len(val), study.metrics.n_images or len(val)))
+    train_idx = pick(train, min(len(train), len(val)))
     to01 = lambda a: torch.from_numpy(a).float() / 255  # noqa: E731
     results = compute_panel(
-        model.encode, model.decode, to01(val.images), torch.from_numpy(val.labels),
-        None if val.segments is None else torch.from_numpy(val.segments),
+        model.encode, model.decode, to01(val.images[val_idx]), torch.from_numpy(val.labels[val_idx]),
+        None if val.segments is None else torch.from_numpy(val.segments[val_idx]),
         distance=distance, distance_name=distance.name, config=study.metrics,
-        train_images=to01(train.images), train_labels=torch.from_numpy(train.labels), split="val", device=device,
+        train_images=to01(train.images[train_idx]), train_labels=torch.from_numpy(train.labels[train_idx]), split="val",
+        device=device,
     )
     protocols = {name: dict(res.protocol) for name, res in results.items()}
+    protocols["subset"] = {"val_images": len(val_idx), "probe_train_images": len(train_idx), "seed": study.metrics.seed,
+                           "how": "seeded random subsets (metrics.seed) of the val and train splits"}
     flat = flatten_results(results)
     rfid = reconstruction_fidelity(ctx, model)
     protocols["rfid"] = rfid.pop("protocol")

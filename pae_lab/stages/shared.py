@@ -8,7 +8,10 @@ import numpy as np
 import torch
 
 from pae_lab.data import build_dataset
-from pae_lab.fsutil import save_npy, save_torch
+from pae_lab.data.diskarray import DiskArray, NpyWriter
+from pae_lab.data.splits import DiskSplit, write_imageset, write_split
+from pae_lab.data.stream import STREAMING, stream_loader
+from pae_lab.fsutil import save_torch
 from pae_lab.models.refiner import Refiner, refine_loss
 from pae_lab.priors import build_prior, cache_features
 from pae_lab.stages.context import StageContext, split_file
@@ -17,13 +20,29 @@ from pae_lab.training import TrainLoop
 SPLITS = ("train", "val")
 
 
+STREAM_BATCH = 256  # images decoded per DataLoader batch while a streamed split is written
+
+
+def _write_one(ctx: StageContext, split: str, size: int, out: Path) -> DiskSplit:
+    """A streaming dataset goes file -> DataLoader workers -> disk; an in-memory one is built, then written."""
+    cfg = ctx.study.data
+    kwargs = dict(resolution=cfg.resolution, size=size, split=split, seed=cfg.seed, **cfg.params)
+    if cfg.name not in STREAMING:
+        return write_imageset(split_file(out, split), build_dataset(cfg.name, **kwargs))
+    dataset, classes = STREAMING[cfg.name](**kwargs)
+    loader = stream_loader(dataset, STREAM_BATCH, workers=cfg.workers)
+    progress = ctx.progress
+    report = (lambda done, total: progress.update(f"data:{split}", done, total)) if progress else None
+    return write_split(split_file(out, split), loader, len(dataset), cfg.resolution, classes,
+                       has_segments=cfg.params.get("masks_root") is not None, progress=report)
+
+
 def data_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     cfg = ctx.study.data
     sizes = {"train": cfg.train_size, "val": cfg.val_size}
     summary: dict[str, Any] = {}
     for split in SPLITS:
-        images = build_dataset(cfg.name, resolution=cfg.resolution, size=sizes[split], split=split, seed=cfg.seed, **cfg.params)
-        images.save(split_file(out, split))
+        images = _write_one(ctx, split, sizes[split], out)
         summary[f"{split}_digest"] = images.digest
         summary[f"{split}_size"] = len(images.labels)
         summary["num_classes"] = len(images.class_names)
@@ -41,16 +60,26 @@ def prior_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     return {"dim": int(prior.dim), "grid": grid, "prior": study.prior.name}
 
 
-def _pca_targets(train: np.ndarray, splits: dict[str, np.ndarray], channels: int) -> dict[str, np.ndarray]:
+PCA_FIT_IMAGES = 2048  # the raw-prior PCA is fitted on the first this many train feature maps
+CHUNK = 256  # feature maps per chunk when targets are written
+
+
+def _write_targets(path: Path, feats: DiskArray, channels: int, fn) -> None:
+    """`fn(float features [b, D, g, g]) -> targets [b, channels, g, g]` over every chunk, streamed to float16 .npy."""
+    with NpyWriter(path, (len(feats), channels, *feats.shape[2:]), np.float16) as out:
+        for i in range(0, len(feats), CHUNK):
+            out.write(fn(torch.from_numpy(feats[i:i + CHUNK]).float()))
+
+
+def _pca_targets(feats: dict[str, DiskArray], channels: int, out: Path) -> None:
     """Raw-prior baseline: project VFM tokens on their top principal directions."""
-    tokens = torch.from_numpy(train).float().permute(0, 2, 3, 1).reshape(-1, train.shape[1])
+    train = feats["train"]
+    tokens = torch.from_numpy(train[:PCA_FIT_IMAGES]).float().permute(0, 2, 3, 1).reshape(-1, train.shape[1])
     mean = tokens.mean(0)
     _, _, v = torch.pca_lowrank(tokens - mean, q=channels, center=False)
-    out = {}
-    for split, feats in splits.items():
-        t = torch.from_numpy(feats).float().permute(0, 2, 3, 1)
-        out[split] = ((t - mean) @ v[:, :channels]).permute(0, 3, 1, 2).contiguous().numpy()
-    return out
+    project = lambda t: ((t.permute(0, 2, 3, 1) - mean) @ v[:, :channels]).permute(0, 3, 1, 2)  # noqa: E731
+    for split, f in feats.items():
+        _write_targets(out / f"targets_{split}.npy", f, channels, project)
 
 
 def refine_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
@@ -60,18 +89,17 @@ def refine_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     feats = {split: ctx.array("prior", f"features_{split}.npy") for split in SPLITS}
     channels = study.tokenizer.latent_channels
     if not cfg.enabled:
-        targets = _pca_targets(feats["train"], feats, channels)
-        for split, t in targets.items():
-            save_npy(out / f"targets_{split}.npy", t.astype(np.float16))
-        return {"kind": "pca", "channels": channels}
+        _pca_targets(feats, channels, out)
+        return {"kind": "pca", "channels": channels, "pca_fit_images": min(PCA_FIT_IMAGES, len(feats["train"]))}
     torch.manual_seed(cfg.seed)
     refiner = Refiner(feats["train"].shape[1], channels, depth=cfg.depth).to(device)
     opt = torch.optim.AdamW(refiner.parameters(), lr=cfg.lr)
-    train = torch.from_numpy(feats["train"]).float()
+    train = feats["train"]
 
     def step_fn(step: int) -> dict[str, float]:
         idx = torch.randint(0, len(train), (cfg.batch_size,))
-        total, terms = refine_loss(refiner, train[idx].to(device), l_rep=cfg.l_rep, l_gram=cfg.l_gram, lowpass=cfg.lowpass)
+        batch = torch.from_numpy(train[idx]).float().to(device)
+        total, terms = refine_loss(refiner, batch, l_rep=cfg.l_rep, l_gram=cfg.l_gram, lowpass=cfg.lowpass)
         opt.zero_grad(set_to_none=True)
         total.backward()
         opt.step()
@@ -84,8 +112,6 @@ def refine_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     refiner.eval()
     with torch.no_grad():
         for split, f in feats.items():
-            t = torch.cat([refiner.targets(torch.from_numpy(f[i:i + 256]).float().to(device)).cpu()
-                           for i in range(0, len(f), 256)])
-            save_npy(out / f"targets_{split}.npy", t.numpy().astype(np.float16))
+            _write_targets(out / f"targets_{split}.npy", f, channels, lambda t: refiner.targets(t.to(device)).cpu())
     save_torch(out / "refiner.pt", refiner.state_dict())
     return {"kind": "refined", "channels": channels, **{k: v for k, v in last.items() if k.startswith("loss/")}}

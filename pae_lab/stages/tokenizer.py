@@ -6,46 +6,63 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
-from pae_lab.fsutil import save_npy, save_torch
+from pae_lab.data.diskarray import DiskArray, NpyWriter
+from pae_lab.fsutil import save_torch
 from pae_lab.images import save_grid, side_by_side
 from pae_lab.latent_norm import LatentNorm
 from pae_lab.losses.perceptual import build_perceptual
 from pae_lab.losses.reconstruction import reconstruction_loss
 from pae_lab.losses.regularizers import RegContext
-from pae_lab.models.tokenizer import Tokenizer, TokenizerConfig
+from pae_lab.architectures import architecture, build_tokenizer
 from pae_lab.stages.context import StageContext
 from pae_lab.training import TrainLoop, autocast, batched, grad_norm
 from pae_lab.variants import Variant
 
 MODEL_FILE = "model.pt"
+LATENT_CHUNK = 1024  # images encoded per chunk when the latents are written
 
 
-def load_tokenizer(stage_dir: Path, device: torch.device | str = "cpu") -> Tokenizer:
+def load_tokenizer(stage_dir: Path, device: torch.device | str = "cpu") -> nn.Module:
+    """The stage's tokenizer: any architecture; a pretrained (external) one is reloaded from its own files."""
     blob = torch.load(Path(stage_dir) / MODEL_FILE, map_location="cpu", weights_only=False)
-    model = Tokenizer(TokenizerConfig.model_validate(blob["config"]))
-    model.load_state_dict(blob["state"])
+    model = build_tokenizer(blob["config"])
+    if blob["state"] is not None:
+        model.load_state_dict(blob["state"])
     return model.to(device).eval()
 
 
-def encode_all(model: Tokenizer, images_u8: np.ndarray, device: torch.device, batch: int = 256) -> torch.Tensor:
+def encode_all(model: nn.Module, images_u8, device: torch.device, batch: int = 256) -> torch.Tensor:
     def encode(x: torch.Tensor) -> torch.Tensor:
         with autocast(device):
             return model.encode(x.float() / 255).float()
 
-    return batched(encode, torch.from_numpy(images_u8), device, batch)
+    return batched(encode, images_u8, device, batch)
 
 
 def tokenizer_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
+    """Train (or, for a pretrained architecture, load) the tokenizer, then export weights and latents."""
+    torch.manual_seed(ctx.seed)
+    model = build_tokenizer(ctx.study.tokenizer).to(ctx.device)
+    trainable = architecture(ctx.study.tokenizer).trainable
+    summary = train_tokenizer(ctx, model, out) if trainable else {"pretrained": True}
+    model.eval()
+    save_torch(out / MODEL_FILE, {"config": ctx.study.tokenizer.model_dump(mode="json"),
+                                  "state": model.state_dict() if trainable else None})
+    export_latents(ctx, model, out)
+    return summary
+
+
+def train_tokenizer(ctx: StageContext, model: nn.Module, out: Path) -> dict[str, Any]:
     study, device = ctx.study, ctx.device
     cfg = study.training
     train = ctx.split("train")
-    images = torch.from_numpy(train.images)
-    targets = torch.from_numpy(ctx.array("refine", "targets_train.npy").astype(np.float32))
-    vfm = torch.from_numpy(ctx.array("prior", "features_train.npy").astype(np.float32))
+    images = train.images  # on disk: each step reads its batch
+    targets = ctx.array("refine", "targets_train.npy")  # float16 on disk, float32 per batch
+    vfm = ctx.array("prior", "features_train.npy")
+    rows = lambda array, idx: torch.from_numpy(array[idx]).to(device, non_blocking=True).float()  # noqa: E731
 
-    torch.manual_seed(ctx.spec.seed)
-    model = Tokenizer(study.tokenizer).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     perceptual = build_perceptual(cfg.perceptual.name, **cfg.perceptual.params).to(device)
@@ -59,14 +76,14 @@ def tokenizer_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     def step_fn(step: int) -> dict[str, float]:
         ramp = min(1.0, (step + 1) / cfg.regularizer_warmup) if cfg.regularizer_warmup else 1.0
         idx = torch.randint(0, len(images), (cfg.batch_size,))
-        x = images[idx].to(device, non_blocking=True).float() / 255
+        x = rows(images, idx) / 255
         with autocast(device):
             z = model.encode(x)
             x_rec = model.decode(z)
             total, terms = reconstruction_loss(x, x_rec, perceptual, l1_weight=cfg.l1_weight,
                                                perceptual_weight=cfg.perceptual.weight)
-            rctx = RegContext(x=x, z=z, x_rec=x_rec, decode=model.decode, target=targets[idx].to(device),
-                              vfm=vfm[idx].to(device), perceptual=perceptual, step=step)
+            rctx = RegContext(x=x, z=z, x_rec=x_rec, decode=model.decode, target=rows(targets, idx),
+                              vfm=rows(vfm, idx), perceptual=perceptual, step=step)
             for name, reg in regs.items():
                 value = reg(rctx)
                 terms[name] = value.detach()
@@ -86,24 +103,30 @@ def tokenizer_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
                      seed=ctx.spec.seed, checkpoint_every=cfg.checkpoint_every, log_every=cfg.log_every,
                      items_per_step=cfg.batch_size, logger=ctx.logger, progress=ctx.progress)
     last = loop.run(step_fn)
-    model.eval()
-    save_torch(out / MODEL_FILE, {"config": study.tokenizer.model_dump(mode="json"), "state": model.state_dict()})
-
-    latents = {split: encode_all(model, ctx.split(split).images, device) for split in ("train", "val")}
-    norm = LatentNorm.fit(latents["train"])
-    norm.save(out / "latent_norm.json")
-    for split, z in latents.items():
-        save_npy(out / f"latents_{split}.npy", z.numpy())
-
-    val = torch.from_numpy(ctx.split("val").images[:16]).float() / 255
-    with torch.no_grad():
-        rec = model.decode(latents["val"][:16].to(device)).float().cpu()
-    grid = save_grid(side_by_side(val, rec), ctx.run_layout.image("reconstructions"))
-    if ctx.study.tracking.log_images:
-        ctx.logger.artifact(grid, "images")
     summary = {k: v for k, v in last.items() if k.startswith(("loss/", "stats/", "throughput/"))}
     summary["resumed_from_step"] = loop.resumed_from
     if summary.get("stats/rec_std", 1.0) < 0.01:
         summary["warning"] = "reconstructions are nearly constant: training may have collapsed"
         ctx.logger.tags({"pae.collapse": "suspected"})
     return summary
+
+
+def export_latents(ctx: StageContext, model: nn.Module, out: Path) -> None:
+    """Latents of both splits, their normalisation, and a reconstruction grid."""
+    device = ctx.device
+    for split in ("train", "val"):
+        images = ctx.split(split).images
+        first = encode_all(model, images[:1], device)
+        with NpyWriter(out / f"latents_{split}.npy", (len(images), *first.shape[1:]), np.float32) as writer:
+            for i in range(0, len(images), LATENT_CHUNK):  # streamed: the latents never sit in memory whole
+                writer.write(encode_all(model, images[i:i + LATENT_CHUNK], device))
+    train = DiskArray(out / "latents_train.npy")
+    norm = LatentNorm.fit_batches(torch.from_numpy(train[i:i + LATENT_CHUNK]) for i in range(0, len(train), LATENT_CHUNK))
+    norm.save(out / "latent_norm.json")
+
+    val = torch.from_numpy(ctx.split("val").images[:16]).float() / 255
+    with torch.no_grad():
+        rec = model.decode(torch.from_numpy(DiskArray(out / "latents_val.npy")[:16]).to(device)).float().cpu()
+    grid = save_grid(side_by_side(val, rec), ctx.run_layout.image("reconstructions"))
+    if ctx.study.tracking.log_images:
+        ctx.logger.artifact(grid, "images")

@@ -1,0 +1,117 @@
+"""External tokenizers through the adapter registry: tiny random models saved to tmp and loaded back."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from pae_lab.architectures import build_tokenizer
+from pae_lab.errors import StudyError
+from pae_lab.loading import load_study
+from pae_lab.preflight import missing_files
+from tiny_external import TinyAE
+
+X = torch.rand(3, 3, 16, 16)
+
+
+def _external(**cfg):
+    return build_tokenizer({"name": "external", "latent_channels": 6, "downsample": 4, **cfg})
+
+
+def _same(model: torch.nn.Module, tok) -> None:
+    with torch.no_grad():
+        torch.testing.assert_close(tok.encode(X), model.encode(X), rtol=0, atol=0)
+        z = model.encode(X)
+        torch.testing.assert_close(tok.decode(z), model.decode(z), rtol=0, atol=0)
+
+
+@pytest.fixture
+def tiny():
+    torch.manual_seed(1)
+    return TinyAE().eval()
+
+
+def test_torchscript_file(tmp_path: Path, tiny) -> None:
+    path = tmp_path / "tiny.pt"
+    torch.jit.script(tiny).save(str(path))
+    tok = _external(adapter="torchscript", path=str(path))
+    _same(tiny, tok)
+    assert tok.latent_shape(16, 16) == (6, 4, 4) and not any(p.requires_grad for p in tok.parameters())
+    tok.train()
+    assert not tok.training
+
+
+def test_state_dict_with_a_user_class(tmp_path: Path, tiny) -> None:
+    path = tmp_path / "tiny_state.pt"
+    torch.save(tiny.state_dict(), path)
+    _same(tiny, _external(adapter="state_dict", path=str(path), factory="tiny_external:TinyAE"))
+
+
+def test_python_factory_from_a_plugin(tiny) -> None:
+    torch.manual_seed(5)
+    reference = TinyAE(channels=3)
+    tok = _external(adapter="python", factory="tiny_external:make", params={"seed": 5, "channels": 3}, latent_channels=3)
+    _same(reference, tok)
+
+
+def test_diffusers_autoencoder_kl_folder(tmp_path: Path) -> None:
+    diffusers = pytest.importorskip("diffusers")
+    torch.manual_seed(0)
+    vae = diffusers.AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 3,
+                                  up_block_types=("UpDecoderBlock2D",) * 3, block_out_channels=(8, 8, 16),
+                                  layers_per_block=1, latent_channels=4, norm_num_groups=4, sample_size=16).eval()
+    vae.save_pretrained(tmp_path / "sd_vae_tiny")
+    tok = _external(adapter="diffusers", path=str(tmp_path / "sd_vae_tiny"), latent_channels=4, downsample=4)
+    with torch.no_grad():
+        z = vae.encode(X * 2 - 1).latent_dist.mode()
+        torch.testing.assert_close(tok.encode(X), z)
+        torch.testing.assert_close(tok.decode(z), vae.decode(z).sample * 0.5 + 0.5)
+
+
+def test_missing_folder_is_one_line_naming_key_and_path(tmp_path: Path) -> None:
+    missing = tmp_path / "nope"
+    with pytest.raises(FileNotFoundError) as err:
+        _external(adapter="diffusers", path=str(missing))
+    assert str(err.value) == f"tokenizer.path: folder {missing} does not exist (adapter 'diffusers')"
+
+
+def test_wrong_latent_shape_names_both(tmp_path: Path, tiny) -> None:
+    path = tmp_path / "tiny.pt"
+    torch.jit.script(tiny).save(str(path))
+    with pytest.raises(ValueError, match=r"latent of shape \(6, 2, 2\); latent_channels=8 and downsample=4 expect \(8, 2, 2\)"):
+        _external(adapter="torchscript", path=str(path), latent_channels=8)
+
+
+def test_unknown_adapter_and_bad_factory() -> None:
+    with pytest.raises(KeyError, match="unknown tokenizer adapter 'onnx'; registered: diffusers, python, state_dict, torchscript"):
+        _external(adapter="onnx")
+    with pytest.raises(ValueError, match="tokenizer.factory: cannot import 'tiny_external:Nope'"):
+        _external(adapter="python", factory="tiny_external:Nope")
+
+
+def test_dry_run_lists_missing_variant_checkpoints(tmp_path: Path) -> None:
+    study = {"name": "zoo", "variants": ["baseline", {"name": "sd", "tokenizer": {
+        "name": "external", "adapter": "diffusers", "path": str(tmp_path / "sd-vae"), "latent_channels": 4, "downsample": 8}}]}
+    path = tmp_path / "zoo.yaml"
+    path.write_text(yaml.safe_dump(study))
+    loaded = load_study(path, check_files=False)
+    assert missing_files(loaded) == [("variants[1].tokenizer.path", f"external tokenizer (diffusers) not found: "
+                                      f"{str(tmp_path / 'sd-vae')!r} (paths are relative to the working directory)")]
+    with pytest.raises(StudyError, match=r"variants\[1\].tokenizer.path: external tokenizer \(diffusers\) not found"):
+        load_study(path)
+
+
+def test_variant_tokenizer_checks(tmp_path: Path) -> None:
+    def fails(variant: dict, match: str) -> None:
+        path = tmp_path / "bad.yaml"
+        path.write_text(yaml.safe_dump({"name": "bad", "variants": [variant]}))
+        with pytest.raises(StudyError, match=match):
+            load_study(path, check_files=False)
+
+    ext = {"name": "external", "adapter": "torchscript", "path": "x.pt", "latent_channels": 4, "downsample": 4}
+    fails({"name": "a", "tokenizer": {**ext, "pth": 1}}, r"variants\[0\].tokenizer.pth: Extra inputs")
+    fails({"name": "a", "tokenizer": ext, "regularizers": {"ssr": {}}}, r"variants\[0\].regularizers: \['ssr'\] cannot act")
+    fails({"name": "a", "tokenizer": {"name": "conv", "latent_channels": 8}}, r"must keep the study's \(latent_channels")
+    fails({"name": "a", "tokenizer": {**ext, "downsample": 3}}, r"data.resolution: 32 is not divisible by variants\[0\].tokenizer.downsample")
