@@ -6,7 +6,8 @@ Writes a flat ImageFolder of `scenes` images (64 px PNG, 10 classes) per count, 
 on it (`pae-lab run`, inline launcher, one variant) in a child process, and samples the RSS of
 that process (and, separately, the unique memory of its DataLoader workers) every 50 ms,
 attributing each sample to the stage running then (the stage folder with a stage.json and no
-done.json). One process runs every stage, so a stage's figure is the peak so far while it runs.
+done.json). One process runs every stage, so a stage's figure is the peak so far while it runs. Each count's
+study folder is cleared first: a rerun over finished stages would run (and show) nothing.
 Prints peak RSS per stage and count, and the goals: whole run < 3 GB, no stage growing with the
 image count.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -72,7 +74,20 @@ def running_stage(study_dir: Path) -> str | None:
     return None
 
 
+def workers_uss(handle: psutil.Process) -> int:
+    """Unique memory of the child processes (forked DataLoader workers); one that exits while it is read counts 0."""
+    total = 0
+    for child in handle.children(recursive=True):
+        try:
+            total += child.memory_full_info().uss
+        except psutil.Error:
+            pass
+    return total
+
+
 def measure(path: Path, study_dir: Path) -> tuple[dict[str, float], dict[str, float], float]:
+    """Run the study from scratch (a cached stage would run nothing and show no figure) and sample its memory."""
+    shutil.rmtree(study_dir, ignore_errors=True)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING": "false"}
     proc = subprocess.Popen([sys.executable, "-m", "pae_lab", "run", str(path), "--no-report"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -80,9 +95,8 @@ def measure(path: Path, study_dir: Path) -> tuple[dict[str, float], dict[str, fl
     handle = psutil.Process(proc.pid)
     while proc.poll() is None:
         try:
-            rss = handle.memory_info().rss
-            kids = sum(c.memory_full_info().uss for c in handle.children(recursive=True))  # forked: unique pages only
-        except psutil.Error:
+            rss, kids = handle.memory_info().rss, workers_uss(handle)
+        except psutil.Error:  # the study process itself has exited
             break
         stage = running_stage(study_dir) or "other"
         main[stage] = max(main.get(stage, 0), rss / 2**30)

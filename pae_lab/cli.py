@@ -90,18 +90,14 @@ def run(study_file: Path = typer.Argument(..., help="Study YAML."),
     study = load(study_file, sets, check_files=not dry_run)
     driver = Driver(study, console)
     if dry_run:
-        from pae_lab.preflight import missing_files
+        from pae_lab.preflight import describe_data, missing_files
 
         for key, message in missing_files(study):
             console.print(f"[yellow]warning:[/] {study_file}: {key}: {message}")
-        from pae_lab.data.stream import STREAMING, describe_folder
-
-        root = study.data.params.get("root")
-        if study.data.name in STREAMING and root and Path(root).expanduser().is_dir():
-            try:
-                console.print(f"{study_file}: data.params.root: {describe_folder(seed=study.data.seed, **study.data.params)}")
-            except FileNotFoundError as exc:
-                console.print(f"[yellow]warning:[/] {study_file}: {exc}")
+        found = describe_data(study)
+        if found is not None:
+            line, ok = found
+            console.print(f"{'' if ok else '[yellow]warning:[/] '}{study_file}: {line}")
         table = Table(title=f"plan of {study.name} -> {study.study_dir()}")
         for col in ("variant", "seed", "regularizers", "tokenizer hash"):
             table.add_column(col)

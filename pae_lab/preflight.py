@@ -54,6 +54,20 @@ def missing_files(study: "StudyConfig") -> list[tuple[str, str]]:
             for key, value, what in named if value is not None and not Path(value).expanduser().exists()]
 
 
+def describe_data(study: "StudyConfig") -> tuple[str, bool] | None:
+    """For `--dry-run`: (one line on a streamed image folder's layout and image counts, whether it is usable), or
+    None when the study names no such folder that exists (a missing one is reported by `missing_files`)."""
+    from pae_lab.data.stream import STREAMING, describe_folder
+
+    root = study.data.params.get("root")
+    if study.data.name not in STREAMING or not root or not Path(root).expanduser().is_dir():
+        return None
+    try:
+        return f"data.params.root: {describe_folder(seed=study.data.seed, **study.data.params)}", True
+    except FileNotFoundError as exc:
+        return str(exc), False
+
+
 def check_study(study: "StudyConfig", path: Path, check_files: bool = True) -> None:
     """Raise a StudyError for the first problem; `check_files=False` leaves file checks to `missing_files`."""
     from pae_lab.data import DATASETS

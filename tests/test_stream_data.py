@@ -103,3 +103,27 @@ def test_data_stage_streams_an_imagefolder(split: Path, tmp_path: Path) -> None:
     summary = run_stage(STAGES.get("data"), study, {"data": tmp_path / "data"}, "test").summary
     assert summary["train_size"] == 12 and summary["val_size"] == 4 and summary["num_classes"] == 2
     assert DiskSplit.open(tmp_path / "data" / "train").images.shape == (12, 3, 16, 16)
+
+
+def test_dry_run_reports_the_folder_layout_and_image_count(flat: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    import yaml
+
+    study = tmp_path / "folder.yaml"
+    study.write_text(yaml.safe_dump({"name": "folder", "output_dir": str(tmp_path / "out"), "data": {
+        "name": "imagefolder", "resolution": 16, "train_size": 16, "val_size": 16,
+        "params": {"root": str(flat), "val_fraction": 0.2}}}))
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-m", "pae_lab", "run", str(study), "--dry-run"], cwd=root,
+                          capture_output=True, text=True, timeout=300, env={"PYTHONPATH": str(root), "COLUMNS": "200",
+                                                                            "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "data.params.root: flat layout, 24 train / 6 val images in 3 classes" in proc.stdout
+    for name in ("cat", "dog", "emu"):  # an empty folder: named, with what is wrong, as a warning
+        (flat / name).rename(tmp_path / name)
+    proc = subprocess.run([sys.executable, "-m", "pae_lab", "run", str(study), "--dry-run"], cwd=root,
+                          capture_output=True, text=True, timeout=300, env={"PYTHONPATH": str(root), "COLUMNS": "200",
+                                                                            "PATH": "/usr/bin:/bin"})
+    assert "warning:" in proc.stdout and "no class folders under" in proc.stdout
