@@ -102,7 +102,20 @@ def check_study(study: "StudyConfig", path: Path, check_files: bool = True) -> N
         if variant.tokenizer is not None:
             _check_variant_tokenizer(study, path, f"variants[{i}]", variant)
     for key, tok in variant_tokenizers(study):
+        _check_tokenizer_names(path, key, tok)
         _check_grid(study, path, key, tok)
+
+
+def _check_tokenizer_names(path: Path, key: str, tok) -> None:
+    """The registry entries a tokenizer block names: an external model's adapter, a `pae` encoder's VFM."""
+    from pae_lab.models.external import ADAPTERS
+    from pae_lab.priors import PRIORS
+    from pae_lab.tokenizer_configs import ExternalConfig, PAEConfig
+
+    if isinstance(tok, ExternalConfig):
+        _check_name(path, f"{key}.adapter", ADAPTERS, tok.adapter)
+    if isinstance(tok, PAEConfig):
+        _check_name(path, f"{key}.vfm.name", PRIORS, tok.vfm.name)
 
 
 def _check_variant_tokenizer(study: "StudyConfig", path: Path, key: str, variant) -> None:

@@ -114,4 +114,31 @@ def test_variant_tokenizer_checks(tmp_path: Path) -> None:
     fails({"name": "a", "tokenizer": {**ext, "pth": 1}}, r"variants\[0\].tokenizer.pth: Extra inputs")
     fails({"name": "a", "tokenizer": ext, "regularizers": {"ssr": {}}}, r"variants\[0\].regularizers: \['ssr'\] cannot act")
     fails({"name": "a", "tokenizer": {"name": "conv", "latent_channels": 8}}, r"must keep the study's \(latent_channels")
+    fails({"name": "a", "tokenizer": {**ext, "adapter": "onnx"}}, r"variants\[0\].tokenizer.adapter: unknown tokenizer adapter 'onnx'")
+    fails({"name": "a", "tokenizer": {"name": "pae", "latent_channels": 16, "vfm": {"name": "clip"}}},
+          r"variants\[0\].tokenizer.vfm.name: unknown prior 'clip'")
     fails({"name": "a", "tokenizer": {**ext, "downsample": 3}}, r"data.resolution: 32 is not divisible by variants\[0\].tokenizer.downsample")
+
+
+def test_a_variant_tokenizer_enters_only_its_own_runs_identity(tmp_path: Path, tiny) -> None:
+    """Its block and its checkpoint's contents are the tokenizer stage's inputs; shared stages never see them."""
+    import os
+
+    from pae_lab.plan import expand
+    from pae_lab.schema import StudyConfig
+
+    checkpoint = tmp_path / "ts.pt"
+    torch.jit.script(tiny).save(str(checkpoint))
+    ext = {"name": "external", "adapter": "torchscript", "path": str(checkpoint), "latent_channels": 6, "downsample": 4}
+    study = StudyConfig.model_validate({"name": "ids", "output_dir": str(tmp_path / "out"),
+                                        "variants": ["baseline", {"name": "ext", "tokenizer": ext}]})
+    base, own = expand(study)
+    assert {k: base.hashes[k] for k in ("data", "prior", "refine")} == {k: own.hashes[k] for k in ("data", "prior", "refine")}
+    assert base.config["tokenizer"]["name"] == "conv" and own.config["tokenizer"] == {**own.config["tokenizer"], **ext}
+    assert own.study_config().tokenizer.adapter == "torchscript"
+
+    torch.manual_seed(5)
+    torch.jit.script(TinyAE().eval()).save(str(checkpoint))  # another model under the same path
+    os.utime(checkpoint, ns=(1, 1))
+    base2, own2 = expand(study)
+    assert base2.hashes == base.hashes and own2.hashes["tokenizer"] != own.hashes["tokenizer"]
