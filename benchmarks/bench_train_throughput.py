@@ -34,9 +34,9 @@ from pae_lab.variants import get_variant
 def bare_loop(study: StudyConfig, ctx: StageContext, variant: str, steps: int) -> float:
     """The same work with nothing around it: no logging, progress, checkpoints or metrics."""
     cfg = study.training
-    images = torch.from_numpy(ctx.split("train").images)
-    targets = torch.from_numpy(ctx.array("refine", "targets_train.npy").astype(np.float32))
-    vfm = torch.from_numpy(ctx.array("prior", "features_train.npy").astype(np.float32))
+    images = torch.from_numpy(np.asarray(ctx.split("train").images))  # in memory: the loop alone is timed
+    targets = torch.from_numpy(np.asarray(ctx.array("refine", "targets_train.npy"), np.float32))
+    vfm = torch.from_numpy(np.asarray(ctx.array("prior", "features_train.npy"), np.float32))
     torch.manual_seed(0)
     model = Tokenizer(study.tokenizer)
     perceptual = build_perceptual(cfg.perceptual.name, **cfg.perceptual.params)
