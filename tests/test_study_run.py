@@ -39,13 +39,26 @@ def finished(tmp_path_factory):
 def test_every_run_finishes_with_metrics(finished) -> None:
     study, outcome = finished
     assert outcome.failed == [] and outcome.launched == 3
-    results = pd.read_csv(study.study_dir() / "results.csv")
+    table = pd.read_csv(study.study_dir() / "results.csv")
+    results = table[table["kind"] == "variant"]
     assert list(results["variant"]) == ["baseline", "ssr", "pae"]
     assert (results["status"] == "done").all()
+    # the teacher's ceiling and the sampling floor are reference rows beside the runs
+    refs = table[table["kind"] != "variant"].set_index("variant")
+    assert set(refs.index) == {"teacher:raw_prior", "teacher:refined", "reference:pooled_pixels", "reference:heldout_real"}
+    assert refs.loc[["teacher:raw_prior", "teacher:refined", "reference:pooled_pixels"], ["ssc", "gsq", "linprobe"]].notna().all().all()
+    assert refs.loc["reference:heldout_real", "noise_fd_effnet_lite0"] > 0
+    # learnability beside gFD, at the one N, with the chosen target named in results.csv and columns.csv
+    for column in ("lfd_effnet_lite0", "lkd_effnet_lite0", "floor_fd_effnet_lite0", "gen_val_loss"):
+        assert results[column].notna().all(), column
+    assert (table["correlation_target"] == "lfd_effnet_lite0").all()
+    columns = pd.read_csv(study.study_dir() / "columns.csv").set_index("column")
+    assert columns.loc["lfd_effnet_lite0", "correlation_target"] and "reconstructions" in columns.loc["lfd_effnet_lite0", "meaning"]
     for column in ("psnr", "ssc", "lpc", "gsq", "linprobe", "erank", "rfd_effnet_lite0", "fd_effnet_lite0", "kd_effnet_lite0"):
         assert column in results and results[column].notna().all(), column
     correlations = pd.read_csv(study.study_dir() / "correlations.csv")
-    assert {"lpc", "ssc", "gsq", "rfd_effnet_lite0"} <= set(correlations["metric"])
+    assert {"lpc", "ssc", "gsq", "rfd_effnet_lite0", "floor_fd_effnet_lite0"} <= set(correlations["metric"])
+    assert {"spearman_p_holm", "spearman_p_bh"} <= set(correlations.columns)
     convergence = pd.read_csv(study.study_dir() / "convergence.csv")
     assert sorted(convergence["step"].unique()) == [3, 6]
 
