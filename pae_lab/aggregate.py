@@ -181,5 +181,5 @@ def aggregate(study: StudyConfig, runs: list[RunSpec], root: Path) -> dict[str, 
     write_csv(correlations, files.correlations)
     write_csv(effects, files.effects)
     write_csv(strata, files.correlations_strata)
-    return {"target": target, "kid": kid, "gfd": gfd, "baseline": baseline, "results": results,
-            "correlations": correlations, "effects": effects}
+    return {"target": target, "kid": kid, "gfd": gfd, "curves": generation_columns(study), "baseline": baseline,
+            "results": results, "correlations": correlations, "effects": effects}

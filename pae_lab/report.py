@@ -157,6 +157,11 @@ class StudyData:
         return _first(self.metrics, self.info.get("target"), is_generation_fd)
 
     @property
+    def generation(self) -> str | None:
+        """The gFD column (generated vs real): study.json's `gfd`, else the first generation FD column."""
+        return _first(self.metrics, self.info.get("gfd"), is_generation_fd)
+
+    @property
     def contrast(self) -> str | None:
         """The rFID-like column (reconstruction FD), the contrast every latent metric is held against."""
         return _first(self.metrics, self.info.get("contrast"), is_reconstruction_fd)
@@ -283,7 +288,7 @@ def main_metrics(study: "StudyData") -> list[str]:
     """The main results table's columns: the headline metrics, KD and speed-up; metrics only."""
     from pae_lab.headline import headline_metrics
 
-    found = headline_metrics(study.metrics, study.target)
+    found = headline_metrics(study.metrics, study.generation)
     return found + [c for c in (study.kid, "speedup") if c and c in study.metrics and c not in found]
 
 

@@ -173,7 +173,7 @@ def test_full_report_writes_every_figure(full_report):
     study, paths, _ = full_report
     names = {p.stem for p in paths.figures}
     assert names == {"metric_vs_target", "correlation_forest", "metric_heatmap", "convergence", "speedups",
-                     "training_loss", "training_grad_norm", "pictures", "trials", "pareto", "importances"}
+                     "training_loss", "training_grad_norm", "pictures", "trials", "pareto", "importances", "effects"}
     for path in paths.figures:
         assert path.parent == study / "report" / "figures"
         width, height = Image.open(path).size

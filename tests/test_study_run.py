@@ -111,11 +111,11 @@ def test_mlflow_shows_what_a_researcher_compares(finished) -> None:
     assert float(pae.params["weight.ssr"]) > 0 and not [k for k in pae.params if k.endswith(".weight") and not k.startswith("training.")]
     assert base.params["training.lr"] == str(study.training.lr) and "training.log_every" not in base.params
     assert not [k for k in pae.params if k.startswith("protocol.")]
-    for metric in ("fd_effnet_lite0", "psnr", "ssc", "lpc", "gsq", "rfd_effnet_lite0"):
+    for metric in ("fd_effnet_lite0", "lfd_effnet_lite0", "psnr", "ssc", "lpc", "gsq", "rfd_effnet_lite0"):
         assert metric in pae.metrics, metric
     assert len(client.get_metric_history(children["pae"].info.run_id, "psnr")) == 1  # not re-logged by the rerun
     assert [m.step for m in client.get_metric_history(children["pae"].info.run_id, "fd_effnet_lite0")] == [3, 6]
-    assert "best.fd_effnet_lite0" in parent.data.metrics and parent.data.metrics["runs_done"] == 3
+    assert "best.lfd_effnet_lite0" in parent.data.metrics and parent.data.metrics["runs_done"] == 3  # the correlation target
     assert parent.data.tags["best_variant"] in children
     assert not [k for k in parent.data.metrics if k.split("/")[0] in children]
 
@@ -130,7 +130,8 @@ def test_failing_variant_is_recorded_and_others_finish(tmp_path: Path) -> None:
     failed = read_json(study.study_dir() / "runs" / "explodes" / "seed0" / "failed.json")
     assert failed["stage"] == "tokenizer" and "NonFiniteLoss" in failed["error"]
     results = pd.read_csv(study.study_dir() / "results.csv")
-    assert dict(zip(results["variant"], results["status"])) == {"baseline": "done", "explodes": "failed"}
+    runs = results[results["kind"] == "variant"]
+    assert dict(zip(runs["variant"], runs["status"])) == {"baseline": "done", "explodes": "failed"}
 
 
 def test_local_launcher_runs_jobs_in_subprocesses(tmp_path: Path) -> None:
