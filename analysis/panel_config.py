@@ -19,6 +19,8 @@ class PanelConfig(BaseModel):
         None, description="Metrics to compute, by registry name (see analysis.METRICS.names()). "
         "None: every registered metric whose inputs (labels, segments, distance) were given.")
     n_images: int | None = Field(256, ge=1, description="Use the first n held-out images; None uses all.")
+    probe_train_images: int = Field(4096, ge=1, description="Train images the probes (linear, k-NN) fit on: the first n "
+                                    "of the train split, so memory is bounded however large the split is.")
     batch_size: int = Field(64, ge=1, description="Batch size for every encode/decode call.")
     seed: int = Field(0, description="Seed for random directions, class subsets, k-means and probe splits.")
 

@@ -58,7 +58,7 @@ def study_file(out: Path, count: int, images: Path) -> Path:
         "training": {"steps": 30, "batch_size": 16, "log_every": 10, "checkpoint_every": 30},
         "metrics": {"n_images": 128},
         "generator": {"width": 64, "depth": 2, "heads": 2, "patch": 2, "steps": 30, "batch_size": 64, "eval_at": [30]},
-        "evaluation": {"num_samples": 256, "reference_size": 2048, "sampler": {"steps": 4}},
+        "evaluation": {"num_samples": 256, "sampler": {"steps": 4}},
         "tracking": {"log_images": False},
     }
     path = out / f"mem{count}.yaml"

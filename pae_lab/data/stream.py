@@ -1,7 +1,8 @@
 """Streaming image folders: decoded, resized and centre-cropped per item, in DataLoader workers.
 
 Two layouts: ImageNet's `root/train/<class>/` + `root/val/<class>/`, or a flat `root/<class>/`
-split by a seeded shuffle (`val_fraction`). Order is deterministic and resumable: a
+split by a seeded shuffle (`val_fraction`). Each split is written in a seeded random order, so
+its first n images are a class-mixed subset. Order is deterministic and resumable: a
 `ResumableSampler` is a `DistributedSampler` (so it shards over ranks the same way) that also
 skips the first `start` items of an epoch. Nothing but file paths and labels is held in memory.
 """
@@ -52,7 +53,7 @@ def _files(folder: Path, classes: list[str], max_per_class: int | None) -> tuple
 
 def scan_imagefolder(root: str | Path, split: str, *, size: int | None = None, val_fraction: float = 0.1, seed: int = 0,
                      max_per_class: int | None = None) -> FolderIndex:
-    """Index one split; `size` keeps a seeded subset of that many files (in file order)."""
+    """Index one split in a seeded random order; `size` keeps the first `size` files of that order."""
     root = Path(root).expanduser()
     if not root.is_dir():
         raise FileNotFoundError(f"data.params.root: {root} is not a directory; lay images out as root/<class>/ "
@@ -71,9 +72,8 @@ def scan_imagefolder(root: str | Path, split: str, *, size: int | None = None, v
         files, labels = [every[i] for i in chosen], [every_labels[i] for i in chosen]
     if not files:
         raise FileNotFoundError(f"data.params.root: no {split} images ({', '.join(EXTENSIONS)}) under {root} ({layout} layout)")
-    keep = np.arange(len(files))
-    if size is not None and size < len(files):
-        keep = np.sort(np.random.default_rng([seed, 11]).permutation(len(files))[:size])
+    # a seeded shuffle, so that every "first n images" downstream (FD reference, panel, probes) mixes the classes
+    keep = np.random.default_rng([seed, 11]).permutation(len(files))[:size]
     return FolderIndex([files[i] for i in keep], np.asarray(labels, np.int64)[keep], classes, layout)
 
 

@@ -11,8 +11,8 @@ from pae_lab.data import build_dataset
 from pae_lab.data.diskarray import DiskArray, NpyWriter
 from pae_lab.data.splits import DiskSplit, write_imageset, write_split
 from pae_lab.data.stream import STREAMING, stream_loader
-from pae_lab.fsutil import save_torch
-from pae_lab.models.refiner import Refiner, refine_loss
+from pae_lab.fsutil import save_npy, save_torch
+from pae_lab.models.refiner import Refiner, channel_stats, refine_loss
 from pae_lab.priors import build_prior, cache_features
 from pae_lab.stages.context import StageContext, split_file
 from pae_lab.training import TrainLoop
@@ -56,7 +56,11 @@ def prior_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     prior = build_prior(study.prior.name, **study.prior.params).to(ctx.device)
     grid = study.latent_grid
     for split in SPLITS:
-        cache_features(prior, ctx.split(split).images, grid, study.prior.batch_size, out / f"features_{split}.npy")
+        images = ctx.split(split)
+        if getattr(prior, "needs_annotations", False):  # the oracle control reads labels and segments
+            save_npy(out / f"features_{split}.npy", prior.annotated_features(images, grid))
+            continue
+        cache_features(prior, images.images, grid, study.prior.batch_size, out / f"features_{split}.npy")
     return {"dim": int(prior.dim), "grid": grid, "prior": study.prior.name}
 
 
@@ -69,6 +73,11 @@ def _write_targets(path: Path, feats: DiskArray, channels: int, fn) -> None:
     with NpyWriter(path, (len(feats), channels, *feats.shape[2:]), np.float16) as out:
         for i in range(0, len(feats), CHUNK):
             out.write(fn(torch.from_numpy(feats[i:i + CHUNK]).float()))
+
+
+def _standardizer(train: DiskArray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean / std of the train features, from the first PCA_FIT_IMAGES maps (bounded memory)."""
+    return channel_stats(torch.from_numpy(train[:PCA_FIT_IMAGES]).float())
 
 
 def _pca_targets(feats: dict[str, DiskArray], channels: int, out: Path) -> None:
@@ -95,10 +104,12 @@ def refine_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     refiner = Refiner(feats["train"].shape[1], channels, depth=cfg.depth).to(device)
     opt = torch.optim.AdamW(refiner.parameters(), lr=cfg.lr)
     train = feats["train"]
+    mean, std = _standardizer(train) if cfg.standardize else (torch.zeros(1), torch.ones(1))
+    standardize = lambda t: (t - mean) / std  # noqa: E731
 
     def step_fn(step: int) -> dict[str, float]:
         idx = torch.randint(0, len(train), (cfg.batch_size,))
-        batch = torch.from_numpy(train[idx]).float().to(device)
+        batch = standardize(torch.from_numpy(train[idx]).float()).to(device)
         total, terms = refine_loss(refiner, batch, l_rep=cfg.l_rep, l_gram=cfg.l_gram, lowpass=cfg.lowpass)
         opt.zero_grad(set_to_none=True)
         total.backward()
@@ -112,6 +123,8 @@ def refine_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     refiner.eval()
     with torch.no_grad():
         for split, f in feats.items():
-            _write_targets(out / f"targets_{split}.npy", f, channels, lambda t: refiner.targets(t.to(device)).cpu())
-    save_torch(out / "refiner.pt", refiner.state_dict())
-    return {"kind": "refined", "channels": channels, **{k: v for k, v in last.items() if k.startswith("loss/")}}
+            _write_targets(out / f"targets_{split}.npy", f, channels,
+                           lambda t: refiner.targets(standardize(t).to(device)).cpu())
+    save_torch(out / "refiner.pt", {"state": refiner.state_dict(), "mean": mean, "std": std})
+    return {"kind": "refined", "channels": channels, "standardized": cfg.standardize,
+            **{k: v for k, v in last.items() if k.startswith("loss/")}}
