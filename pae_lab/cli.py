@@ -163,26 +163,28 @@ def status(study_file: Path = typer.Argument(..., help="Study YAML."), sets: Opt
 def variants(pattern: str = typer.Argument("*", help="Wildcard, e.g. 'ssr*'."),
              plugin: Optional[List[str]] = typer.Option(None, "--plugin", help="Module registering extra variants.")):
     """The variant registry: every variant with its regularizers and weights."""
+    from pae_lab.catalog import REGULARIZERS, VARIANTS
     from pae_lab.plugins import import_plugins
-    from pae_lab.losses.regularizers import REGULARIZERS
-    from pae_lab.variants import VARIANTS, get_variant
 
     import_plugins(Path("--plugin"), plugin)
     table = Table(title="variants")
     for col in ("variant", "regularizers (weight, params)", "description"):
         table.add_column(col)
-    for name in VARIANTS.names(pattern):
-        v = get_variant(name)
+    for name in VARIANTS.names(pattern):  # a built-in no plugin touched is listed from its declaration
+        v = VARIANTS.peek(name)
+        entries, description = (v.regularizers, v.description) if v else (VARIANTS.info(name)["regularizers"],
+                                                                           VARIANTS.info(name)["description"])
         regs = "; ".join(f"{r} {p.get('weight')}" + "".join(f" {k}={val}" for k, val in p.items() if k != "weight")
-                         for r, p in v.regularizers.items()) or "(none)"
-        table.add_row(name, regs, v.description)
+                         for r, p in entries.items()) or "(none)"
+        table.add_row(name, regs, description)
     console.print(table)
     regs = Table(title="regularizers")
     for col in ("regularizer", "default weight", "what it does"):
         regs.add_column(col)
     for name in REGULARIZERS.names(pattern):
-        cls = REGULARIZERS.get(name)
-        regs.add_row(name, f"{cls.default_weight:g}", (cls.__doc__ or "").strip().splitlines()[0])
+        cls, info = REGULARIZERS.peek(name), REGULARIZERS.info(name)
+        weight = info["default_weight"] if "default_weight" in info else cls.default_weight
+        regs.add_row(name, f"{weight:g}", info.get("summary") or (cls.__doc__ or "").strip().splitlines()[0])
     console.print(regs)
 
 

@@ -34,12 +34,8 @@ def missing_files(study: "StudyConfig") -> list[tuple[str, str]]:
 
 def check_study(study: "StudyConfig", path: Path, check_files: bool = True) -> None:
     """Raise a StudyError for the first problem; `check_files=False` leaves file checks to `missing_files`."""
-    from pae_lab.data import DATASETS
-    from pae_lab.generation.samplers import SAMPLERS
+    from pae_lab.catalog import DATASETS, PERCEPTUAL, PRIORS, SAMPLERS
     from pae_lab.launch import LAUNCHERS
-    from pae_lab.losses.perceptual import PERCEPTUAL
-    from pae_lab.priors import PRIORS
-    from pae_lab.variants import resolve_variant
 
     _check_name(path, "data.name", DATASETS, study.data.name)
     _check_name(path, "prior.name", PRIORS, study.prior.name)
@@ -60,6 +56,8 @@ def check_study(study: "StudyConfig", path: Path, check_files: bool = True) -> N
     grid = study.data.resolution // f
     if grid % study.generator.patch:
         _fail(path, "generator.patch", f"{study.generator.patch} does not divide the latent grid ({grid})")
+    from pae_lab.variants import resolve_variant  # validating a variant builds its regularizers: torch
+
     names = set()
     for i, entry in enumerate(study.variants):
         try:
