@@ -85,9 +85,20 @@ def run(study_file: Path = typer.Argument(..., help="Study YAML."),
         report: bool = typer.Option(True, "--report/--no-report", help="Build the report notebook at the end."),
         sets: Optional[List[str]] = SetOpt):
     """Train every variant x seed of a study, measure, generate, correlate and report."""
+    study = load(study_file, sets, check_files=not dry_run)
+    from pae_lab.layout import StudyLayout
+    from pae_lab.settled import is_settled
+
+    files = StudyLayout(study.study_dir())
+    if not (dry_run or force) and is_settled(study):  # before MLflow, pandas and torch are imported
+        console.print(status_table_for(study))
+        console.print(f"all runs finished; results and MLflow runs are current: nothing to train, aggregate or log\n"
+                      f"results: {files.results}   correlations: {files.correlations}")
+        if report:
+            build_report_for(study, only_if_changed=True)
+        return
     from pae_lab.study import Driver
 
-    study = load(study_file, sets, check_files=not dry_run)
     driver = Driver(study, console)
     if dry_run:
         from pae_lab.preflight import missing_files
@@ -105,9 +116,6 @@ def run(study_file: Path = typer.Argument(..., help="Study YAML."),
         return
     outcome = driver.run(force=force)
     console.print(status_table_for(study))
-    from pae_lab.layout import StudyLayout
-
-    files = StudyLayout(study.study_dir())
     console.print(f"results: {files.results}   correlations: {files.correlations}")
     if outcome.failed:
         console.print(f"[red]{len(outcome.failed)} run(s) failed:[/] {', '.join(outcome.failed)} "
@@ -228,7 +236,8 @@ def ui(study_file: Path = typer.Argument(..., help="Study YAML."),
 @app.command()
 @friendly
 def correlate(table: Path = typer.Argument(..., help="CSV with one row per run and one column per metric."),
-              target: str = typer.Option("gfid", "--target", help="Column to correlate every metric with."),
+              target: Optional[str] = typer.Option(None, "--target", help="Column to correlate every metric with "
+                                                   "(default: the table's generation score, fid or fd_effnet_lite0)."),
               unit: str = typer.Option("variant", "--unit", help="Column naming the unit seeds are averaged over ('' for none)."),
               out: Optional[Path] = typer.Option(None, "--out", help="Write the correlation table here (CSV)."),
               n_boot: int = typer.Option(2000, help="Bootstrap resamples for the intervals.")):
@@ -237,23 +246,23 @@ def correlate(table: Path = typer.Argument(..., help="CSV with one row per run a
 
     from analysis.correlation import correlate_file
 
-    result = correlate_file(table, resolve_target(table, target), out=out, unit=unit or None, n_boot=n_boot)
+    result = correlate_file(table, target or generation_score_column(table), out=out, unit=unit or None, n_boot=n_boot)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         console.print(result.round(3).to_string(index=False))
 
 
-def resolve_target(table: Path, target: str) -> str:
-    """'gfid' / 'rfid' also name pae-lab's own columns: fid or fd_effnet_lite0 (and their r- twins)."""
+def generation_score_column(table: Path) -> str:
+    """The generation score column a pae-lab table holds (fid with Inception, else fd_effnet_lite0)."""
     import pandas as pd
 
-    aliases = {"gfid": ("fid", "fd_effnet_lite0"), "rfid": ("rfid", "rfd_effnet_lite0")}
+    from analysis.fidelity_names import FIDELITY_EXTRACTORS
+
+    names = [FIDELITY_EXTRACTORS.get(n).fid_key for n in ("inception", "effnet-lite0")]
     try:
         columns = set(pd.read_csv(table, nrows=0).columns)
     except (OSError, ValueError):
-        return target  # correlate_file reports the unreadable file
-    if target in columns or target not in aliases:
-        return target
-    return next((c for c in aliases[target] if c in columns), target)
+        columns = set()  # correlate_file reports the unreadable file
+    return next((c for c in names if c in columns), names[-1])
 
 
 @app.command()

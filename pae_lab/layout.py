@@ -78,6 +78,7 @@ class StudyLayout:
     submitit = property(lambda self: self.root / ".submitit")
     fidelity_cache = property(lambda self: self.root / "shared" / "fidelity")
     report_dir = property(lambda self: self.root / "report")
+    settled = property(lambda self: self.root / "settled.json")  # see pae_lab.settled
 
     def tables(self) -> tuple[Path, ...]:
         """The study-level outputs logged to the parent run and read by the report."""

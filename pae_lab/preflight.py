@@ -56,14 +56,21 @@ def check_study(study: "StudyConfig", path: Path, check_files: bool = True) -> N
     grid = study.data.resolution // f
     if grid % study.generator.patch:
         _fail(path, "generator.patch", f"{study.generator.patch} does not divide the latent grid ({grid})")
-    from pae_lab.variants import resolve_variant  # validating a variant builds its regularizers: torch
+    from pae_lab.plan import cached_variants
 
+    cached = cached_variants(study)  # specs resolved when the study was planned need no torch to check
     names = set()
     for i, entry in enumerate(study.variants):
-        try:
-            variant = resolve_variant(entry)
-        except (RegistryError, ValueError, TypeError) as exc:
-            _fail(path, f"variants[{i}]", str(exc))
-        if variant.name in names:
-            _fail(path, f"variants[{i}]", f"variant name {variant.name!r} appears twice")
-        names.add(variant.name)
+        name = cached[i]["name"] if cached is not None else _resolved_name(path, i, entry)
+        if name in names:
+            _fail(path, f"variants[{i}]", f"variant name {name!r} appears twice")
+        names.add(name)
+
+
+def _resolved_name(path: Path, i: int, entry) -> str:
+    from pae_lab.variants import resolve_variant  # validating a variant builds its regularizers: torch
+
+    try:
+        return resolve_variant(entry).name
+    except (RegistryError, ValueError, TypeError) as exc:
+        raise StudyError(f"{path}: variants[{i}]: {exc}") from None

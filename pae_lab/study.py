@@ -28,6 +28,7 @@ from pae_lab.monitor import RunMonitor
 from pae_lab.plan import RunSpec, expand, run_stage_names, shared_plan
 from pae_lab.progress import ProgressWriter, read_progress
 from pae_lab.schema import StudyConfig
+from pae_lab.settled import mark_settled, run_finished
 from pae_lab.stages.cache import is_done
 from pae_lab.stages.execute import run_stage
 from pae_lab.tracking import RunLogger, StudyTracker, default_uri, flatten
@@ -103,6 +104,7 @@ class Driver:
             for path in (root / "shared", root / "runs"):
                 shutil.rmtree(path, ignore_errors=True)
         root.mkdir(parents=True, exist_ok=True)
+        self.layout.settled.unlink(missing_ok=True)  # until this run has settled every status again
         resolved = self.study.model_dump(mode="json")
         atomic_write(self.layout.study_yaml, lambda p: p.write_text(yaml.safe_dump(resolved, sort_keys=False)))
         tracker = self.tracker()
@@ -141,9 +143,7 @@ class Driver:
 
     # -- execution ---------------------------------------------------------------------------
     def pending(self) -> list[RunSpec]:
-        return [r for r in self.runs
-                if not all(is_done(r.stage_dir(s), r.hashes[s]) for s in run_stage_names())
-                or r.layout.status() != "done"]
+        return [r for r in self.runs if not run_finished(r)]
 
     def launch(self, runs: list[RunSpec]) -> dict[Path, dict[str, Any]]:
         for spec in runs:  # a fresh attempt: forget the last attempt's progress, failure and stop request
@@ -235,4 +235,6 @@ class Driver:
         self.log_summaries(tracker, parent, summary)
         failed = [f"{r.variant}/seed{r.seed}" for r in self.runs if r.layout.status() == "failed"]
         tracker.finish(parent, "FAILED" if failed else "FINISHED")
+        if not failed:
+            mark_settled(self.study, self.runs)
         return StudyOutcome(self.runs, len(pending), failed, summary)
