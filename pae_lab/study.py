@@ -206,7 +206,7 @@ class Driver:
         for key, value in tags.items():
             tracker.client.set_tag(parent, key, value)
         share_view(tracker.client, tracker.experiment_id, headline_metrics(results.columns, target),
-                   study_regularizers(self.runs), parent)
+                   study_regularizers(self.runs))
 
     def run(self, force: bool = False) -> StudyOutcome:
         tracker, parent = self.prepare(force)
