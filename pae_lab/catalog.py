@@ -34,9 +34,11 @@ for _name in ("digits", "scenes", "imagefolder"):
     DATASETS.declare(_name, f"pae_lab.data.{_name}")
 PRIORS.declare("effnet_lite0", "pae_lab.priors.effnet_prior")
 PRIORS.declare("timm", "pae_lab.priors.timm_prior")
+PRIORS.declare("oracle", "pae_lab.priors.oracle")
 for _name in ("euler", "heun"):
     SAMPLERS.declare(_name, "pae_lab.generation.samplers")
-for _name in ("ssc", "coherence", "lpc", "gsq", "linprobe", "knn", "lip_enc", "lip_dec", "erank", "psnr", "ssim"):
+for _name in ("ssc", "coherence", "lpc", "gsq", "linprobe", "knn", "lip_enc", "lip_dec", "erank", "psnr", "ssim",
+              "nn_angle"):
     METRICS.declare(_name, "analysis.panel_metrics")
 
 # The paper's 2x2x2 ablation of SSR / MCR / SCR and the VA-VAE peer: name -> (regularizers, description),

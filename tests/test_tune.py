@@ -329,7 +329,7 @@ def test_pruning_stops_a_running_trial(tmp_path: Path, searched) -> None:
     import plugin_wait_stop  # noqa: F401  registers wait_stop, as `plugins:` does for the CLI
 
     run_dir = tmp_path / "study" / "runs" / "trial-0000" / "seed0"
-    holds = {"name": "holds", "regularizers": {"wait_stop": {"at_step": 4, "stop_file": str(run_dir / "stop.json")}}}
+    holds = {"name": "holds", "base": "pae", "regularizers": {"wait_stop": {"at_step": 4, "stop_file": str(run_dir / "stop.json")}}}
     search = {"params": WEIGHTS, "n_trials": 1, "base_variant": "holds",
               "pruner": {"name": "always", "source": "loss/total", "interval_s": 0.2}}
     cfg = tiny(tmp_path, search, plugins=["plugin_wait_stop"], variants=[holds])
