@@ -41,17 +41,27 @@ def experiment_url(uri: str, experiment: str, host: str, port: int) -> tuple[str
     return (f"{base}/#/experiments/{exp.experiment_id}/runs?workflowType=machine_learning&viewStateShareKey={VIEW_KEY}", True) if exp else (base, False)
 
 
-def serve(uri: str, experiment: str, host: str, port: int, console: Console) -> int:
-    """Run the server until it exits or the user stops it; 0 when stopped by Ctrl-C / SIGTERM."""
+def warn_if_exposed(host: str, port: int, console: Console) -> None:
     if not is_loopback(host):
         console.print(f"[yellow]warning:[/] --host {host} is not loopback: anyone who can reach this machine "
                       f"on port {port} can read and change the study's runs (MLflow has no login here); "
                       "prefer an SSH tunnel to 127.0.0.1")
+
+
+def serve(uri: str, experiment: str, host: str, port: int, console: Console) -> int:
+    """Run the server until it exits or the user stops it; 0 when stopped by Ctrl-C / SIGTERM."""
+    warn_if_exposed(host, port, console)
     url, exists = experiment_url(uri, experiment, host, port)
     if not exists:
         console.print(f"[yellow]warning:[/] no experiment {experiment!r} in {uri} yet: run the study first")
     console.print(f"MLflow UI: {url}  (store {uri}); Ctrl-C stops it", soft_wrap=True)
-    proc = subprocess.Popen(server_command(uri, host, port), start_new_session=True)
+    return run_foreground(server_command(uri, host, port), console, "MLflow UI")
+
+
+def run_foreground(cmd: list[str], console: Console, what: str) -> int:
+    """Run a server in its own process group until it exits or the user stops it; 0 when stopped
+    by Ctrl-C / SIGTERM."""
+    proc = subprocess.Popen(cmd, start_new_session=True)
     # Ctrl-C and SIGTERM both stop cleanly, even where a shell started us with SIGINT ignored
     previous = {sig: signal.signal(sig, signal.default_int_handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -63,7 +73,7 @@ def serve(uri: str, experiment: str, host: str, port: int, console: Console) -> 
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-        console.print("MLflow UI stopped")
+        console.print(f"{what} stopped")
         return 0
     finally:
         for sig, handler in previous.items():
