@@ -16,10 +16,13 @@ import pandas as pd
 from scipy.stats import DegenerateDataWarning, bootstrap, permutation_test
 
 from analysis.directions import DIRECTIONS, direction_of
+from analysis.multiplicity import adjust
 from analysis.rank_stats import kendall, loo_rank_accuracy, spearman
 
 STATISTICS: dict[str, Callable[..., np.ndarray]] = {"spearman": spearman, "kendall": kendall}
-COLUMNS = ["n", *(f"{s}{suffix}" for s in STATISTICS for suffix in ("", "_lo", "_hi", "_p")),
+ADJUSTED = ("holm", "bh")  # p-value corrections over the metrics of one table (analysis.multiplicity)
+COLUMNS = ["n", *(f"{s}{suffix}" for s in STATISTICS
+                  for suffix in ("", "_lo", "_hi", "_p", *(f"_p_{a}" for a in ADJUSTED))),
            "direction", "agrees", "loo_rank_acc", "note"]
 DEFAULT_UNIT = "variant"
 SEED_COLUMN = "seed"
@@ -119,7 +122,8 @@ def correlate(
     """One row per metric describing how it tracks `target` across units.
 
     Columns: metric, n (units), spearman / kendall (tau-b) with paired-bootstrap CI bounds (_lo, _hi;
-    `ci_method` "percentile" or "BCa") and two-sided permutation p-values (_p, pairings test),
+    `ci_method` "percentile" or "BCa") and two-sided permutation p-values (_p, pairings test)
+    with Holm and Benjamini-Hochberg adjustments over the metrics of this table (_p_holm, _p_bh),
     direction (higher/lower is better, from `directions` merged over DIRECTIONS), agrees (sign
     as expected against the target's direction, default DIRECTIONS[target] or "lower" as for
     gFID), loo_rank_acc (see `rank_stats.loo_rank_accuracy`) and note (why a row is NaN).
@@ -153,6 +157,9 @@ def correlate(
         row["agrees"] = _agrees(row.get("spearman", math.nan), row["direction"], target_dir)
         rows[m] = row
     out = pd.DataFrame.from_dict(rows, orient="index").reindex(columns=COLUMNS)
+    for name in STATISTICS:
+        for method in ADJUSTED:
+            out[f"{name}_p_{method}"] = adjust(out[f"{name}_p"].to_numpy(float), method)
     out = out.rename_axis("metric").reset_index()
     out["agrees"] = out["agrees"].astype("boolean")
     out["note"] = out["note"].fillna("")

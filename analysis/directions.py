@@ -13,6 +13,9 @@ DIRECTIONS: dict[str, Direction] = {
     # reconstruction and generation
     "psnr": "higher", "ssim": "higher", "lpips": "lower", "rfid": "lower", "gfid": "lower",
     "fid": "lower", "kid": "lower", "fd": "lower", "rfd": "lower", "kd": "lower", "rkd": "lower", "isc": "higher", "precision": "higher", "recall": "higher",
+    # learnability (analysis.fidelity.FidelityColumns): generated vs own reconstructions, floors, val loss
+    "lfd": "lower", "lkd": "lower", "floor_fd": "lower", "floor_kd": "lower", "noise_fd": "lower",
+    "noise_kd": "lower", "gen_val_loss": "lower",
 }
 
 

@@ -6,12 +6,19 @@ Two feature extractors, chosen by name from `FIDELITY_EXTRACTORS`:
   `fd_effnet_lite0` / `kd_effnet_lite0` everywhere, so nobody compares them with published FIDs.
 - "inception": torch-fidelity's "inception-v3-compat" (the standard FID network), only from a
   local weights file (`inception_weights`); named `fid` / `kid`.
+- "effnet-lite0-96": the same network on 96x96 resizes (about 10x cheaper on a CPU: 32 px images
+  carry no detail that 224 px would add); named `fd_effnet_lite0_96` / `kd_effnet_lite0_96`.
 "auto" picks Inception when weights are given, else EfficientNet. Nothing is ever downloaded: the
 torch.hub download function is disabled while torch-fidelity runs.
+
+Every column a study writes about generation is named by `fidelity_columns` (one place), and
+features are extracted once per image set (`extract_features`) so that one set of generated
+images is compared with several references (`fd_kd`) without re-running the network.
 """
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import unittest.mock
 import warnings
@@ -20,6 +27,8 @@ from typing import Any, Iterator
 import torch
 import torch.nn.functional as F
 import torch_fidelity
+import torch_fidelity.metric_kid
+import torch_fidelity.utils
 from threadpoolctl import threadpool_limits
 from torch.utils.data import Dataset
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
@@ -28,8 +37,9 @@ from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 from pae_lab.images import to_uint8
 from pae_lab.priors.effnet import load_efficientnet_lite0, pooled_features
 from analysis.fidelity_names import (  # noqa: F401  (re-exported)
-    EFFNET_FIDELITY_NAME, FIDELITY_EXTRACTORS, INCEPTION_FILE, ExtractorSpec, cached_inception_weights, inception_weights_or_cached,
-    metric_names, resolve_extractor)
+    EFFNET96_FIDELITY_NAME, EFFNET_FIDELITY_NAME, FIDELITY_EXTRACTORS, INCEPTION_FILE, VAL_LOSS, ExtractorSpec, FidelityColumns,
+    cached_inception_weights, fidelity_columns, inception_weights_or_cached, metric_names, resolve_extractor,
+    shared_network_warning)
 
 # Below this many samples FID's small-N bias dominates differences between models (platform.md).
 MIN_RELIABLE_SAMPLES = 2048
@@ -73,13 +83,24 @@ class EffNetLite0Extractor(FeatureExtractorBase):
         return tuple(out[name] for name in self.features_list)
 
 
+class EffNetLite0Extractor96(EffNetLite0Extractor):
+    """The same network on 96x96 resizes: the cheap CPU extractor (named fd_effnet_lite0_96)."""
+
+    INPUT_SIZE = 96
+
+    @staticmethod
+    def get_dummy_input_for_compile() -> torch.Tensor:
+        return torch.zeros(1, 3, EffNetLite0Extractor96.INPUT_SIZE, EffNetLite0Extractor96.INPUT_SIZE, dtype=torch.uint8)
+
+
 def register_effnet_extractor() -> None:
-    """Register EffNetLite0Extractor with torch-fidelity once; later calls are no-ops."""
-    existing = FEATURE_EXTRACTORS_REGISTRY.get(EFFNET_FIDELITY_NAME)
-    if existing is None:
-        torch_fidelity.register_feature_extractor(EFFNET_FIDELITY_NAME, EffNetLite0Extractor)
-    elif existing.__qualname__ != EffNetLite0Extractor.__qualname__:
-        raise RuntimeError(f"torch-fidelity extractor {EFFNET_FIDELITY_NAME!r} is already taken by {existing!r}")
+    """Register the EfficientNet extractors with torch-fidelity once; later calls are no-ops."""
+    for name, cls in ((EFFNET_FIDELITY_NAME, EffNetLite0Extractor), (EFFNET96_FIDELITY_NAME, EffNetLite0Extractor96)):
+        existing = FEATURE_EXTRACTORS_REGISTRY.get(name)
+        if existing is None:
+            torch_fidelity.register_feature_extractor(name, cls)
+        elif existing.__qualname__ != cls.__qualname__:
+            raise RuntimeError(f"torch-fidelity extractor {name!r} is already taken by {existing!r}")
 
 
 register_effnet_extractor()
@@ -133,18 +154,8 @@ def compute_fidelity(samples: torch.Tensor, reference: torch.Tensor, *, extracto
     n, n_ref = samples.shape[0], reference.shape[0]
     weights = _weights_path(name, spec, inception_weights)
 
-    largest = min(n, n_ref)
-    subset = min(1000, largest) if kid_subset_size is None else kid_subset_size
-    if not 2 <= subset <= largest:
-        raise ValueError(f"kid_subset_size={subset} must lie in 2..min(N samples, N reference) = {largest}")
-
-    notes = []
-    if n < max(MIN_RELIABLE_SAMPLES, spec.feature_dim):
-        notes.append(f"only {n} samples for {spec.feature_dim}-d features: {spec.fid_key} is strongly biased "
-                     f"upwards below {max(MIN_RELIABLE_SAMPLES, spec.feature_dim)} samples; compare runs only "
-                     f"at equal N and read {spec.kid_key} alongside")
-    for note in notes:
-        warnings.warn(note, stacklevel=2)
+    subset = _kid_subset(n, n_ref, kid_subset_size)
+    notes = _small_n_notes(n, spec)
 
     device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     cache_name = None
@@ -176,6 +187,77 @@ def compute_fidelity(samples: torch.Tensor, reference: torch.Tensor, *, extracto
         },
         "warnings": notes,
     }
+
+
+def _kid_subset(n: int, n_ref: int, kid_subset_size: int | None) -> int:
+    largest = min(n, n_ref)
+    subset = min(1000, largest) if kid_subset_size is None else kid_subset_size
+    if not 2 <= subset <= largest:
+        raise ValueError(f"kid_subset_size={subset} must lie in 2..min(N samples, N reference) = {largest}")
+    return subset
+
+
+def _small_n_notes(n: int, spec: ExtractorSpec) -> list[str]:
+    """The small-N bias warning (also issued as a UserWarning)."""
+    notes = []
+    if n < max(MIN_RELIABLE_SAMPLES, spec.feature_dim):
+        notes.append(f"only {n} samples for {spec.feature_dim}-d features: {spec.fid_key} is strongly biased "
+                     f"upwards below {max(MIN_RELIABLE_SAMPLES, spec.feature_dim)} samples; compare runs only "
+                     f"at equal N and read {spec.kid_key} alongside")
+    for note in notes:
+        warnings.warn(note, stacklevel=3)
+    return notes
+
+
+def extract_features(images: torch.Tensor, *, extractor: str = "auto", inception_weights: str | os.PathLike | None = None,
+                     batch_size: int = 64, device: str | torch.device | None = None,
+                     blas_threads: int | None = 1) -> torch.Tensor:
+    """FD features [N, D] (float64, CPU) of uint8 images [N, 3, H, W]: computed once per image set, then
+    compared with any number of other sets by `fd_kd`."""
+    inception_weights = inception_weights_or_cached(inception_weights)
+    name = resolve_extractor(extractor, inception_weights)
+    spec = FIDELITY_EXTRACTORS.get(name)
+    _check_images("images", images)
+    weights = _weights_path(name, spec, inception_weights)
+    device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    cls = FEATURE_EXTRACTORS_REGISTRY[spec.fidelity_name]
+    layer = cls.get_default_feature_layer_for_metric("fid")
+    kwargs = {"feature_extractor_weights_path": weights} if weights is not None else {}
+    with no_downloads(), threadpool_limits(blas_threads, user_api="blas"):
+        fx = torch_fidelity.utils.create_feature_extractor(spec.fidelity_name, [layer], cuda=device.type == "cuda",
+                                                           verbose=False, **kwargs)
+        feats = torch_fidelity.utils.get_featuresdict_from_dataset(UInt8Images(images.cpu()), fx, batch_size,
+                                                                   device.type == "cuda", True, False)[layer]
+    return feats.double().cpu()
+
+
+def frechet_distance(f1: torch.Tensor, f2: torch.Tensor) -> float:
+    """FD between two feature sets, exactly as torch-fidelity defines it (sample covariances), computed
+    through the N x N cross-product: tr sqrt(S1 S2) = nuclear norm of A1 A2^T with A = centred X /
+    sqrt(n - 1), since S1 S2 = A1^T (A1 A2^T) A2 has the squared singular values of A1 A2^T as its
+    non-zero eigenvalues. Cheaper than a D x D eigendecomposition when N < D, and 0 for equal sets."""
+    a1 = (f1 - f1.mean(0)) / math.sqrt(len(f1) - 1)
+    a2 = (f2 - f2.mean(0)) / math.sqrt(len(f2) - 1)
+    diff = f1.mean(0) - f2.mean(0)
+    nuclear = torch.linalg.svdvals(a1 @ a2.T).sum()
+    return float(diff @ diff + (a1 * a1).sum() + (a2 * a2).sum() - 2 * nuclear)
+
+
+def fd_kd(samples: torch.Tensor, reference: torch.Tensor, *, kid_subset_size: int | None = None,
+          kid_subsets: int = 100, seed: int = 0) -> dict[str, float]:
+    """{"fd", "kd", "kd_std"} between two feature sets [N, D] (from `extract_features`); KD is
+    torch-fidelity's unbiased polynomial-kernel MMD over random subsets."""
+    subset = _kid_subset(len(samples), len(reference), kid_subset_size)
+    kid = torch_fidelity.metric_kid.kid_features_to_metric(samples.float(), reference.float(), kid_subset_size=subset,
+                                                           kid_subsets=kid_subsets, rng_seed=seed, verbose=False)
+    return {"fd": frechet_distance(samples, reference), "kd": float(kid[torch_fidelity.KEY_METRIC_KID_MEAN]),
+            "kd_std": float(kid[torch_fidelity.KEY_METRIC_KID_STD])}
+
+
+def fd_kd_named(samples: torch.Tensor, reference: torch.Tensor, fd_key: str, kd_key: str, **kw: Any) -> dict[str, float]:
+    """`fd_kd` under a study's column names (see FidelityColumns)."""
+    out = fd_kd(samples, reference, **kw)
+    return {fd_key: out["fd"], kd_key: out["kd"], f"{kd_key}_std": out["kd_std"]}
 
 
 def _check_images(what: str, images: torch.Tensor) -> None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pae_lab.registry import Registry
 
 EFFNET_FIDELITY_NAME = "effnet-lite0"  # the embedded extractor's name in torch-fidelity's registry
+EFFNET96_FIDELITY_NAME = "effnet-lite0-96"  # the same network on 96 px resizes
 
 
 def torch_hub_dir() -> str:
@@ -32,13 +33,16 @@ class ExtractorSpec:
     kid_key: str
     feature_dim: int
     needs_weights: bool = False  # True: a local weights file is mandatory (we never download)
+    network: str = ""  # the underlying network, to warn when a prior or perceptual loss is the same one
 
 
 FIDELITY_EXTRACTORS: Registry[ExtractorSpec] = Registry("fidelity extractor")
 FIDELITY_EXTRACTORS.register("effnet-lite0", ExtractorSpec(EFFNET_FIDELITY_NAME, "fd_effnet_lite0",
-                                                           "kd_effnet_lite0", 1280))
+                                                           "kd_effnet_lite0", 1280, network="effnet_lite0"))
+FIDELITY_EXTRACTORS.register("effnet-lite0-96", ExtractorSpec(EFFNET96_FIDELITY_NAME, "fd_effnet_lite0_96",
+                                                              "kd_effnet_lite0_96", 1280, network="effnet_lite0"))
 FIDELITY_EXTRACTORS.register("inception", ExtractorSpec("inception-v3-compat", "fid", "kid", 2048,
-                                                        needs_weights=True))
+                                                        needs_weights=True, network="inception_v3"))
 
 
 INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"  # torch-fidelity's Inception weights
@@ -66,3 +70,74 @@ def metric_names(extractor: str = "auto", inception_weights: str | os.PathLike |
     """(fid_key, kid_key) that compute_fidelity will use, for naming columns without computing."""
     spec = FIDELITY_EXTRACTORS.get(resolve_extractor(extractor, inception_weights))
     return spec.fid_key, spec.kid_key
+
+
+VAL_LOSS = "gen_val_loss"  # the generator's flow-matching loss on held-out latents over a fixed t-grid
+
+
+@dataclass(frozen=True)
+class FidelityColumns:
+    """Every generation / reconstruction column of a study, named once from the extractor's keys.
+
+    fd / kd:             generated vs real reference images (gFD: learnability AND decoder blur)
+    lfd / lkd:           generated vs the tokenizer's own reconstructions of the reference images
+                         (learnability alone: 0 when the generator reproduces what the decoder can show)
+    floor_fd / floor_kd: reconstructions of held-out images vs the real reference (the decoder floor:
+                         the gFD a perfect generator of this tokenizer's latents would get)
+    noise_fd / noise_kd: held-out real images vs the real reference (the sampling floor at this N)
+    rfd / rkd:           reconstructions vs their own originals (rFID protocol)
+    val_loss:            the generator's held-out flow-matching loss over a fixed t-grid
+    """
+
+    fd: str
+    kd: str
+    lfd: str
+    lkd: str
+    floor_fd: str
+    floor_kd: str
+    noise_fd: str
+    noise_kd: str
+    rfd: str
+    rkd: str
+    val_loss: str = VAL_LOSS
+
+    @classmethod
+    def from_keys(cls, fd: str, kd: str) -> FidelityColumns:
+        """Every column from the extractor's FD / KD keys (prefixes l, floor_, noise_, r)."""
+        return cls(fd, kd, f"l{fd}", f"l{kd}", f"floor_{fd}", f"floor_{kd}", f"noise_{fd}", f"noise_{kd}", f"r{fd}", f"r{kd}")
+
+    def targets(self) -> dict[str, str]:
+        """Correlation-target keys a study may choose (evaluation.correlation_target) -> column."""
+        return {"gfd": self.fd, "gkd": self.kd, "lfd": self.lfd, "lkd": self.lkd, "val_loss": self.val_loss}
+
+    def meanings(self) -> dict[str, str]:
+        """Column -> what the number means, for results.csv readers and the report."""
+        return {
+            self.fd: "FD(generated, real reference): learnability and decoder blur together (gFD)",
+            self.kd: "KD(generated, real reference)",
+            self.lfd: "FD(generated, own reconstructions of the reference): learnability alone, 0 = generator reproduces the decoder's images",
+            self.lkd: "KD(generated, own reconstructions of the reference)",
+            self.floor_fd: "FD(reconstructions of held-out images, real reference): decoder floor of gFD at the same N",
+            self.floor_kd: "KD(reconstructions of held-out images, real reference)",
+            self.noise_fd: "FD(held-out real, real reference): sampling floor at the same N",
+            self.noise_kd: "KD(held-out real, real reference)",
+            self.rfd: "FD(reconstructions, their originals): rFID protocol",
+            self.rkd: "KD(reconstructions, their originals)",
+            self.val_loss: "generator flow-matching loss on held-out latents, fixed t-grid and noise (LightningDiT-style)",
+        }
+
+
+def fidelity_columns(extractor: str = "auto", inception_weights: str | os.PathLike | None = None) -> FidelityColumns:
+    """The study's column names under its resolved extractor."""
+    return FidelityColumns.from_keys(*metric_names(extractor, inception_weights))
+
+
+def shared_network_warning(extractor: str, inception_weights: str | os.PathLike | None, **roles: str) -> str:
+    """A warning when the FD network is also the prior or the perceptual loss (roles: role -> network
+    name, e.g. prior="effnet_lite0"): FD then rewards latents tuned to that network's features."""
+    network = FIDELITY_EXTRACTORS.get(resolve_extractor(extractor, inception_weights)).network
+    same = [role for role, name in roles.items() if name and name.replace("-", "_").startswith(network)]
+    if not same:
+        return ""
+    return (f"the FD extractor ({network}) is also the {' and the '.join(same)}: FD then rewards images that "
+            f"network finds familiar; read FD beside KD, PSNR and the manifold metrics")

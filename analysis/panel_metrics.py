@@ -95,3 +95,13 @@ def _psnr(ctx: PanelContext) -> MetricResult:
 @panel_metric("ssim")
 def _ssim(ctx: PanelContext) -> MetricResult:
     return ssim(ctx.reconstructions, ctx.images, ctx.config.ssim_window, ctx.config.ssim_sigma)
+
+
+@panel_metric("nn_angle")
+def _nn_angle(ctx: PanelContext) -> MetricResult:
+    """Median degrees from an image's latent to its nearest other image's: the scale MCR's steps compare to."""
+    from pae_lab.losses.mcr import nn_angles
+
+    angles = nn_angles(ctx.latents)
+    return MetricResult(float(angles.median()), {"unit": "degrees", "latent": "flattened, all tokens"},
+                        {"p10": float(angles.quantile(0.1)), "p90": float(angles.quantile(0.9))})

@@ -190,6 +190,29 @@ def correlation_forest(
 
 
 @_styled
+def effects_forest(effects: pd.DataFrame, responses: Sequence[str] | None = None) -> Figure:
+    """Main effect of each regularizer on each response (one panel per response), with its interval
+    over seeds: green where the interval excludes zero on the side that improves the response, red
+    on the side that worsens it, grey where it spans zero."""
+    main = effects[effects["order"] == 1]
+    responses = [r for r in (responses or list(dict.fromkeys(main["response"]))) if r in set(main["response"])]
+    fig, axes = _grid(len(responses), 3, (3.6, 0.7 + 0.45 * max(1, main["effect"].nunique())))
+    for ax, response in zip(axes, responses):
+        rows = main[main["response"] == response].reset_index(drop=True)
+        est, lo, hi = (rows[c].to_numpy(float) for c in ("estimate", "lo", "hi"))
+        for i, row in rows.iterrows():
+            clear = np.isfinite(lo[i]) and (lo[i] > 0 or hi[i] < 0)
+            color = "#7f8c8d" if not clear or pd.isna(row["improves"]) else ("#2e7d32" if row["improves"] else "#c0392b")
+            err = np.clip([[est[i] - lo[i]], [hi[i] - est[i]]], 0, None) if np.isfinite(lo[i]) else None
+            ax.errorbar(est[i], i, xerr=err, fmt="o", color=color, ms=6, capsize=3)
+        ax.set_yticks(range(len(rows)), rows["effect"])
+        ax.axvline(0, color="black", lw=0.8)
+        ax.set_title(metric_label(response), fontsize=9)
+    fig.suptitle("Main effect of switching each regularizer on (interval over seeds)")
+    return fig
+
+
+@_styled
 def metric_heatmap(results: pd.DataFrame, metrics: Sequence[str], *, unit: str = "variant") -> Figure:
     """Spearman correlation between metrics over the variant means (seeds averaged first)."""
     means, _ = _variant_stats(results, metrics, unit)

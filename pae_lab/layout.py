@@ -70,18 +70,21 @@ class StudyLayout:
     study_json = property(lambda self: self.root / "study.json")
     results = property(lambda self: self.root / "results.csv")
     correlations = property(lambda self: self.root / "correlations.csv")
+    correlations_strata = property(lambda self: self.root / "correlations_strata.csv")  # within on/off strata
+    effects = property(lambda self: self.root / "effects.csv")  # factorial main effects and interactions
+    columns = property(lambda self: self.root / "columns.csv")  # what each generation column means
     convergence = property(lambda self: self.root / "convergence.csv")
     speedups = property(lambda self: self.root / "speedups.csv")
     variants = property(lambda self: self.root / "variants.json")  # resolved variants, see plan.resolved_variants
     mlflow_db = property(lambda self: self.root / "mlflow.db")
     artifacts = property(lambda self: self.root / "mlartifacts")
     submitit = property(lambda self: self.root / ".submitit")
-    fidelity_cache = property(lambda self: self.root / "shared" / "fidelity")
     report_dir = property(lambda self: self.root / "report")
 
     def tables(self) -> tuple[Path, ...]:
         """The study-level outputs logged to the parent run and read by the report."""
-        return (self.results, self.correlations, self.convergence, self.speedups, self.study_json)
+        return (self.results, self.columns, self.correlations, self.correlations_strata, self.effects,
+                self.convergence, self.speedups, self.study_json)
 
     def shared(self, stage: str, digest: str) -> Path:
         return self.root / "shared" / stage / digest

@@ -36,7 +36,7 @@ from pae_lab.tracking import iter_jsonl
 KERNEL_NAME = "python3"
 KINDS = ("study", "tune")
 IMAGE_KINDS = tuple(IMAGES)
-ID_COLUMNS = ("variant", "seed", "run_id", "status")
+ID_COLUMNS = ("variant", "kind", "seed", "run_id", "status", "correlation_target")
 GENERATION_OUTPUTS = ("speedup",)
 SPREAD_SUFFIXES = ("_std", "_p95", "_median", "_max")  # per-run spreads of a metric, not metrics
 
@@ -138,6 +138,8 @@ class StudyData:
     trials: pd.DataFrame | None = None
     pareto: pd.DataFrame | None = None
     importances: pd.DataFrame | None = None
+    references: pd.DataFrame | None = None  # results.csv's teacher / reference rows (kind != variant)
+    effects: pd.DataFrame | None = None  # effects.csv: factorial main effects and interactions
 
     @property
     def variants(self) -> list[str]:
@@ -153,6 +155,11 @@ class StudyData:
     def target(self) -> str | None:
         """The gFID-like column: study.json's `target`, else the first generation FD column."""
         return _first(self.metrics, self.info.get("target"), is_generation_fd)
+
+    @property
+    def generation(self) -> str | None:
+        """The gFD column (generated vs real): study.json's `gfd`, else the first generation FD column."""
+        return _first(self.metrics, self.info.get("gfd"), is_generation_fd)
 
     @property
     def contrast(self) -> str | None:
@@ -247,9 +254,15 @@ def load_study(study_dir: Path | str, *, kind: str | None = None) -> StudyData:
     if kind not in KINDS:
         raise ReportError(f"unknown report kind {kind!r}; use one of {', '.join(KINDS)}")
     runs = study_dir / "runs"
+    references = None
+    if "kind" in results:  # teacher's ceiling and sampling floor rows sit beside the runs
+        references = results[results["kind"] != "variant"].dropna(axis=1, how="all").reset_index(drop=True)
+        results = results[results["kind"] == "variant"].reset_index(drop=True)
     return StudyData(
         study_dir=study_dir,
         results=results,
+        references=references if references is not None and not references.empty else None,
+        effects=_read_csv(study_dir / "effects.csv"),
         info=info,
         kind=kind,
         correlations=_read_csv(study_dir / "correlations.csv"),
@@ -275,7 +288,7 @@ def main_metrics(study: "StudyData") -> list[str]:
     """The main results table's columns: the headline metrics, KD and speed-up; metrics only."""
     from pae_lab.headline import headline_metrics
 
-    found = headline_metrics(study.metrics, study.target)
+    found = headline_metrics(study.metrics, study.generation)
     return found + [c for c in (study.kid, "speedup") if c and c in study.metrics and c not in found]
 
 
@@ -314,6 +327,53 @@ def variants_table(
         arrow = {"higher": " ↑", "lower": " ↓"}.get(direction or "", "")
         table[f"{metric}{arrow}"] = cells
     return table
+
+
+def effects_table(effects: pd.DataFrame, max_order: int = 2) -> pd.DataFrame:
+    """effects.csv as response x effect cells "estimate [lo, hi]" (✓ / ✗ where the interval excludes 0 on
+    the paper's / the other side), main effects and two-way interactions by default."""
+    rows = effects[effects["order"] <= max_order]
+    mark = {"yes": " ✓", "no": " ✗"}
+
+    def cell(r: pd.Series) -> str:
+        if not np.isfinite(r["estimate"]):
+            return "-"
+        ci = f" [{_fmt(r['lo'])}, {_fmt(r['hi'])}]" if np.isfinite(r["lo"]) else ""
+        return f"{_fmt(r['estimate'])}{ci}{mark.get(str(r.get('agrees_with_paper')), '')}"
+
+    table = rows.assign(cell=rows.apply(cell, axis=1)).pivot(index="response", columns="effect", values="cell")
+    order = list(dict.fromkeys(rows["effect"]))
+    return table.reindex(index=list(dict.fromkeys(rows["response"])), columns=order)
+
+
+def effects_summary(effects: pd.DataFrame | None, target: str | None, own_metric: Mapping[str, str]) -> str:
+    """One sentence per regularizer, read from effects.csv: its main effect on its own metric and on the
+    generation score, each with its interval; "agrees with the paper" only where the interval excludes 0."""
+    if effects is None or effects.empty:
+        return ""
+    main = effects[effects["order"] == 1].set_index(["effect", "response"])
+    lines = []
+    for factor in dict.fromkeys(main.index.get_level_values("effect")):
+        parts = []
+        for response in (own_metric.get(factor), target):
+            if response is None or (factor, response) not in main.index:
+                continue
+            r = main.loc[(factor, response)]
+            text = f"{metric_label(response)} {float(r['estimate']):+.3g}"
+            if np.isfinite(r["lo"]):
+                text += f" [{_fmt(r['lo'])}, {_fmt(r['hi'])}]"
+                if r["lo"] <= 0 <= r["hi"]:
+                    text += " (interval spans 0: no conclusion)"
+                elif str(r.get("agrees_with_paper")) in ("yes", "no"):
+                    text += " (agrees with the paper)" if r["agrees_with_paper"] == "yes" else " (opposite to the paper)"
+                if np.isfinite(r.get("p_holm", np.nan)):
+                    text += f", Holm p = {float(r['p_holm']):.2g}"
+            else:
+                text += " (one seed per variant: no interval)"
+            parts.append(text)
+        if parts:
+            lines.append(f"Switching **{factor}** on changes " + "; ".join(parts) + ".")
+    return "\n\n".join(lines)
 
 
 def _spearman_text(row: pd.Series, confidence: float) -> str:

@@ -178,6 +178,8 @@ class RefineConfig(Strict):
     batch_size: int = Field(64, ge=1, description="Feature maps per step.")
     lr: float = Field(1e-3, gt=0, description="AdamW learning rate.")
     depth: int = Field(2, ge=1, description="Deprojector transformer layers.")
+    standardize: bool = Field(True, description="Standardise every VFM channel (train mean / std) before refining, so the "
+                              "MSE term is O(1) and the Gram term acts too (raw features: ~10^4 : 1).")
     l_rep: float = Field(1.0, ge=0, description="Weight of the feature-reconstruction term.")
     l_gram: float = Field(1.0, ge=0, description="Weight of the Gram term against the low-pass target.")
     lowpass: float = Field(0.4, ge=0, description="Low-pass strength of the Gram target.")
@@ -212,10 +214,19 @@ class TrainingConfig(Strict):
 class EvaluationConfig(Strict):
     """The gFID / rFID protocol, fixed per study and stored beside every value."""
 
-    num_samples: int = Field(1024, ge=16, description="Generated images per gFID evaluation.")
-    extractor: Literal["auto", "inception", "effnet-lite0"] = Field(
+    num_samples: int = Field(1024, ge=16, description="Generated images per gFID evaluation; also the N of every other FD/KD "
+                             "of the study (reference set, reconstructions, held-out reals): compare at equal N only.")
+    extractor: Literal["auto", "inception", "effnet-lite0", "effnet-lite0-96"] = Field(
         "auto", description="auto: Inception when `inception_weights` is set or the file is in the torch hub cache, else the embedded "
-        "EfficientNet-Lite0 (named fd_effnet_lite0).")
+        "EfficientNet-Lite0 (named fd_effnet_lite0); effnet-lite0-96: the same network on 96 px resizes, ~10x cheaper on a CPU.")
+    correlation_target: Literal["gfd", "gkd", "lfd", "lkd", "val_loss"] = Field(
+        "lfd", description="What correlations and the report's summary read as generation quality: gfd / gkd (generated vs real: "
+        "learnability plus decoder blur), lfd / lkd (generated vs the tokenizer's own reconstructions: learnability alone), "
+        "val_loss (the generator's held-out flow-matching loss).")
+    kid_subsets: int = Field(100, ge=1, description="KD subsets (torch-fidelity's kid_subsets).")
+    val_loss_t: list[float] = Field(default_factory=lambda: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
+                                    min_length=1, description="Fixed t-grid of the held-out flow-matching loss (t = 1 is data).")
+    val_loss_images: int = Field(256, ge=1, description="Held-out latents the validation loss averages over (first n of val).")
     inception_weights: str | None = Field(None, description="Local path of torch-fidelity's Inception weights (pt_inception-2015-12-05).")
     sampler: SamplerConfig = Field(default_factory=SamplerConfig, description="How samples are drawn for gFID.")
     batch_size: int = Field(256, ge=1, description="Decoding batch size (memory only).", json_schema_extra=NO_IDENTITY)

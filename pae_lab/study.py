@@ -196,7 +196,7 @@ class Driver:
             if metrics and conv:
                 break
         write_json(self.layout.study_json, {
-            "name": self.study.name, "kind": kind, "target": summary["target"], "kid": summary["kid"],
+            "name": self.study.name, "kind": kind, "target": summary["target"], "gfd": summary["gfd"], "kid": summary["kid"],
             "baseline": summary["baseline"], "config": self.study.model_dump(mode="json"),
             "protocols": protocols, "versions": library_versions(), "code_version": code_version(),
             "tracking_uri": self.study.tracking.uri, "mlflow_parent_run_id": parent,
@@ -204,15 +204,15 @@ class Driver:
 
     def log_summaries(self, tracker: StudyTracker, parent: str, summary: dict[str, Any]) -> None:
         """Each finished child's headline values once; the parent's study-level results."""
-        results, target = summary["results"], summary["target"]
+        results, target, gfd = summary["results"], summary["target"], summary["gfd"]
         for _, row in results[results["status"] == "done"].iterrows():
-            if row.get("run_id"):  # the generation score is already a curve, logged by the job
-                log_changed(tracker.client, row["run_id"], child_summary(row, target, curves=[target]))
+            if row.get("run_id"):  # the generation scores are already curves, logged by the job
+                log_changed(tracker.client, row["run_id"], child_summary(row, gfd, curves=summary["curves"]))
         metrics, tags = study_metrics(results, summary["correlations"], target, summary["baseline"])
         log_changed(tracker.client, parent, metrics)
         for key, value in tags.items():
             tracker.client.set_tag(parent, key, value)
-        share_view(tracker.client, tracker.experiment_id, headline_metrics(results.columns, target),
+        share_view(tracker.client, tracker.experiment_id, headline_metrics(results.columns, gfd),
                    study_regularizers(self.runs), parent)
 
     def run(self, force: bool = False) -> StudyOutcome:

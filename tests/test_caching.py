@@ -136,8 +136,9 @@ def test_logging_and_checkpoint_cadence_change_nothing() -> None:
     assert changed(study(), study(evaluation={"batch_size": 17, "sampler": {"batch_size": 5}})) == set()
 
 
-def test_sampler_seed_reruns_the_manifold_rkd_and_generation_only() -> None:
-    assert changed(study(), study(evaluation={"sampler": {"seed": 5}})) == {"manifold", "generation"}
+def test_sampler_seed_reruns_only_the_stages_that_draw_from_it() -> None:
+    """KD subsets (reference floor, rKD, lKD) and the sampler's noise use it; nothing is retrained."""
+    assert changed(study(), study(evaluation={"sampler": {"seed": 5}})) == {"reference", "manifold", "generation"}
 
 
 def test_auto_extractor_is_hashed_resolved(tmp_path: Path, monkeypatch) -> None:
@@ -147,10 +148,10 @@ def test_auto_extractor_is_hashed_resolved(tmp_path: Path, monkeypatch) -> None:
     weights = tmp_path / "hub" / "checkpoints" / "pt_inception-2015-12-05-6726825d.pth"
     weights.parent.mkdir(parents=True)
     weights.write_bytes(b"weights v1")
-    assert changed(before, study()) == {"manifold", "generation"}
+    assert changed(before, study()) == {"reference", "manifold", "generation"}
     with_v1 = hashes(study())
     weights.write_bytes(b"weights v2, another file")
-    assert changed(with_v1, study()) == {"manifold", "generation"}
+    assert changed(with_v1, study()) == {"reference", "manifold", "generation"}
 
 
 def test_folder_dataset_contents_are_hashed(tmp_path: Path) -> None:
@@ -163,7 +164,7 @@ def test_folder_dataset_contents_are_hashed(tmp_path: Path) -> None:
     data = {"name": "imagefolder", "params": {"root": str(root)}, "train_size": 16, "val_size": 16}
     before = hashes(study(data=data))
     Image.new("RGB", (8, 8), (0, 200, 0)).save(root / "b" / "1.png")
-    assert changed(before, study(data=data)) == {"data", "prior", "refine", *RUN_STAGES}
+    assert changed(before, study(data=data)) == {"data", "prior", "refine", "reference", "teacher", *RUN_STAGES}
 
 
 def test_prior_weights_file_contents_are_hashed(tmp_path: Path) -> None:
@@ -172,7 +173,7 @@ def test_prior_weights_file_contents_are_hashed(tmp_path: Path) -> None:
     prior = {"name": "effnet_lite0", "params": {"weights": str(weights)}}
     before = hashes(study(prior=prior))
     weights.write_bytes(b"two")
-    assert changed(before, study(prior=prior)) == {"prior", "refine", *RUN_STAGES}
+    assert changed(before, study(prior=prior)) == {"prior", "refine", "teacher", *RUN_STAGES}
 
 
 def test_every_stage_declares_only_registered_inputs() -> None:

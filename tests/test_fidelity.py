@@ -124,7 +124,7 @@ def test_inputs_are_checked():
         compute_fidelity(images.float() / 255, images)
     with pytest.raises(ValueError, match="kid_subset_size"):
         compute_fidelity(images, images, kid_subset_size=5)
-    with pytest.raises(KeyError, match="effnet-lite0, inception"):
+    with pytest.raises(KeyError, match="effnet-lite0, effnet-lite0-96, inception"):
         compute_fidelity(images, images, extractor="dinov2")
 
 
@@ -162,3 +162,51 @@ def test_inception_weights_in_the_torch_cache_are_used(tmp_path, monkeypatch) ->
     assert cached_inception_weights() == str(tmp_path / "checkpoints" / INCEPTION_FILE)
     assert metric_names("auto") == ("fid", "kid")
     assert metric_names("effnet-lite0") == ("fd_effnet_lite0", "kd_effnet_lite0")
+
+
+def test_frechet_distance_matches_torch_fidelity_statistics():
+    """The N x N nuclear-norm form equals torch-fidelity's D x D eigenvalue form (N > D and N < D)."""
+    import numpy as np
+    from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
+
+    from analysis.fidelity import frechet_distance
+
+    gen = torch.Generator().manual_seed(0)
+    for n1, n2, d in ((200, 150, 16), (30, 40, 64)):
+        f1 = torch.randn(n1, d, generator=gen, dtype=torch.float64)
+        f2 = 1.5 * torch.randn(n2, d, generator=gen, dtype=torch.float64) + 0.3
+        ref = fid_statistics_to_metric(fid_features_to_statistics(f1), fid_features_to_statistics(f2), False)
+        assert frechet_distance(f1, f2) == pytest.approx(ref[torch_fidelity.KEY_METRIC_FID], rel=1e-6)
+        assert frechet_distance(f1, f1) == pytest.approx(0.0, abs=1e-9)
+        assert np.isfinite(frechet_distance(f1[:2], f2[:3]))
+
+
+def test_learnability_fd_is_zero_when_generation_reproduces_the_reconstructions():
+    """lfd compares generated images with the tokenizer's own reconstructions of the reference set:
+    a generator that reproduces exactly those images scores 0, while gFD keeps the decoder's blur."""
+    from analysis.fidelity import extract_features, fd_kd, fidelity_columns
+
+    real = _smooth_images(N, seed=0)
+    recon = images_to_uint8(F.avg_pool2d(real.float() / 255, 3, 1, 1))  # a blurring "decoder"
+    generated = recon.clone()  # the generator reproduces the reconstructions
+    fx = {k: extract_features(v, extractor="effnet-lite0-96") for k, v in
+          {"real": real, "recon": recon, "gen": generated}.items()}
+    assert fx["real"].shape == (N, 1280)
+    learn, gfd = fd_kd(fx["gen"], fx["recon"], kid_subsets=10), fd_kd(fx["gen"], fx["real"], kid_subsets=10)
+    floor = fd_kd(fx["recon"], fx["real"], kid_subsets=10)
+    # KD's unbiased estimator pairs each image with itself across the two sets: <= 0 for equal sets
+    assert abs(learn["fd"]) < 1e-6 and learn["kd"] <= 0 < gfd["kd"]
+    assert gfd["fd"] > 1.0 and gfd["fd"] == pytest.approx(floor["fd"])  # all of gFD is the decoder floor here
+    cols = fidelity_columns("effnet-lite0-96")
+    assert (cols.fd, cols.lfd, cols.floor_fd, cols.noise_fd) == (
+        "fd_effnet_lite0_96", "lfd_effnet_lite0_96", "floor_fd_effnet_lite0_96", "noise_fd_effnet_lite0_96")
+    assert cols.targets()["lfd"] == cols.lfd and set(cols.meanings()) >= {cols.lfd, cols.floor_kd, cols.val_loss}
+
+
+def test_shared_network_warning_names_the_roles():
+    from analysis.fidelity import shared_network_warning
+
+    msg = shared_network_warning("effnet-lite0-96", None, prior="effnet_lite0", perceptual="effnet_lite0")
+    assert "also the prior and the perceptual" in msg
+    assert shared_network_warning("effnet-lite0", None, prior="oracle", perceptual="lpips") == ""
+    assert "the perceptual (" not in msg and "(effnet_lite0)" in msg

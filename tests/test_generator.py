@@ -365,3 +365,32 @@ def test_guidance_pushes_samples_away_from_other_classes(toy_generator):
         margin[scale] = torch.cdist(x, MODES).masked_fill(own, float("inf")).min(dim=1).values.mean().item()
         assert (_nearest_mode(x)[1] == labels).float().mean() > 0.95
     assert margin[3.0] > margin[1.0]
+
+
+def test_validation_loss_is_a_fixed_grid_known_answer():
+    """A model that always predicts 0 scores mean((x1 - x0)^2) over the seed's fixed noise, at any t;
+    the same seed gives the same value, and the exact velocity at t = 0 scores 0."""
+    import torch
+    from torch import nn
+
+    from pae_lab.generation.flow import validation_loss
+
+    class Zero(nn.Module):
+        def forward(self, x, t, y):
+            return torch.zeros_like(x)
+
+    class Oracle(nn.Module):  # at t = 0, x_t = x0, so v = x1 - x_t is known given x1
+        def __init__(self, x1):
+            super().__init__()
+            self.x1 = x1
+
+        def forward(self, x, t, y):
+            return self.x1[: len(x)] - x
+
+    x1 = torch.randn(10, 4, 2, 2)
+    y = torch.zeros(10, dtype=torch.long)
+    x0 = torch.randn(x1.shape, generator=torch.Generator().manual_seed(3))
+    expected = float(((x1 - x0) ** 2).mean())
+    assert validation_loss(Zero(), x1, y, [0.2, 0.7], seed=3, batch_size=4) == pytest.approx(expected, rel=1e-6)
+    assert validation_loss(Zero(), x1, y, [0.5], seed=3) == validation_loss(Zero(), x1, y, [0.5], seed=3)
+    assert validation_loss(Oracle(x1), x1, y, [0.0], seed=3, batch_size=10) == pytest.approx(0.0, abs=1e-10)

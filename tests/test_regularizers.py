@@ -135,6 +135,28 @@ def test_rotation_keeps_the_sphere_and_the_angle():
     torch.testing.assert_close(rotate_toward(e1, torch.tensor([1.0, 1.0]).view(1, 2, 1, 1), 90).flatten(), torch.tensor([0.0, 2.0]))
 
 
+def test_relative_mcr_angles_follow_the_latents_nearest_neighbour_angle():
+    """Known geometry: latents at 0, 30 and 100 degrees in one plane -> nearest-neighbour angles
+    30, 30, 70 (median 30), so fractions 0.25 / 0.5 give 7.5 / 15 degree steps."""
+    from pae_lab.losses.mcr import nn_angles
+
+    rad = torch.deg2rad(torch.tensor([0.0, 30.0, 100.0]))
+    z = torch.zeros(3, 2, 1, 1)
+    z[:, 0, 0, 0], z[:, 1, 0, 0] = rad.cos(), rad.sin()
+    torch.testing.assert_close(nn_angles(z), torch.tensor([30.0, 30.0, 70.0]), rtol=0, atol=1e-3)
+    mcr = build_regularizer("mcr", relative=True, medium_frac=0.25, large_frac=0.5)
+    assert mcr.angles(z) == pytest.approx((7.5, 15.0), abs=1e-3) and mcr.last_angles == pytest.approx((7.5, 15.0), abs=1e-3)
+    torch.manual_seed(0)
+    big = sphere(4, 16, 4, 4)
+    z_m, _ = mcr.perturb(big)
+    medium = mcr.last_angles[0]
+    cos = torch.nn.functional.cosine_similarity(big.flatten(1), z_m.flatten(1), dim=1)
+    torch.testing.assert_close(torch.rad2deg(torch.acos(cos)), torch.full((4,), medium), rtol=0, atol=0.05)
+    assert build_regularizer("mcr").angles(big) == (42.5, 85.0)  # the paper's setting stays the default
+    with pytest.raises(ValueError, match="medium_frac <= large_frac"):
+        build_regularizer("mcr", relative=True, medium_frac=0.6, large_frac=0.5)
+
+
 class Recorder:
     """A linear 'decoder' that keeps every output so the test can inspect its gradient."""
 

@@ -14,6 +14,8 @@ from PIL import Image
 from scipy import stats
 
 from analysis import plots
+from analysis.factorial import factorial_effects, find_design
+from analysis.paper import ABLATION_VARIANTS
 from pae_lab import report
 from pae_lab.report import (
     ReportError,
@@ -40,7 +42,8 @@ TARGET, KID, RFD = "fd_effnet_lite0", "kd_effnet_lite0", "rfd_effnet_lite0"
 DIRECTIONS = {"psnr": "higher", RFD: "lower", "ssc": "higher", "lpc": "lower", "gsq": "higher",
               "linprobe": "higher", "erank": "higher", "lpc_rho0.1": "lower", "linprobe_C": "higher"}
 EXTRAS = ["lpc_rho0.1", "linprobe_C"]  # secondary columns of registered metrics, as the panel writes them
-HEADINGS = ["Study report", "Summary", "Main results", "All metrics", "Effects and correlations",
+HEADINGS = ["Study report", "Summary", "Main results", "All metrics", "Teacher's ceiling",
+            "Effects and correlations",
             "Correlations with the generation score", "Metric–metric correlations", "Convergence", "Training curves",
             "Images", "Tuning", "Configuration and protocols"]
 
@@ -90,8 +93,13 @@ def make_study(root: Path, *, kind: str = "tune") -> Path:
     """A small but complete study directory: 8 variants x 2 seeds, every optional file present."""
     rng = np.random.default_rng(0)
     results = _results(rng)
-    results.to_csv(root / "results.csv", index=False)
+    references = pd.DataFrame({"variant": ["teacher:raw_prior", "teacher:refined", "reference:pooled_pixels"],
+                               "kind": ["teacher", "teacher", "reference"], "status": "reference",
+                               "ssc": [0.77, 0.70, 0.59], "gsq": [1.0, 1.0, 0.15]})
+    pd.concat([results.assign(kind="variant"), references]).to_csv(root / "results.csv", index=False)
     _correlations(results, list(DIRECTIONS), rng).to_csv(root / "correlations.csv", index=False)
+    design = find_design(ABLATION_VARIANTS)
+    factorial_effects(results, design, ["ssc", "lpc", "gsq", TARGET], n_boot=200).to_csv(root / "effects.csv", index=False)
     (root / "study.json").write_text(json.dumps({
         "name": "synthetic_ablation", "target": TARGET, "kind": kind, "code_version": "abc1234",
         "config": {"name": "synthetic_ablation", "seeds": [0, 1], "variants": list(ABLATION),
@@ -165,7 +173,7 @@ def test_full_report_writes_every_figure(full_report):
     study, paths, _ = full_report
     names = {p.stem for p in paths.figures}
     assert names == {"metric_vs_target", "correlation_forest", "metric_heatmap", "convergence", "speedups",
-                     "training_loss", "training_grad_norm", "pictures", "trials", "pareto", "importances"}
+                     "training_loss", "training_grad_norm", "pictures", "trials", "pareto", "importances", "effects"}
     for path in paths.figures:
         assert path.parent == study / "report" / "figures"
         width, height = Image.open(path).size
@@ -290,3 +298,20 @@ def test_generation_score_keeps_its_column_name():
     for name in ("fd_effnet_lite0", "fid", "rfd_effnet_lite0", "rkd_effnet_lite0"):
         assert plots.metric_label(name) == name
     assert plots.metric_label("lpc") == "LPC"
+
+
+def test_reference_rows_and_effects_are_read_apart_from_the_variants(tmp_path):
+    pd.DataFrame({"variant": ["baseline", "pae", "teacher:refined", "reference:heldout_real"],
+                  "kind": ["variant", "variant", "teacher", "reference"], "seed": [0, 0, None, None],
+                  "ssc": [0.4, 0.5, 0.7, None], "noise_fd_x": [None, None, None, 3.0],
+                  "correlation_target": "lfd_x"}).to_csv(tmp_path / "results.csv", index=False)
+    pd.DataFrame({"response": ["ssc", "ssc", "ssc"], "effect": ["ssr", "mcr", "mcr:ssr"], "order": [1, 1, 2],
+                  "estimate": [0.1, -0.02, 0.0], "lo": [0.05, -0.05, float("nan")], "hi": [0.15, 0.01, float("nan")],
+                  "agrees_with_paper": ["yes", "unclear", ""]}).to_csv(tmp_path / "effects.csv", index=False)
+    study = report.load_study(tmp_path)
+    assert study.variants == ["baseline", "pae"] and "correlation_target" not in study.metrics
+    assert list(study.references["variant"]) == ["teacher:refined", "reference:heldout_real"]
+    table = report.effects_table(study.effects)
+    assert list(table.columns) == ["ssr", "mcr", "mcr:ssr"]
+    assert table.loc["ssc", "ssr"].endswith("✓") and "[" in table.loc["ssc", "mcr"] and "✓" not in table.loc["ssc", "mcr"]
+    assert "[" not in table.loc["ssc", "mcr:ssr"]

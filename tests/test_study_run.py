@@ -39,13 +39,26 @@ def finished(tmp_path_factory):
 def test_every_run_finishes_with_metrics(finished) -> None:
     study, outcome = finished
     assert outcome.failed == [] and outcome.launched == 3
-    results = pd.read_csv(study.study_dir() / "results.csv")
+    table = pd.read_csv(study.study_dir() / "results.csv")
+    results = table[table["kind"] == "variant"]
     assert list(results["variant"]) == ["baseline", "ssr", "pae"]
     assert (results["status"] == "done").all()
+    # the teacher's ceiling and the sampling floor are reference rows beside the runs
+    refs = table[table["kind"] != "variant"].set_index("variant")
+    assert set(refs.index) == {"teacher:raw_prior", "teacher:refined", "reference:pooled_pixels", "reference:heldout_real"}
+    assert refs.loc[["teacher:raw_prior", "teacher:refined", "reference:pooled_pixels"], ["ssc", "gsq", "linprobe"]].notna().all().all()
+    assert refs.loc["reference:heldout_real", "noise_fd_effnet_lite0"] > 0
+    # learnability beside gFD, at the one N, with the chosen target named in results.csv and columns.csv
+    for column in ("lfd_effnet_lite0", "lkd_effnet_lite0", "floor_fd_effnet_lite0", "gen_val_loss"):
+        assert results[column].notna().all(), column
+    assert (table["correlation_target"] == "lfd_effnet_lite0").all()
+    columns = pd.read_csv(study.study_dir() / "columns.csv").set_index("column")
+    assert columns.loc["lfd_effnet_lite0", "correlation_target"] and "reconstructions" in columns.loc["lfd_effnet_lite0", "meaning"]
     for column in ("psnr", "ssc", "lpc", "gsq", "linprobe", "erank", "rfd_effnet_lite0", "fd_effnet_lite0", "kd_effnet_lite0"):
         assert column in results and results[column].notna().all(), column
     correlations = pd.read_csv(study.study_dir() / "correlations.csv")
-    assert {"lpc", "ssc", "gsq", "rfd_effnet_lite0"} <= set(correlations["metric"])
+    assert {"lpc", "ssc", "gsq", "rfd_effnet_lite0", "floor_fd_effnet_lite0"} <= set(correlations["metric"])
+    assert {"spearman_p_holm", "spearman_p_bh"} <= set(correlations.columns)
     convergence = pd.read_csv(study.study_dir() / "convergence.csv")
     assert sorted(convergence["step"].unique()) == [3, 6]
 
@@ -98,11 +111,11 @@ def test_mlflow_shows_what_a_researcher_compares(finished) -> None:
     assert float(pae.params["weight.ssr"]) > 0 and not [k for k in pae.params if k.endswith(".weight") and not k.startswith("training.")]
     assert base.params["training.lr"] == str(study.training.lr) and "training.log_every" not in base.params
     assert not [k for k in pae.params if k.startswith("protocol.")]
-    for metric in ("fd_effnet_lite0", "psnr", "ssc", "lpc", "gsq", "rfd_effnet_lite0"):
+    for metric in ("fd_effnet_lite0", "lfd_effnet_lite0", "psnr", "ssc", "lpc", "gsq", "rfd_effnet_lite0"):
         assert metric in pae.metrics, metric
     assert len(client.get_metric_history(children["pae"].info.run_id, "psnr")) == 1  # not re-logged by the rerun
     assert [m.step for m in client.get_metric_history(children["pae"].info.run_id, "fd_effnet_lite0")] == [3, 6]
-    assert "best.fd_effnet_lite0" in parent.data.metrics and parent.data.metrics["runs_done"] == 3
+    assert "best.lfd_effnet_lite0" in parent.data.metrics and parent.data.metrics["runs_done"] == 3  # the correlation target
     assert parent.data.tags["best_variant"] in children
     assert not [k for k in parent.data.metrics if k.split("/")[0] in children]
 
@@ -117,7 +130,8 @@ def test_failing_variant_is_recorded_and_others_finish(tmp_path: Path) -> None:
     failed = read_json(study.study_dir() / "runs" / "explodes" / "seed0" / "failed.json")
     assert failed["stage"] == "tokenizer" and "NonFiniteLoss" in failed["error"]
     results = pd.read_csv(study.study_dir() / "results.csv")
-    assert dict(zip(results["variant"], results["status"])) == {"baseline": "done", "explodes": "failed"}
+    runs = results[results["kind"] == "variant"]
+    assert dict(zip(runs["variant"], runs["status"])) == {"baseline": "done", "explodes": "failed"}
 
 
 def test_local_launcher_runs_jobs_in_subprocesses(tmp_path: Path) -> None:

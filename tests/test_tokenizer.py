@@ -95,6 +95,8 @@ def test_refine_loss_terms_and_training_reduces_it():
     torch.testing.assert_close(total.detach(), terms["rep"] + 0.5 * terms["gram"])
     only_rep, _ = refine_loss(r, h, l_rep=1.0, l_gram=0.0)
     torch.testing.assert_close(only_rep.detach(), terms["rep"])
+    torch.testing.assert_close(terms["ratio"], terms["rep"] / (0.5 * terms["gram"]))
+    torch.testing.assert_close(terms["gram_weighted"], 0.5 * terms["gram"])
     opt = torch.optim.Adam(r.parameters(), lr=3e-3)
     first = float(total.detach())
     for _ in range(30):
@@ -103,6 +105,16 @@ def test_refine_loss_terms_and_training_reduces_it():
         loss.backward()
         opt.step()
     assert float(loss.detach()) < 0.7 * first
+
+
+def test_channel_stats_standardize_every_channel():
+    from pae_lab.models.refiner import channel_stats
+
+    h = torch.randn(8, 3, 4, 4) * torch.tensor([1.0, 50.0, 0.01]).view(1, 3, 1, 1) + 7.0
+    mean, std = channel_stats(h)
+    z = (h - mean) / std
+    torch.testing.assert_close(z.mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-5, rtol=0)
+    torch.testing.assert_close(z.std(dim=(0, 2, 3)), torch.ones(3), atol=1e-5, rtol=0)
 
 
 def test_lowpass_reference():

@@ -27,6 +27,18 @@ def rotate_toward(z: torch.Tensor, direction: torch.Tensor, degrees: float) -> t
     return math.cos(a) * z + math.sin(a) * z.norm(dim=1, keepdim=True) * u
 
 
+def nn_angles(z: torch.Tensor) -> torch.Tensor:
+    """Degrees from each latent (flattened) to its nearest other latent of the set [B] (B >= 2).
+
+    Per-token rotation by angle a moves the flattened latent by exactly a as well (every token keeps
+    its norm and turns by a toward an orthogonal direction), so this is the scale MCR's angles compare to.
+    """
+    flat = F.normalize(z.detach().flatten(1).float(), dim=1)
+    cos = flat @ flat.T
+    cos.fill_diagonal_(-1.0)
+    return torch.rad2deg(torch.arccos(cos.max(dim=1).values.clamp(-1.0, 1.0)))
+
+
 @register_regularizer("mcr")
 class MCR(Regularizer):
     """[L1 + d](D(z_m), sg D(z)) + [L1 + d](D(z_l), sg D(z_m)), d = ctx.perceptual.
@@ -37,7 +49,15 @@ class MCR(Regularizer):
     encoder produces). z_m and z_l lie on the same per-token geodesic, z_l (large - medium) degrees
     beyond z_m. sg D(z) reuses ctx.x_rec (no extra decode).
 
-    Params: medium_deg, large_deg (angles); mode: 'cascade' (both terms), 'medium' (medium term
+    Scale: the paper's 42.5 / 85 degrees are for its d = 32 x 256-token latent, where images lie far
+    apart on the sphere. In a small latent (8 channels x 64 tokens) another image's latent is often
+    closer than 42.5 degrees, so the decoder can only honour such a step by blurring. With
+    `relative=True` the angles are `medium_frac` / `large_frac` times the median nearest-neighbour
+    angle between the batch's latents (detached, recomputed every step; `nn_angles`), so a step
+    stays inside the image's own neighbourhood at any latent size; `medium_deg` / `large_deg` are
+    then ignored. The angles used last are kept in `last_angles` (degrees).
+
+    Params: medium_deg, large_deg (angles); relative, medium_frac, large_frac (see Scale); mode: 'cascade' (both terms), 'medium' (medium term
     only) or 'large' (D(z_l) vs sg D(z) only); cascade: in mode 'cascade', tie the large step to
     sg D(z_m) (True, the paper) or to sg D(z) (False); l1_weight, perceptual_weight: the term's
     mix (the paper: 1 and 1). Gradients reach encoder and decoder through D(z_m) and D(z_l) only.
@@ -53,8 +73,15 @@ class MCR(Regularizer):
         cascade: bool = True,
         l1_weight: float = 1.0,
         perceptual_weight: float = 1.0,
+        relative: bool = False,
+        medium_frac: float = 0.25,
+        large_frac: float = 0.5,
     ):
         super().__init__()
+        if relative and not 0 < medium_frac <= large_frac:
+            raise ValueError(f"mcr fractions must satisfy 0 < medium_frac <= large_frac; got {medium_frac}, {large_frac}")
+        self.relative, self.medium_frac, self.large_frac = bool(relative), float(medium_frac), float(large_frac)
+        self.last_angles = (float(medium_deg), float(large_deg))
         if mode not in MODES:
             raise ValueError(f"mcr mode must be one of {', '.join(MODES)}; got {mode!r}")
         if not 0 < medium_deg <= 180 or not 0 < large_deg <= 180:
@@ -66,7 +93,17 @@ class MCR(Regularizer):
     def perturb(self, z: torch.Tensor, direction: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(z_m, z_l): z rotated toward one random direction (per sample) by the two angles."""
         direction = torch.randn_like(z) if direction is None else direction
-        return rotate_toward(z, direction, self.medium_deg), rotate_toward(z, direction, self.large_deg)
+        medium, large = self.angles(z)
+        return rotate_toward(z, direction, medium), rotate_toward(z, direction, large)
+
+    def angles(self, z: torch.Tensor) -> tuple[float, float]:
+        """(medium, large) degrees for this batch: fixed, or relative to its median nearest-neighbour angle."""
+        if self.relative and len(z) >= 2:
+            scale = float(nn_angles(z).median())
+            self.last_angles = (min(180.0, self.medium_frac * scale), min(180.0, self.large_frac * scale))
+        elif not self.relative:
+            self.last_angles = (self.medium_deg, self.large_deg)
+        return self.last_angles
 
     def forward(self, ctx: RegContext) -> torch.Tensor:
         z_m, z_l = self.perturb(ctx.z)

@@ -16,6 +16,11 @@ Choices where the paper is silent (all exposed as arguments):
   the 2x grid (= `lowpass` latent cells; 0.4 -> sigma 0.8 px), reflect padding; lowpass=0 skips
   the blur (the up/down pair alone is a mild smoothing).
 - Z_T is not RMS-normalised: SSR and SCR compare directions only (cosines), so scale is moot.
+- Balance: raw VFM channels have very different scales (EfficientNet block outputs reach O(10)),
+  so the MSE term dwarfs the cosine Gram term (~10^4 : 1 on the embedded prior) and the Gram term
+  barely acts. `standardize` gives every channel zero mean and unit variance over the training
+  tokens first (the statistics are stored with the refiner); then MSE is O(1) and both terms act.
+  The loss reports both weighted terms and their ratio (rep / gram) so an imbalance is visible.
 """
 from __future__ import annotations
 
@@ -98,12 +103,22 @@ class Refiner(nn.Module):
         return self.project(h)
 
 
+def channel_stats(feats: torch.Tensor, eps: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std [1, D, 1, 1] over every token of a feature set [N, D, h, w]."""
+    mean = feats.mean(dim=(0, 2, 3), keepdim=True)
+    std = feats.std(dim=(0, 2, 3), keepdim=True).clamp_min(eps)
+    return mean, std
+
+
 def refine_loss(
     refiner: Refiner, h: torch.Tensor, l_rep: float = 1.0, l_gram: float = 1.0, lowpass: float = 0.4
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """l_rep * MSE(Q(P(H)), H) + l_gram * ||Gram(P(H)) - Gram(H_ref)||_F^2 / N^2 -> (total, detached terms)."""
+    """l_rep * MSE(Q(P(H)), H) + l_gram * ||Gram(P(H)) - Gram(H_ref)||_F^2 / N^2 -> (total, detached terms:
+    rep, gram, their weighted values and ratio = weighted rep / weighted gram)."""
     p, rec = refiner(h)
     rep = F.mse_loss(rec, h)
     gram = gram_distance(p, lowpass_reference(h, lowpass).detach())
     total = l_rep * rep + l_gram * gram
-    return total, {"rep": rep.detach(), "gram": gram.detach()}
+    w_rep, w_gram = (l_rep * rep).detach(), (l_gram * gram).detach()
+    return total, {"rep": rep.detach(), "gram": gram.detach(), "rep_weighted": w_rep, "gram_weighted": w_gram,
+                   "ratio": w_rep / w_gram.clamp_min(1e-12)}

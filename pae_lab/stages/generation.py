@@ -1,18 +1,31 @@
-"""Sample each kept generator checkpoint, decode with the same tokenizer and normalisation, score gFID."""
+"""Sample each kept generator checkpoint, decode with the same tokenizer and normalisation, and score it.
+
+Per checkpoint, at the study's one N (pae_lab.stages.reference.fd_n):
+- gFD / gKD: generated vs the real reference set (learnability and decoder blur together);
+- lFD / lKD: generated vs this tokenizer's own reconstructions of that reference set (learnability
+  alone: the decoder's blur is on both sides);
+- the generator's flow-matching loss on held-out latents over a fixed t-grid with fixed noise.
+The reference features come from the shared reference stage; the reconstructions' features are
+computed once per run, the generated images' once per checkpoint.
+"""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from analysis.fidelity import compute_fidelity
+from analysis.fidelity import fd_kd_named, fidelity_columns
 from pae_lab.fsutil import read_json, write_json
+from pae_lab.generation.flow import validation_loss
 from pae_lab.generation.samplers import generate_latents
 from pae_lab.images import save_grid, to_uint8
 from pae_lab.latent_norm import LatentNorm
 from pae_lab.stages.context import StageContext
 from pae_lab.stages.generator import ema_path
+from pae_lab.stages.manifold import reconstruct
+from pae_lab.stages.reference import REFERENCE_FEATURES, fd_n, features, fidelity_protocol, load_features
 from pae_lab.stages.tokenizer import load_tokenizer
 from pae_lab.training import batched
 
@@ -29,30 +42,33 @@ def generation_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     norm = LatentNorm.load(tok_dir / "latent_norm.json")
     shape = read_json(gen_dir / "model.json")
     model = study.generator.build(shape["in_channels"], shape["grid"], shape["num_classes"]).to(device).eval()
-    train = ctx.split("train")
-    reference = torch.from_numpy(train.images)
-    cache_root = str(ctx.study_layout.fidelity_cache)
+    cols = fidelity_columns(ev.extractor, ev.inception_weights)
+    n = fd_n(study)
+    kw = {"kid_subsets": ev.kid_subsets, "seed": ev.sampler.seed}
+    real = load_features(ctx.input("reference"), REFERENCE_FEATURES)
+    own = features(study, reconstruct(tokenizer, ctx.split("train").images[:n], device, ev.batch_size), device)
+    val_latents = norm.normalize(torch.from_numpy(np.load(tok_dir / "latents_val.npy")[:ev.val_loss_images]))
+    val_labels = torch.from_numpy(ctx.split("val").labels[:ev.val_loss_images]).long()
     latent_shape = (shape["in_channels"], shape["grid"], shape["grid"])
 
-    rows, protocol, images = [], {}, None
+    rows, images, labels = [], None, None
     steps = shape["eval_steps"]
     for i, step in enumerate(steps):
         ctx.progress.update("generation", i, len(steps), force=True)
         model.load_state_dict(torch.load(ema_path(gen_dir, step), map_location=device, weights_only=True))
-        latents, labels = generate_latents(model, ev.num_samples, latent_shape, ev.sampler,
-                                           num_classes=shape["num_classes"], device=device)
+        latents, labels = generate_latents(model, n, latent_shape, ev.sampler, num_classes=shape["num_classes"],
+                                           device=device)
         images = decode_all(tokenizer, norm, latents, device, ev.batch_size)
-        scores = compute_fidelity(images, reference, extractor=ev.extractor, inception_weights=ev.inception_weights,
-                                  reference_cache_name=f"train-{train.digest[:16]}", cache_root=cache_root,
-                                  seed=ev.sampler.seed)
-        protocol = {**scores.get("protocol", {}), "warnings": scores.get("warnings", []),
-                    "reference": "train split", "generator_step": "per row",
-                    "sampler": ev.sampler.model_dump(mode="json"), "num_samples": ev.num_samples,
-                    "latent_norm": "per-channel mean/std of the tokenizer's training latents"}
-        numeric = {k: float(v) for k, v in scores.items() if isinstance(v, (int, float))}
-        rows.append({"step": step, **numeric})
-        ctx.logger.metrics("generation", numeric, step, prefixed=False)  # the convergence curve, one name
+        gen = features(study, images, device)
+        row = {"step": step, **fd_kd_named(gen, real, cols.fd, cols.kd, **kw), **fd_kd_named(gen, own, cols.lfd, cols.lkd, **kw),
+               cols.val_loss: validation_loss(model, val_latents, val_labels, ev.val_loss_t, seed=ev.sampler.seed,
+                                              device=device, batch_size=ev.batch_size)}
+        rows.append(row)
+        ctx.logger.metrics("generation", {k: v for k, v in row.items() if k != "step"}, step, prefixed=False)  # the curve, one name
     ctx.progress.update("generation", len(steps), len(steps), force=True)
+    protocol = {**fidelity_protocol(study), "generator_step": "per row", "sampler": ev.sampler.model_dump(mode="json"),
+                "val_loss_t": list(ev.val_loss_t), "val_loss_images": int(len(val_latents)),
+                "latent_norm": "per-channel mean/std of the tokenizer's training latents"}
     write_json(out / "convergence.json", {"rows": rows, "protocol": protocol})
     order = torch.argsort(labels[:64], stable=True)
     grid = save_grid(images[:64][order].float() / 255, ctx.run_layout.image("samples"))

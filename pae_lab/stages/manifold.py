@@ -7,12 +7,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from analysis.fidelity import compute_fidelity
+from analysis.fidelity import fd_kd_named, fidelity_columns
 from analysis.panel import compute_panel
 from pae_lab.fsutil import write_json
 from pae_lab.images import latent_pca_rgb, save_grid, to_uint8
 from pae_lab.losses.perceptual import build_perceptual
 from pae_lab.stages.context import StageContext
+from pae_lab.stages.reference import HELDOUT_FEATURES, REFERENCE_FEATURES, fd_n, features, fidelity_protocol, load_features
 from pae_lab.stages.tokenizer import encode_all, load_tokenizer
 from pae_lab.training import batched
 
@@ -31,16 +32,21 @@ def reconstruct(model, images_u8: np.ndarray, device: torch.device, batch: int =
 
 
 def reconstruction_fidelity(ctx: StageContext, model) -> dict[str, Any]:
-    """rFID on held-out images against their own statistics (never a generation reference)."""
-    ev = ctx.study.evaluation
-    val = ctx.split("val").images
-    rec = reconstruct(model, val, ctx.device, ev.batch_size)
-    fid = compute_fidelity(rec, torch.from_numpy(val), extractor=ev.extractor, inception_weights=ev.inception_weights,
-                           reference_cache_name=f"val-{ctx.split('val').digest[:16]}",
-                           cache_root=str(ctx.study_layout.fidelity_cache), seed=ev.sampler.seed)
-    protocol = {**fid.get("protocol", {}), "warnings": fid.get("warnings", []), "split": "val",
-                "reference": "val originals"}
-    return {f"r{k}": v for k, v in fid.items() if isinstance(v, (int, float))} | {"protocol": protocol}
+    """rFD (reconstructions of the first N held-out images vs those originals: the rFID protocol) and
+    the decoder floor (the same reconstructions vs the real reference set), at the study's one N,
+    against the features the shared reference stage computed once."""
+    study, ev = ctx.study, ctx.study.evaluation
+    cols = fidelity_columns(ev.extractor, ev.inception_weights)
+    n = fd_n(study)
+    rec = reconstruct(model, ctx.split("val").images[:n], ctx.device, ev.batch_size)
+    rec_feats = features(study, rec, ctx.device)
+    ref_dir = ctx.input("reference")
+    kw = {"kid_subsets": ev.kid_subsets, "seed": ev.sampler.seed}
+    values = {**fd_kd_named(rec_feats, load_features(ref_dir, HELDOUT_FEATURES), cols.rfd, cols.rkd, **kw),
+              **fd_kd_named(rec_feats, load_features(ref_dir, REFERENCE_FEATURES), cols.floor_fd, cols.floor_kd, **kw)}
+    protocol = {**fidelity_protocol(study), "split": "val", "rfd_reference": "the same held-out originals",
+                "floor_reference": "real reference set (first n train images)"}
+    return values | {"protocol": protocol}
 
 
 def manifold_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
@@ -58,7 +64,7 @@ def manifold_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     protocols = {name: dict(res.protocol) for name, res in results.items()}
     flat = flatten_results(results)
     rfid = reconstruction_fidelity(ctx, model)
-    protocols["rfid"] = rfid.pop("protocol")
+    protocols["fidelity"] = rfid.pop("protocol")
     flat.update(rfid)
 
     latents = encode_all(model, val.images[:32], device)

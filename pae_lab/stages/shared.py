@@ -9,7 +9,7 @@ import torch
 
 from pae_lab.data import build_dataset
 from pae_lab.fsutil import save_npy, save_torch
-from pae_lab.models.refiner import Refiner, refine_loss
+from pae_lab.models.refiner import Refiner, channel_stats, refine_loss
 from pae_lab.priors import build_prior, cache_features
 from pae_lab.stages.context import StageContext, split_file
 from pae_lab.training import TrainLoop
@@ -37,7 +37,11 @@ def prior_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     prior = build_prior(study.prior.name, **study.prior.params).to(ctx.device)
     grid = study.latent_grid
     for split in SPLITS:
-        cache_features(prior, ctx.split(split).images, grid, study.prior.batch_size, out / f"features_{split}.npy")
+        images = ctx.split(split)
+        if getattr(prior, "needs_annotations", False):  # the oracle control reads labels and segments
+            save_npy(out / f"features_{split}.npy", prior.annotated_features(images, grid))
+            continue
+        cache_features(prior, images.images, grid, study.prior.batch_size, out / f"features_{split}.npy")
     return {"dim": int(prior.dim), "grid": grid, "prior": study.prior.name}
 
 
@@ -68,6 +72,8 @@ def refine_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     refiner = Refiner(feats["train"].shape[1], channels, depth=cfg.depth).to(device)
     opt = torch.optim.AdamW(refiner.parameters(), lr=cfg.lr)
     train = torch.from_numpy(feats["train"]).float()
+    mean, std = channel_stats(train) if cfg.standardize else (torch.zeros(1), torch.ones(1))
+    train = (train - mean) / std
 
     def step_fn(step: int) -> dict[str, float]:
         idx = torch.randint(0, len(train), (cfg.batch_size,))
@@ -84,8 +90,9 @@ def refine_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     refiner.eval()
     with torch.no_grad():
         for split, f in feats.items():
-            t = torch.cat([refiner.targets(torch.from_numpy(f[i:i + 256]).float().to(device)).cpu()
+            t = torch.cat([refiner.targets(((torch.from_numpy(f[i:i + 256]).float() - mean) / std).to(device)).cpu()
                            for i in range(0, len(f), 256)])
             save_npy(out / f"targets_{split}.npy", t.numpy().astype(np.float16))
-    save_torch(out / "refiner.pt", refiner.state_dict())
-    return {"kind": "refined", "channels": channels, **{k: v for k, v in last.items() if k.startswith("loss/")}}
+    save_torch(out / "refiner.pt", {"state": refiner.state_dict(), "mean": mean, "std": std})
+    return {"kind": "refined", "channels": channels, "standardized": cfg.standardize,
+            **{k: v for k, v in last.items() if k.startswith("loss/")}}

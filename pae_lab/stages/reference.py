@@ -1,0 +1,86 @@
+"""Shared evaluation stages, computed once per study instead of inside the first jobs:
+
+- `reference_stage`: FD features of the real reference set (the first N training images) and of
+  the first N held-out images, and the sampling floor FD/KD(held-out real, reference) at that N.
+  Every run compares its generated images and reconstructions with these features.
+- `teacher_stage`: the teacher's ceiling (analysis.teacher) -- SSC, GSQ, probes and coherence of
+  the raw prior features, the refined target and pooled pixels -- on the panel's held-out images.
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from analysis.fidelity import extract_features, fd_kd_named, fidelity_columns, shared_network_warning
+from analysis.teacher import TEACHER_FILE, pooled_pixels, teacher_ceiling
+from pae_lab.fsutil import save_npy, write_json
+from pae_lab.schema import StudyConfig
+from pae_lab.stages.context import StageContext
+
+REFERENCE_FEATURES = "features_reference.npy"
+HELDOUT_FEATURES = "features_heldout.npy"
+
+
+def fd_n(study: StudyConfig) -> int:
+    """The one N of every FD/KD in a study: generated, reference, reconstructed and held-out sets."""
+    return min(study.evaluation.num_samples, study.data.train_size, study.data.val_size)
+
+
+def extractor_kwargs(study: StudyConfig) -> dict[str, Any]:
+    ev = study.evaluation
+    return {"extractor": ev.extractor, "inception_weights": ev.inception_weights}
+
+
+def features(study: StudyConfig, images_u8: torch.Tensor | np.ndarray, device: torch.device) -> torch.Tensor:
+    images = torch.as_tensor(images_u8)
+    return extract_features(images, batch_size=study.evaluation.batch_size, device=device, **extractor_kwargs(study))
+
+
+def load_features(stage_dir: Path, name: str) -> torch.Tensor:
+    return torch.from_numpy(np.load(Path(stage_dir) / name)).double()
+
+
+def fidelity_protocol(study: StudyConfig) -> dict[str, Any]:
+    """What every FD/KD column of the study means and how it was computed (stored beside the values)."""
+    cols = fidelity_columns(**extractor_kwargs(study))
+    warning = shared_network_warning(study.evaluation.extractor, study.evaluation.inception_weights,
+                                     prior=study.prior.name, perceptual=study.training.perceptual.name)
+    return {"n": fd_n(study), "num_samples_asked": study.evaluation.num_samples, "reference": "first n train images",
+            "heldout": "first n val images", "columns": cols.meanings(), "extractor_shares_network": warning,
+            "kid_subsets": study.evaluation.kid_subsets}
+
+
+def reference_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
+    study, device = ctx.study, ctx.device
+    n = fd_n(study)
+    cols = fidelity_columns(**extractor_kwargs(study))
+    ref = features(study, ctx.split("train").images[:n], device)
+    held = features(study, ctx.split("val").images[:n], device)
+    save_npy(out / REFERENCE_FEATURES, ref.numpy())
+    save_npy(out / HELDOUT_FEATURES, held.numpy())
+    noise = fd_kd_named(held, ref, cols.noise_fd, cols.noise_kd, kid_subsets=study.evaluation.kid_subsets,
+                        seed=study.evaluation.sampler.seed)
+    protocol = fidelity_protocol(study)
+    if protocol["extractor_shares_network"]:
+        warnings.warn(protocol["extractor_shares_network"], stacklevel=2)
+    write_json(out / "protocol.json", protocol)
+    return {**noise, "n": n, "warning": protocol["extractor_shares_network"]}
+
+
+def teacher_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
+    study = ctx.study
+    val, train = ctx.split("val"), ctx.split("train")
+    grid = study.latent_grid
+    arr = lambda stage, f: torch.from_numpy(ctx.array(stage, f).astype(np.float32))  # noqa: E731
+    sources = {
+        "raw_prior": (arr("prior", "features_val.npy"), arr("prior", "features_train.npy")),
+        "refined": (arr("refine", "targets_val.npy"), arr("refine", "targets_train.npy")),
+        "pooled_pixels": (pooled_pixels(val.images, grid), pooled_pixels(train.images, grid)),
+    }
+    rows = teacher_ceiling(sources, val.labels, train.labels, val.segments, study.metrics)
+    write_json(out / TEACHER_FILE, {"rows": rows, "prior": study.prior.name, "grid": grid})
+    return {f"{name}/{k}": v for name, row in rows.items() for k, v in row.items() if "_" not in k}
