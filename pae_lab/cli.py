@@ -235,6 +235,41 @@ def ui(study_file: Path = typer.Argument(..., help="Study YAML."),
 
 @app.command()
 @friendly
+def server(study_file: Path = typer.Argument(..., help="Study YAML whose tracking.uri is http://host:port."),
+           backend_store_uri: Optional[str] = typer.Option(None, "--backend-store-uri", help="Where runs are stored: "
+                                                          "postgresql://user@host:port/db or sqlite:///file; default "
+                                                          "the study folder's mlflow.db."),
+           artifacts: Optional[Path] = typer.Option(None, "--artifacts-destination", help="Folder the server keeps "
+                                                    "artifacts in (jobs upload through it); default <study dir>/mlartifacts."),
+           workers: int = typer.Option(4, "--workers", min=1, help="Server worker processes."),
+           host: Optional[str] = typer.Option(None, "--host", help="Bind address instead of the URI's host, "
+                                              "e.g. 0.0.0.0 (warned: MLflow has no login).")):
+    """Serve a tracking server at the study's tracking.uri that every job logs to (artifacts proxied)."""
+    from pae_lab.layout import StudyLayout
+    from pae_lab.tracking import default_uri
+    from pae_lab.tracking_server import serve
+
+    study = load(study_file, preflight=False)
+    files = StudyLayout(study.study_dir())
+    backend = backend_store_uri or default_uri(files.root)
+    files.root.mkdir(parents=True, exist_ok=True)
+    raise typer.Exit(serve(study.tracking.uri, study_file, backend, artifacts or files.artifacts, workers, console, host))
+
+
+@app.command()
+@friendly
+def sync(study_file: Path = typer.Argument(..., help="Study YAML."), sets: Optional[List[str]] = SetOpt):
+    """Replay every run's JSON-lines metric mirror into the study's tracking store (only missing points)."""
+    from pae_lab.sync import sync_study
+
+    study = load(study_file, sets, preflight=False)
+    outcome = sync_study(study, console)
+    console.print(f"synced {outcome.runs} run(s) into {study.tracking.uri or 'the study folder store'}: "
+                  f"{outcome.added} point(s) added, {outcome.present} already there")
+
+
+@app.command()
+@friendly
 def correlate(table: Path = typer.Argument(..., help="CSV with one row per run and one column per metric."),
               target: Optional[str] = typer.Option(None, "--target", help="Column to correlate every metric with "
                                                    "(default: the table's generation score, fid or fd_effnet_lite0)."),

@@ -17,6 +17,7 @@ from rich.console import Console
 
 from pae_lab import __version__
 from pae_lab.aggregate import aggregate
+from pae_lab.errors import StudyError
 from pae_lab.fsutil import atomic_write, read_json, write_json
 from pae_lab.graph import identity_dump, ordered
 from pae_lab.identity import content_hash
@@ -31,7 +32,7 @@ from pae_lab.schema import StudyConfig
 from pae_lab.settled import mark_settled, run_finished
 from pae_lab.stages.cache import is_done
 from pae_lab.stages.execute import run_stage
-from pae_lab.tracking import RunLogger, StudyTracker, default_uri, flatten
+from pae_lab.tracking import PROBE_TIMEOUT_S, RunLogger, StudyTracker, answers, default_uri, flatten, is_server
 
 LIBRARIES = ("torch", "torchvision", "timm", "mlflow", "optuna", "submitit", "torch-fidelity", "scikit-learn",
              "scipy", "numpy", "pandas", "pydantic")
@@ -96,6 +97,9 @@ class Driver:
 
     # -- preparation -------------------------------------------------------------------------
     def tracker(self) -> StudyTracker:
+        if is_server(self.uri) and not answers(self.uri, PROBE_TIMEOUT_S):  # fail at once, not after MLflow's retries
+            raise StudyError(f"tracking.uri: {self.uri} does not answer: start the server (`pae-lab server "
+                             "<study.yaml>`) or fix the address")
         return StudyTracker(self.uri, self.study.tracking.experiment or self.study.name, artifact_root=self.layout.root)
 
     def prepare(self, force: bool = False) -> tuple[StudyTracker, str]:
@@ -109,12 +113,15 @@ class Driver:
         atomic_write(self.layout.study_yaml, lambda p: p.write_text(yaml.safe_dump(resolved, sort_keys=False)))
         tracker = self.tracker()
         setup_experiment(tracker.client, tracker.experiment_id, self.study.description)
-        parent = tracker.ensure_run(self.parent_key, self.study.name,
-                                    {"pae.kind": "study", "pae.code_version": code_version()})
+        parent = self.ensure_parent(tracker)
         tracker.set_status(parent, "RUNNING")
         tracker.log_params(parent, flatten(resolved))
         tracker.log_artifact(parent, self.layout.study_yaml)
         return tracker, parent
+
+    def ensure_parent(self, tracker: StudyTracker, status: str = "RUNNING") -> str:
+        return tracker.ensure_run(self.parent_key, self.study.name,
+                                  {"pae.kind": "study", "pae.code_version": code_version()}, status=status)
 
     def register_runs(self, tracker: StudyTracker, parent: str, runs: list[RunSpec] | None = None) -> None:
         """One MLflow child run per run *configuration*: a changed config gets a new run, the old one

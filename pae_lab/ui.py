@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+from typing import Callable
 
 from rich.console import Console
 
@@ -46,27 +47,40 @@ def experiment_url(uri: str, experiment: str, host: str, port: int) -> tuple[str
     return (f"{base}/#/experiments/{exp.experiment_id}/runs?workflowType=machine_learning&viewStateShareKey={VIEW_KEY}", True) if exp else (base, False)
 
 
-def serve(uri: str, experiment: str, host: str, port: int, console: Console) -> int:
-    """Run the server until it exits or the user stops it; 0 when stopped by Ctrl-C / SIGTERM."""
+def warn_if_exposed(host: str, port: int, console: Console) -> None:
     if not is_loopback(host):
         console.print(f"[yellow]warning:[/] --host {host} is not loopback: anyone who can reach this machine "
                       f"on port {port} can read and change the study's runs (MLflow has no login here); "
                       "prefer an SSH tunnel to 127.0.0.1")
-    # the server starts first: its start-up and our look-up of the experiment overlap
-    proc = subprocess.Popen(server_command(uri, host, port), start_new_session=True, env={**os.environ, **SERVER_ENV})
-    # Ctrl-C and SIGTERM both stop cleanly, even where a shell started us with SIGINT ignored
-    previous = {sig: signal.signal(sig, signal.default_int_handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
+
+
+def serve(uri: str, experiment: str, host: str, port: int, console: Console) -> int:
+    """Run the server until it exits or the user stops it; 0 when stopped by Ctrl-C / SIGTERM."""
+    warn_if_exposed(host, port, console)
+
+    def announce() -> None:  # runs while the server starts: the two overlap
         url, exists = experiment_url(uri, experiment, host, port)
         if not exists:
             console.print(f"[yellow]warning:[/] no experiment {experiment!r} in {uri} yet: run the study first")
         console.print(f"MLflow UI: {url}  (store {uri}); Ctrl-C stops it", soft_wrap=True)
+
+    return run_foreground(server_command(uri, host, port), console, "MLflow UI", announce)
+
+
+def run_foreground(cmd: list[str], console: Console, what: str, announce: Callable[[], None] = lambda: None) -> int:
+    """Run a server in its own process group until it exits or the user stops it; 0 when stopped
+    by Ctrl-C / SIGTERM. `announce` runs once the server is starting; if it fails, no server is left."""
+    proc = subprocess.Popen(cmd, start_new_session=True, env={**os.environ, **SERVER_ENV})
+    # Ctrl-C and SIGTERM both stop cleanly, even where a shell started us with SIGINT ignored
+    previous = {sig: signal.signal(sig, signal.default_int_handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        announce()
         return proc.wait()
     except KeyboardInterrupt:
         stop(proc)
-        console.print("MLflow UI stopped")
+        console.print(f"{what} stopped")
         return 0
-    except BaseException:  # the experiment look-up failed: leave no server behind
+    except BaseException:
         stop(proc)
         raise
     finally:
