@@ -8,7 +8,6 @@ address jobs use and the address the server listens on are written once.
 from __future__ import annotations
 
 import ipaddress
-import os
 import sys
 import time
 from pathlib import Path
