@@ -22,7 +22,8 @@ from analysis.panel_config import PanelConfig
 from analysis.probes import split_indices
 from analysis.result import MetricResult
 from analysis.tensors import map_batches, pool
-from pae_lab.registry import Registry, RegistryError
+from pae_lab.catalog import METRICS
+from pae_lab.registry import RegistryError
 
 # Optional panel inputs a metric may need; the panel skips (or, if asked by name, refuses) a
 # metric whose needs were not given.
@@ -90,9 +91,6 @@ class PanelMetric:
 
     def missing(self, ctx: PanelContext) -> list[str]:
         return [n for n in self.needs if getattr(ctx, n) is None]
-
-
-METRICS: Registry[PanelMetric] = Registry("metric")
 
 
 def register_metric(name: str, fn: Callable[[PanelContext], MetricResult], needs: tuple[str, ...] = (),

@@ -53,6 +53,11 @@ def main() -> None:
         broken.write_text("name: broken\ntraining: {steps: -3}\n")
         print(f"training {study} once (skipped when already finished) ...", flush=True)
         subprocess.run([*cli, "run", str(study)], cwd=ROOT, check=True, capture_output=True)
+        from pae_lab.layout import StudyLayout
+        from pae_lab.loading import load_study
+
+        report = StudyLayout(load_study(study, preflight=False).study_dir()).report_dir / "report.html"
+        built = report.stat().st_mtime_ns if report.exists() else None
         rows = [
             ("pae-lab --help", timed([*cli, "--help"], args.repeat), 1.5),
             ("pae-lab schema", timed([*cli, "schema"], args.repeat), 1.5),
@@ -62,10 +67,12 @@ def main() -> None:
             ("pae-lab registry", timed([*cli, "registry"], args.repeat), 1.5),
             ("rerun of the finished study", timed([*cli, "run", str(study)], args.repeat), 5.0),
         ]
+        rebuilt = (report.stat().st_mtime_ns if report.exists() else None) != built
     print(f"\n{'command':<30}{'seconds':>9}{'goal':>7}{'ratio':>8}")
     for name, seconds, goal in rows:
         flag = "" if seconds <= goal else "  over goal"
         print(f"{name:<30}{seconds:>9.2f}{goal:>7.1f}{seconds / goal:>8.2f}{flag}")
+    print(f"report rebuilt by the reruns (inputs unchanged, goal: no): {'yes  over goal' if rebuilt else 'no'}")
 
 
 if __name__ == "__main__":

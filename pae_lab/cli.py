@@ -85,9 +85,20 @@ def run(study_file: Path = typer.Argument(..., help="Study YAML."),
         report: bool = typer.Option(True, "--report/--no-report", help="Build the report notebook at the end."),
         sets: Optional[List[str]] = SetOpt):
     """Train every variant x seed of a study, measure, generate, correlate and report."""
+    study = load(study_file, sets, check_files=not dry_run)
+    from pae_lab.layout import StudyLayout
+    from pae_lab.settled import is_settled
+
+    files = StudyLayout(study.study_dir())
+    if not (dry_run or force) and is_settled(study):  # before MLflow, pandas and torch are imported
+        console.print(status_table_for(study))
+        console.print(f"all runs finished; results and MLflow runs are current: nothing to train, aggregate or log\n"
+                      f"results: {files.results}   correlations: {files.correlations}")
+        if report:
+            build_report_for(study, only_if_changed=True)
+        return
     from pae_lab.study import Driver
 
-    study = load(study_file, sets, check_files=not dry_run)
     driver = Driver(study, console)
     if dry_run:
         from pae_lab.preflight import describe_data, missing_files
@@ -109,9 +120,6 @@ def run(study_file: Path = typer.Argument(..., help="Study YAML."),
         return
     outcome = driver.run(force=force)
     console.print(status_table_for(study))
-    from pae_lab.layout import StudyLayout
-
-    files = StudyLayout(study.study_dir())
     console.print(f"results: {files.results}   correlations: {files.correlations}")
     if outcome.failed:
         console.print(f"[red]{len(outcome.failed)} run(s) failed:[/] {', '.join(outcome.failed)} "
@@ -167,26 +175,28 @@ def status(study_file: Path = typer.Argument(..., help="Study YAML."), sets: Opt
 def variants(pattern: str = typer.Argument("*", help="Wildcard, e.g. 'ssr*'."),
              plugin: Optional[List[str]] = typer.Option(None, "--plugin", help="Module registering extra variants.")):
     """The variant registry: every variant with its regularizers and weights."""
+    from pae_lab.catalog import REGULARIZERS, VARIANTS
     from pae_lab.plugins import import_plugins
-    from pae_lab.losses.regularizers import REGULARIZERS
-    from pae_lab.variants import VARIANTS, get_variant
 
     import_plugins(Path("--plugin"), plugin)
     table = Table(title="variants")
     for col in ("variant", "regularizers (weight, params)", "description"):
         table.add_column(col)
-    for name in VARIANTS.names(pattern):
-        v = get_variant(name)
+    for name in VARIANTS.names(pattern):  # a built-in no plugin touched is listed from its declaration
+        v = VARIANTS.peek(name)
+        entries, description = (v.regularizers, v.description) if v else (VARIANTS.info(name)["regularizers"],
+                                                                           VARIANTS.info(name)["description"])
         regs = "; ".join(f"{r} {p.get('weight')}" + "".join(f" {k}={val}" for k, val in p.items() if k != "weight")
-                         for r, p in v.regularizers.items()) or "(none)"
-        table.add_row(name, regs, v.description)
+                         for r, p in entries.items()) or "(none)"
+        table.add_row(name, regs, description)
     console.print(table)
     regs = Table(title="regularizers")
     for col in ("regularizer", "default weight", "what it does"):
         regs.add_column(col)
     for name in REGULARIZERS.names(pattern):
-        cls = REGULARIZERS.get(name)
-        regs.add_row(name, f"{cls.default_weight:g}", (cls.__doc__ or "").strip().splitlines()[0])
+        cls, info = REGULARIZERS.peek(name), REGULARIZERS.info(name)
+        weight = info["default_weight"] if "default_weight" in info else cls.default_weight
+        regs.add_row(name, f"{weight:g}", info.get("summary") or (cls.__doc__ or "").strip().splitlines()[0])
     console.print(regs)
 
 
@@ -229,8 +239,44 @@ def ui(study_file: Path = typer.Argument(..., help="Study YAML."),
 
 @app.command()
 @friendly
+def server(study_file: Path = typer.Argument(..., help="Study YAML whose tracking.uri is http://host:port."),
+           backend_store_uri: Optional[str] = typer.Option(None, "--backend-store-uri", help="Where runs are stored: "
+                                                          "postgresql://user@host:port/db or sqlite:///file; default "
+                                                          "the study folder's mlflow.db."),
+           artifacts: Optional[Path] = typer.Option(None, "--artifacts-destination", help="Folder the server keeps "
+                                                    "artifacts in (jobs upload through it); default <study dir>/mlartifacts."),
+           workers: int = typer.Option(4, "--workers", min=1, help="Server worker processes."),
+           host: Optional[str] = typer.Option(None, "--host", help="Bind address instead of the URI's host, "
+                                              "e.g. 0.0.0.0 (warned: MLflow has no login).")):
+    """Serve a tracking server at the study's tracking.uri that every job logs to (artifacts proxied)."""
+    from pae_lab.layout import StudyLayout
+    from pae_lab.tracking import default_uri
+    from pae_lab.tracking_server import serve
+
+    study = load(study_file, preflight=False)
+    files = StudyLayout(study.study_dir())
+    backend = backend_store_uri or default_uri(files.root)
+    files.root.mkdir(parents=True, exist_ok=True)
+    raise typer.Exit(serve(study.tracking.uri, study_file, backend, artifacts or files.artifacts, workers, console, host))
+
+
+@app.command()
+@friendly
+def sync(study_file: Path = typer.Argument(..., help="Study YAML."), sets: Optional[List[str]] = SetOpt):
+    """Replay every run's JSON-lines metric mirror into the study's tracking store (only missing points)."""
+    from pae_lab.sync import sync_study
+
+    study = load(study_file, sets, preflight=False)
+    outcome = sync_study(study, console)
+    console.print(f"synced {outcome.runs} run(s) into {study.tracking.uri or 'the study folder store'}: "
+                  f"{outcome.added} point(s) added, {outcome.present} already there")
+
+
+@app.command()
+@friendly
 def correlate(table: Path = typer.Argument(..., help="CSV with one row per run and one column per metric."),
-              target: str = typer.Option("gfid", "--target", help="Column to correlate every metric with."),
+              target: Optional[str] = typer.Option(None, "--target", help="Column to correlate every metric with "
+                                                   "(default: the table's generation score, fid or fd_effnet_lite0)."),
               unit: str = typer.Option("variant", "--unit", help="Column naming the unit seeds are averaged over ('' for none)."),
               out: Optional[Path] = typer.Option(None, "--out", help="Write the correlation table here (CSV)."),
               n_boot: int = typer.Option(2000, help="Bootstrap resamples for the intervals.")):
@@ -239,23 +285,23 @@ def correlate(table: Path = typer.Argument(..., help="CSV with one row per run a
 
     from analysis.correlation import correlate_file
 
-    result = correlate_file(table, resolve_target(table, target), out=out, unit=unit or None, n_boot=n_boot)
+    result = correlate_file(table, target or generation_score_column(table), out=out, unit=unit or None, n_boot=n_boot)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         console.print(result.round(3).to_string(index=False))
 
 
-def resolve_target(table: Path, target: str) -> str:
-    """'gfid' / 'rfid' also name pae-lab's own columns: fid or fd_effnet_lite0 (and their r- twins)."""
+def generation_score_column(table: Path) -> str:
+    """The generation score column a pae-lab table holds (fid with Inception, else fd_effnet_lite0)."""
     import pandas as pd
 
-    aliases = {"gfid": ("fid", "fd_effnet_lite0"), "rfid": ("rfid", "rfd_effnet_lite0")}
+    from analysis.fidelity_names import FIDELITY_EXTRACTORS
+
+    names = [FIDELITY_EXTRACTORS.get(n).fid_key for n in ("inception", "effnet-lite0")]
     try:
         columns = set(pd.read_csv(table, nrows=0).columns)
     except (OSError, ValueError):
-        return target  # correlate_file reports the unreadable file
-    if target in columns or target not in aliases:
-        return target
-    return next((c for c in aliases[target] if c in columns), target)
+        columns = set()  # correlate_file reports the unreadable file
+    return next((c for c in names if c in columns), names[-1])
 
 
 @app.command()

@@ -80,6 +80,7 @@ class StudyLayout:
     artifacts = property(lambda self: self.root / "mlartifacts")
     submitit = property(lambda self: self.root / ".submitit")
     report_dir = property(lambda self: self.root / "report")
+    settled = property(lambda self: self.root / "settled.json")  # see pae_lab.settled
 
     def tables(self) -> tuple[Path, ...]:
         """The study-level outputs logged to the parent run and read by the report."""
@@ -91,3 +92,8 @@ class StudyLayout:
 
     def run(self, variant: str, seed: int) -> RunLayout:
         return RunLayout(self.root / "runs" / variant / f"seed{seed}")
+
+    def runs_on_disk(self) -> list[RunLayout]:
+        """Every run folder with a spec: a study's variants and a search's trials alike."""
+        found = (RunLayout(p) for p in sorted((self.root / "runs").glob("*/seed*")))
+        return [r for r in found if r.run_json.is_file()]

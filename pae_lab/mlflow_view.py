@@ -90,13 +90,17 @@ VIEW_KEY = "pae-lab"  # `pae-lab ui` opens ...?viewStateShareKey=pae-lab: the vi
 VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
 
 
-def share_view(client, experiment_id: str, metrics: list[str], regularizers: list[str], parent_id: str) -> None:
-    """A saved runs-table view: MLflow 3 shows no metric columns by default, this one shows the headline."""
+def share_view(client, experiment_id: str, metrics: list[str], regularizers: list[str]) -> None:
+    """A saved runs-table view: MLflow 3 shows no metric columns by default, this one shows the headline.
+
+    Children nest under the parent because the view sorts by start time (MLflow nests only then, or
+    unsorted). MLflow 3.17 drops `runsExpanded` from a shared view and auto-expands only parents of
+    `mlflow.runType=evaluation` runs, which ours are not: the parent row opens with one click."""
     import json
 
     columns = ["attributes.`Run Name`", "attributes.`Created`", "attributes.`Duration`",
                *(f"metrics.`{m}`" for m in metrics), *(f"params.`weight.{r}`" for r in regularizers)]
-    state = json.dumps({"selectedColumns": columns, "runsExpanded": {parent_id: True},
+    state = json.dumps({"selectedColumns": columns,
                         "orderByKey": "attributes.start_time", "orderByAsc": False})
     if client.get_experiment(experiment_id).tags.get(VIEW_TAG) != state:
         client.set_experiment_tag(experiment_id, VIEW_TAG, state)

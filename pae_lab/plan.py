@@ -103,22 +103,31 @@ def resolved_variants(study: StudyConfig) -> list[dict[str, Any]]:
     keyed by the variant specs, the plugins and pae-lab's version, so planning a study that has been
     run before (`pae-lab status`, a rerun) needs no torch at all.
     """
-    cache = StudyLayout(study.study_dir()).variants
-    key = content_hash("variants", study.variants, study.plugins, __version__)
-    cached = read_json(cache) or {}
-    if cached.get("key") == key:
-        return cached["variants"]
+    cached = cached_variants(study)
+    if cached is not None:
+        return cached
     from pae_lab.variants import resolve_variant
 
     variants = [resolve_variant(entry).model_dump(mode="json") for entry in study.variants]
+    cache = StudyLayout(study.study_dir()).variants
     if cache.parent.is_dir():
-        write_json(cache, {"key": key, "variants": variants})
+        write_json(cache, {"key": _variants_key(study), "variants": variants})
     return variants
 
 
 def run_study(study: StudyConfig, key: RunKey) -> StudyConfig:
     """The study as one run sees it: the variant's own `tokenizer` block, if it has one, replaces the study's."""
     return study if key.tokenizer is None else study.model_copy(update={"tokenizer": run_tokenizer(study, key)})
+
+
+def _variants_key(study: StudyConfig) -> str:
+    return content_hash("variants", study.variants, study.plugins, __version__)
+
+
+def cached_variants(study: StudyConfig) -> list[dict[str, Any]] | None:
+    """The study's variants as resolved (and so validated) before, or None when they changed since."""
+    cached = read_json(StudyLayout(study.study_dir()).variants) or {}
+    return cached["variants"] if cached.get("key") == _variants_key(study) else None
 
 
 def expand(study: StudyConfig) -> list[RunSpec]:

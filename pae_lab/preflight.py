@@ -5,6 +5,7 @@ Each failure is a StudyError naming the file, the key path and the bad value, an
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
@@ -70,12 +71,8 @@ def describe_data(study: "StudyConfig") -> tuple[str, bool] | None:
 
 def check_study(study: "StudyConfig", path: Path, check_files: bool = True) -> None:
     """Raise a StudyError for the first problem; `check_files=False` leaves file checks to `missing_files`."""
-    from pae_lab.data import DATASETS
-    from pae_lab.generation.samplers import SAMPLERS
+    from pae_lab.catalog import DATASETS, PERCEPTUAL, PRIORS, SAMPLERS
     from pae_lab.launch import LAUNCHERS
-    from pae_lab.losses.perceptual import PERCEPTUAL
-    from pae_lab.priors import PRIORS
-    from pae_lab.variants import resolve_variant
 
     _check_name(path, "data.name", DATASETS, study.data.name)
     _check_name(path, "prior.name", PRIORS, study.prior.name)
@@ -90,12 +87,12 @@ def check_study(study: "StudyConfig", path: Path, check_files: bool = True) -> N
         _fail(path, "evaluation.inception_weights", "extractor 'inception' needs a local weights file "
               "(torch-fidelity's pt_inception-2015-12-05-6726825d.pth, named here or in the torch hub cache); "
               "nothing is downloaded")
+    from pae_lab.plan import cached_variants
+
+    cached = cached_variants(study)  # specs resolved when the study was planned need no torch to check
     names = set()
     for i, entry in enumerate(study.variants):
-        try:
-            variant = resolve_variant(entry)
-        except (RegistryError, ValueError, TypeError) as exc:
-            _fail(path, f"variants[{i}]", str(exc))
+        variant = SimpleNamespace(**cached[i]) if cached is not None else _resolved(path, i, entry)
         if variant.name in names:
             _fail(path, f"variants[{i}]", f"variant name {variant.name!r} appears twice")
         names.add(variant.name)
@@ -108,8 +105,7 @@ def check_study(study: "StudyConfig", path: Path, check_files: bool = True) -> N
 
 def _check_tokenizer_names(path: Path, key: str, tok) -> None:
     """The registry entries a tokenizer block names: an external model's adapter, a `pae` encoder's VFM."""
-    from pae_lab.models.external import ADAPTERS
-    from pae_lab.priors import PRIORS
+    from pae_lab.catalog import ADAPTERS, PRIORS
     from pae_lab.tokenizer_configs import ExternalConfig, PAEConfig
 
     if isinstance(tok, ExternalConfig):
@@ -145,3 +141,12 @@ def _check_grid(study: "StudyConfig", path: Path, key: str, tok) -> None:
     grid = study.data.resolution // f
     if grid % study.generator.patch:
         _fail(path, "generator.patch", f"{study.generator.patch} does not divide the latent grid ({grid}) of {key}")
+
+
+def _resolved(path: Path, i: int, entry):
+    from pae_lab.variants import resolve_variant  # validating a variant builds its regularizers: torch
+
+    try:
+        return resolve_variant(entry)
+    except (RegistryError, ValueError, TypeError) as exc:
+        raise StudyError(f"{path}: variants[{i}]: {exc}") from None

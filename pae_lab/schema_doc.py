@@ -4,8 +4,9 @@ from __future__ import annotations
 import typing
 from typing import Any
 
+import yaml
 from pydantic import BaseModel
-from pydantic_core import PydanticUndefined
+from pydantic_core import PydanticUndefined, to_jsonable_python
 
 
 def _default(field) -> str:
@@ -20,7 +21,13 @@ def _default(field) -> str:
         value = field.default
     if value is PydanticUndefined:
         return "**required**"
-    return f"`{value!r}`" if not isinstance(value, str) else f"`{value}`"
+    return f"`{yaml_value(value)}`"
+
+
+def yaml_value(value: Any) -> str:
+    """A default as a study file would spell it: null, [0.0, 1.0], {a: 1}, not Python's repr."""
+    text = yaml.safe_dump(to_jsonable_python(value), default_flow_style=True, width=10_000, sort_keys=False)
+    return text.removesuffix("\n").removesuffix("\n...").strip()
 
 
 def _model(annotation) -> type[BaseModel] | None:

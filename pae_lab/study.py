@@ -17,6 +17,7 @@ from rich.console import Console
 
 from pae_lab import __version__
 from pae_lab.aggregate import aggregate
+from pae_lab.errors import StudyError
 from pae_lab.fsutil import atomic_write, read_json, write_json
 from pae_lab.graph import identity_dump, ordered
 from pae_lab.identity import content_hash
@@ -28,9 +29,10 @@ from pae_lab.monitor import RunMonitor
 from pae_lab.plan import RunSpec, expand, run_stage_names, shared_plan
 from pae_lab.progress import ProgressWriter, read_progress
 from pae_lab.schema import StudyConfig
+from pae_lab.settled import mark_settled, run_finished
 from pae_lab.stages.cache import is_done
 from pae_lab.stages.execute import run_stage
-from pae_lab.tracking import RunLogger, StudyTracker, default_uri, flatten
+from pae_lab.tracking import PROBE_TIMEOUT_S, RunLogger, StudyTracker, answers, default_uri, flatten, is_server
 
 LIBRARIES = ("torch", "torchvision", "timm", "mlflow", "optuna", "submitit", "torch-fidelity", "scikit-learn",
              "scipy", "numpy", "pandas", "pydantic")
@@ -95,6 +97,9 @@ class Driver:
 
     # -- preparation -------------------------------------------------------------------------
     def tracker(self) -> StudyTracker:
+        if is_server(self.uri) and not answers(self.uri, PROBE_TIMEOUT_S):  # fail at once, not after MLflow's retries
+            raise StudyError(f"tracking.uri: {self.uri} does not answer: start the server (`pae-lab server "
+                             "<study.yaml>`) or fix the address")
         return StudyTracker(self.uri, self.study.tracking.experiment or self.study.name, artifact_root=self.layout.root)
 
     def prepare(self, force: bool = False) -> tuple[StudyTracker, str]:
@@ -103,16 +108,20 @@ class Driver:
             for path in (root / "shared", root / "runs"):
                 shutil.rmtree(path, ignore_errors=True)
         root.mkdir(parents=True, exist_ok=True)
+        self.layout.settled.unlink(missing_ok=True)  # until this run has settled every status again
         resolved = self.study.model_dump(mode="json")
         atomic_write(self.layout.study_yaml, lambda p: p.write_text(yaml.safe_dump(resolved, sort_keys=False)))
         tracker = self.tracker()
         setup_experiment(tracker.client, tracker.experiment_id, self.study.description)
-        parent = tracker.ensure_run(self.parent_key, self.study.name,
-                                    {"pae.kind": "study", "pae.code_version": code_version()})
+        parent = self.ensure_parent(tracker)
         tracker.set_status(parent, "RUNNING")
         tracker.log_params(parent, flatten(resolved))
         tracker.log_artifact(parent, self.layout.study_yaml)
         return tracker, parent
+
+    def ensure_parent(self, tracker: StudyTracker, status: str = "RUNNING") -> str:
+        return tracker.ensure_run(self.parent_key, self.study.name,
+                                  {"pae.kind": "study", "pae.code_version": code_version()}, status=status)
 
     def register_runs(self, tracker: StudyTracker, parent: str, runs: list[RunSpec] | None = None) -> None:
         """One MLflow child run per run *configuration*: a changed config gets a new run, the old one
@@ -141,9 +150,7 @@ class Driver:
 
     # -- execution ---------------------------------------------------------------------------
     def pending(self) -> list[RunSpec]:
-        return [r for r in self.runs
-                if not all(is_done(r.stage_dir(s), r.hashes[s]) for s in run_stage_names())
-                or r.layout.status() != "done"]
+        return [r for r in self.runs if not run_finished(r)]
 
     def launch(self, runs: list[RunSpec]) -> dict[Path, dict[str, Any]]:
         for spec in runs:  # a fresh attempt: forget the last attempt's progress, failure and stop request
@@ -206,7 +213,7 @@ class Driver:
         for key, value in tags.items():
             tracker.client.set_tag(parent, key, value)
         share_view(tracker.client, tracker.experiment_id, headline_metrics(results.columns, gfd),
-                   study_regularizers(self.runs), parent)
+                   study_regularizers(self.runs))
 
     def run(self, force: bool = False) -> StudyOutcome:
         tracker, parent = self.prepare(force)
@@ -235,4 +242,6 @@ class Driver:
         self.log_summaries(tracker, parent, summary)
         failed = [f"{r.variant}/seed{r.seed}" for r in self.runs if r.layout.status() == "failed"]
         tracker.finish(parent, "FAILED" if failed else "FINISHED")
+        if not failed:
+            mark_settled(self.study, self.runs)
         return StudyOutcome(self.runs, len(pending), failed, summary)

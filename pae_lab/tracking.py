@@ -20,9 +20,29 @@ from pae_lab.fsutil import append_jsonl
 os.environ.setdefault("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "false")
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 
+MIRROR_FILE = "metrics.jsonl"  # <run dir>/<stage>/metrics.jsonl: every metric a stage logged
+PROBE_TIMEOUT_S = 5  # a job asks a tracking server once whether it is there before it logs to it
+MIRROR_PREFIX = "mlflow_prefix"  # a mirror record's MLflow key prefix, where it is not "<stage>/"
+
 
 def default_uri(study_dir: Path) -> str:
     return f"sqlite:///{Path(study_dir).resolve() / 'mlflow.db'}"
+
+
+def is_server(uri: str | None) -> bool:
+    return bool(uri) and uri.startswith(("http://", "https://"))
+
+
+def answers(uri: str, timeout_s: float = 2.0) -> bool:
+    """Whether a tracking server answers its /health endpoint now."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s) as resp:
+            return resp.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
 
 
 def client(uri: str):
@@ -122,11 +142,12 @@ def log_params(mlflow_client, run_id: str, params: dict[str, Any]) -> None:
         mlflow_client.log_batch(run_id, params=fresh[i : i + 100])
 
 
-def log_metrics(mlflow_client, run_id: str, metrics: dict[str, float], step: int) -> None:
+def log_metrics(mlflow_client, run_id: str, metrics: dict[str, float], step: int, when: float | None = None) -> None:
+    """`when` (seconds): the time the JSON-lines mirror holds, so MLflow and the mirror agree."""
     from mlflow.entities import Metric
 
-    now = int(time.time() * 1000)
-    batch = [Metric(k, float(v), now, int(step)) for k, v in metrics.items()]
+    stamp = int((time.time() if when is None else when) * 1000)
+    batch = [Metric(k, float(v), stamp, int(step)) for k, v in metrics.items()]
     for i in range(0, len(batch), 500):
         mlflow_client.log_batch(run_id, metrics=batch[i : i + 500])
 
@@ -152,6 +173,9 @@ class RunLogger:
         self._client = None
         self._warned = False
         if uri and run_id:
+            if is_server(uri) and not answers(uri, PROBE_TIMEOUT_S):  # an offline node: no retries per call
+                self._warn(RuntimeError(f"{uri} does not answer"))
+                return
             try:
                 self._client = client(uri)
             except Exception as exc:  # tracking must never kill training
@@ -159,7 +183,8 @@ class RunLogger:
 
     def _warn(self, exc: Exception) -> None:
         if not self._warned:
-            warnings.warn(f"MLflow logging failed ({exc}); the JSON-lines mirror in {self.run_dir} keeps everything")
+            warnings.warn(f"MLflow logging failed ({exc}); the JSON-lines mirror in {self.run_dir} keeps everything "
+                          "(`pae-lab sync` replays it)")
             self._warned = True
         self._client = None
 
@@ -173,10 +198,15 @@ class RunLogger:
             self._warn(exc)
 
     def metrics(self, stage: str, values: dict[str, float], step: int, prefixed: bool = True) -> None:
-        """`prefixed=False`: MLflow keys are the results.csv names (a headline value logged as its curve)."""
-        append_jsonl(self.run_dir / stage / "metrics.jsonl", {"step": int(step), "time": time.time(), **values})
+        """`prefixed=False`: MLflow keys are the results.csv names (a headline value logged as its curve).
+        The mirror records the MLflow key prefix, so `pae-lab sync` replays the same names."""
+        now = time.time()
+        record = {"step": int(step), "time": now, **values}
+        if not prefixed:
+            record[MIRROR_PREFIX] = ""
+        append_jsonl(mirror_path(self.run_dir, stage), record)
         named = {f"{stage}/{k}" if prefixed else k: v for k, v in values.items()}
-        self._safe(lambda: log_metrics(self._client, self.run_id, named, step))
+        self._safe(lambda: log_metrics(self._client, self.run_id, named, step, now))
 
     def artifact(self, path: Path, artifact_path: str | None = None) -> None:
         self._safe(lambda: self._client.log_artifact(self.run_id, str(path), artifact_path))
@@ -193,6 +223,10 @@ class RunLogger:
 
     def finish(self, status: str) -> None:
         self._safe(lambda: self._client.set_terminated(self.run_id, status=status))
+
+
+def mirror_path(run_dir: Path, stage: str) -> Path:
+    return Path(run_dir) / stage / MIRROR_FILE
 
 
 def iter_jsonl(path: Path) -> Iterable[dict[str, Any]]:

@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+from typing import Callable
 
 from rich.console import Console
 
@@ -30,6 +31,11 @@ def server_command(uri: str, host: str, port: int) -> list[str]:
             "--port", str(port), "--workers", "1"]
 
 
+# MLflow 3's server also starts a job runner (GenAI jobs: issue detection, trace roll-ups) that
+# waits 10 s for its queue before the UI answers; a study's runs table needs none of it.
+SERVER_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+
 def experiment_url(uri: str, experiment: str, host: str, port: int) -> tuple[str, bool]:
     """(URL of the experiment's page, whether the experiment exists yet)."""
     from pae_lab.mlflow_view import VIEW_KEY
@@ -41,30 +47,52 @@ def experiment_url(uri: str, experiment: str, host: str, port: int) -> tuple[str
     return (f"{base}/#/experiments/{exp.experiment_id}/runs?workflowType=machine_learning&viewStateShareKey={VIEW_KEY}", True) if exp else (base, False)
 
 
-def serve(uri: str, experiment: str, host: str, port: int, console: Console) -> int:
-    """Run the server until it exits or the user stops it; 0 when stopped by Ctrl-C / SIGTERM."""
+def warn_if_exposed(host: str, port: int, console: Console) -> None:
     if not is_loopback(host):
         console.print(f"[yellow]warning:[/] --host {host} is not loopback: anyone who can reach this machine "
                       f"on port {port} can read and change the study's runs (MLflow has no login here); "
                       "prefer an SSH tunnel to 127.0.0.1")
-    url, exists = experiment_url(uri, experiment, host, port)
-    if not exists:
-        console.print(f"[yellow]warning:[/] no experiment {experiment!r} in {uri} yet: run the study first")
-    console.print(f"MLflow UI: {url}  (store {uri}); Ctrl-C stops it", soft_wrap=True)
-    proc = subprocess.Popen(server_command(uri, host, port), start_new_session=True)
+
+
+def serve(uri: str, experiment: str, host: str, port: int, console: Console) -> int:
+    """Run the server until it exits or the user stops it; 0 when stopped by Ctrl-C / SIGTERM."""
+    warn_if_exposed(host, port, console)
+
+    def announce() -> None:  # runs while the server starts: the two overlap
+        url, exists = experiment_url(uri, experiment, host, port)
+        if not exists:
+            console.print(f"[yellow]warning:[/] no experiment {experiment!r} in {uri} yet: run the study first")
+        console.print(f"MLflow UI: {url}  (store {uri}); Ctrl-C stops it", soft_wrap=True)
+
+    return run_foreground(server_command(uri, host, port), console, "MLflow UI", announce)
+
+
+def run_foreground(cmd: list[str], console: Console, what: str, announce: Callable[[], None] = lambda: None) -> int:
+    """Run a server in its own process group until it exits or the user stops it; 0 when stopped
+    by Ctrl-C / SIGTERM. `announce` runs once the server is starting; if it fails, no server is left."""
+    proc = subprocess.Popen(cmd, start_new_session=True, env={**os.environ, **SERVER_ENV})
     # Ctrl-C and SIGTERM both stop cleanly, even where a shell started us with SIGINT ignored
     previous = {sig: signal.signal(sig, signal.default_int_handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
+        announce()
         return proc.wait()
     except KeyboardInterrupt:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        console.print("MLflow UI stopped")
+        stop(proc)
+        console.print(f"{what} stopped")
         return 0
+    except BaseException:
+        stop(proc)
+        raise
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """SIGINT to the server's process group; SIGKILL if it has not gone within STOP_TIMEOUT_S."""
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        proc.wait(timeout=STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()

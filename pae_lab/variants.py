@@ -15,8 +15,8 @@ from typing import Any, Mapping
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from pae_lab.catalog import BUILTIN_VARIANTS, VARIANTS
 from pae_lab.losses import REGULARIZERS, Regularizer, build_regularizer
-from pae_lab.registry import Registry
 
 
 class VariantError(ValueError):
@@ -55,9 +55,6 @@ class Variant(BaseModel):
         return nn.ModuleDict(
             {n: build_regularizer(n, latent_channels=latent_channels, vfm_dim=vfm_dim, **self.params(n)) for n in self.regularizers}
         )
-
-
-VARIANTS: Registry[Variant] = Registry("variant")
 
 
 def _normalize_entry(variant: str, reg: str, entry: Any) -> dict[str, Any] | None:
@@ -153,13 +150,6 @@ def resolve_variant(spec: str | Variant | Mapping[str, Any]) -> Variant:
     return _resolve(name, spec.get("regularizers") or {}, spec.get("description", ""), base, spec.get("tokenizer"))
 
 
-# Built-ins: the paper's 2x2x2 ablation of SSR / MCR / SCR (paper weights) and the VA-VAE peer.
-register_variant("baseline", {}, "reconstruction only, no latent regularizer")
-register_variant("ssr", {"ssr": {}}, "spatial structure regularisation only")
-register_variant("mcr", {"mcr": {}}, "manifold continuity regularisation only")
-register_variant("scr", {"scr": {}}, "semantic consistency regularisation only")
-register_variant("ssr_mcr", {"ssr": {}, "mcr": {}}, "SSR + MCR")
-register_variant("ssr_scr", {"ssr": {}, "scr": {}}, "SSR + SCR")
-register_variant("mcr_scr", {"mcr": {}, "scr": {}}, "MCR + SCR")
-register_variant("pae", {"ssr": {"weight": 0.2}, "mcr": {"weight": 0.5}, "scr": {"weight": 1.0}}, "PAE: SSR + MCR + SCR, paper weights")
-register_variant("vavae", {"vf": {}}, "VA-VAE's VF loss (margin alignment to raw VFM features)")
+# Built-ins (the paper's 2x2x2 ablation and the VA-VAE peer), declared in pae_lab.catalog.
+for _name, (_regularizers, _description) in BUILTIN_VARIANTS.items():
+    register_variant(_name, _regularizers, _description)

@@ -32,6 +32,8 @@ def restore_registries():
     import plugin_nan  # noqa: F401  (a study plugin several tests name: imported once, part of the baseline)
 
     registries = [*all_registries().values(), STAGES]
+    for registry in registries:  # the built-ins are part of the baseline, not only their declarations
+        registry.load_all()
     before = [dict(r._entries) for r in registries]
     yield
     for registry, entries in zip(registries, before):

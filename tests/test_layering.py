@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import graphlib
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -67,7 +68,44 @@ def test_the_cycle_check_sees_function_level_imports(tmp_path: Path) -> None:
 
 def test_schema_is_a_leaf_that_loads_without_torch() -> None:
     """Validating a study (schema + loading) must not import torch, sklearn or scipy."""
-    code = ("import sys, pae_lab.schema, pae_lab.loading, pae_lab.layout, pae_lab.graph, pae_lab.plan, pae_lab.status; "
+    code = ("import sys, pae_lab.schema, pae_lab.loading, pae_lab.layout, pae_lab.graph, pae_lab.plan, pae_lab.status, pae_lab.catalog, pae_lab.registries; "
             "print(sorted(m for m in ('torch', 'sklearn', 'scipy', 'submitit', 'mlflow') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+TORCH_FREE_COMMANDS = (["--help"], ["schema"], ["variants"], ["registry"])
+
+
+def test_listing_commands_import_no_torch() -> None:
+    """`pae-lab variants`, `registry`, `schema` and `--help` list from pae_lab.catalog's declarations,
+    so they start without torch, sklearn, scipy, mlflow or submitit."""
+    code = ("import sys; from typer.testing import CliRunner; from pae_lab.cli import app; "
+            f"rcs = [CliRunner().invoke(app, args).exit_code for args in {list(TORCH_FREE_COMMANDS)}]; "
+            "print(rcs, sorted(m for m in ('torch', 'sklearn', 'scipy', 'submitit', 'mlflow') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == f"{[0] * len(TORCH_FREE_COMMANDS)} []"
+
+
+def test_catalog_declarations_match_what_the_modules_register() -> None:
+    """Every declared built-in is registered by the module it names, and what a listing shows from
+    the declaration (a variant's resolved weights, a regularizer's default weight) is what resolving gives."""
+    from pae_lab.catalog import REGULARIZERS, VARIANTS
+    from pae_lab.registries import all_registries
+
+    for kind, registry in all_registries().items():
+        for name in registry.names():
+            assert registry.get(name) is not None, (kind, name)
+    # and the reverse, in a process without the tests' plugins: every built-in is declared
+    code = ("import json, analysis.panel, pae_lab.data, pae_lab.generation, pae_lab.losses, pae_lab.priors, pae_lab.variants; "
+            "from pae_lab.registries import all_registries; "
+            "print(json.dumps({k: [n for n in r.order() if n not in r._declared] for k, r in all_registries().items() "
+            "if k != 'launchers'}))")  # launch.py is light: its registry needs no declarations
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert not any(json.loads(out).values()), f"declare these in pae_lab/catalog.py: {out}"
+    for name in VARIANTS.names():
+        if VARIANTS.info(name):
+            assert VARIANTS.get(name).regularizers == VARIANTS.info(name)["regularizers"], name
+    for name in REGULARIZERS.names():
+        if REGULARIZERS.info(name):
+            assert REGULARIZERS.get(name).default_weight == REGULARIZERS.info(name)["default_weight"], name

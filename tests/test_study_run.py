@@ -93,6 +93,30 @@ def test_rerun_retrains_nothing(finished) -> None:
     assert before == after
 
 
+def test_rerun_with_nothing_to_do_stops_before_mlflow(finished, tmp_path: Path) -> None:
+    """A finished study whose results are current: `pae-lab run` prints the status and imports no
+    MLflow, pandas or torch; any changed input (here the training steps) takes the driver's path."""
+    import yaml
+
+    from pae_lab.settled import is_settled
+
+    study, _ = finished
+    assert is_settled(study)
+    changed = StudyConfig.model_validate({**study.model_dump(mode="json"), "training": {**study.training.model_dump(), "steps": 8}})
+    assert not is_settled(changed)
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(study.model_dump(mode="json")))
+    results = study.study_dir() / "results.csv"
+    before = results.stat().st_mtime_ns
+    code = ("import sys; from typer.testing import CliRunner; from pae_lab.cli import app; "
+            f"r = CliRunner().invoke(app, ['run', {str(path)!r}, '--no-report']); print(r.exit_code, r.output); "
+            "print(sorted(m for m in ('torch', 'mlflow', 'pandas') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert out.startswith("0 ") and "nothing to train, aggregate or log" in out, out
+    assert out.strip().endswith("[]"), out
+    assert results.stat().st_mtime_ns == before
+
+
 def test_mlflow_shows_what_a_researcher_compares(finished) -> None:
     """After a run and a rerun: runs view, hyper-parameters, weights once (0 when off), headline
     metrics logged once under their results.csv names, study-level results on the parent."""

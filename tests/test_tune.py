@@ -320,21 +320,27 @@ def test_a_job_that_died_is_marked_fail_not_left_running(tmp_path: Path, searche
     assert "job died: MemoryError: killed by the OOM killer" in trials.loc[0, "error"]
 
 
+@pytest.mark.timeout(400)
 def test_pruning_stops_a_running_trial(tmp_path: Path, searched) -> None:
+    """The trial holds at step 4 until its stop request appears, so the pruner acts on a running
+    trial however fast training is (no race), and the training loop then stops it."""
     import mlflow
 
-    search = {"params": WEIGHTS, "n_trials": 1,
+    import plugin_wait_stop  # noqa: F401  registers wait_stop, as `plugins:` does for the CLI
+
+    run_dir = tmp_path / "study" / "runs" / "trial-0000" / "seed0"
+    holds = {"name": "holds", "base": "pae", "regularizers": {"wait_stop": {"at_step": 4, "stop_file": str(run_dir / "stop.json")}}}
+    search = {"params": WEIGHTS, "n_trials": 1, "base_variant": "holds",
               "pruner": {"name": "always", "source": "loss/total", "interval_s": 0.2}}
-    cfg = tiny(tmp_path, search)
-    cfg["training"].update(steps=400, log_every=2, checkpoint_every=50)
+    cfg = tiny(tmp_path, search, plugins=["plugin_wait_stop"], variants=[holds])
+    cfg["training"].update(steps=40, log_every=2, checkpoint_every=50)
     study = StudyConfig.model_validate(cfg)
     reuse_shared(searched[0], study)
     outcome = TuneDriver(study, QUIET).run()
     assert outcome.told == {0: "PRUNED"}
-    run_dir = study.study_dir() / "runs" / "trial-0000" / "seed0"
     assert not (run_dir / "tokenizer" / "done.json").exists()
     steps = [json.loads(line)["step"] for line in (run_dir / "tokenizer" / "metrics.jsonl").read_text().splitlines()]
-    assert 2 <= max(steps) < 400
+    assert 2 <= max(steps) <= 4  # stopped once the value at step 2 was pruned, at step 4 at the latest
     assert "StopRequested" in read_json(run_dir / "failed.json")["error"]
     stored = optuna.load_study(study_name="tune", storage=optuna.storages.JournalStorage(
         optuna.storages.journal.JournalFileBackend(str(study.study_dir() / "optuna.journal"))))

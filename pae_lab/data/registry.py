@@ -8,11 +8,9 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from pae_lab.data.imageset import ImageSet
-from pae_lab.registry import Registry
+from pae_lab.catalog import DATASETS
 
 DatasetFactory = Callable[..., ImageSet]
-
-DATASETS: Registry[DatasetFactory] = Registry("dataset", returns=ImageSet)
 
 
 def register_dataset(name: str) -> Callable[[DatasetFactory], DatasetFactory]:

@@ -13,13 +13,11 @@ from typing import Callable
 import torch
 from torch import nn
 
-from pae_lab.registry import Registry
+from pae_lab.catalog import SAMPLERS
 from pae_lab.schema import SamplerConfig
 
 VelocityFn = Callable[[torch.Tensor, float], torch.Tensor]
 StepFn = Callable[[VelocityFn, torch.Tensor, float, float], torch.Tensor]
-
-SAMPLERS: Registry[StepFn] = Registry("sampler")
 
 
 @SAMPLERS.decorator("euler")

@@ -63,7 +63,6 @@ class MCR(Regularizer):
     mix (the paper: 1 and 1). Gradients reach encoder and decoder through D(z_m) and D(z_l) only.
     """
 
-    default_weight = 0.5
 
     def __init__(
         self,

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pae_lab.registry import Registry
+from pae_lab.catalog import PERCEPTUAL
 
 
 class PerceptualUnavailable(RuntimeError):
@@ -52,9 +52,6 @@ class PerceptualDistance(nn.Module):
         with torch.set_grad_enabled(torch.is_grad_enabled() and b01.requires_grad):
             fb = self.embed(b01)
         return self.compare(self.embed(a01), fb)
-
-
-PERCEPTUAL: Registry[type[PerceptualDistance]] = Registry("perceptual distance", base=PerceptualDistance)
 
 
 def register_perceptual(name: str, cls: type[PerceptualDistance] | None = None, *, overwrite: bool = False):

@@ -18,7 +18,8 @@ from typing import Any, Callable, ClassVar
 import torch
 from torch import nn
 
-from pae_lab.registry import Registry, RegistryError
+from pae_lab.catalog import REGULARIZERS
+from pae_lab.registry import RegistryError
 
 
 @dataclass
@@ -87,16 +88,16 @@ class Regularizer(nn.Module):
         }
 
 
-REGULARIZERS: Registry[type[Regularizer]] = Registry("regularizer", base=Regularizer)
-
-
 def register_regularizer(name: str, cls: type[Regularizer] | None = None, *, overwrite: bool = False):
     """Register a Regularizer subclass under `name`: `@register_regularizer("name")` or a plain call.
 
     Fails at registration when the class is not a Regularizer or its default_weight is not a number.
+    A built-in takes its default weight from its declaration in pae_lab.catalog.
     """
     if cls is None:
         return lambda c: register_regularizer(name, c, overwrite=overwrite)
+    if "default_weight" in REGULARIZERS.info(name) and isinstance(cls, type) and "default_weight" not in vars(cls):
+        cls.default_weight = REGULARIZERS.info(name)["default_weight"]
     weight = getattr(cls, "default_weight", None)
     if isinstance(cls, type) and issubclass(cls, Regularizer) and (isinstance(weight, bool) or not isinstance(weight, (int, float))):
         raise RegistryError(f"regularizer {name!r}: default_weight must be a number, got {weight!r}")

@@ -17,7 +17,6 @@ class SCR(Regularizer):
     latent's channel count (the refined prior projects to it). The target gets no gradient.
     """
 
-    default_weight = 1.0
     needs = frozenset({"target"})
 
     def __init__(self, pooled: bool = True, patch: bool = True):

@@ -19,7 +19,6 @@ class ScaleEquivariance(Regularizer):
     choice; the peers publish none for this form.
     """
 
-    default_weight = 0.25
 
     def __init__(self, factor: int = 2, renormalize: bool = True, l1_weight: float = 1.0, perceptual_weight: float = 1.0):
         super().__init__()

@@ -17,7 +17,6 @@ class SSR(Regularizer):
     the value lies in [0, 4] whatever the grid size. The target gets no gradient.
     """
 
-    default_weight = 0.2
     needs = frozenset({"target"})
 
     def forward(self, ctx: RegContext) -> torch.Tensor:

@@ -22,7 +22,6 @@ class VF(Regularizer):
     weight applies), so the default weight may need tuning per prior.
     """
 
-    default_weight = 0.1
     needs = frozenset({"vfm"})
 
     def __init__(self, margin_dm: float = 0.25, margin_mc: float = 0.5, dm_weight: float = 1.0, mc_weight: float = 1.0):

@@ -22,12 +22,11 @@ import torch
 from torch import nn
 
 from pae_lab.models.tokenizer import TokenizerBase
-from pae_lab.registry import Registry
+from pae_lab.catalog import ADAPTERS
 from pae_lab.tokenizer_configs import ExternalConfig
 
 
 Adapter = Callable[[ExternalConfig], nn.Module]
-ADAPTERS: Registry[Adapter] = Registry("tokenizer adapter")
 
 
 def register_adapter(name: str) -> Callable[[Adapter], Adapter]:

@@ -8,11 +8,9 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from pae_lab.priors.base import Prior
-from pae_lab.registry import Registry
+from pae_lab.catalog import PRIORS
 
 PriorFactory = Callable[..., Prior]
-
-PRIORS: Registry[PriorFactory] = Registry("prior", returns=Prior)
 
 
 def register_prior(name: str) -> Callable[[PriorFactory], PriorFactory]:

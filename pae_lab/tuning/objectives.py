@@ -15,7 +15,7 @@ import pandas as pd
 
 from pae_lab.aggregate import target_columns
 from pae_lab.schema import StudyConfig
-from pae_lab.tracking import iter_jsonl
+from pae_lab.tracking import iter_jsonl, mirror_path
 from pae_lab.tuning.space import ObjectiveSpec
 
 INTERMEDIATE_STAGES = ("tokenizer", "generator", "generation")
@@ -63,7 +63,7 @@ def read_intermediate(run_dirs: Iterable[Path], stage: str, key: str) -> dict[in
     per_run: list[dict[int, float]] = []
     for run_dir in run_dirs:
         values: dict[int, Any] = {}
-        for record in iter_jsonl(Path(run_dir) / stage / "metrics.jsonl"):
+        for record in iter_jsonl(mirror_path(run_dir, stage)):
             if key in record and "step" in record:
                 values[int(record["step"])] = record[key]  # a resumed run re-logs a step: the last one counts
         per_run.append({s: float(v) for s, v in values.items() if isinstance(v, (int, float)) and math.isfinite(v)})
