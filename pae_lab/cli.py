@@ -276,7 +276,7 @@ def sync(study_file: Path = typer.Argument(..., help="Study YAML."), sets: Optio
 @friendly
 def correlate(table: Path = typer.Argument(..., help="CSV with one row per run and one column per metric."),
               target: Optional[str] = typer.Option(None, "--target", help="Column to correlate every metric with "
-                                                   "(default: the table's generation score, fid or fd_effnet_lite0)."),
+                                                   "(default: the table's correlation_target, else its generation FD column)."),
               unit: str = typer.Option("variant", "--unit", help="Column naming the unit seeds are averaged over ('' for none)."),
               out: Optional[Path] = typer.Option(None, "--out", help="Write the correlation table here (CSV)."),
               n_boot: int = typer.Option(2000, help="Bootstrap resamples for the intervals.")):
@@ -291,17 +291,20 @@ def correlate(table: Path = typer.Argument(..., help="CSV with one row per run a
 
 
 def generation_score_column(table: Path) -> str:
-    """The generation score column a pae-lab table holds (fid with Inception, else fd_effnet_lite0)."""
+    """The target a pae-lab results table names: its `correlation_target` column's value (what the study
+    reads as generation quality), else its generation FD column (fid with Inception, else fd_<extractor>)."""
     import pandas as pd
 
     from analysis.fidelity_names import FIDELITY_EXTRACTORS
 
-    names = [FIDELITY_EXTRACTORS.get(n).fid_key for n in ("inception", "effnet-lite0")]
     try:
-        columns = set(pd.read_csv(table, nrows=0).columns)
+        head = pd.read_csv(table, nrows=1)
     except (OSError, ValueError):
-        columns = set()  # correlate_file reports the unreadable file
-    return next((c for c in names if c in columns), names[-1])
+        return "fid"  # correlate_file reports the unreadable file
+    if "correlation_target" in head and head["correlation_target"].notna().any():
+        return str(head["correlation_target"].iloc[0])
+    names = [FIDELITY_EXTRACTORS.get(n).fid_key for n in FIDELITY_EXTRACTORS.names()]
+    return next((c for c in names if c in head.columns), names[0])
 
 
 @app.command()

@@ -63,17 +63,34 @@ def study_reference() -> str:
     return "\n".join(reference(StudyConfig))
 
 
+def stage_table() -> str:
+    """The README's stage table, rendered from pae_lab.graph (so the two cannot drift)."""
+    from pae_lab.graph import RESOLVED, ordered
+
+    code = lambda names: ", ".join(f"`{n}`" for n in names) or "-"  # noqa: E731
+    rows = ["| stage | scope | reads | depends on | does |", "|---|---|---|---|---|"]
+    rows += [f"| {s.name} | {s.scope} | {', '.join(s.reads) or '-'} | {code(s.depends)} | {s.doc} |" for s in ordered()]
+    resolved = ", ".join(f"`{n}`" for n in RESOLVED)
+    return "\n".join(rows) + (f"\n\nNames without a dot are resolved inputs ({resolved}): the latent grid, the "
+                              "variant's regularizers and own tokenizer block, the seed, the FD extractor as resolved "
+                              "plus its weights file's digest, and digests of the files a study names.")
+
+
 START, END = "<!-- schema:start -->", "<!-- schema:end -->"
+SECTIONS = {("<!-- schema:start -->", "<!-- schema:end -->"): study_reference,
+            ("<!-- stages:start -->", "<!-- stages:end -->"): stage_table}
 
 
 def update_readme(path: str = "README.md") -> None:
-    """Rewrite the reference between the README's schema markers: `python -m pae_lab.schema_doc`."""
+    """Rewrite every generated section between its README markers: `python -m pae_lab.schema_doc`."""
     from pathlib import Path
 
     text = Path(path).read_text()
-    head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
-    Path(path).write_text(f"{head}{START}\n{study_reference()}\n{END}{tail}")
+    for (start, end), render in SECTIONS.items():
+        head, rest = text.split(start, 1)
+        _, tail = rest.split(end, 1)
+        text = f"{head}{start}\n{render()}\n{end}{tail}"
+    Path(path).write_text(text)
 
 
 if __name__ == "__main__":

@@ -124,3 +124,18 @@ def test_metric_metric_matrix_is_spearman():
     mat = metric_metric_matrix(PAPER, ["ssc", "lpc", "gsq"])
     assert mat.loc["ssc", "lpc"] == pytest.approx(spearmanr(PAPER["ssc"], PAPER["lpc"]).statistic)
     assert np.allclose(np.diag(mat), 1.0) and mat.equals(mat.T)
+
+
+def test_cli_correlate_defaults_to_the_study_correlation_target(tmp_path):
+    """Without --target, `pae-lab correlate` reads what the study chose (results.csv's correlation_target)."""
+    from typer.testing import CliRunner
+
+    from pae_lab.cli import app
+
+    table = PAPER.rename(columns={"gfid": "lfd_x"}).assign(fd_x=PAPER["gfid"][::-1].to_numpy(), correlation_target="lfd_x")
+    table.to_csv(tmp_path / "results.csv", index=False)
+    out = tmp_path / "corr.csv"
+    result = CliRunner().invoke(app, ["correlate", str(tmp_path / "results.csv"), "--out", str(out), "--n-boot", "50"])
+    assert result.exit_code == 0, result.output
+    metrics = set(pd.read_csv(out)["metric"])
+    assert "lfd_x" not in metrics and {"fd_x", "ssc"} <= metrics  # lfd_x is the target, the others its predictors

@@ -1,15 +1,16 @@
 """The README's YAML reference is the schema's, and its two commands are the ones CI runs."""
 from pathlib import Path
 
-from pae_lab.schema_doc import END, START, study_reference
+from pae_lab.schema_doc import SECTIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_readme_reference_matches_schema() -> None:
+def test_readme_reference_and_stage_table_match_the_code() -> None:
     text = (ROOT / "README.md").read_text()
-    between = text.split(START, 1)[1].split(END, 1)[0]
-    assert between.strip() == study_reference().strip(), "run: python -m pae_lab.schema_doc"
+    for (start, end), render in SECTIONS.items():
+        between = text.split(start, 1)[1].split(end, 1)[0]
+        assert between.strip() == render().strip(), f"{start}: run python -m pae_lab.schema_doc"
 
 
 def test_ci_runs_the_readme_commands() -> None:
