@@ -29,13 +29,14 @@ def _check_name(path: Path, key: str, registry, name: str) -> None:
 def variant_tokenizers(study: "StudyConfig") -> list[tuple[str, Any]]:
     """(key, tokenizer config) of the study's tokenizer and of every variant that brings its own."""
     from pae_lab.architectures import validate_tokenizer
-    from pae_lab.variants import resolve_variant
+    from pae_lab.plan import cached_variants
 
+    cached = cached_variants(study)  # resolved when the study was planned: no torch needed
     out: list[tuple[str, Any]] = [("tokenizer", study.tokenizer)]
     for i, entry in enumerate(study.variants):
         try:
-            own = resolve_variant(entry).tokenizer
-        except (RegistryError, ValueError, TypeError):
+            own = cached[i].get("tokenizer") if cached is not None else _resolved(Path(), i, entry).tokenizer
+        except StudyError:
             continue  # reported by check_study under variants[i]
         if own is not None:
             try:

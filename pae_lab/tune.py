@@ -36,7 +36,7 @@ from typing import Any, Iterator
 
 from rich.console import Console
 
-from pae_lab.aggregate import aggregate, results_table, target_columns
+from pae_lab.aggregate import aggregate, correlation_target, results_table, target_columns
 from pae_lab.fsutil import atomic_write, read_json, write_json
 from pae_lab.graph import stage_hashes
 from pae_lab.layout import RunLayout
@@ -347,8 +347,8 @@ class TuneDriver:
         if specs:
             summary = aggregate(self.study, specs, self.root)
         else:
-            target, kid = target_columns(self.study)
-            summary = {"target": target, "kid": kid, "baseline": ""}
+            gfd, kid = target_columns(self.study)
+            summary = {"target": correlation_target(self.study), "gfd": gfd, "kid": kid, "baseline": ""}
         self.base.runs = specs  # study.json's protocols are read from the trials' runs
         self.base.write_study_json(summary, kind="tune", parent=parent)
         info = read_json(self.base.layout.study_json)

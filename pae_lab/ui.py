@@ -11,7 +11,6 @@ import signal
 import socket
 import subprocess
 import sys
-from typing import Callable
 
 from rich.console import Console
 
@@ -57,32 +56,27 @@ def warn_if_exposed(host: str, port: int, console: Console) -> None:
 def serve(uri: str, experiment: str, host: str, port: int, console: Console) -> int:
     """Run the server until it exits or the user stops it; 0 when stopped by Ctrl-C / SIGTERM."""
     warn_if_exposed(host, port, console)
+    # looked up before the server starts: a look-up racing the server's own start on the same SQLite
+    # file was seen to miss the experiment
+    url, exists = experiment_url(uri, experiment, host, port)
+    if not exists:
+        console.print(f"[yellow]warning:[/] no experiment {experiment!r} in {uri} yet: run the study first")
+    console.print(f"MLflow UI: {url}  (store {uri}); Ctrl-C stops it", soft_wrap=True)
+    return run_foreground(server_command(uri, host, port), console, "MLflow UI")
 
-    def announce() -> None:  # runs while the server starts: the two overlap
-        url, exists = experiment_url(uri, experiment, host, port)
-        if not exists:
-            console.print(f"[yellow]warning:[/] no experiment {experiment!r} in {uri} yet: run the study first")
-        console.print(f"MLflow UI: {url}  (store {uri}); Ctrl-C stops it", soft_wrap=True)
 
-    return run_foreground(server_command(uri, host, port), console, "MLflow UI", announce)
-
-
-def run_foreground(cmd: list[str], console: Console, what: str, announce: Callable[[], None] = lambda: None) -> int:
+def run_foreground(cmd: list[str], console: Console, what: str) -> int:
     """Run a server in its own process group until it exits or the user stops it; 0 when stopped
-    by Ctrl-C / SIGTERM. `announce` runs once the server is starting; if it fails, no server is left."""
+    by Ctrl-C / SIGTERM."""
     proc = subprocess.Popen(cmd, start_new_session=True, env={**os.environ, **SERVER_ENV})
     # Ctrl-C and SIGTERM both stop cleanly, even where a shell started us with SIGINT ignored
     previous = {sig: signal.signal(sig, signal.default_int_handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        announce()
         return proc.wait()
     except KeyboardInterrupt:
         stop(proc)
         console.print(f"{what} stopped")
         return 0
-    except BaseException:
-        stop(proc)
-        raise
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
