@@ -49,6 +49,7 @@ class Stage:
     depends: tuple[str, ...] = ()
     scope: Scope = "run"  # shared: one folder per distinct input, reused by every run on it
     doc: str = ""
+    distributed: bool = False  # every process of a multi-process job runs it (data-parallel training)
 
     def function(self) -> Callable[..., dict[str, Any]]:
         module, _, attr = self.fn.partition(":")
@@ -188,13 +189,13 @@ for _stage in (
           depends=("metrics",), scope="shared",
           doc="the teacher's ceiling: SSC, GSQ, probes of raw prior, refined target, pooled pixels"),
     Stage("tokenizer", "pae_lab.stages.tokenizer:tokenizer_stage", reads=("data", "prior", "refine"),
-          depends=("run_tokenizer", "tokenizer_files", "training", "variant", "seed", "device"),
+          depends=("run_tokenizer", "tokenizer_files", "training", "variant", "seed", "device"), distributed=True,
           doc="train (external: load) the encoder/decoder with the variant's losses; latents and their normalisation"),
     Stage("manifold", "pae_lab.stages.manifold:manifold_stage", reads=("data", "tokenizer", "reference"),
           depends=("metrics", "training.perceptual", "evaluation.sampler.seed", "evaluation.kid_subsets"),
           doc="SSC, LPC, GSQ, probes, Lipschitz, eRank, PSNR/SSIM, rFD and the decoder floor"),
     Stage("generator", "pae_lab.stages.generator:generator_stage", reads=("data", "tokenizer"),
-          depends=("generator", "seed"),
+          depends=("generator", "seed"), distributed=True,
           doc="latent flow-matching DiT; EMA weights at the eval steps"),
     Stage("generation", "pae_lab.stages.generation:generation_stage", reads=("data", "tokenizer", "generator", "reference"),
           depends=("evaluation.sampler", "evaluation.kid_subsets", "evaluation.val_loss_t", "evaluation.val_loss_images"),

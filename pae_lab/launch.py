@@ -39,7 +39,9 @@ class Launcher:
         self.log: Log = log or (lambda message: None)
 
     def threads(self) -> int:
-        return self.cfg.threads_per_job or max(1, (os.cpu_count() or 1) // self.cfg.max_parallel)
+        """torch threads of each process of a job."""
+        share = max(1, (os.cpu_count() or 1) // (self.cfg.max_parallel * self.cfg.tasks_per_job))
+        return self.cfg.threads_per_job or share
 
     def launch(self, jobs: list[Path], poll: Poll) -> dict[Path, Outcome]:
         raise NotImplementedError
@@ -95,17 +97,18 @@ class SubmititLauncher(Launcher):
         raise NotImplementedError
 
     def outcome(self, job) -> Outcome | None:
-        if job.paths.result_pickle.exists():
+        lead = job.task(0) if job.num_tasks > 1 else job  # rank 0 records a data-parallel job's outcome
+        if lead.paths.result_pickle.exists():
             try:
-                return job.result()
+                return lead.result()
             except Exception as exc:  # the job raised outside execute_run (e.g. unpicklable outcome)
                 return died(f"job {job.job_id} raised: {type(exc).__name__}: {str(exc)[-1500:]}", killed=False)
         reason = self.ended(job)
         if reason is None:
             return None
-        if job.paths.result_pickle.exists():  # written just before the process ended
+        if lead.paths.result_pickle.exists():  # written just before the process ended
             return self.outcome(job)
-        tail = (job.stderr() or "").strip().splitlines()[-3:]
+        tail = (lead.stderr() or "").strip().splitlines()[-3:]
         return died(reason + (f"; stderr: {' | '.join(tail)}" if tail else ""))
 
     def launch(self, jobs: list[Path], poll: Poll) -> dict[Path, Outcome]:
@@ -149,7 +152,7 @@ class LocalLauncher(SubmititLauncher):
 
         python = f"{shlex.quote(sys.executable)} -m pae_lab.exitwatch {shlex.quote(sys.executable)}"
         ex = submitit.LocalExecutor(folder=str(self.folder / "%j"), python=python)
-        ex.update_parameters(timeout_min=self.cfg.timeout_min)
+        ex.update_parameters(timeout_min=self.cfg.timeout_min, tasks_per_node=self.cfg.tasks_per_job)
         return ex
 
     def launch(self, jobs: list[Path], poll: Poll) -> dict[Path, Outcome]:
@@ -207,6 +210,7 @@ class SlurmLauncher(SubmititLauncher):
         s = self.cfg.slurm
         ex = submitit.AutoExecutor(folder=str(self.folder / "%j"), cluster="slurm", slurm_max_num_timeout=s.max_num_timeout)
         params: dict[str, Any] = dict(timeout_min=s.timeout_min, gpus_per_node=s.gpus_per_node, cpus_per_task=s.cpus_per_task,
+                                      nodes=s.nodes, tasks_per_node=s.tasks(),
                                       mem_gb=s.mem_gb, slurm_array_parallelism=s.array_parallelism,
                                       slurm_additional_parameters=dict(s.additional_parameters))
         if not s.gpus_per_node:

@@ -202,8 +202,11 @@ class SlurmConfig(Strict):
     partition: str | None = Field(None, description="SLURM partition.")
     account: str | None = Field(None, description="SLURM account.")
     qos: str | None = Field(None, description="SLURM QOS.")
-    gpus_per_node: int = Field(1, ge=0, description="GPUs per job.")
-    cpus_per_task: int = Field(8, ge=1, description="CPU cores per job (also torch threads).")
+    gpus_per_node: int = Field(1, ge=0, description="GPUs per node of a job.")
+    nodes: int = Field(1, ge=1, description="Nodes per job; with tasks_per_node, the processes of one data-parallel job.")
+    tasks_per_node: int | None = Field(None, ge=1, description="Processes per node (one per GPU); default: gpus_per_node, "
+                                       "or 1 on a CPU cluster.")
+    cpus_per_task: int = Field(8, ge=1, description="CPU cores per process (also its torch threads).")
     mem_gb: int = Field(32, ge=1, description="Memory per job in GB.")
     timeout_min: int = Field(240, ge=3, description="Checkpointable jobs are requeued on timeout (>= 3: submitit signals 90 s early).")
     max_num_timeout: int = Field(3, ge=0, description="Requeues on timeout before giving up.")
@@ -211,6 +214,10 @@ class SlurmConfig(Strict):
     additional_parameters: dict[str, Any] = Field(default_factory=dict, description="Extra sbatch options, e.g. {constraint: a100}.")
     lost_after_s: int = Field(600, ge=1, description="A job the SLURM controller no longer knows (or that scontrol cannot "
                               "answer for), with no result, is recorded as failed after this many seconds.")
+
+    def tasks(self) -> int:
+        """Processes per node: one per GPU unless given."""
+        return self.tasks_per_node or max(self.gpus_per_node, 1)
 
 
 class LauncherConfig(Strict):
@@ -221,9 +228,15 @@ class LauncherConfig(Strict):
     max_parallel: int = Field(1, ge=1, description="Runs in flight at once (local).")
     threads_per_job: int | None = Field(None, ge=1, description="torch threads per job; default: CPU cores / max_parallel.")
     timeout_min: int = Field(120, ge=1, description="Wall-clock limit of one local job.")
+    tasks_per_job: int = Field(1, ge=1, description="Processes per local job: data-parallel training (gloo on the CPU, "
+                               "NCCL with one GPU each); the threads are split between them.")
     mem_gb_per_job: float | None = Field(None, gt=0, description="Memory one local job may peak at; default: the largest "
                                          "peak measured by earlier jobs of this study. Local jobs start only while one more fits.")
     slurm: SlurmConfig = Field(default_factory=SlurmConfig, description="Used by the slurm launcher.")
+
+    def processes_per_job(self) -> int:
+        """How many processes train one run together (1: no torch.distributed)."""
+        return self.slurm.nodes * self.slurm.tasks() if self.name == "slurm" else self.tasks_per_job
 
 
 class TrackingConfig(Strict):
@@ -260,6 +273,16 @@ class StudyConfig(Strict):
         if len(set(seeds)) != len(seeds):
             raise ValueError("seeds must be unique")
         return seeds
+
+    @model_validator(mode="after")
+    def _batches_split(self) -> "StudyConfig":
+        """Data-parallel steps give each process an equal slice of the global batch."""
+        n = self.launcher.processes_per_job()
+        for key, size in (("training.batch_size", self.training.batch_size), ("generator.batch_size", self.generator.batch_size)):
+            if size % n:
+                raise ValueError(f"{key}: {size} does not split over the {n} processes per job the launcher "
+                                 f"starts: use a multiple of {n}")
+        return self
 
     @property
     def latent_grid(self) -> int:

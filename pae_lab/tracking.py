@@ -167,8 +167,10 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 class RunLogger:
     """Job side: metrics, images and files of one run, to MLflow and to the JSON-lines mirror."""
 
-    def __init__(self, run_dir: Path, uri: str | None, run_id: str | None):
+    def __init__(self, run_dir: Path, uri: str | None, run_id: str | None, mirror: bool = True):
+        """`mirror=False` (with no uri): a logger that writes nothing, for ranks > 0 of a multi-process job."""
         self.run_dir = Path(run_dir)
+        self.mirror = mirror
         self.run_id = run_id
         self._client = None
         self._warned = False
@@ -200,6 +202,8 @@ class RunLogger:
     def metrics(self, stage: str, values: dict[str, float], step: int, prefixed: bool = True) -> None:
         """`prefixed=False`: MLflow keys are the results.csv names (a headline value logged as its curve).
         The mirror records the MLflow key prefix, so `pae-lab sync` replays the same names."""
+        if not self.mirror:
+            return
         now = time.time()
         record = {"step": int(step), "time": now, **values}
         if not prefixed:

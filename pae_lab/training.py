@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from pae_lab.distributed import SINGLE, Dist
 from pae_lab.fsutil import save_torch
 from pae_lab.layout import RunLayout
 from pae_lab.progress import ProgressWriter
@@ -94,11 +95,13 @@ class TrainLoop:
         logger: RunLogger | None = None,
         progress: ProgressWriter | None = None,
         after_step: Callable[[int], None] | None = None,
+        dist: Dist = SINGLE,
     ):
         self.stage, self.dir, self.state = stage, Path(stage_dir), state
         self.total, self.seed = total_steps, seed
         self.checkpoint_every, self.log_every, self.items_per_step = checkpoint_every, log_every, items_per_step
         self.logger, self.progress, self.after_step = logger, progress, after_step
+        self.dist = dist  # several processes: metrics are averaged over ranks, rank 0 alone writes
         self.resumed_from = 0
         self._last: dict[str, float] = {}
 
@@ -107,6 +110,8 @@ class TrainLoop:
         return self.dir / "checkpoint.pt"
 
     def _save(self, step: int, last: dict[str, float] | None = None) -> None:
+        if not self.dist.is_main:
+            return
         save_torch(self.checkpoint_path, {
             "step": step,
             "last": last or {},
@@ -136,10 +141,11 @@ class TrainLoop:
         t_window = time.perf_counter()
         stop_file = RunLayout(self.dir.parent).stop
         for step in range(start, self.total):
-            if stop_file.exists():
-                raise StopRequested(f"{self.stage}: stopped at step {step}: {stop_file.read_text().strip()}")
+            if self.dist.any(stop_file.exists()):
+                why = stop_file.read_text().strip() if stop_file.exists() else "asked on another rank"
+                raise StopRequested(f"{self.stage}: stopped at step {step}: {why}")
             seed_step(self.seed, step)
-            metrics = step_fn(step)
+            metrics = self.dist.mean(step_fn(step))  # every rank sees the same loss, so a NaN stops them all
             loss = metrics.get("loss/total", 0.0)
             if not math.isfinite(loss):
                 raise NonFiniteLoss(f"{self.stage}: loss/total is {loss} at step {step}; terms: "

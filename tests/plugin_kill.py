@@ -17,12 +17,13 @@ class KillOnce(Regularizer):
 
     default_weight = 1.0
 
-    def __init__(self, at_step: int = 5, marker: str = "") -> None:
+    def __init__(self, at_step: int = 5, marker: str = "", rank: int | None = None) -> None:
         super().__init__()
-        self.at_step, self.marker = at_step, marker
+        self.at_step, self.marker, self.rank = at_step, marker, rank  # rank: only that process of a DDP job dies
 
     def forward(self, ctx):
-        if ctx.step == self.at_step and self.marker and not Path(self.marker).exists():
+        mine = self.rank is None or int(os.environ.get("RANK", "0")) == self.rank
+        if mine and ctx.step == self.at_step and self.marker and not Path(self.marker).exists():
             Path(self.marker).write_text(str(os.getpid()))
             os.kill(os.getpid(), signal.SIGKILL)
         return ctx.z.sum() * 0.0

@@ -39,16 +39,24 @@ def interpolate(x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor) -> torch.Te
     return (1 - t) * x0 + t * x1
 
 
+def draw_path(x1_shape: tuple[int, ...], device: torch.device | str, dtype: torch.dtype = torch.float32,
+              generator: torch.Generator | None = None, time_sampling: str = "uniform",
+              **time_params: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(t, x0) for a batch of data of `x1_shape`: drawn for the global batch, then sliced per rank."""
+    t = TIME_SAMPLING.get(time_sampling)(x1_shape[0], generator, device, **time_params).to(dtype)
+    return t, torch.randn(x1_shape, generator=generator, device=device, dtype=dtype)
+
+
 def flow_matching_loss(model: nn.Module, x1: torch.Tensor, y: torch.Tensor,
                        generator: torch.Generator | None = None, time_sampling: str = "uniform",
-                       **time_params: float) -> torch.Tensor:
+                       path: tuple[torch.Tensor, torch.Tensor] | None = None, **time_params: float) -> torch.Tensor:
     """Mean squared error between model(x_t, t, y) and the path velocity x1 - x0.
 
-    `time_params` go to the time sampler (e.g. logit_mean, logit_std for "logit_normal").
+    `path`: (t, x0) drawn beforehand (`draw_path`); else drawn here. `time_params` go to the time
+    sampler (e.g. logit_mean, logit_std for "logit_normal").
     """
-    draw_t = TIME_SAMPLING.get(time_sampling)
-    t = draw_t(x1.shape[0], generator, x1.device, **time_params).to(x1.dtype)
-    x0 = torch.randn(x1.shape, generator=generator, device=x1.device, dtype=x1.dtype)
+    t, x0 = path if path is not None else draw_path(tuple(x1.shape), x1.device, x1.dtype, generator,
+                                                    time_sampling, **time_params)
     return F.mse_loss(model(interpolate(x0, x1, t), t, y), x1 - x0)
 
 

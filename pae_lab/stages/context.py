@@ -12,6 +12,7 @@ import torch
 
 from pae_lab.data.diskarray import DiskArray
 from pae_lab.data.splits import DiskSplit
+from pae_lab.distributed import SINGLE, Dist
 from pae_lab.layout import RunLayout, StudyLayout
 from pae_lab.plan import RunSpec
 from pae_lab.progress import ProgressWriter
@@ -29,6 +30,7 @@ class StageContext:
     logger: RunLogger | None = None
     progress: ProgressWriter | None = None
     spec: RunSpec | None = None
+    dist: Dist = SINGLE  # this process's rank when the job runs several (pae_lab.distributed)
     _cache: dict = field(default_factory=dict)
 
     @property

@@ -13,6 +13,9 @@ from pae_lab.layout import StudyLayout
 from pae_lab.stages.cache import StageResult, run_cached
 
 if TYPE_CHECKING:
+    import torch
+
+    from pae_lab.distributed import Dist
     from pae_lab.plan import RunSpec
     from pae_lab.progress import ProgressWriter
     from pae_lab.schema import StudyConfig
@@ -21,16 +24,22 @@ if TYPE_CHECKING:
 
 def run_stage(stage: Stage, study: "StudyConfig", folders: dict[str, Path], digest: str, *,
               logger: "RunLogger | None" = None, progress: "ProgressWriter | None" = None,
-              spec: "RunSpec | None" = None) -> StageResult:
-    """`folders`: every stage's folder (this one's and those it reads); `digest`: this stage's hash."""
+              spec: "RunSpec | None" = None, dist: "Dist | None" = None,
+              device: "torch.device | None" = None) -> StageResult:
+    """`folders`: every stage's folder (this one's and those it reads); `digest`: this stage's hash.
+
+    `dist`, `device`: this process's rank in a multi-process job and its device (a job's ranks run
+    every stage together: rank 0 alone where the stage is not `distributed`).
+    """
 
     def work(out: Path) -> dict:
+        from pae_lab.distributed import SINGLE
         from pae_lab.stages.context import StageContext
         from pae_lab.training import resolve_device
 
         root = Path(spec.study_dir) if spec is not None else study.study_dir()
         ctx = StageContext(stage.name, study, {r: Path(folders[r]) for r in stage.reads}, StudyLayout(root),
-                           resolve_device(study.device), logger, progress, spec)
+                           device or resolve_device(study.device), logger, progress, spec, dist or SINGLE)
         return stage.function()(ctx, out)
 
-    return run_cached(Path(folders[stage.name]), digest, work)
+    return run_cached(Path(folders[stage.name]), digest, work, dist=dist, every_rank=stage.distributed)

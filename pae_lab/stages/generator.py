@@ -8,7 +8,7 @@ import torch
 
 from pae_lab.data.diskarray import DiskArray
 from pae_lab.fsutil import save_torch, write_json
-from pae_lab.generation.flow import flow_matching_loss
+from pae_lab.generation.flow import draw_path, flow_matching_loss
 from pae_lab.latent_norm import LatentNorm
 from pae_lab.models.ema import EMA
 from pae_lab.stages.context import StageContext
@@ -34,20 +34,24 @@ def generator_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     latents = DiskArray(tok_dir / "latents_train.npy")  # streamed: each step reads and normalises its batch
     labels = torch.from_numpy(ctx.split("train").labels).long()
     shape = generator_shape(ctx)
+    latent_shape = latents.shape[1:]
 
     torch.manual_seed(ctx.spec.seed)
     model = cfg.build(**shape).to(device)
     ema = EMA(model, cfg.ema_decay)
+    trained = ctx.dist.wrap(model)  # DDP over several processes; `model` itself is what EMA and checkpoints hold
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(cfg.warmup, 1)))
     ctx.logger.params({"generator.params": sum(p.numel() for p in model.parameters())})
 
     def step_fn(step: int) -> dict[str, float]:
         idx = torch.randint(0, len(latents), (cfg.batch_size,))
+        t, x0 = draw_path((cfg.batch_size, *latent_shape), device, time_sampling=cfg.time_sampling,
+                          logit_mean=cfg.logit_mean, logit_std=cfg.logit_std)
+        idx, t, x0 = ctx.dist.shard(idx, t, x0)
         z = norm.normalize(torch.from_numpy(latents[idx]))
         with autocast(device):
-            loss = flow_matching_loss(model, z.to(device), labels[idx].to(device),
-                                      time_sampling=cfg.time_sampling, logit_mean=cfg.logit_mean, logit_std=cfg.logit_std)
+            loss = flow_matching_loss(trained, z.to(device), labels[idx].to(device), path=(t, x0))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         norm_before = grad_norm(model)
@@ -61,13 +65,14 @@ def generator_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     eval_steps = set(cfg.eval_schedule())
 
     def keep_eval_weights(done: int) -> None:
-        if done in eval_steps:
+        if done in eval_steps and ctx.dist.is_main:
             save_torch(ema_path(out, done), ema.module.state_dict())
 
     loop = TrainLoop("generator", out, {"model": model, "ema": ema, "optimizer": opt, "scheduler": sched}, cfg.steps,
                      seed=ctx.spec.seed, checkpoint_every=max(1, min(cfg.steps // 4, 100)), log_every=10,
                      items_per_step=cfg.batch_size, logger=ctx.logger, progress=ctx.progress,
-                     after_step=keep_eval_weights)
+                     after_step=keep_eval_weights, dist=ctx.dist)
     last = loop.run(step_fn)
-    write_json(out / "model.json", {**shape, "eval_steps": sorted(eval_steps)})
+    if ctx.dist.is_main:
+        write_json(out / "model.json", {**shape, "eval_steps": sorted(eval_steps)})
     return {k: v for k, v in last.items() if k.startswith(("loss/", "throughput/"))} | {"resumed_from_step": loop.resumed_from}

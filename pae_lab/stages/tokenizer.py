@@ -47,11 +47,36 @@ def tokenizer_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     model = build_tokenizer(ctx.study.tokenizer).to(ctx.device)
     trainable = architecture(ctx.study.tokenizer).trainable
     summary = train_tokenizer(ctx, model, out) if trainable else {"pretrained": True}
+    if not ctx.dist.is_main:
+        return summary  # rank 0 alone exports; the others wait for it at the stage's barrier
     model.eval()
     save_torch(out / MODEL_FILE, {"config": ctx.study.tokenizer.model_dump(mode="json"),
                                   "state": model.state_dict() if trainable else None})
     export_latents(ctx, model, out)
     return summary
+
+
+class TokenizerObjective(nn.Module):
+    """One step's loss as one module, so DDP's forward averages the gradients of all it holds
+    (encoder, decoder, the regularizers' heads); the frozen perceptual network comes as an argument."""
+
+    def __init__(self, model: nn.Module, regs: nn.ModuleDict, weights: dict[str, float], cfg):
+        super().__init__()
+        self.model, self.regs, self.weights, self.cfg = model, regs, weights, cfg
+
+    def forward(self, x, target, vfm, perceptual, step: int, ramp: float):
+        cfg, model = self.cfg, self.model
+        z = model.encode(x)
+        x_rec = model.decode(z)
+        total, terms = reconstruction_loss(x, x_rec, perceptual, l1_weight=cfg.l1_weight,
+                                           perceptual_weight=cfg.perceptual.weight)
+        rctx = RegContext(x=x, z=z, x_rec=x_rec, decode=model.decode, target=target, vfm=vfm,
+                          perceptual=perceptual, step=step)
+        for name, reg in self.regs.items():
+            value = reg(rctx)
+            terms[name] = value.detach()
+            total = total + ramp * self.weights[name] * value
+        return total, terms, x_rec
 
 
 def train_tokenizer(ctx: StageContext, model: nn.Module, out: Path) -> dict[str, Any]:
@@ -68,26 +93,17 @@ def train_tokenizer(ctx: StageContext, model: nn.Module, out: Path) -> dict[str,
     perceptual = build_perceptual(cfg.perceptual.name, **cfg.perceptual.params).to(device)
     variant = Variant(name=ctx.spec.variant, regularizers=ctx.spec.regularizers)
     regs = variant.build(latent_channels=study.tokenizer.latent_channels, vfm_dim=vfm.shape[1]).to(device)
-    weights = variant.weights
+    objective = ctx.dist.wrap(TokenizerObjective(model, regs, variant.weights, cfg))
     params = list(model.parameters()) + list(regs.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     ctx.logger.params({"tokenizer.params": sum(p.numel() for p in model.parameters())})
 
     def step_fn(step: int) -> dict[str, float]:
         ramp = min(1.0, (step + 1) / cfg.regularizer_warmup) if cfg.regularizer_warmup else 1.0
-        idx = torch.randint(0, len(images), (cfg.batch_size,))
+        (idx,) = ctx.dist.shard(torch.randint(0, len(images), (cfg.batch_size,)))
         x = rows(images, idx) / 255
         with autocast(device):
-            z = model.encode(x)
-            x_rec = model.decode(z)
-            total, terms = reconstruction_loss(x, x_rec, perceptual, l1_weight=cfg.l1_weight,
-                                               perceptual_weight=cfg.perceptual.weight)
-            rctx = RegContext(x=x, z=z, x_rec=x_rec, decode=model.decode, target=rows(targets, idx),
-                              vfm=rows(vfm, idx), perceptual=perceptual, step=step)
-            for name, reg in regs.items():
-                value = reg(rctx)
-                terms[name] = value.detach()
-                total = total + ramp * weights[name] * value
+            total, terms, x_rec = objective(x, rows(targets, idx), rows(vfm, idx), perceptual, step, ramp)
         opt.zero_grad(set_to_none=True)
         total.backward()
         metrics = {"loss/total": total.item(), **{f"loss/{k}": float(v) for k, v in terms.items()},
@@ -101,7 +117,7 @@ def train_tokenizer(ctx: StageContext, model: nn.Module, out: Path) -> dict[str,
 
     loop = TrainLoop("tokenizer", out, {"model": model, "regularizers": regs, "optimizer": opt}, cfg.steps,
                      seed=ctx.spec.seed, checkpoint_every=cfg.checkpoint_every, log_every=cfg.log_every,
-                     items_per_step=cfg.batch_size, logger=ctx.logger, progress=ctx.progress)
+                     items_per_step=cfg.batch_size, logger=ctx.logger, progress=ctx.progress, dist=ctx.dist)
     last = loop.run(step_fn)
     summary = {k: v for k, v in last.items() if k.startswith(("loss/", "stats/", "throughput/"))}
     summary["resumed_from_step"] = loop.resumed_from

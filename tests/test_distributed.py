@@ -1,0 +1,112 @@
+"""Data-parallel jobs: 2 gloo processes (the local launcher's `tasks_per_job: 2`) against 1 process.
+
+Each rank takes its slice of the same global batch and noise, so 2 processes train what 1 process
+trains at the same global batch, up to float summation order. Stated tolerance: training losses
+within 1e-5 relative, latents within 1e-4 absolute, every manifold metric within 1e-3 relative.
+A 2-process run killed mid-training resumes from rank 0's checkpoint and ends bit-identical.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import TINY
+from pae_lab.fsutil import read_json
+from pae_lab.layout import StudyLayout
+from pae_lab.tracking import iter_jsonl, mirror_path
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN = ("runs", "killer", "seed0")
+MANIFOLD = ("psnr", "ssim", "ssc", "lpc", "gsq", "lip_dec", "erank")
+
+
+def study_file(tmp: Path, name: str, marker: Path, launcher: dict) -> Path:
+    tiny = copy.deepcopy(TINY)
+    tiny["training"].update(steps=12, checkpoint_every=5)
+    tiny["generator"].update(class_dropout=0.0)  # per-rank dropout masks would differ from 1 process by design
+    kill = {"kill_once": {"weight": 1.0, "at_step": 7, "marker": str(marker), "rank": 1}}
+    cfg = tmp / f"{name}.yaml"
+    cfg.write_text(yaml.safe_dump({**tiny, "name": name, "output_dir": str(tmp / name), "plugins": ["plugin_kill"],
+                                   "variants": [{"name": "killer", "regularizers": kill}], "launcher": launcher}))
+    return cfg
+
+
+def pae_run(cfg: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
+    return subprocess.run([sys.executable, "-m", "pae_lab", "run", str(cfg), "--no-report"], cwd=ROOT, env=env,
+                          text=True, capture_output=True, timeout=600)
+
+
+def run_dir(cfg: Path) -> Path:
+    return cfg.with_suffix("").joinpath(*RUN)
+
+
+TWO = {"name": "local", "tasks_per_job": 2, "threads_per_job": 1}
+
+
+@pytest.fixture(scope="module")
+def one_and_two(tmp_path_factory) -> tuple[Path, Path]:
+    tmp = tmp_path_factory.mktemp("ddp")
+    spent = tmp / "spent"
+    spent.write_text("no kill in these runs")
+    one = study_file(tmp, "one", spent, {"name": "inline", "threads_per_job": 2})
+    two = study_file(tmp, "two", spent, TWO)
+    for cfg in (one, two):
+        done = pae_run(cfg)
+        assert done.returncode == 0, done.stdout + done.stderr
+    return one, two
+
+
+def test_two_processes_train_what_one_does_at_the_same_global_batch(one_and_two) -> None:
+    one, two = (run_dir(c) for c in one_and_two)
+    for stage in ("tokenizer", "generator"):
+        a, b = ([r["loss/total"] for r in iter_jsonl(mirror_path(d, stage))] for d in (one, two))
+        assert len(a) == len(b) >= 1 and np.allclose(a, b, rtol=1e-5, atol=0), (stage, a, b)
+    np.testing.assert_allclose(np.load(two / "tokenizer" / "latents_val.npy"),
+                               np.load(one / "tokenizer" / "latents_val.npy"), rtol=0, atol=1e-4)
+    m1, m2 = (read_json(d / "manifold" / "done.json")["summary"] for d in (one, two))
+    for key in MANIFOLD:
+        assert m2[key] == pytest.approx(m1[key], rel=1e-3), key
+
+
+def test_two_processes_ran_and_only_rank_0_wrote(one_and_two) -> None:
+    import mlflow
+
+    cfg = one_and_two[1]
+    logs = sorted(p.name for p in StudyLayout(cfg.with_suffix("")).submitit.rglob("*_log.out"))
+    assert [n.rsplit("_", 2)[-2] for n in logs] == ["0", "1"], logs  # submitit task 0 and task 1 of one job
+    rows = list(iter_jsonl(mirror_path(run_dir(cfg), "tokenizer")))
+    steps = [r["step"] for r in rows]
+    assert steps == sorted(set(steps)), steps  # each logged step once: one writer
+    client = mlflow.MlflowClient(f"sqlite:///{cfg.with_suffix('') / 'mlflow.db'}")
+    run = next(r for r in client.search_runs([client.get_experiment_by_name("two").experiment_id])
+               if r.data.tags.get("pae.kind") == "run")
+    assert run.data.tags["pae.processes_per_job"] == "2" and run.info.status == "FINISHED"
+    history = [m.step for m in client.get_metric_history(run.info.run_id, "tokenizer/loss/total")]
+    assert history == steps
+
+
+def test_killed_two_process_run_fails_then_resumes_bit_identical(one_and_two, tmp_path: Path) -> None:
+    marker = tmp_path / "killed.pid"
+    cfg = study_file(tmp_path, "killed", marker, TWO)
+    first = pae_run(cfg)
+    assert first.returncode == 1 and marker.exists(), first.stdout + first.stderr
+    assert "killer/seed0" in first.stdout
+    failed = read_json(run_dir(cfg) / "failed.json")
+    assert failed["stage"] == "tokenizer", failed
+    assert (run_dir(cfg) / "tokenizer" / "checkpoint.pt").exists()
+    second = pae_run(cfg)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert read_json(run_dir(cfg) / "tokenizer" / "done.json")["summary"]["resumed_from_step"] == 5
+    reference = run_dir(one_and_two[1])
+    for stage, name in (("tokenizer", "latents_val.npy"), ("tokenizer", "latents_train.npy")):
+        assert np.array_equal(np.load(run_dir(cfg) / stage / name), np.load(reference / stage / name)), name
+    assert (read_json(run_dir(cfg) / "generation" / "done.json")["summary"]
+            == read_json(reference / "generation" / "done.json")["summary"])
