@@ -60,7 +60,8 @@ class Dist:
         if self.world == 1:
             return module
         device_ids = [module_device(module).index] if module_device(module).type == "cuda" else None
-        return nn.parallel.DistributedDataParallel(module, device_ids=device_ids, broadcast_buffers=False)
+        # buffers start identical (synced at init) and are never rank-local: no per-step broadcast
+        return nn.parallel.DistributedDataParallel(module, device_ids=device_ids, forward_sync_buffers=False)
 
     def mean(self, values: dict[str, float]) -> dict[str, float]:
         """The mean over ranks of per-rank numbers (a loss over each rank's shard -> over the global batch)."""

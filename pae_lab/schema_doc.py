@@ -68,12 +68,15 @@ def stage_table() -> str:
     from pae_lab.graph import RESOLVED, ordered
 
     code = lambda names: ", ".join(f"`{n}`" for n in names) or "-"  # noqa: E731
-    rows = ["| stage | scope | reads | depends on | does |", "|---|---|---|---|---|"]
-    rows += [f"| {s.name} | {s.scope} | {', '.join(s.reads) or '-'} | {code(s.depends)} | {s.doc} |" for s in ordered()]
+    rows = ["| stage | scope | reads | depends on | ranks | does |", "|---|---|---|---|---|---|"]
+    rows += [f"| {s.name} | {s.scope} | {', '.join(s.reads) or '-'} | {code(s.depends)} | "
+             f"{'all' if s.distributed else '0'} | {s.doc} |" for s in ordered()]
     resolved = ", ".join(f"`{n}`" for n in RESOLVED)
     return "\n".join(rows) + (f"\n\nNames without a dot are resolved inputs ({resolved}): the latent grid, the "
                               "variant's regularizers and own tokenizer block, the seed, the FD extractor as resolved "
-                              "plus its weights file's digest, and digests of the files a study names.")
+                              "plus its weights file's digest, and digests of the files a study names. *ranks*: which "
+                              "processes of a multi-process job run the stage (all: data-parallel training; 0: rank 0 "
+                              "alone, the others wait).")
 
 
 START, END = "<!-- schema:start -->", "<!-- schema:end -->"

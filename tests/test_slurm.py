@@ -126,3 +126,19 @@ def test_requeued_task_resumes_from_its_checkpoint_bit_exactly(slurm_cluster, re
     done = read_json(tmp_path / "requeue" / "runs" / "waits" / "seed0" / "tokenizer" / "done.json")
     assert done["summary"]["resumed_from_step"] == 3
     same(results(tmp_path, "requeue").loc[0], reference.loc[0])
+
+
+def test_two_tasks_per_node_form_one_process_group(slurm_cluster, tmp_path, monkeypatch) -> None:
+    """`slurm.tasks_per_node: 2` reaches sbatch, and the two tasks find each other from submitit's environment."""
+    from ddp_probe import probe
+    from pae_lab.launch import SlurmLauncher
+    from pae_lab.schema import LauncherConfig
+
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
+    cfg = LauncherConfig.model_validate({**SLURM, "slurm": {**SLURM["slurm"], "nodes": 1, "tasks_per_node": 2}})
+    job = SlurmLauncher(cfg, tmp_path / "jobs").executor().submit(probe)
+    deadline = time.monotonic() + 120
+    while not job.done():
+        assert time.monotonic() < deadline, f"2-task job {job.job_id} did not finish: {job.state}"
+        time.sleep(0.5)
+    assert sorted(job.results()) == [(0, 2, 1.0), (1, 2, 1.0)]
