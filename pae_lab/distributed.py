@@ -59,7 +59,8 @@ class Dist:
         """DDP around `module` when there are several processes: its forward averages the gradients."""
         if self.world == 1:
             return module
-        device_ids = [module_device(module).index] if module_device(module).type == "cuda" else None
+        device = module_device(module)
+        device_ids = [device.index] if device.type == "cuda" else None
         # buffers start identical (synced at init) and are never rank-local: no per-step broadcast
         return nn.parallel.DistributedDataParallel(module, device_ids=device_ids, forward_sync_buffers=False)
 

@@ -35,16 +35,17 @@ def execute_run(run_json: str | Path, threads: int | None = None) -> dict[str, A
     import_plugins(Path(spec.study_dir) / "study.yaml", spec.config.get("plugins"))
     study = spec.study_config()
     dist, device = distributed.init(resolve_device(study.device))
+    folders = {name: spec.stage_dir(name) for name in spec.stage_paths}
     try:
-        return _execute(spec, study, dist, device) if dist.is_main else _follow(spec, study, dist, device)
+        run = _execute if dist.is_main else _follow
+        return run(spec, study, folders, dist, device)
     finally:
         dist.close()
 
 
-def _follow(spec: RunSpec, study, dist, device) -> dict[str, Any]:
+def _follow(spec: RunSpec, study, folders: dict[str, Path], dist, device) -> dict[str, Any]:
     """A rank > 0: trains beside rank 0 and writes nothing; rank 0 records how the run ended."""
     quiet = RunLogger(spec.run_dir, None, None, mirror=False)
-    folders = {name: spec.stage_dir(name) for name in spec.stage_paths}
     for stage in ordered("run"):
         try:
             run_stage(stage, study, folders, spec.hashes[stage.name], logger=quiet, spec=spec, dist=dist, device=device)
@@ -53,14 +54,13 @@ def _follow(spec: RunSpec, study, dist, device) -> dict[str, Any]:
     return {"status": "done"}
 
 
-def _execute(spec: RunSpec, study, dist, device) -> dict[str, Any]:
+def _execute(spec: RunSpec, study, folders: dict[str, Path], dist, device) -> dict[str, Any]:
     files = spec.layout
     logger = RunLogger(spec.run_dir, spec.tracking_uri or default_uri(spec.study_dir), spec.mlflow_run_id)
     logger.started()
     if dist.world > 1:
         logger.tags({"pae.processes_per_job": dist.world})
     progress = ProgressWriter(spec.run_dir)
-    folders = {name: spec.stage_dir(name) for name in spec.stage_paths}
     summaries: dict[str, Any] = {}
     for stage in ordered("run"):
         try:

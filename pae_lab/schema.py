@@ -226,7 +226,8 @@ class LauncherConfig(Strict):
     name: str = Field("inline", description="Launcher registry entry: inline (this process), local (submitit "
                       "subprocesses) or slurm (submitit job arrays).")
     max_parallel: int = Field(1, ge=1, description="Runs in flight at once (local).")
-    threads_per_job: int | None = Field(None, ge=1, description="torch threads per job; default: CPU cores / max_parallel.")
+    threads_per_job: int | None = Field(None, ge=1, description="torch threads per job process; default: CPU cores / "
+                                          "(max_parallel x tasks_per_job).")
     timeout_min: int = Field(120, ge=1, description="Wall-clock limit of one local job.")
     tasks_per_job: int = Field(1, ge=1, description="Processes per local job: data-parallel training (gloo on the CPU, "
                                "NCCL with one GPU each); the threads are split between them.")
