@@ -179,7 +179,7 @@ for _stage in (
           depends=("prior.name", "prior.params", "prior_files", "latent_grid", "device"), scope="shared",
           doc="frozen VFM features at the latent grid"),
     Stage("refine", "pae_lab.stages.shared:refine_stage", reads=("prior",),
-          depends=("refine", "tokenizer.latent_channels", "device"), scope="shared",
+          depends=("refine", "tokenizer.latent_channels", "device"), scope="shared", distributed=True,
           doc="refined prior targets Z_T = P(H)"),
     Stage("reference", "pae_lab.stages.reference:reference_stage", reads=("data",),
           depends=("extractor", "evaluation.num_samples", "evaluation.kid_subsets", "evaluation.sampler.seed",

@@ -6,7 +6,7 @@ restarted job resumes from the stage checkpoints. A job of several processes (to
 submitit job with several tasks) runs this on every rank; rank 0 alone writes and logs
 (pae_lab.distributed).
 
-    torchrun --nproc-per-node 2 -m pae_lab.job outputs/smoke/runs/baseline-s0/run.json
+    torchrun --nproc-per-node 2 -m pae_lab.job outputs/smoke/runs/baseline/seed0/run.json
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from pae_lab.graph import ordered
 from pae_lab.plugins import import_plugins
 from pae_lab.plan import RunSpec
 from pae_lab.progress import ProgressWriter
+from pae_lab.shared_job import execute_shared, is_shared_job
 from pae_lab.stages.execute import run_stage
 from pae_lab.tracking import RunLogger, default_uri
 from pae_lab.training import resolve_device, set_threads
@@ -81,20 +82,25 @@ def _execute(spec: RunSpec, study, folders: dict[str, Path], dist, device) -> di
     return {"status": "done"}
 
 
+def execute(job_json: str | Path, threads: int | None = None) -> dict[str, Any]:
+    """A run's job (run.json) or the study's shared stages (shared/job.json, pae_lab.shared_job)."""
+    return (execute_shared if is_shared_job(job_json) else execute_run)(job_json, threads)
+
+
 class RunJob(submitit.helpers.Checkpointable):
     """Checkpointable: on timeout or preemption submitit requeues it, and the stages resume."""
 
-    def __call__(self, run_json: str, threads: int | None = None) -> dict[str, Any]:
+    def __call__(self, job_json: str, threads: int | None = None) -> dict[str, Any]:
         import resource
 
-        outcome = execute_run(run_json, threads)
+        outcome = execute(job_json, threads)
         # this process's peak, so the local launcher can tell how many such jobs fit in memory
         outcome["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         return outcome
 
 
-if __name__ == "__main__":  # torchrun --nproc-per-node N -m pae_lab.job RUN_JSON [THREADS]
+if __name__ == "__main__":  # torchrun --nproc-per-node N -m pae_lab.job RUN_JSON|SHARED_JOB_JSON [THREADS]
     import sys
 
-    result = execute_run(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else None)
+    result = execute(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else None)
     sys.exit(0 if result["status"] == "done" else 1)

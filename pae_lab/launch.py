@@ -55,14 +55,14 @@ def died(reason: str, killed: bool = True) -> Outcome:
 @LAUNCHERS.decorator("inline")
 class InlineLauncher(Launcher):
     def launch(self, jobs: list[Path], poll: Poll) -> dict[Path, Outcome]:
-        from pae_lab.job import execute_run
+        from pae_lab.job import execute
 
         outcomes: dict[Path, Outcome] = {}
 
         def work() -> None:
             for path in jobs:
                 try:
-                    outcomes[path] = execute_run(path, self.cfg.threads_per_job)
+                    outcomes[path] = execute(path, self.cfg.threads_per_job)
                 except BaseException as exc:  # noqa: BLE001 - recorded, the next run still goes
                     outcomes[path] = died(f"job died: {type(exc).__name__}: {exc}", killed=False)
 

@@ -236,8 +236,8 @@ class LauncherConfig(Strict):
     slurm: SlurmConfig = Field(default_factory=SlurmConfig, description="Used by the slurm launcher.")
 
     def processes_per_job(self) -> int:
-        """How many processes train one run together (1: no torch.distributed)."""
-        return self.slurm.nodes * self.slurm.tasks() if self.name == "slurm" else self.tasks_per_job
+        """How many processes train one run together (1: no torch.distributed; inline is always one)."""
+        return {"slurm": self.slurm.nodes * self.slurm.tasks(), "local": self.tasks_per_job}.get(self.name, 1)
 
 
 class TrackingConfig(Strict):
@@ -279,7 +279,9 @@ class StudyConfig(Strict):
     def _batches_split(self) -> "StudyConfig":
         """Data-parallel steps give each process an equal slice of the global batch."""
         n = self.launcher.processes_per_job()
-        for key, size in (("training.batch_size", self.training.batch_size), ("generator.batch_size", self.generator.batch_size)):
+        sizes = (("refine.batch_size", self.refine.batch_size), ("training.batch_size", self.training.batch_size),
+                 ("generator.batch_size", self.generator.batch_size))
+        for key, size in sizes:
             if size % n:
                 raise ValueError(f"{key}: {size} does not split over the {n} processes per job the launcher "
                                  f"starts: use a multiple of {n}")

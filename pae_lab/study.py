@@ -137,6 +137,9 @@ class Driver:
 
     def shared_stages(self, parent_logger: RunLogger) -> dict[str, Any]:
         hashes, folders = shared_plan(self.study)
+        processes = self.study.launcher.processes_per_job()
+        if processes > 1 and not all(is_done(folders[s.name], hashes[s.name]) for s in ordered("shared")):
+            self.shared_job(parent_logger.run_id, processes)  # what is left below is cached
         progress = ProgressWriter(self.layout.root / "shared")
         out = {}
         for stage in ordered("shared"):
@@ -147,6 +150,20 @@ class Driver:
             self.console.log(f"shared stage {stage.name}: {verb}")
             out[stage.name] = res.summary
         return out
+
+    def shared_job(self, parent: str | None, processes: int) -> None:
+        """The shared stages as one job of the launcher's processes, so the refined prior trains data-parallel."""
+        from pae_lab.launch import build_launcher, died
+        from pae_lab.shared_job import write_shared_job
+
+        job = write_shared_job(self.layout, self.study, self.uri, parent)
+        launcher = build_launcher(self.study.launcher, self.layout.submitit,
+                                  log=lambda message: self.console.log(f"[yellow]{message}[/]"))
+        with self.console.status(f"shared stages in one job of {processes} processes ({self.study.launcher.name}) ..."):
+            outcome = launcher.launch([job], lambda: None).get(job) or died("the launcher returned no outcome")
+        if outcome.get("status") != "done":
+            raise StudyError(f"shared stage {outcome.get('stage', '?')} failed in its {processes}-process job "
+                             f"({job}): {outcome.get('error', '')}")
 
     # -- execution ---------------------------------------------------------------------------
     def pending(self) -> list[RunSpec]:

@@ -1,6 +1,7 @@
 """Data-parallel jobs: 2 gloo processes (the local launcher's `tasks_per_job: 2`) against 1 process.
 
-Each rank takes its slice of the same global batch and noise, so 2 processes train what 1 process
+The refined prior (a shared stage, then run as its own 2-process job), the tokenizer and the
+generator all train under DDP. Each rank takes its slice of the same global batch and noise, so 2 processes train what 1 process
 trains at the same global batch, up to float summation order. Stated tolerance: training losses
 within 1e-5 relative, latents within 1e-4 absolute, every manifold metric within 1e-3 relative.
 A 2-process run killed mid-training resumes from rank 0's checkpoint and ends bit-identical.
@@ -64,11 +65,21 @@ def one_and_two(tmp_path_factory) -> tuple[Path, Path]:
     return one, two
 
 
+def shared_dir(cfg: Path, stage: str) -> Path:
+    (folder,) = [p for p in cfg.with_suffix("").joinpath("shared", stage).iterdir() if p.is_dir()]  # one hash
+    return folder
+
+
 def test_two_processes_train_what_one_does_at_the_same_global_batch(one_and_two) -> None:
     one, two = (run_dir(c) for c in one_and_two)
-    for stage in ("tokenizer", "generator"):
-        a, b = ([r["loss/total"] for r in iter_jsonl(mirror_path(d, stage))] for d in (one, two))
+    logged = {"refine": [c.with_suffix("") / "shared" for c in one_and_two], "tokenizer": [one, two],
+              "generator": [one, two]}  # where each stage's loss curve is mirrored
+    for stage, folders in logged.items():
+        a, b = ([r["loss/total"] for r in iter_jsonl(mirror_path(d, stage))] for d in folders)
         assert len(a) == len(b) >= 1 and np.allclose(a, b, rtol=1e-5, atol=0), (stage, a, b)
+    np.testing.assert_allclose(np.load(shared_dir(one_and_two[1], "refine") / "targets_val.npy").astype(np.float32),
+                               np.load(shared_dir(one_and_two[0], "refine") / "targets_val.npy").astype(np.float32),
+                               rtol=0, atol=2e-3)  # float16 files: one ulp near 1
     np.testing.assert_allclose(np.load(two / "tokenizer" / "latents_val.npy"),
                                np.load(one / "tokenizer" / "latents_val.npy"), rtol=0, atol=1e-4)
     m1, m2 = (read_json(d / "manifold" / "done.json")["summary"] for d in (one, two))
@@ -81,10 +92,17 @@ def test_two_processes_ran_and_only_rank_0_wrote(one_and_two) -> None:
 
     cfg = one_and_two[1]
     logs = sorted(p.name for p in StudyLayout(cfg.with_suffix("")).submitit.rglob("*_log.out"))
-    assert [n.rsplit("_", 2)[-2] for n in logs] == ["0", "1"], logs  # submitit task 0 and task 1 of one job
+    tasks: dict[str, list[str]] = {}
+    for name in logs:  # <job id>_<task>_log.out
+        job, task = name.rsplit("_", 2)[:2]
+        tasks.setdefault(job, []).append(task)
+    # two jobs of two tasks each: the shared stages (the refiner trains data-parallel) and the run
+    assert sorted(tasks.values()) == [["0", "1"], ["0", "1"]], logs
+    for where, stage in ((cfg.with_suffix("") / "shared", "refine"), (run_dir(cfg), "tokenizer")):
+        steps = [r["step"] for r in iter_jsonl(mirror_path(where, stage))]
+        assert steps and steps == sorted(set(steps)), (stage, steps)  # each logged step once: one writer
     rows = list(iter_jsonl(mirror_path(run_dir(cfg), "tokenizer")))
     steps = [r["step"] for r in rows]
-    assert steps == sorted(set(steps)), steps  # each logged step once: one writer
     client = mlflow.MlflowClient(f"sqlite:///{cfg.with_suffix('') / 'mlflow.db'}")
     run = next(r for r in client.search_runs([client.get_experiment_by_name("two").experiment_id])
                if r.data.tags.get("pae.kind") == "run")
@@ -110,3 +128,14 @@ def test_killed_two_process_run_fails_then_resumes_bit_identical(one_and_two, tm
         assert np.array_equal(np.load(run_dir(cfg) / stage / name), np.load(reference / stage / name)), name
     assert (read_json(run_dir(cfg) / "generation" / "done.json")["summary"]
             == read_json(reference / "generation" / "done.json")["summary"])
+
+
+def test_failed_shared_job_stops_the_study_and_names_the_stage(tmp_path: Path) -> None:
+    cfg = study_file(tmp_path, "diverges", tmp_path / "unused", TWO)
+    study = yaml.safe_load(cfg.read_text())
+    study["refine"]["lr"] = 1e38  # the refiner diverges on its first steps, on both ranks
+    cfg.write_text(yaml.safe_dump(study))
+    done = pae_run(cfg)
+    assert done.returncode != 0, done.stdout + done.stderr
+    assert "shared stage refine failed in its 2-process job" in done.stdout + done.stderr, done.stdout + done.stderr
+    assert not (cfg.with_suffix("") / "runs" / "killer" / "seed0" / "tokenizer").exists()  # no run started

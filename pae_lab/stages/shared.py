@@ -1,4 +1,7 @@
-"""Stages shared by every run of a study: the data, the frozen prior features, the refined prior."""
+"""Stages shared by every run of a study: the data, the frozen prior features, the refined prior.
+
+The refined prior trains data-parallel when the shared stages run as a job of several processes
+(pae_lab.shared_job); the data and prior stages run on rank 0 alone."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -98,19 +101,21 @@ def refine_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     feats = {split: ctx.array("prior", f"features_{split}.npy") for split in SPLITS}
     channels = study.tokenizer.latent_channels
     if not cfg.enabled:
-        _pca_targets(feats, channels, out)
+        if ctx.dist.is_main:
+            _pca_targets(feats, channels, out)
         return {"kind": "pca", "channels": channels, "pca_fit_images": min(PCA_FIT_IMAGES, len(feats["train"]))}
     torch.manual_seed(cfg.seed)
     refiner = Refiner(feats["train"].shape[1], channels, depth=cfg.depth).to(device)
+    trained = ctx.dist.wrap(refiner)  # DDP in a job of several processes; `refiner` is what is saved
     opt = torch.optim.AdamW(refiner.parameters(), lr=cfg.lr)
     train = feats["train"]
     mean, std = _standardizer(train) if cfg.standardize else (torch.zeros(1), torch.ones(1))
     standardize = lambda t: (t - mean) / std  # noqa: E731
 
     def step_fn(step: int) -> dict[str, float]:
-        idx = torch.randint(0, len(train), (cfg.batch_size,))
+        (idx,) = ctx.dist.shard(torch.randint(0, len(train), (cfg.batch_size,)))
         batch = standardize(torch.from_numpy(train[idx]).float()).to(device)
-        total, terms = refine_loss(refiner, batch, l_rep=cfg.l_rep, l_gram=cfg.l_gram, lowpass=cfg.lowpass)
+        total, terms = refine_loss(trained, batch, l_rep=cfg.l_rep, l_gram=cfg.l_gram, lowpass=cfg.lowpass)
         opt.zero_grad(set_to_none=True)
         total.backward()
         opt.step()
@@ -118,8 +123,10 @@ def refine_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
 
     loop = TrainLoop("refine", out, {"refiner": refiner, "optimizer": opt}, cfg.steps, seed=cfg.seed,
                      checkpoint_every=max(cfg.steps // 4, 1), log_every=10, items_per_step=cfg.batch_size,
-                     logger=ctx.logger, progress=ctx.progress)
+                     logger=ctx.logger, progress=ctx.progress, dist=ctx.dist)
     last = loop.run(step_fn)
+    if not ctx.dist.is_main:
+        return {}  # rank 0 alone writes the targets; the others wait for it at the stage's barrier
     refiner.eval()
     with torch.no_grad():
         for split, f in feats.items():
