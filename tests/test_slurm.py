@@ -142,3 +142,22 @@ def test_two_tasks_per_node_form_one_process_group(slurm_cluster, tmp_path, monk
         assert time.monotonic() < deadline, f"2-task job {job.job_id} did not finish: {job.state}"
         time.sleep(0.5)
     assert sorted(job.results()) == [(0, 2, 1.0), (1, 2, 1.0)]
+
+
+@pytest.mark.timeout(600)
+def test_two_task_study_trains_refine_and_run_data_parallel(slurm_cluster, reference, tmp_path) -> None:
+    """A study with `tasks_per_node: 2`: the shared stages and the run are each one 2-task SLURM job;
+    the tokenizer's metrics match the 1-process reference up to float summation order."""
+    two = {**SLURM, "slurm": {**SLURM["slurm"], "nodes": 1, "tasks_per_node": 2}}
+    proc = start(write_study(tmp_path, "ddp", [0], two))
+    out = finish(proc)
+    assert proc.returncode == 0, out
+    logs = sorted(p.name for p in (tmp_path / "ddp" / ".submitit").rglob("*_log.out"))
+    jobs: dict[str, list[str]] = {}
+    for name in logs:  # <job id>_<array index>_<task>_log.out or <job id>_<task>_log.out
+        *job, task = name.removesuffix("_log.out").split("_")
+        jobs.setdefault("_".join(job), []).append(task)
+    assert sorted(jobs.values()) == [["0", "1"], ["0", "1"]], logs  # shared stages + the run
+    row, ref = results(tmp_path, "ddp").loc[0], reference.loc[0]
+    for col in ("psnr", "ssc", "lpc", "gsq"):
+        assert row[col] == pytest.approx(ref[col], rel=1e-3), col
