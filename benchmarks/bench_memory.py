@@ -6,10 +6,13 @@ Writes a flat ImageFolder of `scenes` images (64 px PNG, 10 classes) per count, 
 on it (`pae-lab run`, inline launcher, one variant) in a child process, and samples the RSS of
 that process (and, separately, the unique memory of its DataLoader workers) every 50 ms,
 attributing each sample to the stage running then (the stage folder with a stage.json and no
-done.json). One process runs every stage, so a stage's figure is the peak so far while it runs. Each count's
-study folder is cleared first: a rerun over finished stages would run (and show) nothing.
-Prints peak RSS per stage and count, and the goals: whole run < 3 GB, no stage growing with the
-image count.
+done.json). One process runs every stage, so a stage's peak includes what earlier stages left
+allocated; its rise (peak less the RSS when it began) is what the stage itself adds. Each study
+folder is cleared first: a rerun over finished stages would run (and show) nothing. With
+`--repeats R` every count runs R times, and `spread` is the largest difference between repeats
+at one count: growth within it is run-to-run noise (allocator, thread timing), not data.
+Prints peak and rise per stage and count, and the goals: whole run < 3 GB, no stage growing with
+the image count.
 """
 from __future__ import annotations
 
@@ -26,9 +29,12 @@ import psutil
 import yaml
 from PIL import Image
 
-STAGES = ("data", "prior", "refine", "tokenizer", "manifold", "generator", "generation")
+from pae_lab.graph import ordered
+
+STAGES = tuple(stage.name for stage in ordered())  # every stage of the graph, in run order
 GOAL_GB = 3.0
 ROOT = Path(__file__).resolve().parents[1]
+Figures = dict[str, float]  # stage -> GB
 
 
 def write_folder(root: Path, count: int, resolution: int = 64) -> None:
@@ -85,52 +91,72 @@ def workers_uss(handle: psutil.Process) -> int:
     return total
 
 
-def measure(path: Path, study_dir: Path) -> tuple[dict[str, float], dict[str, float], float]:
-    """Run the study from scratch (a cached stage would run nothing and show no figure) and sample its memory."""
+def measure(path: Path, study_dir: Path) -> dict:
+    """Run the study from scratch (a cached stage would run nothing and show no figure) and sample its memory:
+    {"peak": Figures, "rise": Figures, "workers": GB, "seconds": s}."""
     shutil.rmtree(study_dir, ignore_errors=True)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING": "false"}
     proc = subprocess.Popen([sys.executable, "-m", "pae_lab", "run", str(path), "--no-report"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    main, workers, t0 = {}, {}, time.time()
+    peak, start, workers, t0 = {}, {}, 0.0, time.time()
     handle = psutil.Process(proc.pid)
     while proc.poll() is None:
         try:
-            rss, kids = handle.memory_info().rss, workers_uss(handle)
+            rss, kids = handle.memory_info().rss / 2**30, workers_uss(handle) / 2**30
         except psutil.Error:  # the study process itself has exited
             break
         stage = running_stage(study_dir) or "other"
-        main[stage] = max(main.get(stage, 0), rss / 2**30)
-        workers[stage] = max(workers.get(stage, 0), kids / 2**30)
+        start.setdefault(stage, rss)
+        peak[stage], workers = max(peak.get(stage, 0), rss), max(workers, kids)
         time.sleep(0.05)
     if proc.wait() != 0:
         sys.exit(f"study {path} failed:\n{proc.stderr.read()[-3000:]}")
-    return main, workers, time.time() - t0
+    rise = {stage: peak[stage] - start[stage] for stage in peak}
+    return {"peak": peak, "rise": rise, "workers": workers, "seconds": time.time() - t0}
+
+
+def table(title: str, counts: list[int], runs: dict[int, list[dict]], figure) -> None:
+    """One row per stage: the mean over repeats per count, its growth from the first count to the last, and
+    the spread (largest max - min over the repeats of one count)."""
+    print(f"\n{title}")
+    print(f"{'stage':<12}" + "".join(f"{c:>10}" for c in counts) + f"{'growth':>10}{'spread':>10}")
+    for stage in (*STAGES, "other", "workers", "whole run"):
+        values = [[figure(run, stage) for run in runs[c]] for c in counts]
+        if any(v is None for row in values for v in row):
+            continue
+        means = [float(np.mean(row)) for row in values]
+        spread = max(max(row) - min(row) for row in values)
+        print(f"{stage:<12}" + "".join(f"{m:>10.2f}" for m in means) + f"{means[-1] - means[0]:>+10.2f}{spread:>10.2f}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--counts", type=int, nargs="+", default=[10000, 20000])
+    parser.add_argument("--repeats", type=int, default=1, help="runs per count, to show run-to-run spread")
     parser.add_argument("--out", type=Path, default=Path("/tmp/pae_lab_bench_memory"))
     args = parser.parse_args()
-    results = {}
+    runs: dict[int, list[dict]] = {}
     for count in args.counts:
         images = args.out / f"images{count}"
         print(f"{count} images: writing the folder ...", flush=True)
         write_folder(images, count)
-        print(f"{count} images: running the study ...", flush=True)
-        results[count] = measure(study_file(args.out, count, images), args.out / f"study{count}")
-        print(f"  done in {results[count][2]:.0f} s", flush=True)
-    print("\npeak RSS in GB of the study process (DataLoader workers apart), per stage; 64 px images")
-    print(f"{'stage':<12}" + "".join(f"{c:>10}" for c in args.counts) + f"{'growth':>10}")
-    for stage in (*STAGES, "other"):
-        peaks = [results[c][0].get(stage, float("nan")) for c in args.counts]
-        print(f"{stage:<12}" + "".join(f"{p:>10.2f}" for p in peaks) + f"{peaks[-1] - peaks[0]:>+10.2f}")
-    workers = [max(results[c][1].values()) for c in args.counts]
-    print(f"{'workers':<12}" + "".join(f"{w:>10.2f}" for w in workers) + f"{workers[-1] - workers[0]:>+10.2f}")
-    whole = [max(results[c][0].values()) + max(results[c][1].values()) for c in args.counts]
-    print(f"{'whole run':<12}" + "".join(f"{w:>10.2f}" for w in whole) + f"   goal < {GOAL_GB:.1f} GB: "
-          + ("met" if max(whole) < GOAL_GB else "MISSED"))
-    print("seconds     " + "".join(f"{results[c][2]:>10.0f}" for c in args.counts))
+        for r in range(args.repeats):
+            print(f"{count} images: running the study ({r + 1}/{args.repeats}) ...", flush=True)
+            runs.setdefault(count, []).append(measure(study_file(args.out, count, images), args.out / f"study{count}"))
+            print(f"  done in {runs[count][-1]['seconds']:.0f} s", flush=True)
+
+    def peak(run: dict, stage: str) -> float | None:
+        if stage == "workers":
+            return run["workers"]
+        return max(run["peak"].values()) + run["workers"] if stage == "whole run" else run["peak"].get(stage)
+
+    table("peak RSS in GB of the study process (DataLoader workers apart; whole run adds them), 64 px images",
+          args.counts, runs, peak)
+    table("rise in GB: a stage's peak less the RSS when it began (what the stage itself adds)", args.counts, runs,
+          lambda run, stage: run["rise"].get(stage))
+    whole = max(peak(run, "whole run") for row in runs.values() for run in row)
+    print(f"\nwhole run at most {whole:.2f} GB, goal < {GOAL_GB:.1f} GB: " + ("met" if whole < GOAL_GB else "MISSED"))
+    print("seconds     " + "".join(f"{np.mean([r['seconds'] for r in runs[c]]):>10.0f}" for c in args.counts))
 
 
 if __name__ == "__main__":
