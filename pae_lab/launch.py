@@ -34,6 +34,8 @@ LAUNCHERS: Registry[type["Launcher"]] = Registry("launcher")
 
 
 class Launcher:
+    remote = False  # its jobs run on other machines (a cluster's nodes): the shared stages go to a job too
+
     def __init__(self, cfg: "LauncherConfig", folder: Path, log: Log | None = None):
         self.cfg, self.folder = cfg, Path(folder)
         self.log: Log = log or (lambda message: None)
@@ -197,6 +199,7 @@ class LocalLauncher(SubmititLauncher):
 @LAUNCHERS.decorator("slurm")
 class SlurmLauncher(SubmititLauncher):
     batches = True
+    remote = True
 
     def __init__(self, cfg: "LauncherConfig", folder: Path, log: Log | None = None):
         from pae_lab.slurm_state import SlurmStates

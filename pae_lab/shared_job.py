@@ -1,9 +1,10 @@
-"""The study's shared stages as one job, so the refined prior trains data-parallel like a run does.
+"""The study's shared stages as one job, on the nodes the runs use and as data-parallel as a run.
 
-With one process per job the driver runs the shared stages itself. With several (the local
-launcher's `tasks_per_job`, SLURM's nodes x tasks), it writes `shared/job.json` and submits it
-through the same launcher as the runs: every rank trains the refiner on its slice of the global
-batch, rank 0 alone extracts the prior features and writes every file. By hand:
+The driver runs the shared stages itself when its launcher runs jobs on this machine with one
+process each (inline; local with `tasks_per_job: 1`). Otherwise (SLURM, whose driver sits on a
+login node; several processes per job) it writes `shared/job.json` and submits it through the
+same launcher as the runs: every rank trains the refiner on its slice of the global batch, rank 0
+alone extracts the prior features and writes every file. By hand:
 
     torchrun --nproc-per-node 2 -m pae_lab.job outputs/smoke/shared/job.json
 """

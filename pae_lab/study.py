@@ -137,8 +137,11 @@ class Driver:
 
     def shared_stages(self, parent_logger: RunLogger) -> dict[str, Any]:
         hashes, folders = shared_plan(self.study)
+        from pae_lab.launch import LAUNCHERS
+
         processes = self.study.launcher.processes_per_job()
-        if processes > 1 and not all(is_done(folders[s.name], hashes[s.name]) for s in ordered("shared")):
+        as_job = processes > 1 or LAUNCHERS.get(self.study.launcher.name).remote  # never on a login node
+        if as_job and not all(is_done(folders[s.name], hashes[s.name]) for s in ordered("shared")):
             self.shared_job(parent_logger.run_id, processes)  # what is left below is cached
         progress = ProgressWriter(self.layout.root / "shared")
         out = {}
@@ -152,7 +155,7 @@ class Driver:
         return out
 
     def shared_job(self, parent: str | None, processes: int) -> None:
-        """The shared stages as one job of the launcher's processes, so the refined prior trains data-parallel."""
+        """The shared stages as one job of the launcher: on the cluster's nodes, data-parallel over its processes."""
         from pae_lab.launch import build_launcher, died
         from pae_lab.shared_job import write_shared_job
 
@@ -164,6 +167,7 @@ class Driver:
         if outcome.get("status") != "done":
             raise StudyError(f"shared stage {outcome.get('stage', '?')} failed in its {processes}-process job "
                              f"({job}): {outcome.get('error', '')}")
+        self.console.log(f"shared stages: one {self.study.launcher.name} job, {processes} process(es)")
 
     # -- execution ---------------------------------------------------------------------------
     def pending(self) -> list[RunSpec]:

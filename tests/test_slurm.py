@@ -1,6 +1,7 @@
 """The slurm launcher against a real single-node SLURM cluster started by the test (no accounting,
-so job states come from scontrol): same results as inline, concurrent array tasks, scancel
-recorded as failed, requeue resumed bit-exactly from the checkpoint."""
+so job states come from scontrol): same results as inline, the shared stages as a job of their
+own, concurrent array tasks, scancel recorded as failed, requeue resumed bit-exactly from the
+checkpoint."""
 from __future__ import annotations
 
 import copy
@@ -70,11 +71,23 @@ def results(tmp: Path, name: str) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> pd.DataFrame:
-    """seed 0 of the same study, inline and uninterrupted."""
+    """seed 0 of the same study, inline and uninterrupted. Its driver runs the shared stages at one
+    thread, as the SLURM studies' shared job does (`threads_per_job: 1`): FD features extracted at
+    another thread count differ in the 7th digit."""
     tmp = tmp_path_factory.mktemp("inline")
-    out = finish(start(write_study(tmp, "ref", [0], {"name": "inline", "threads_per_job": 1})))
+    out = finish(start(write_study(tmp, "ref", [0], {"name": "inline", "threads_per_job": 1}), OMP_NUM_THREADS="1"))
     assert "runs already finished" not in out
     return results(tmp, "ref")
+
+
+def job_tasks(study_dir: Path) -> list[list[str]]:
+    """The task ranks of every SLURM job of a study, from submitit's logs
+    (<job id>_<array index>_<task>_log.out or <job id>_<task>_log.out)."""
+    jobs: dict[str, list[str]] = {}
+    for log in sorted((study_dir / ".submitit").rglob("*_log.out")):
+        *job, task = log.name.removesuffix("_log.out").split("_")
+        jobs.setdefault("_".join(job), []).append(task)
+    return sorted(jobs.values())
 
 
 def same(a: pd.Series, b: pd.Series) -> None:
@@ -84,11 +97,14 @@ def same(a: pd.Series, b: pd.Series) -> None:
 
 @pytest.mark.timeout(900)
 def test_array_tasks_run_concurrently_with_inline_results(slurm_cluster, reference, tmp_path) -> None:
-    """Each job waits at a barrier of 2: the study only finishes if both array tasks ran at once."""
+    """Each job waits at a barrier of 2: the study only finishes if both array tasks ran at once.
+    The shared stages ran before them as a job of their own, not in the driver (the login node)."""
     proc = start(write_study(tmp_path, "conc", [0, 1], SLURM), tmp_path / "block", PAE_TEST_BARRIER="2")
     out = finish(proc)
     assert proc.returncode == 0, out
     assert len(list((tmp_path / "block").glob("arrived.*"))) == 2
+    assert job_tasks(tmp_path / "conc") == [["0"], ["0"], ["0"]]  # the shared stages + 2 array tasks
+    assert "shared stages: one slurm job, 1 process(es)" in out, out
     got = results(tmp_path, "conc")
     assert (got["status"] == "done").all()
     same(got.loc[0], reference.loc[0])
@@ -152,12 +168,7 @@ def test_two_task_study_trains_refine_and_run_data_parallel(slurm_cluster, refer
     proc = start(write_study(tmp_path, "ddp", [0], two))
     out = finish(proc)
     assert proc.returncode == 0, out
-    logs = sorted(p.name for p in (tmp_path / "ddp" / ".submitit").rglob("*_log.out"))
-    jobs: dict[str, list[str]] = {}
-    for name in logs:  # <job id>_<array index>_<task>_log.out or <job id>_<task>_log.out
-        *job, task = name.removesuffix("_log.out").split("_")
-        jobs.setdefault("_".join(job), []).append(task)
-    assert sorted(jobs.values()) == [["0", "1"], ["0", "1"]], logs  # shared stages + the run
+    assert job_tasks(tmp_path / "ddp") == [["0", "1"], ["0", "1"]]  # shared stages + the run
     row, ref = results(tmp_path, "ddp").loc[0], reference.loc[0]
     for col in ("psnr", "ssc", "lpc", "gsq"):
         assert row[col] == pytest.approx(ref[col], rel=1e-3), col
