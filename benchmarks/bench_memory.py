@@ -93,12 +93,14 @@ def workers_uss(handle: psutil.Process) -> int:
 
 def measure(path: Path, study_dir: Path) -> dict:
     """Run the study from scratch (a cached stage would run nothing and show no figure) and sample its memory:
-    {"peak": Figures, "rise": Figures, "workers": GB, "seconds": s}."""
+    {"peak": Figures, "rise": Figures, "workers": GB, "whole run": GB (peak + workers), "seconds": s}."""
     shutil.rmtree(study_dir, ignore_errors=True)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING": "false"}
     proc = subprocess.Popen([sys.executable, "-m", "pae_lab", "run", str(path), "--no-report"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    peak, start, workers, t0 = {}, {}, 0.0, time.time()
+    peak: Figures = {}
+    start: Figures = {}
+    workers, t0 = 0.0, time.time()
     handle = psutil.Process(proc.pid)
     while proc.poll() is None:
         try:
@@ -112,7 +114,8 @@ def measure(path: Path, study_dir: Path) -> dict:
     if proc.wait() != 0:
         sys.exit(f"study {path} failed:\n{proc.stderr.read()[-3000:]}")
     rise = {stage: peak[stage] - start[stage] for stage in peak}
-    return {"peak": peak, "rise": rise, "workers": workers, "seconds": time.time() - t0}
+    return {"peak": peak, "rise": rise, "workers": workers, "whole run": max(peak.values()) + workers,
+            "seconds": time.time() - t0}
 
 
 def table(title: str, counts: list[int], runs: dict[int, list[dict]], figure) -> None:
@@ -146,9 +149,7 @@ def main() -> None:
             print(f"  done in {runs[count][-1]['seconds']:.0f} s", flush=True)
 
     def peak(run: dict, stage: str) -> float | None:
-        if stage == "workers":
-            return run["workers"]
-        return max(run["peak"].values()) + run["workers"] if stage == "whole run" else run["peak"].get(stage)
+        return run[stage] if stage in ("workers", "whole run") else run["peak"].get(stage)
 
     table("peak RSS in GB of the study process (DataLoader workers apart; whole run adds them), 64 px images",
           args.counts, runs, peak)

@@ -136,9 +136,9 @@ class Driver:
             write_json(spec.layout.run_json, spec.to_file())
 
     def shared_stages(self, parent_logger: RunLogger) -> dict[str, Any]:
-        hashes, folders = shared_plan(self.study)
         from pae_lab.launch import LAUNCHERS
 
+        hashes, folders = shared_plan(self.study)
         processes = self.study.launcher.processes_per_job()
         as_job = processes > 1 or LAUNCHERS.get(self.study.launcher.name).remote  # never on a login node
         if as_job and not all(is_done(folders[s.name], hashes[s.name]) for s in ordered("shared")):
