@@ -36,7 +36,7 @@ from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
 from pae_lab.data.diskarray import DiskArray
-from pae_lab.images import to_uint8
+from pae_lab.data.images import to_uint8
 from pae_lab.priors.effnet import load_efficientnet_lite0, pooled_features
 from analysis.fidelity_names import (  # noqa: F401  (re-exported)
     EFFNET96_FIDELITY_NAME, EFFNET_FIDELITY_NAME, FIDELITY_EXTRACTORS, INCEPTION_FILE, VAL_LOSS, ExtractorSpec, FidelityColumns,
@@ -108,7 +108,7 @@ def register_effnet_extractor() -> None:
 register_effnet_extractor()
 
 
-images_to_uint8 = to_uint8  # one rounding rule for the whole pipeline (pae_lab.images)
+images_to_uint8 = to_uint8  # one rounding rule for the whole pipeline (pae_lab.data.images)
 
 
 class UInt8Images(Dataset):

@@ -9,12 +9,12 @@ import json, os, sys, time
 from pathlib import Path
 import torch
 from rich.console import Console
-from pae_lab.schema import StudyConfig
-from pae_lab.study import Driver
-from pae_lab.tracking import RunLogger
+from pae_lab.config.schema import StudyConfig
+from pae_lab.execution.driver import Driver
+from pae_lab.tracking.store import RunLogger
 from pae_lab.fsutil import write_json
-from pae_lab.job import execute_run
-from pae_lab.plan import run_stage_names
+from pae_lab.execution.job import execute_run
+from pae_lab.plan.runs import run_stage_names
 
 out = Path(os.environ.get("OUT", "/tmp/out"))
 print("torch", torch.__version__, "cuda", torch.cuda.is_available(), torch.cuda.get_device_name(0))

@@ -16,7 +16,7 @@ import torch
 
 from pae_lab.generation import SamplerConfig, flow_matching_loss, generate_latents
 from pae_lab.models.ema import EMA
-from pae_lab.schema import GeneratorConfig
+from pae_lab.config.schema import GeneratorConfig
 
 LATENT = (16, 8, 8)
 NUM_CLASSES = 10

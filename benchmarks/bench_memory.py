@@ -29,7 +29,7 @@ import psutil
 import yaml
 from PIL import Image
 
-from pae_lab.graph import ordered
+from pae_lab.plan.graph import ordered
 
 STAGES = tuple(stage.name for stage in ordered())  # every stage of the graph, in run order
 GOAL_GB = 3.0

@@ -11,8 +11,8 @@ import json
 import sys
 from pathlib import Path
 
-from pae_lab.layout import STAGE_DONE, RunLayout
-from pae_lab.plan import run_stage_names
+from pae_lab.plan.layout import STAGE_DONE, RunLayout
+from pae_lab.plan.runs import run_stage_names
 
 STAGES = tuple(run_stage_names())
 

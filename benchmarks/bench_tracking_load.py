@@ -21,8 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from pae_lab.sync import mirror_points, missing_points  # noqa: E402
-from pae_lab.tracking import RunLogger, StudyTracker  # noqa: E402
+from pae_lab.tracking.sync import mirror_points, missing_points  # noqa: E402
+from pae_lab.tracking.store import RunLogger, StudyTracker  # noqa: E402
 
 START_TIMEOUT_S = 120
 

@@ -16,18 +16,18 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from pae_lab.schema import StudyConfig
+from pae_lab.config.schema import StudyConfig
 from pae_lab.losses.perceptual import build_perceptual
 from pae_lab.losses.reconstruction import reconstruction_loss
 from pae_lab.losses.regularizers import RegContext
 from pae_lab.models.tokenizer import Tokenizer
-from pae_lab.progress import ProgressWriter
-from pae_lab.layout import StudyLayout
+from pae_lab.plan.progress import ProgressWriter
+from pae_lab.plan.layout import StudyLayout
 from pae_lab.stages.context import StageContext
 from pae_lab.stages.tokenizer import tokenizer_stage
-from pae_lab.study import Driver
-from pae_lab.tracking import RunLogger
-from pae_lab.training import resolve_device, seed_step
+from pae_lab.execution.driver import Driver
+from pae_lab.tracking.store import RunLogger
+from pae_lab.stages.training import resolve_device, seed_step
 from pae_lab.variants import get_variant
 
 

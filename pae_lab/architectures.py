@@ -4,7 +4,7 @@ An entry pairs a pydantic config model (a subclass of `ArchitectureConfig`) with
 `(config) -> nn.Module` exposing `encode(x01) -> z`, `decode(z) -> x` and `latent_channels`. The
 builder may be named as "module:function" and is imported only when a network is built, so
 validating, planning and hashing a study never import torch (the built-ins register that way in
-`pae_lab.tokenizer_configs`). A plugin module registers with the same call, or decorates its
+`pae_lab.config.tokenizers`). A plugin module registers with the same call, or decorates its
 builder. Validation dispatches on `name` through the registry, so a plugin's architecture is
 checked as strictly as the built-ins (unknown keys are errors) and appears in the YAML reference.
 Pydantic and the stdlib only.

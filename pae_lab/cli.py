@@ -57,7 +57,7 @@ def _main(version: bool = typer.Option(False, "--version", callback=_print_versi
 
 
 def parse_sets(sets: list[str] | None) -> dict:
-    from pae_lab.loading import StudyError
+    from pae_lab.config.loading import StudyError
 
     out = {}
     for item in sets or []:
@@ -69,7 +69,7 @@ def parse_sets(sets: list[str] | None) -> dict:
 
 
 def load(path: Path, sets: list[str] | None = None, check_files: bool = True, preflight: bool = True):
-    from pae_lab.loading import load_study
+    from pae_lab.config.loading import load_study
 
     return load_study(path, parse_sets(sets), check_files, preflight)
 
@@ -86,8 +86,8 @@ def run(study_file: Path = typer.Argument(..., help="Study YAML."),
         sets: Optional[List[str]] = SetOpt):
     """Train every variant x seed of a study, measure, generate, correlate and report."""
     study = load(study_file, sets, check_files=not dry_run)
-    from pae_lab.layout import StudyLayout
-    from pae_lab.settled import is_settled
+    from pae_lab.plan.layout import StudyLayout
+    from pae_lab.plan.settled import is_settled
 
     files = StudyLayout(study.study_dir())
     if not (dry_run or force) and is_settled(study):  # before MLflow, pandas and torch are imported
@@ -97,11 +97,11 @@ def run(study_file: Path = typer.Argument(..., help="Study YAML."),
         if report:
             build_report_for(study, only_if_changed=True)
         return
-    from pae_lab.study import Driver
+    from pae_lab.execution.driver import Driver
 
     driver = Driver(study, console)
     if dry_run:
-        from pae_lab.preflight import describe_data, missing_files
+        from pae_lab.config.preflight import describe_data, missing_files
 
         for key, message in missing_files(study):
             console.print(f"[yellow]warning:[/] {study_file}: {key}: {message}")
@@ -131,7 +131,7 @@ def run(study_file: Path = typer.Argument(..., help="Study YAML."),
 
 
 def status_table_for(study):
-    from pae_lab.status import status_table
+    from pae_lab.plan.status import status_table
 
     return status_table(study)
 
@@ -140,8 +140,8 @@ def build_report_for(study, kind: str | None = None, only_if_changed: bool = Fal
     """Build the report and log it to the study's parent run; with `only_if_changed`, a report whose
     inputs (the study's tables, the template, pae-lab's version) are unchanged is kept as it is."""
     from pae_lab.fsutil import read_json, write_json
-    from pae_lab.layout import StudyLayout
-    from pae_lab.report_inputs import report_inputs_digest
+    from pae_lab.plan.layout import StudyLayout
+    from pae_lab.results.report_inputs import report_inputs_digest
 
     files = StudyLayout(study.study_dir())
     digest = report_inputs_digest(files)
@@ -150,8 +150,8 @@ def build_report_for(study, kind: str | None = None, only_if_changed: bool = Fal
     if only_if_changed and html.exists() and (read_json(stamp) or {}).get("digest") == digest:
         console.print(f"report: {html}  (inputs unchanged)")
         return
-    from pae_lab.report import build_report
-    from pae_lab.tracking import StudyTracker, default_uri
+    from pae_lab.results.report import build_report
+    from pae_lab.tracking.store import StudyTracker, default_uri
 
     uri = study.tracking.uri or default_uri(files.root)
     parent = (read_json(files.study_json) or {}).get("mlflow_parent_run_id")
@@ -176,7 +176,7 @@ def variants(pattern: str = typer.Argument("*", help="Wildcard, e.g. 'ssr*'."),
              plugin: Optional[List[str]] = typer.Option(None, "--plugin", help="Module registering extra variants.")):
     """The variant registry: every variant with its regularizers and weights."""
     from pae_lab.catalog import REGULARIZERS, VARIANTS
-    from pae_lab.plugins import import_plugins
+    from pae_lab.config.plugins import import_plugins
 
     import_plugins(Path("--plugin"), plugin)
     table = Table(title="variants")
@@ -204,7 +204,7 @@ def variants(pattern: str = typer.Argument("*", help="Wildcard, e.g. 'ssr*'."),
 @friendly
 def registry(kind: str = typer.Argument("all", help="architectures, adapters, datasets, priors, perceptual, regularizers, variants, samplers, launchers, metrics or all")):
     """List every registry (what a study can name)."""
-    from pae_lab.registries import all_registries
+    from pae_lab.config.registries import all_registries
 
     regs = all_registries()
     chosen = regs if kind == "all" else {kind: regs.get(kind)}
@@ -217,7 +217,7 @@ def registry(kind: str = typer.Argument("all", help="architectures, adapters, da
 @app.command()
 def schema():
     """Print the study YAML reference (every key, its default and meaning) as Markdown."""
-    from pae_lab.schema_doc import study_reference
+    from pae_lab.config.schema_doc import study_reference
 
     print(study_reference())
 
@@ -229,8 +229,8 @@ def ui(study_file: Path = typer.Argument(..., help="Study YAML."),
                                 "(warned: MLflow has no login)."),
        port: int = typer.Option(5000, "--port", help="Port.")):
     """Serve the MLflow UI over the study's tracking store and print the URL of its experiment."""
-    from pae_lab.tracking import default_uri
-    from pae_lab.ui import serve
+    from pae_lab.tracking.store import default_uri
+    from pae_lab.tracking.ui import serve
 
     study = load(study_file)
     uri = study.tracking.uri or default_uri(study.study_dir())
@@ -249,9 +249,9 @@ def server(study_file: Path = typer.Argument(..., help="Study YAML whose trackin
            host: Optional[str] = typer.Option(None, "--host", help="Bind address instead of the URI's host, "
                                               "e.g. 0.0.0.0 (warned: MLflow has no login).")):
     """Serve a tracking server at the study's tracking.uri that every job logs to (artifacts proxied)."""
-    from pae_lab.layout import StudyLayout
-    from pae_lab.tracking import default_uri
-    from pae_lab.tracking_server import serve
+    from pae_lab.plan.layout import StudyLayout
+    from pae_lab.tracking.store import default_uri
+    from pae_lab.tracking.server import serve
 
     study = load(study_file, preflight=False)
     files = StudyLayout(study.study_dir())
@@ -264,7 +264,7 @@ def server(study_file: Path = typer.Argument(..., help="Study YAML whose trackin
 @friendly
 def sync(study_file: Path = typer.Argument(..., help="Study YAML."), sets: Optional[List[str]] = SetOpt):
     """Replay every run's JSON-lines metric mirror into the study's tracking store (only missing points)."""
-    from pae_lab.sync import sync_study
+    from pae_lab.tracking.sync import sync_study
 
     study = load(study_file, sets, preflight=False)
     outcome = sync_study(study, console)
@@ -312,11 +312,11 @@ def generation_score_column(table: Path) -> str:
 def report(study_file: Path = typer.Argument(..., help="Study YAML."), sets: Optional[List[str]] = SetOpt):
     """Execute the report notebook over a study's results; writes .ipynb + HTML and logs them to MLflow."""
     study = load(study_file, sets)
-    from pae_lab.layout import StudyLayout
+    from pae_lab.plan.layout import StudyLayout
 
     results = StudyLayout(study.study_dir()).results
     if not results.exists():
-        from pae_lab.loading import StudyError
+        from pae_lab.config.loading import StudyError
 
         raise StudyError(f"{results} not found: run `pae-lab run {study_file}` first")
     build_report_for(study)
@@ -338,8 +338,8 @@ def tune(study_file: Path = typer.Argument(..., help="Study YAML with a `search:
     Rerunning continues the same search; finished trials are reused. The dashboard by hand:
     optuna-dashboard <study dir>/optuna.journal --host 127.0.0.1 --port 8080
     """
-    from pae_lab.loading import load_study
-    from pae_lab.tune import TuneDriver, dashboard_command
+    from pae_lab.config.loading import load_study
+    from pae_lab.tuning.driver import TuneDriver, dashboard_command
 
     overrides = parse_sets(sets)
     if trials is not None:

@@ -26,8 +26,8 @@ TINY = {
 @pytest.fixture(autouse=True)
 def restore_registries():
     """Tests that register plugins (variants, regularizers, stages) leave every registry as they found it."""
-    from pae_lab.graph import STAGES
-    from pae_lab.registries import all_registries
+    from pae_lab.plan.graph import STAGES
+    from pae_lab.config.registries import all_registries
 
     import plugin_nan  # noqa: F401  (a study plugin several tests name: imported once, part of the baseline)
 

@@ -5,7 +5,7 @@ import torch
 def probe() -> tuple[int, int, float]:
     import torch.distributed as dist
 
-    from pae_lab import distributed
+    from pae_lab.stages import distributed
 
     rank_info, _ = distributed.init(torch.device("cpu"))
     total = torch.tensor([float(rank_info.rank)])

@@ -48,9 +48,9 @@ def artifacts(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def study_file(tmp_path_factory) -> Path:
     """A tiny finished 3-variant study with its report."""
-    from pae_lab.loading import load_study
-    from pae_lab.report import build_report
-    from pae_lab.study import Driver
+    from pae_lab.config.loading import load_study
+    from pae_lab.results.report import build_report
+    from pae_lab.execution.driver import Driver
 
     tmp = tmp_path_factory.mktemp("browser")
     cfg = copy.deepcopy(TINY)
@@ -115,7 +115,7 @@ def test_mlflow_ui_shows_finished_child_runs_with_headline_columns(study_file, b
             assert column in text, column
         statuses = browser.find_elements("css selector", "[role='row']")
         assert len(statuses) >= 5  # header rows + parent + 3 children
-        from pae_lab.tracking import client, default_uri
+        from pae_lab.tracking.store import client, default_uri
 
         study_dir = Path(yaml.safe_load(study_file.read_text())["output_dir"])
         runs = client(default_uri(study_dir)).search_runs(["1"])

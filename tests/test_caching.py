@@ -6,12 +6,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from pae_lab.schema import StudyConfig
-from pae_lab.identity import content_hash
-from pae_lab.graph import stage_hashes
-from pae_lab.plan import expand
+from pae_lab.config.schema import StudyConfig
+from pae_lab.plan.identity import content_hash
+from pae_lab.plan.graph import stage_hashes
+from pae_lab.plan.runs import expand
 from pae_lab.stages.cache import is_done, run_cached
-from pae_lab.training import TrainLoop
+from pae_lab.stages.training import TrainLoop
 
 
 def study(**kw) -> StudyConfig:
@@ -113,7 +113,7 @@ def test_resume_restores_full_state_and_matches_uninterrupted(tmp_path: Path) ->
 
 
 def test_nan_loss_raises_with_terms(tmp_path: Path) -> None:
-    from pae_lab.training import NonFiniteLoss
+    from pae_lab.stages.training import NonFiniteLoss
 
     loop = TrainLoop("t", tmp_path, {}, 3, seed=0, checkpoint_every=5, log_every=1, items_per_step=1)
     with pytest.raises(NonFiniteLoss, match="loss/total is nan at step 0"):
@@ -177,7 +177,7 @@ def test_prior_weights_file_contents_are_hashed(tmp_path: Path) -> None:
 
 
 def test_every_stage_declares_only_registered_inputs() -> None:
-    from pae_lab.graph import STAGES, Stage, register_stage
+    from pae_lab.plan.graph import STAGES, Stage, register_stage
     from pae_lab.registry import RegistryError
 
     with pytest.raises(RegistryError, match="reads nope"):
@@ -188,7 +188,7 @@ def test_every_stage_declares_only_registered_inputs() -> None:
 
 
 def test_a_new_stage_is_one_row(tmp_path: Path) -> None:
-    from pae_lab.graph import STAGES, Stage, register_stage
+    from pae_lab.plan.graph import STAGES, Stage, register_stage
 
     register_stage(Stage("probe_extra", "tests:none", reads=("tokenizer",), depends=("metrics.seed",)))
     run = expand(study())[0]

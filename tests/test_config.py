@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pae_lab.loading import StudyError, load_study
+from pae_lab.config.loading import StudyError, load_study
 
 ROOT = Path(__file__).resolve().parents[1]
 BROKEN = sorted((ROOT / "tests" / "broken_studies").glob("*.yaml"))
@@ -63,7 +63,7 @@ def test_cli_prints_the_error_without_traceback() -> None:
 @pytest.mark.parametrize("path", sorted((ROOT / "studies").glob("*.yaml")), ids=lambda p: p.stem)
 def test_shipped_studies_are_valid(path: Path) -> None:
     study = load_study(path, check_files=path.stem not in ("imagenet256", "tokenizer_zoo"))  # name files on a cluster
-    from pae_lab.plan import expand, run_stage_names
+    from pae_lab.plan.runs import expand, run_stage_names
 
     runs = expand(study)
     assert len(runs) == len(study.variants) * len(study.seeds)
@@ -100,7 +100,7 @@ def test_overrides_apply_dotted_keys(tmp_path: Path) -> None:
 def test_inline_variant_with_base_and_override(tmp_path: Path) -> None:
     path = tmp_path / "s.yaml"
     path.write_text("name: s\nvariants:\n  - pae\n  - {name: pae_no_mcr, base: pae, regularizers: {mcr: null}}\n")
-    from pae_lab.plan import expand
+    from pae_lab.plan.runs import expand
 
     runs = expand(load_study(path))
     regs = {r.variant: set(r.regularizers) for r in runs}

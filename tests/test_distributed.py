@@ -20,8 +20,8 @@ import yaml
 
 from conftest import TINY
 from pae_lab.fsutil import read_json
-from pae_lab.layout import StudyLayout
-from pae_lab.tracking import iter_jsonl, mirror_path
+from pae_lab.plan.layout import StudyLayout
+from pae_lab.tracking.store import iter_jsonl, mirror_path
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = ("runs", "killer", "seed0")

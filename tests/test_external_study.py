@@ -11,9 +11,9 @@ import torch
 from rich.console import Console
 
 from conftest import TINY
-from pae_lab.schema import StudyConfig
+from pae_lab.config.schema import StudyConfig
 from pae_lab.fsutil import read_json
-from pae_lab.study import Driver
+from pae_lab.execution.driver import Driver
 from tiny_external import TinyAE, make
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,9 +8,9 @@ import torch
 import yaml
 
 from pae_lab.architectures import build_tokenizer
-from pae_lab.errors import StudyError
-from pae_lab.loading import load_study
-from pae_lab.preflight import missing_files
+from pae_lab.config.errors import StudyError
+from pae_lab.config.loading import load_study
+from pae_lab.config.preflight import missing_files
 from tiny_external import TinyAE
 
 X = torch.rand(3, 3, 16, 16)
@@ -124,8 +124,8 @@ def test_a_variant_tokenizer_enters_only_its_own_runs_identity(tmp_path: Path, t
     """Its block and its checkpoint's contents are the tokenizer stage's inputs; shared stages never see them."""
     import os
 
-    from pae_lab.plan import expand
-    from pae_lab.schema import StudyConfig
+    from pae_lab.plan.runs import expand
+    from pae_lab.config.schema import StudyConfig
 
     checkpoint = tmp_path / "ts.pt"
     torch.jit.script(tiny).save(str(checkpoint))

@@ -115,8 +115,8 @@ def test_aggregate_writes_effects_for_an_on_off_design_with_the_papers_signs():
     """factorial_tables: the variants' regularizers form the design; the paper's effects come along."""
     from types import SimpleNamespace
 
-    from pae_lab.aggregate import factorial_tables
-    from pae_lab.schema import StudyConfig
+    from pae_lab.results.aggregate import factorial_tables
+    from pae_lab.config.schema import StudyConfig
 
     study = StudyConfig.model_validate({"name": "x", "evaluation": {"extractor": "effnet-lite0"}})
     runs = [SimpleNamespace(variant=v, regularizers={r: {} for r in on}) for v, on in ABLATION_VARIANTS.items()]

@@ -16,7 +16,7 @@ from pae_lab.generation import (SAMPLERS, SamplerConfig, balanced_labels, flow_m
                                 guided_velocity, interpolate, sample, time_grid)
 from pae_lab.models.ema import EMA
 from pae_lab.models.generator import LatentDiT, sincos_2d
-from pae_lab.schema import GeneratorConfig
+from pae_lab.config.schema import GeneratorConfig
 
 MODES = torch.tensor([[1.5, 1.5], [-1.5, 1.5], [-1.5, -1.5], [1.5, -1.5]])
 MODE_STD = 0.15

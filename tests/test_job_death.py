@@ -15,7 +15,7 @@ import yaml
 
 from conftest import TINY
 from pae_lab.fsutil import read_json
-from pae_lab.memguard import GB, admits
+from pae_lab.execution.launchers.memguard import GB, admits
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -86,8 +86,8 @@ def test_sigkilled_local_job_is_recorded_failed_and_run_exits_nonzero(tmp_path: 
 
 
 def test_launcher_registry_and_readers_do_not_import_the_job_or_submitit() -> None:
-    code = ("import sys, pae_lab.launch, pae_lab.status, pae_lab.aggregate, pae_lab.tune; "
-            "print(sorted(m for m in ('submitit', 'pae_lab.job') if m in sys.modules))")
+    code = ("import sys, pae_lab.execution.launchers.base, pae_lab.plan.status, pae_lab.results.aggregate, pae_lab.tuning.driver; "
+            "print(sorted(m for m in ('submitit', 'pae_lab.execution.job') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert out.returncode == 0, out.stderr

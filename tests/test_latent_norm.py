@@ -3,7 +3,7 @@ from pathlib import Path
 
 import torch
 
-from pae_lab.latent_norm import LatentNorm
+from pae_lab.models.latent_norm import LatentNorm
 
 
 def test_fit_normalises_each_channel() -> None:

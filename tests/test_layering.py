@@ -68,7 +68,7 @@ def test_the_cycle_check_sees_function_level_imports(tmp_path: Path) -> None:
 
 def test_schema_is_a_leaf_that_loads_without_torch() -> None:
     """Validating a study (schema + loading) must not import torch, sklearn or scipy."""
-    code = ("import sys, pae_lab.schema, pae_lab.loading, pae_lab.layout, pae_lab.graph, pae_lab.plan, pae_lab.status, pae_lab.catalog, pae_lab.registries; "
+    code = ("import sys, pae_lab.config.schema, pae_lab.config.loading, pae_lab.plan.layout, pae_lab.plan.graph, pae_lab.plan.runs, pae_lab.plan.status, pae_lab.catalog, pae_lab.config.registries; "
             "print(sorted(m for m in ('torch', 'sklearn', 'scipy', 'submitit', 'mlflow') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
@@ -91,14 +91,14 @@ def test_catalog_declarations_match_what_the_modules_register() -> None:
     """Every declared built-in is registered by the module it names, and what a listing shows from
     the declaration (a variant's resolved weights, a regularizer's default weight) is what resolving gives."""
     from pae_lab.catalog import REGULARIZERS, VARIANTS
-    from pae_lab.registries import all_registries
+    from pae_lab.config.registries import all_registries
 
     for kind, registry in all_registries().items():
         for name in registry.names():
             assert registry.get(name) is not None, (kind, name)
     # and the reverse, in a process without the tests' plugins: every built-in is declared
     code = ("import json, analysis.panel, pae_lab.data, pae_lab.generation, pae_lab.losses, pae_lab.priors, pae_lab.variants; "
-            "from pae_lab.registries import all_registries; "
+            "from pae_lab.config.registries import all_registries; "
             "print(json.dumps({k: [n for n in r.order() if n not in r._declared] for k, r in all_registries().items() "
             "if k not in ('launchers', 'architectures')}))")  # light modules register these: no declarations needed
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout

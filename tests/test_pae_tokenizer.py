@@ -8,10 +8,10 @@ import torch
 from pydantic import Field, ValidationError
 
 from pae_lab.architectures import ARCHITECTURES, ArchitectureConfig, build_tokenizer, register_architecture, validate_tokenizer
-from pae_lab.schema import StudyConfig
+from pae_lab.config.schema import StudyConfig
 from pae_lab.models.pae import PAETokenizer
 from pae_lab.models.tokenizer import Tokenizer
-from pae_lab.tokenizer_configs import PAEConfig
+from pae_lab.config.tokenizers import PAEConfig
 
 SMALL = {"name": "pae", "latent_channels": 4, "downsample": 4, "dam_depth": 1, "dam_width": 16, "compressor_width": 16,
          "decoder_width": 16, "decoder_depth": 1, "heads": 2, "vfm": {"name": "effnet_lite0", "params": {"input_resolution": 64}}}

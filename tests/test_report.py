@@ -1,7 +1,7 @@
 """The study report: executed over a synthetic study directory, plus its pure parts on known answers."""
 from __future__ import annotations
 
-from pae_lab.layout import RunLayout
+from pae_lab.plan.layout import RunLayout
 
 import json
 from pathlib import Path
@@ -16,8 +16,8 @@ from scipy import stats
 from analysis import plots
 from analysis.factorial import factorial_effects, find_design
 from analysis.paper import ABLATION_VARIANTS
-from pae_lab import report
-from pae_lab.report import (
+from pae_lab.results import report
+from pae_lab.results.report import (
     ReportError,
     best_trials,
     build_report,

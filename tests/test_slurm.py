@@ -147,8 +147,8 @@ def test_requeued_task_resumes_from_its_checkpoint_bit_exactly(slurm_cluster, re
 def test_two_tasks_per_node_form_one_process_group(slurm_cluster, tmp_path, monkeypatch) -> None:
     """`slurm.tasks_per_node: 2` reaches sbatch, and the two tasks find each other from submitit's environment."""
     from ddp_probe import probe
-    from pae_lab.launch import SlurmLauncher
-    from pae_lab.schema import LauncherConfig
+    from pae_lab.execution.launchers.base import SlurmLauncher
+    from pae_lab.config.schema import LauncherConfig
 
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
     cfg = LauncherConfig.model_validate({**SLURM, "slurm": {**SLURM["slurm"], "nodes": 1, "tasks_per_node": 2}})

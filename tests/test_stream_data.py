@@ -8,11 +8,11 @@ import pytest
 import torch
 from PIL import Image
 
-from pae_lab.schema import StudyConfig
+from pae_lab.config.schema import StudyConfig
 from pae_lab.data.diskarray import DiskArray
 from pae_lab.data.splits import DiskSplit, write_split
 from pae_lab.data.stream import FolderImages, describe_folder, scan_imagefolder, stream_loader
-from pae_lab.graph import STAGES
+from pae_lab.plan.graph import STAGES
 from pae_lab.stages.execute import run_stage
 
 

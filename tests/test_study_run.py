@@ -15,9 +15,9 @@ import pytest
 from rich.console import Console
 
 from conftest import TINY
-from pae_lab.schema import StudyConfig
+from pae_lab.config.schema import StudyConfig
 from pae_lab.fsutil import read_json
-from pae_lab.study import Driver
+from pae_lab.execution.driver import Driver
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -99,7 +99,7 @@ def test_rerun_with_nothing_to_do_stops_before_mlflow(finished, tmp_path: Path) 
     MLflow, pandas or torch; any changed input (here the training steps) takes the driver's path."""
     import yaml
 
-    from pae_lab.settled import is_settled
+    from pae_lab.plan.settled import is_settled
 
     study, _ = finished
     assert is_settled(study)

@@ -14,11 +14,11 @@ from rich.console import Console
 
 from conftest import TINY
 from pae_lab.fsutil import read_json
-from pae_lab.layout import RunLayout
-from pae_lab.loading import load_study
-from pae_lab.study import Driver
-from pae_lab.sync import identity, mirror_points, missing_points, replay, sync_study
-from pae_lab.tracking import RunLogger, StudyTracker, client
+from pae_lab.plan.layout import RunLayout
+from pae_lab.config.loading import load_study
+from pae_lab.execution.driver import Driver
+from pae_lab.tracking.sync import identity, mirror_points, missing_points, replay, sync_study
+from pae_lab.tracking.store import RunLogger, StudyTracker, client
 from tracking_fixture import TrackingServer, free_port, postgres_missing
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,7 +45,7 @@ def study_file(tmp: Path, name: str, uri: str, **overrides) -> Path:
 def tuned(server, tmp_path_factory):
     """A search whose two trials run at once as local jobs, logging to the server; Optuna's storage is
     the same PostgreSQL."""
-    from pae_lab.tune import TuneDriver
+    from pae_lab.tuning.driver import TuneDriver
 
     search = {"params": {"regularizers.ssr.weight": {"type": "float", "low": 0.0, "high": 1.0}},
               "parallel": 2, "n_trials": 2, "storage": f"{server.pg_uri}/optuna", "sampler": {"name": "random", "seed": 1}}
@@ -101,8 +101,8 @@ def test_optuna_rdb_storage_on_postgres_held_two_parallel_trials(server, tuned) 
 
 def job_span(run_dir: Path) -> tuple[float, float]:
     """(first stage started, last stage done) of a run, from its stage files."""
-    from pae_lab.layout import STAGE_DONE, STAGE_STARTED
-    from pae_lab.plan import run_stage_names
+    from pae_lab.plan.layout import STAGE_DONE, STAGE_STARTED
+    from pae_lab.plan.runs import run_stage_names
 
     folders = [RunLayout(run_dir).stage(name) for name in run_stage_names()]
     return (min(read_json(f / STAGE_STARTED)["started"] for f in folders),
@@ -179,7 +179,7 @@ def test_server_needs_an_http_tracking_uri(tmp_path, uri, expect) -> None:
 
 @pytest.mark.timeout(60)
 def test_run_stops_at_once_when_the_server_does_not_answer(tmp_path) -> None:
-    from pae_lab.errors import StudyError
+    from pae_lab.config.errors import StudyError
 
     study = load_study(study_file(tmp_path, "down", f"http://127.0.0.1:{free_port()}"))
     with pytest.raises(StudyError, match=r"tracking.uri: http://127.0.0.1:\d+ does not answer"):

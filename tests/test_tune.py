@@ -13,15 +13,15 @@ import yaml
 from rich.console import Console
 
 from conftest import TINY
-from pae_lab.schema import StudyConfig
-from pae_lab.loading import StudyError, load_study
+from pae_lab.config.schema import StudyConfig
+from pae_lab.config.loading import StudyError, load_study
 from pae_lab.fsutil import read_json
-from pae_lab.tune import TuneDriver, dashboard_command
+from pae_lab.tuning.driver import TuneDriver, dashboard_command
 from pae_lab.tuning.algorithms import PRUNERS
 from pae_lab.tuning.apply import TrialConfigError, check_search, default_values, trial_study
 from pae_lab.tuning.objectives import read_intermediate
 from pae_lab.tuning.outputs import write_search_outputs
-from pae_lab.tuning.space import SearchConfig
+from pae_lab.config.search import SearchConfig
 
 QUIET = Console(quiet=True)
 WEIGHTS = {"regularizers.ssr.weight": {"type": "float", "low": 0.0, "high": 1.0},
@@ -141,7 +141,7 @@ def test_trial_study_writes_values_into_the_base_variant_and_the_config(tmp_path
     assert variant["regularizers"]["scr"]["weight"] == 0.5 and variant["regularizers"]["mcr"]["medium_deg"] == 30
     assert trial.training.lr == 1e-3 and study.training.lr != 1e-3  # a copy: the study itself is untouched
     assert trial.search is None  # jobs re-validate their config: no sampler or pruner plugin needed there
-    from pae_lab.plan import expand
+    from pae_lab.plan.runs import expand
 
     (run,) = expand(trial)
     assert set(run.regularizers) == {"mcr", "scr"}  # weight 0 removes ssr, as in any variant spec
@@ -312,7 +312,7 @@ def test_a_job_that_died_is_marked_fail_not_left_running(tmp_path: Path, searche
     def killed(run_json, threads=None):
         raise MemoryError("killed by the OOM killer")
 
-    monkeypatch.setattr("pae_lab.job.execute_run", killed)  # the inline launcher's job process dies
+    monkeypatch.setattr("pae_lab.execution.job.execute_run", killed)  # the inline launcher's job process dies
     study = StudyConfig.model_validate(tiny(tmp_path, {"params": WEIGHTS, "n_trials": 1}))
     reuse_shared(searched[0], study)
     outcome = TuneDriver(study, QUIET).run()

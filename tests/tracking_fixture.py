@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from pae_lab.tracking_server import wait_healthy
+from pae_lab.tracking.server import wait_healthy
 
 ROOT = Path(__file__).resolve().parents[1]
 POSTGRES = ROOT / "scripts" / "postgres.sh"

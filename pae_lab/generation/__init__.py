@@ -1,5 +1,5 @@
 """Latent generation: the flow-matching objective and the ODE samplers that invert it."""
-from pae_lab.schema import SamplerConfig
+from pae_lab.config.schema import SamplerConfig
 from pae_lab.generation.flow import TIME_SAMPLING, flow_matching_loss, interpolate
 from pae_lab.generation.samplers import (
     SAMPLERS,

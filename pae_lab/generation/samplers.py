@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from pae_lab.catalog import SAMPLERS
-from pae_lab.schema import SamplerConfig
+from pae_lab.config.schema import SamplerConfig
 
 VelocityFn = Callable[[torch.Tensor, float], torch.Tensor]
 StepFn = Callable[[VelocityFn, torch.Tensor, float, float], torch.Tensor]

@@ -23,7 +23,7 @@ from torch import nn
 
 from pae_lab.models.tokenizer import TokenizerBase
 from pae_lab.catalog import ADAPTERS
-from pae_lab.tokenizer_configs import ExternalConfig
+from pae_lab.config.tokenizers import ExternalConfig
 
 
 Adapter = Callable[[ExternalConfig], nn.Module]

@@ -25,7 +25,7 @@ from torch import nn
 
 from pae_lab.models.tokenizer import TokenizerBase, conv_decoder, rms_normalize
 from pae_lab.priors import build_prior
-from pae_lab.tokenizer_configs import PAEConfig, TokenizerConfig
+from pae_lab.config.tokenizers import PAEConfig, TokenizerConfig
 
 
 def _zero_linear(cin: int, cout: int) -> nn.Linear:

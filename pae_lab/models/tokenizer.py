@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from pae_lab.architectures import ArchitectureConfig
-from pae_lab.tokenizer_configs import TokenizerConfig
+from pae_lab.config.tokenizers import TokenizerConfig
 
 
 def _group_norm(channels: int, groups: int) -> nn.Module:

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from pae_lab.fsutil import read_json, write_json
-from pae_lab.layout import STAGE_DONE, STAGE_STARTED
+from pae_lab.plan.layout import STAGE_DONE, STAGE_STARTED
 
 if TYPE_CHECKING:
-    from pae_lab.distributed import Dist
+    from pae_lab.stages.distributed import Dist
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """What a stage gets: its study config, device, logger, progress writer and the folders it reads.
 
-The graph (`pae_lab.graph`) decides which folders those are; a stage asks `ctx.input(name)` and
+The graph (`pae_lab.plan.graph`) decides which folders those are; a stage asks `ctx.input(name)` and
 is refused any stage it did not declare in `reads`. Shared stages get `spec=None`.
 """
 from __future__ import annotations
@@ -12,12 +12,12 @@ import torch
 
 from pae_lab.data.diskarray import DiskArray
 from pae_lab.data.splits import DiskSplit
-from pae_lab.distributed import SINGLE, Dist
-from pae_lab.layout import RunLayout, StudyLayout
-from pae_lab.plan import RunSpec
-from pae_lab.progress import ProgressWriter
-from pae_lab.schema import StudyConfig
-from pae_lab.tracking import RunLogger
+from pae_lab.stages.distributed import SINGLE, Dist
+from pae_lab.plan.layout import RunLayout, StudyLayout
+from pae_lab.plan.runs import RunSpec
+from pae_lab.plan.progress import ProgressWriter
+from pae_lab.config.schema import StudyConfig
+from pae_lab.tracking.store import RunLogger
 
 
 @dataclass
@@ -30,7 +30,7 @@ class StageContext:
     logger: RunLogger | None = None
     progress: ProgressWriter | None = None
     spec: RunSpec | None = None
-    dist: Dist = SINGLE  # this process's rank when the job runs several (pae_lab.distributed)
+    dist: Dist = SINGLE  # this process's rank when the job runs several (pae_lab.stages.distributed)
     _cache: dict = field(default_factory=dict)
 
     @property
@@ -49,7 +49,7 @@ class StageContext:
             return self.inputs[stage]
         except KeyError:
             raise KeyError(f"stage {self.stage!r} does not read {stage!r}: add it to the stage's `reads` "
-                           f"in pae_lab/graph.py (it reads {', '.join(self.inputs) or 'nothing'})") from None
+                           f"in pae_lab/plan/graph.py (it reads {', '.join(self.inputs) or 'nothing'})") from None
 
     def split(self, name: str) -> DiskSplit:
         """A data split, opened once per job; its images stay on disk and are read batch by batch."""

@@ -8,18 +8,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pae_lab.graph import Stage
-from pae_lab.layout import StudyLayout
+from pae_lab.plan.graph import Stage
+from pae_lab.plan.layout import StudyLayout
 from pae_lab.stages.cache import StageResult, run_cached
 
 if TYPE_CHECKING:
     import torch
 
-    from pae_lab.distributed import Dist
-    from pae_lab.plan import RunSpec
-    from pae_lab.progress import ProgressWriter
-    from pae_lab.schema import StudyConfig
-    from pae_lab.tracking import RunLogger
+    from pae_lab.stages.distributed import Dist
+    from pae_lab.plan.runs import RunSpec
+    from pae_lab.plan.progress import ProgressWriter
+    from pae_lab.config.schema import StudyConfig
+    from pae_lab.tracking.store import RunLogger
 
 
 def run_stage(stage: Stage, study: "StudyConfig", folders: dict[str, Path], digest: str, *,
@@ -33,9 +33,9 @@ def run_stage(stage: Stage, study: "StudyConfig", folders: dict[str, Path], dige
     """
 
     def work(out: Path) -> dict:
-        from pae_lab.distributed import SINGLE
+        from pae_lab.stages.distributed import SINGLE
         from pae_lab.stages.context import StageContext
-        from pae_lab.training import resolve_device
+        from pae_lab.stages.training import resolve_device
 
         root = Path(spec.study_dir) if spec is not None else study.study_dir()
         ctx = StageContext(stage.name, study, {r: Path(folders[r]) for r in stage.reads}, StudyLayout(root),

@@ -20,14 +20,14 @@ from analysis.fidelity import fd_kd_named, fidelity_columns
 from pae_lab.fsutil import read_json, write_json
 from pae_lab.generation.flow import validation_loss
 from pae_lab.generation.samplers import generate_latents
-from pae_lab.images import save_grid, to_uint8
-from pae_lab.latent_norm import LatentNorm
+from pae_lab.data.images import save_grid, to_uint8
+from pae_lab.models.latent_norm import LatentNorm
 from pae_lab.stages.context import StageContext
 from pae_lab.stages.generator import ema_path
 from pae_lab.stages.manifold import reconstruct
 from pae_lab.stages.reference import REFERENCE_FEATURES, fd_n, features, fidelity_protocol, load_features
 from pae_lab.stages.tokenizer import load_tokenizer
-from pae_lab.training import batched
+from pae_lab.stages.training import batched
 
 
 def decode_all(tokenizer, norm: LatentNorm, latents: torch.Tensor, device: torch.device, batch: int) -> torch.Tensor:

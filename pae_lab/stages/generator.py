@@ -9,10 +9,10 @@ import torch
 from pae_lab.data.diskarray import DiskArray
 from pae_lab.fsutil import save_torch, write_json
 from pae_lab.generation.flow import draw_path, flow_matching_loss
-from pae_lab.latent_norm import LatentNorm
+from pae_lab.models.latent_norm import LatentNorm
 from pae_lab.models.ema import EMA
 from pae_lab.stages.context import StageContext
-from pae_lab.training import TrainLoop, autocast, grad_norm
+from pae_lab.stages.training import TrainLoop, autocast, grad_norm
 
 
 def ema_path(stage_dir: Path, step: int) -> Path:

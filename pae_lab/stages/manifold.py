@@ -10,12 +10,12 @@ import torch
 from analysis.fidelity import fd_kd_named, fidelity_columns
 from analysis.panel import compute_panel
 from pae_lab.fsutil import write_json
-from pae_lab.images import latent_pca_rgb, save_grid, to_uint8
+from pae_lab.data.images import latent_pca_rgb, save_grid, to_uint8
 from pae_lab.losses.perceptual import build_perceptual
 from pae_lab.stages.context import StageContext
 from pae_lab.stages.reference import HELDOUT_FEATURES, REFERENCE_FEATURES, fd_n, features, fidelity_protocol, load_features
 from pae_lab.stages.tokenizer import encode_all, load_tokenizer
-from pae_lab.training import batched
+from pae_lab.stages.training import batched
 
 
 def flatten_results(results: dict[str, Any]) -> dict[str, float]:

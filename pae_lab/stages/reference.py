@@ -18,7 +18,7 @@ import torch
 from analysis.fidelity import extract_features, fd_kd_named, fidelity_columns, shared_network_warning
 from analysis.teacher import TEACHER_FILE, pooled_pixels, teacher_ceiling
 from pae_lab.fsutil import save_npy, write_json
-from pae_lab.schema import StudyConfig
+from pae_lab.config.schema import StudyConfig
 from pae_lab.stages.context import StageContext
 
 REFERENCE_FEATURES = "features_reference.npy"

@@ -1,7 +1,7 @@
 """Stages shared by every run of a study: the data, the frozen prior features, the refined prior.
 
 The refined prior trains data-parallel when the shared stages run as a job of several processes
-(pae_lab.shared_job); the data and prior stages run on rank 0 alone."""
+(pae_lab.execution.shared_job); the data and prior stages run on rank 0 alone."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,7 +18,7 @@ from pae_lab.fsutil import save_npy, save_torch
 from pae_lab.models.refiner import Refiner, channel_stats, refine_loss
 from pae_lab.priors import build_prior, cache_features
 from pae_lab.stages.context import StageContext, split_file
-from pae_lab.training import TrainLoop
+from pae_lab.stages.training import TrainLoop
 
 SPLITS = ("train", "val")
 

@@ -10,14 +10,14 @@ from torch import nn
 
 from pae_lab.data.diskarray import DiskArray, NpyWriter
 from pae_lab.fsutil import save_torch
-from pae_lab.images import save_grid, side_by_side
-from pae_lab.latent_norm import LatentNorm
+from pae_lab.data.images import save_grid, side_by_side
+from pae_lab.models.latent_norm import LatentNorm
 from pae_lab.losses.perceptual import build_perceptual
 from pae_lab.losses.reconstruction import reconstruction_loss
 from pae_lab.losses.regularizers import RegContext
 from pae_lab.architectures import architecture, build_tokenizer
 from pae_lab.stages.context import StageContext
-from pae_lab.training import TrainLoop, autocast, batched, grad_norm
+from pae_lab.stages.training import TrainLoop, autocast, batched, grad_norm
 from pae_lab.variants import Variant
 
 MODEL_FILE = "model.pt"

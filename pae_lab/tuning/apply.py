@@ -11,11 +11,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from pae_lab.schema import StudyConfig
-from pae_lab.loading import StudyError, set_dotted
+from pae_lab.config.schema import StudyConfig
+from pae_lab.config.loading import StudyError, set_dotted
 from pae_lab.tuning.objectives import aliases
 from pae_lab.registry import RegistryError
-from pae_lab.tuning.space import ParamSpec, SearchConfig
+from pae_lab.config.search import ParamSpec, SearchConfig
 from pae_lab.variants import Variant, resolve_variant
 
 REGULARIZERS_ROOT = "regularizers"

@@ -13,10 +13,10 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from pae_lab.aggregate import target_columns
-from pae_lab.schema import StudyConfig
-from pae_lab.tracking import iter_jsonl, mirror_path
-from pae_lab.tuning.space import ObjectiveSpec
+from pae_lab.results.aggregate import target_columns
+from pae_lab.config.schema import StudyConfig
+from pae_lab.tracking.store import iter_jsonl, mirror_path
+from pae_lab.config.search import ObjectiveSpec
 
 INTERMEDIATE_STAGES = ("tokenizer", "generator", "generation")
 

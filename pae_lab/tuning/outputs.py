@@ -13,9 +13,9 @@ from typing import Any
 
 import pandas as pd
 
-from pae_lab.aggregate import write_csv
+from pae_lab.results.aggregate import write_csv
 from pae_lab.fsutil import write_json
-from pae_lab.tuning.space import SearchConfig
+from pae_lab.config.search import SearchConfig
 
 MIN_IMPORTANCE_TRIALS = 3  # fANOVA on fewer completed trials says nothing (and Optuna refuses one)
 

@@ -1,0 +1,298 @@
+"""The study schema: one pydantic model per concern, defaults that run on a laptop CPU.
+
+Only the shape of a study lives here (types, ranges, unknown keys); reading files, plugins and
+registry names are `pae_lab.config.loading` and `pae_lab.config.preflight`. Fields marked `identity=False`
+cannot change a result, so no stage hash includes them (see `pae_lab.plan.graph`).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from analysis.panel_config import PanelConfig
+from pae_lab.architectures import TokenizerSpec
+from pae_lab.config.tokenizers import TokenizerConfig
+from pae_lab.config.search import SearchConfig
+
+if TYPE_CHECKING:
+    from pae_lab.models.generator import LatentDiT
+
+NO_IDENTITY = {"identity": False}  # json_schema_extra of a field that cannot change a result
+
+
+class SamplerConfig(BaseModel):
+    """The `evaluation.sampler:` block: every sampler detail that moves gFID, stored with the metric."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: str = Field("euler", description="ODE solver, a registered sampler (`pae-lab registry samplers`; "
+                        "('euler': 1 model call per step, 'heun': 2).")
+    steps: int = Field(50, ge=1, description="Solver steps from noise (t=0) to data (t=1).")
+    cfg_scale: float = Field(1.0, ge=0, description="Classifier-free guidance scale; 1 means no guidance "
+                             "(one conditional forward per evaluation).")
+    cfg_interval: tuple[float, float] = Field((0.0, 1.0), description="Guidance applies only for t in "
+                                              "[lo, hi] (t=0 noise, t=1 data), as in guidance-interval papers.")
+    time_shift: float = Field(1.0, gt=0, description="SD3-style shift of the time grid; >1 puts more steps "
+                              "near the noise end, 1 is uniform.")
+    batch_size: int = Field(256, ge=1, description="Latents per model batch in generate_latents (memory "
+                            "only: the noise is drawn for the whole set first, so results do not depend on it).",
+                            json_schema_extra={"identity": False})
+    seed: int = Field(0, description="Seed for the starting noise and the class-balanced labels.")
+
+    @field_validator("cfg_interval")
+    @classmethod
+    def _ordered(cls, v: tuple[float, float]) -> tuple[float, float]:
+        lo, hi = v
+        if not 0.0 <= lo <= hi <= 1.0:
+            raise ValueError(f"cfg_interval must satisfy 0 <= lo <= hi <= 1, got {v}")
+        return v
+
+    def sample_kwargs(self) -> dict:
+        """The keyword arguments of `sample` this config fixes."""
+        return self.model_dump(include={"method", "steps", "cfg_scale", "cfg_interval", "time_shift"})
+
+
+class GeneratorConfig(BaseModel):
+    """The `generator:` block of a study: model size, optimiser and schedule of the proxy DiT.
+
+    Defaults are sized for a 2-core CPU: a few hundred steps on an 8x8x16 latent in a minute or two.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    width: int = Field(128, gt=0, description="Transformer width (token channels); divisible by 4 and by heads.")
+    depth: int = Field(4, gt=0, description="Number of adaLN-Zero DiT blocks.")
+    heads: int = Field(4, gt=0, description="Attention heads per block.")
+    patch: int = Field(1, gt=0, description="Latent patch size per token; must divide the latent grid.")
+    mlp_ratio: float = Field(4.0, gt=0, description="MLP hidden width as a multiple of width.")
+    class_dropout: float = Field(0.1, ge=0, le=1, description="Probability of replacing a label by the null "
+                                 "label during training; what makes classifier-free guidance possible.")
+    steps: int = Field(300, gt=0, description="Optimiser steps of generator training.")
+    batch_size: int = Field(64, gt=0, description="Latents per training step.")
+    lr: float = Field(5e-4, gt=0, description="AdamW peak learning rate (after warmup).")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    betas: tuple[float, float] = Field((0.9, 0.99), description="AdamW betas.")
+    warmup: int = Field(20, ge=0, description="Linear learning-rate warmup steps; constant afterwards.")
+    grad_clip: float | None = Field(1.0, gt=0, description="Clip the global gradient norm to this value; "
+                                    "null disables clipping.")
+    ema_decay: float = Field(0.995, ge=0, le=1, description="EMA decay of the weights used for sampling "
+                             "(with the EMA's warmup, see pae_lab.models.ema.EMA).")
+    time_sampling: Literal["uniform", "logit_normal"] = Field(
+        "logit_normal", description="Distribution of the flow time t in training: uniform on [0, 1] or "
+        "sigmoid(N(logit_mean, logit_std)) (SD3 / LightningDiT), which concentrates on mid t.")
+    logit_mean: float = Field(0.0, description="Mean of the logit-normal time distribution.")
+    logit_std: float = Field(1.0, gt=0, description="Std of the logit-normal time distribution.")
+    eval_at: list[int] = Field(default_factory=list, description="Training steps at which gFID is "
+                               "evaluated (on the EMA weights); the final step is always evaluated.")
+
+    @model_validator(mode="after")
+    def _check(self) -> "GeneratorConfig":
+        if self.width % self.heads or self.width % 4:
+            raise ValueError(f"width {self.width} must be divisible by heads ({self.heads}) and by 4")
+        bad = [s for s in self.eval_at if not 0 < s <= self.steps]
+        if bad:
+            raise ValueError(f"eval_at steps {bad} lie outside 1..steps ({self.steps})")
+        return self
+
+    def eval_schedule(self) -> list[int]:
+        """Sorted steps at which to evaluate gFID, ending with the final step."""
+        return sorted(set(self.eval_at) | {self.steps})
+
+    def build(self, in_channels: int, grid: int, num_classes: int) -> "LatentDiT":
+        """The model this config describes, for latents [B, in_channels, grid, grid]."""
+        from pae_lab.models.generator import LatentDiT
+
+        return LatentDiT(in_channels, grid, patch=self.patch, width=self.width, depth=self.depth,
+                         heads=self.heads, mlp_ratio=self.mlp_ratio, num_classes=num_classes,
+                         class_dropout=self.class_dropout)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class DataConfig(Strict):
+    """The images every run trains and is measured on."""
+
+    name: str = Field("scenes", description="Dataset registry entry (`pae-lab registry datasets`).")
+    resolution: int = Field(32, ge=8, description="Image side in pixels; divisible by tokenizer.downsample.")
+    train_size: int = Field(2048, ge=16, description="Training images (tokenizer, prior, generator).")
+    val_size: int = Field(256, ge=16, description="Held-out images for the manifold metrics and rFID.")
+    seed: int = Field(0, ge=0, description="Seed of the dataset itself (procedural data, subsets).")
+    params: dict[str, Any] = Field(default_factory=dict, description="Extra keyword arguments of the dataset factory.")
+    workers: int = Field(2, ge=0, description="DataLoader workers decoding a streamed dataset (imagefolder) while it is "
+                         "written (the order is fixed, so results do not depend on it).", json_schema_extra=NO_IDENTITY)
+
+
+class PriorConfig(Strict):
+    """The frozen vision foundation model whose features the regularizers align to."""
+
+    name: str = Field("effnet_lite0", description="Prior (frozen VFM) registry entry.")
+    params: dict[str, Any] = Field(default_factory=dict, description="Extra keyword arguments, e.g. timm `model` and `weights`.")
+    batch_size: int = Field(64, ge=1, description="Batch size for the one-off feature extraction.")
+
+
+class RefineConfig(Strict):
+    """The refined prior: a projector to the latent width trained with a Gram loss."""
+
+    enabled: bool = Field(True, description="False: targets are a PCA projection of the raw VFM features.")
+    steps: int = Field(300, ge=0, description="Training steps of projector + deprojector.")
+    batch_size: int = Field(64, ge=1, description="Feature maps per step.")
+    lr: float = Field(1e-3, gt=0, description="AdamW learning rate.")
+    depth: int = Field(2, ge=1, description="Deprojector transformer layers.")
+    standardize: bool = Field(True, description="Standardise every VFM channel (train mean / std) before refining, so the "
+                              "MSE term is O(1) and the Gram term acts too (raw features: ~10^4 : 1).")
+    l_rep: float = Field(1.0, ge=0, description="Weight of the feature-reconstruction term.")
+    l_gram: float = Field(1.0, ge=0, description="Weight of the Gram term against the low-pass target.")
+    lowpass: float = Field(0.4, ge=0, description="Low-pass strength of the Gram target.")
+    seed: int = Field(0, ge=0, description="Seed of the refiner (shared by every run).")
+
+
+class PerceptualConfig(Strict):
+    """The perceptual distance: LPIPS needs local weights; the default is the embedded prior's feature distance."""
+
+    name: str = Field("effnet_lite0", description="Perceptual distance registry entry (`lpips` needs local weights).")
+    weight: float = Field(1.0, ge=0, description="Weight in the reconstruction loss.")
+    params: dict[str, Any] = Field(default_factory=dict, description="Extra keyword arguments of the distance.")
+
+
+class TrainingConfig(Strict):
+    """How each tokenizer variant is trained."""
+
+    steps: int = Field(400, ge=1, description="Optimiser steps per tokenizer.")
+    batch_size: int = Field(64, ge=1, description="Images per step.")
+    lr: float = Field(2e-4, gt=0, description="AdamW learning rate (tokenizer and trainable regularizer heads).")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    grad_clip: float = Field(1.0, gt=0, description="Global gradient-norm clip.")
+    regularizer_warmup: int = Field(0, ge=0, description="Steps over which every regularizer weight ramps linearly from 0 "
+                                    "to its value: lets the decoder learn to reconstruct before invariance terms such as "
+                                    "MCR can pull it to a constant output. 0 = full weights from step 0 (the paper).")
+    l1_weight: float = Field(1.0, ge=0, description="Weight of the L1 reconstruction term.")
+    perceptual: PerceptualConfig = Field(default_factory=PerceptualConfig, description="Perceptual term of the reconstruction loss (also the LPC distance).")
+    log_every: int = Field(10, ge=1, description="Steps between logged metrics.", json_schema_extra=NO_IDENTITY)
+    checkpoint_every: int = Field(50, ge=1, description="Steps between resumable checkpoints (resume is exact, so results do not depend on it).", json_schema_extra=NO_IDENTITY)
+
+
+class EvaluationConfig(Strict):
+    """The gFID / rFID protocol, fixed per study and stored beside every value."""
+
+    num_samples: int = Field(1024, ge=16, description="Generated images per gFID evaluation; also the N of every other FD/KD "
+                             "of the study (reference set, reconstructions, held-out reals): compare at equal N only.")
+    extractor: Literal["auto", "inception", "effnet-lite0", "effnet-lite0-96"] = Field(
+        "auto", description="auto: Inception when `inception_weights` is set or the file is in the torch hub cache, else the embedded "
+        "EfficientNet-Lite0 (named fd_effnet_lite0); effnet-lite0-96: the same network on 96 px resizes, ~10x cheaper on a CPU.")
+    correlation_target: Literal["gfd", "gkd", "lfd", "lkd", "val_loss"] = Field(
+        "lfd", description="What correlations and the report's summary read as generation quality: gfd / gkd (generated vs real: "
+        "learnability plus decoder blur), lfd / lkd (generated vs the tokenizer's own reconstructions: learnability alone), "
+        "val_loss (the generator's held-out flow-matching loss).")
+    kid_subsets: int = Field(100, ge=1, description="KD subsets (torch-fidelity's kid_subsets).")
+    val_loss_t: list[float] = Field(default_factory=lambda: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
+                                    min_length=1, description="Fixed t-grid of the held-out flow-matching loss (t = 1 is data).")
+    val_loss_images: int = Field(256, ge=1, description="Held-out latents the validation loss averages over (first n of val).")
+    inception_weights: str | None = Field(None, description="Local path of torch-fidelity's Inception weights (pt_inception-2015-12-05).")
+    sampler: SamplerConfig = Field(default_factory=SamplerConfig, description="How samples are drawn for gFID.")
+    batch_size: int = Field(256, ge=1, description="Decoding batch size (memory only).", json_schema_extra=NO_IDENTITY)
+
+
+class SlurmConfig(Strict):
+    """SLURM settings of the `slurm` launcher (submitit job arrays)."""
+
+    partition: str | None = Field(None, description="SLURM partition.")
+    account: str | None = Field(None, description="SLURM account.")
+    qos: str | None = Field(None, description="SLURM QOS.")
+    gpus_per_node: int = Field(1, ge=0, description="GPUs per node of a job.")
+    nodes: int = Field(1, ge=1, description="Nodes per job; with tasks_per_node, the processes of one data-parallel job.")
+    tasks_per_node: int | None = Field(None, ge=1, description="Processes per node (one per GPU); default: gpus_per_node, "
+                                       "or 1 on a CPU cluster.")
+    cpus_per_task: int = Field(8, ge=1, description="CPU cores per process (also its torch threads).")
+    mem_gb: int = Field(32, ge=1, description="Memory per job in GB.")
+    timeout_min: int = Field(240, ge=3, description="Checkpointable jobs are requeued on timeout (>= 3: submitit signals 90 s early).")
+    max_num_timeout: int = Field(3, ge=0, description="Requeues on timeout before giving up.")
+    array_parallelism: int = Field(64, ge=1, description="Array jobs running at once (slurm_array_parallelism).")
+    additional_parameters: dict[str, Any] = Field(default_factory=dict, description="Extra sbatch options, e.g. {constraint: a100}.")
+    lost_after_s: int = Field(600, ge=1, description="A job the SLURM controller no longer knows (or that scontrol cannot "
+                              "answer for), with no result, is recorded as failed after this many seconds.")
+
+    def tasks(self) -> int:
+        """Processes per node: one per GPU unless given."""
+        return self.tasks_per_node or max(self.gpus_per_node, 1)
+
+
+class LauncherConfig(Strict):
+    """Where the runs execute."""
+
+    name: str = Field("inline", description="Launcher registry entry: inline (this process), local (submitit "
+                      "subprocesses) or slurm (submitit job arrays).")
+    max_parallel: int = Field(1, ge=1, description="Runs in flight at once (local).")
+    threads_per_job: int | None = Field(None, ge=1, description="torch threads per job process; default: CPU cores / "
+                                          "(max_parallel x tasks_per_job).")
+    timeout_min: int = Field(120, ge=1, description="Wall-clock limit of one local job.")
+    tasks_per_job: int = Field(1, ge=1, description="Processes per local job: data-parallel training (gloo on the CPU, "
+                               "NCCL with one GPU each); the threads are split between them.")
+    mem_gb_per_job: float | None = Field(None, gt=0, description="Memory one local job may peak at; default: the largest "
+                                         "peak measured by earlier jobs of this study. Local jobs start only while one more fits.")
+    slurm: SlurmConfig = Field(default_factory=SlurmConfig, description="Used by the slurm launcher.")
+
+    def processes_per_job(self) -> int:
+        """How many processes train one run together (1: no torch.distributed; inline is always one)."""
+        return {"slurm": self.slurm.nodes * self.slurm.tasks(), "local": self.tasks_per_job}.get(self.name, 1)
+
+
+class TrackingConfig(Strict):
+    """MLflow: one parent run per study, one child run per (variant, seed)."""
+
+    uri: str | None = Field(None, description="MLflow tracking URI; default: sqlite:///<study dir>/mlflow.db. http(s):// works.")
+    experiment: str | None = Field(None, description="Experiment name; default: the study name.")
+    log_images: bool = Field(True, description="Log reconstruction and sample grids as images.")
+
+
+class StudyConfig(Strict):
+    name: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$", description="Study name: experiment, folder and report title.")
+    description: str = Field("", description="One line on what the study asks.")
+    output_dir: str | None = Field(None, description="Study folder; default outputs/<name> (relative to the working directory).")
+    seeds: list[Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: [0], min_length=1, description="Training seeds: every variant runs once per seed.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA (bf16 autocast, channels-last) when present, else CPU.")
+    plugins: list[str] = Field(default_factory=list, description="Python modules imported first: they register datasets, priors, regularizers, variants.")
+    data: DataConfig = Field(default_factory=DataConfig)
+    prior: PriorConfig = Field(default_factory=PriorConfig)
+    refine: RefineConfig = Field(default_factory=RefineConfig)
+    tokenizer: TokenizerSpec = Field(default_factory=TokenizerConfig, description="Tokenizer architecture: `name` picks conv, pae, external or a plugin's entry; the other keys are that architecture's.")
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    variants: list[str | dict[str, Any]] = Field(default_factory=lambda: ["baseline", "pae"], min_length=1, description="Registered variant names, or inline {name, base, regularizers: {reg: {weight, ...} | null}}.")
+    metrics: PanelConfig = Field(default_factory=PanelConfig)
+    generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    launcher: LauncherConfig = Field(default_factory=LauncherConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    search: SearchConfig | None = Field(None, description="Optuna search block (`pae-lab tune`, see pae_lab/config/search.py).")
+
+    @field_validator("seeds")
+    @classmethod
+    def _unique_seeds(cls, seeds: list[int]) -> list[int]:
+        if len(set(seeds)) != len(seeds):
+            raise ValueError("seeds must be unique")
+        return seeds
+
+    @model_validator(mode="after")
+    def _batches_split(self) -> "StudyConfig":
+        """Data-parallel steps give each process an equal slice of the global batch."""
+        n = self.launcher.processes_per_job()
+        sizes = (("refine.batch_size", self.refine.batch_size), ("training.batch_size", self.training.batch_size),
+                 ("generator.batch_size", self.generator.batch_size))
+        for key, size in sizes:
+            if size % n:
+                raise ValueError(f"{key}: {size} does not split over the {n} processes per job the launcher "
+                                 f"starts: use a multiple of {n}")
+        return self
+
+    @property
+    def latent_grid(self) -> int:
+        """Side of the latent token grid (and of the prior features aligned to it)."""
+        return self.data.resolution // self.tokenizer.downsample
+
+    def study_dir(self) -> Path:
+        return Path(self.output_dir or Path("outputs") / self.name).resolve()
+
+

@@ -1,0 +1,268 @@
+"""The driver: expand -> prepare tracking -> shared stages -> launch runs -> aggregate.
+
+The driver is the only process that creates MLflow runs and writes study-level files; jobs only
+write inside their own run folders and log into runs that already exist.
+"""
+from __future__ import annotations
+
+import importlib.metadata as md
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rich.console import Console
+
+from pae_lab import __version__
+from pae_lab.results.aggregate import aggregate
+from pae_lab.config.errors import StudyError
+from pae_lab.fsutil import atomic_write, read_json, write_json
+from pae_lab.plan.graph import identity_dump, ordered
+from pae_lab.plan.identity import content_hash
+from pae_lab.results.headline import headline_metrics
+from pae_lab.plan.layout import StudyLayout
+from pae_lab.tracking.view import (child_summary, log_changed, run_params, setup_experiment, share_view, study_metrics,
+                                 study_regularizers)
+from pae_lab.execution.monitor import RunMonitor
+from pae_lab.plan.runs import RunSpec, expand, run_stage_names, shared_plan
+from pae_lab.plan.progress import ProgressWriter, read_progress
+from pae_lab.config.schema import StudyConfig
+from pae_lab.plan.settled import mark_settled, run_finished
+from pae_lab.stages.cache import is_done
+from pae_lab.stages.execute import run_stage
+from pae_lab.tracking.store import PROBE_TIMEOUT_S, RunLogger, StudyTracker, answers, default_uri, flatten, is_server
+
+LIBRARIES = ("torch", "torchvision", "timm", "mlflow", "optuna", "submitit", "torch-fidelity", "scikit-learn",
+             "scipy", "numpy", "pandas", "pydantic")
+
+
+def library_versions() -> dict[str, str]:
+    out = {"pae-lab": __version__}
+    for name in LIBRARIES:
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            out[name] = "missing"
+    return out
+
+
+def code_version() -> str:
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        sha = ""
+    return f"{__version__}+{sha}" if sha else __version__
+
+
+def record_death(spec: RunSpec, outcome: dict[str, Any], launcher: str, uri: str) -> None:
+    """A job that died outside Python (signal, OOM, scancel, node loss, time limit) wrote nothing:
+    the driver records the failure for it, against the stage it was in, and closes its MLflow run."""
+    stages = run_stage_names()
+    progress = read_progress(spec.run_dir)
+    stage = progress.get("stage") if progress.get("stage") in stages else next(
+        (s for s in stages if not is_done(spec.stage_dir(s), spec.hashes[s])), stages[-1])
+    error = outcome.get("error") or "job ended without a result"
+    write_json(spec.layout.failed, {"stage": stage, "error": error, "launcher": launcher,
+                                    "killed": bool(outcome.get("killed")), "traceback": ""})
+    ProgressWriter(spec.run_dir).update(stage, progress.get("step", 0), progress.get("total", 1), status="failed",
+                                        force=True, error=error)
+    logger = RunLogger(spec.run_dir, uri, spec.mlflow_run_id)
+    logger.tags({"pae.failed_stage": stage, "pae.error": error[:5000]})
+    logger.finish("KILLED" if outcome.get("killed") else "FAILED")
+
+
+@dataclass
+class StudyOutcome:
+    runs: list[RunSpec]
+    launched: int
+    failed: list[str]
+    summary: dict[str, Any]
+
+
+class Driver:
+    def __init__(self, study: StudyConfig, console: Console | None = None):
+        self.study = study
+        self.console = console or Console()
+        self.layout = StudyLayout(study.study_dir())
+        self.uri = study.tracking.uri or default_uri(self.layout.root)
+        self.runs = expand(study)
+
+    @property
+    def parent_key(self) -> str:
+        """The study's MLflow parent run: one per configuration of the whole study."""
+        return f"study:{self.study.name}:{content_hash('study', sorted(r.identity for r in self.runs))}"
+
+    # -- preparation -------------------------------------------------------------------------
+    def tracker(self) -> StudyTracker:
+        if is_server(self.uri) and not answers(self.uri, PROBE_TIMEOUT_S):  # fail at once, not after MLflow's retries
+            raise StudyError(f"tracking.uri: {self.uri} does not answer: start the server (`pae-lab server "
+                             "<study.yaml>`) or fix the address")
+        return StudyTracker(self.uri, self.study.tracking.experiment or self.study.name, artifact_root=self.layout.root)
+
+    def prepare(self, force: bool = False) -> tuple[StudyTracker, str]:
+        root = self.layout.root
+        if force:
+            for path in (root / "shared", root / "runs"):
+                shutil.rmtree(path, ignore_errors=True)
+        root.mkdir(parents=True, exist_ok=True)
+        self.layout.settled.unlink(missing_ok=True)  # until this run has settled every status again
+        resolved = self.study.model_dump(mode="json")
+        atomic_write(self.layout.study_yaml, lambda p: p.write_text(yaml.safe_dump(resolved, sort_keys=False)))
+        tracker = self.tracker()
+        setup_experiment(tracker.client, tracker.experiment_id, self.study.description)
+        parent = self.ensure_parent(tracker)
+        tracker.set_status(parent, "RUNNING")
+        tracker.log_params(parent, flatten(resolved))
+        tracker.log_artifact(parent, self.layout.study_yaml)
+        return tracker, parent
+
+    def ensure_parent(self, tracker: StudyTracker, status: str = "RUNNING") -> str:
+        return tracker.ensure_run(self.parent_key, self.study.name,
+                                  {"pae.kind": "study", "pae.code_version": code_version()}, status=status)
+
+    def register_runs(self, tracker: StudyTracker, parent: str, runs: list[RunSpec] | None = None) -> None:
+        """One MLflow child run per run *configuration*: a changed config gets a new run, the old one
+        keeps its history. New runs wait as SCHEDULED until their job starts."""
+        training, regularizers = identity_dump(self.study.training), study_regularizers(self.runs)
+        for spec in runs or self.runs:
+            spec.mlflow_run_id = tracker.ensure_run(
+                f"{spec.key}:{spec.identity}", f"{spec.variant}/seed{spec.seed}",
+                {"variant": spec.variant, "seed": spec.seed, "config_hash": spec.identity,
+                 "pae.kind": "run", "study": spec.study}, parent_id=parent, status="SCHEDULED")
+            tracker.log_params(spec.mlflow_run_id, run_params(spec, training, regularizers))
+            write_json(spec.layout.run_json, spec.to_file())
+
+    def shared_stages(self, parent_logger: RunLogger) -> dict[str, Any]:
+        from pae_lab.execution.launchers.base import LAUNCHERS
+
+        hashes, folders = shared_plan(self.study)
+        processes = self.study.launcher.processes_per_job()
+        as_job = processes > 1 or LAUNCHERS.get(self.study.launcher.name).remote  # never on a login node
+        if as_job and not all(is_done(folders[s.name], hashes[s.name]) for s in ordered("shared")):
+            self.shared_job(parent_logger.run_id, processes)  # what is left below is cached
+        progress = ProgressWriter(self.layout.root / "shared")
+        out = {}
+        for stage in ordered("shared"):
+            with self.console.status(f"shared stage [bold]{stage.name}[/] ..."):
+                res = run_stage(stage, self.study, folders, hashes[stage.name], logger=parent_logger,
+                                progress=progress)
+            verb = "cached" if res.skipped else f"done in {res.seconds:.1f}s"
+            self.console.log(f"shared stage {stage.name}: {verb}")
+            out[stage.name] = res.summary
+        return out
+
+    def shared_job(self, parent: str | None, processes: int) -> None:
+        """The shared stages as one job of the launcher: on the cluster's nodes, data-parallel over its processes."""
+        from pae_lab.execution.launchers.base import build_launcher, died
+        from pae_lab.execution.shared_job import write_shared_job
+
+        job = write_shared_job(self.layout, self.study, self.uri, parent)
+        launcher = build_launcher(self.study.launcher, self.layout.submitit,
+                                  log=lambda message: self.console.log(f"[yellow]{message}[/]"))
+        with self.console.status(f"shared stages in one job of {processes} processes ({self.study.launcher.name}) ..."):
+            outcome = launcher.launch([job], lambda: None).get(job) or died("the launcher returned no outcome")
+        if outcome.get("status") != "done":
+            raise StudyError(f"shared stage {outcome.get('stage', '?')} failed in its {processes}-process job "
+                             f"({job}): {outcome.get('error', '')}")
+        self.console.log(f"shared stages: one {self.study.launcher.name} job, {processes} process(es)")
+
+    # -- execution ---------------------------------------------------------------------------
+    def pending(self) -> list[RunSpec]:
+        return [r for r in self.runs if not run_finished(r)]
+
+    def launch(self, runs: list[RunSpec]) -> dict[Path, dict[str, Any]]:
+        for spec in runs:  # a fresh attempt: forget the last attempt's progress, failure and stop request
+            for path in (spec.layout.progress, spec.layout.stop, spec.layout.failed):
+                path.unlink(missing_ok=True)
+        from pae_lab.execution.launchers.base import build_launcher, died  # only when something runs: a finished study needs none
+
+        launcher = build_launcher(self.study.launcher, self.layout.submitit,
+                                  log=lambda message: self.console.log(f"[yellow]{message}[/]"))
+        jobs = {r.layout.run_json: r for r in runs}
+        monitor_runs = {f"{r.variant}/seed{r.seed}": r.run_dir for r in runs}
+        with RunMonitor(monitor_runs, self.console) as monitor:
+            outcomes = launcher.launch(list(jobs), monitor.poll)
+        for path, spec in jobs.items():
+            outcome = outcomes.get(path) or died(f"{self.study.launcher.name} launcher returned no outcome")
+            if outcome.get("status") != "done" and not spec.layout.failed.exists():
+                record_death(spec, outcome, self.study.launcher.name, self.uri)
+                self.console.log(f"[red]{spec.variant}/seed{spec.seed}: failed[/] {outcome.get('error', '')}")
+        return outcomes
+
+    def settle_statuses(self, tracker: StudyTracker, runs: list[RunSpec]) -> None:
+        """Make every child run's MLflow status the truth on disk: FINISHED, FAILED, or KILLED for a
+        job that never finished (killed, cancelled, the driver interrupted)."""
+        truth = {"done": "FINISHED", "failed": "FAILED", "pending": "KILLED"}
+        for spec in runs:
+            if not spec.mlflow_run_id:
+                continue
+            want = truth[spec.layout.status()]
+            if want == "FAILED" and (read_json(spec.layout.failed) or {}).get("killed"):
+                want = "KILLED"  # died by a signal or the scheduler, as record_death wrote
+            if tracker.status(spec.mlflow_run_id) != want:
+                tracker.set_status(spec.mlflow_run_id, want)
+
+    def write_study_json(self, summary: dict[str, Any], kind: str = "study", parent: str | None = None) -> None:
+        protocols: dict[str, Any] = {}
+        for spec in self.runs:
+            metrics = read_json(spec.stage_dir("manifold") / "metrics.json")
+            conv = read_json(spec.stage_dir("generation") / "convergence.json")
+            if metrics:
+                protocols.update(metrics.get("protocols", {}))
+            if conv:
+                protocols[summary["target"]] = conv.get("protocol", {})
+            if metrics and conv:
+                break
+        write_json(self.layout.study_json, {
+            "name": self.study.name, "kind": kind, "target": summary["target"], "gfd": summary["gfd"], "kid": summary["kid"],
+            "baseline": summary["baseline"], "config": self.study.model_dump(mode="json"),
+            "protocols": protocols, "versions": library_versions(), "code_version": code_version(),
+            "tracking_uri": self.study.tracking.uri, "mlflow_parent_run_id": parent,
+        })
+
+    def log_summaries(self, tracker: StudyTracker, parent: str, summary: dict[str, Any]) -> None:
+        """Each finished child's headline values once; the parent's study-level results."""
+        results, target, gfd = summary["results"], summary["target"], summary["gfd"]
+        for _, row in results[results["status"] == "done"].iterrows():
+            if row.get("run_id"):  # the generation scores are already curves, logged by the job
+                log_changed(tracker.client, row["run_id"], child_summary(row, gfd, curves=summary["curves"]))
+        metrics, tags = study_metrics(results, summary["correlations"], target, summary["baseline"])
+        log_changed(tracker.client, parent, metrics)
+        for key, value in tags.items():
+            tracker.client.set_tag(parent, key, value)
+        share_view(tracker.client, tracker.experiment_id, headline_metrics(results.columns, gfd),
+                   study_regularizers(self.runs))
+
+    def run(self, force: bool = False) -> StudyOutcome:
+        tracker, parent = self.prepare(force)
+        parent_logger = RunLogger(self.layout.root / "shared", self.uri, parent)
+        pending: list[RunSpec] = []
+        try:
+            self.shared_stages(parent_logger)
+            self.register_runs(tracker, parent)
+            pending = self.pending()
+            finished = len(self.runs) - len(pending)
+            if not pending:
+                self.console.log(f"all {len(self.runs)} runs already finished: nothing to retrain")
+            else:
+                if finished:
+                    self.console.log(f"{finished} of {len(self.runs)} runs already finished (reused); running {len(pending)}")
+                self.launch(pending)
+        except BaseException:
+            self.settle_statuses(tracker, self.runs)
+            tracker.set_status(parent, "KILLED")
+            raise
+        self.settle_statuses(tracker, self.runs)
+        summary = aggregate(self.study, self.runs, self.layout.root)
+        self.write_study_json(summary, parent=parent)
+        for path in self.layout.tables():
+            tracker.log_artifact(parent, path)
+        self.log_summaries(tracker, parent, summary)
+        failed = [f"{r.variant}/seed{r.seed}" for r in self.runs if r.layout.status() == "failed"]
+        tracker.finish(parent, "FAILED" if failed else "FINISHED")
+        if not failed:
+            mark_settled(self.study, self.runs)
+        return StudyOutcome(self.runs, len(pending), failed, summary)

@@ -1,0 +1,204 @@
+"""The stage graph, declared once: what each stage runs, reads and depends on.
+
+Everything else is derived from `STAGES`: the run order, every stage's hash (its own resolved
+inputs plus the hashes of the stages it reads), its folder, the folders it may open, and the
+run identity MLflow uses. A new stage is one `register_stage(Stage(...))` call, by us or by a
+plugin.
+
+`depends` names what can change a stage's result: a dotted path into the study config (fields
+marked `identity=False`, such as `training.log_every`, are left out) or a name in `RESOLVED`,
+for inputs that are not plain config: the latent grid, the variant's regularizers, the seed, the
+tokenizer a run trains or loads (a variant may bring its own), the resolved FD extractor and its
+weights file, the contents of the files a study names. The stage
+function is named as "module:function" and imported only when the stage runs, so planning, the
+status table and hashing never import torch.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Literal
+
+from pydantic import BaseModel
+
+from pae_lab.architectures import ArchitectureConfig, validate_tokenizer
+from pae_lab.plan.identity import content_hash, path_digest
+from pae_lab.registry import Registry, RegistryError
+
+if TYPE_CHECKING:
+    from pae_lab.config.schema import StudyConfig
+
+Scope = Literal["shared", "run"]
+
+
+@dataclass(frozen=True)
+class RunKey:
+    """What makes one run of a study: a variant's regularizers, its own tokenizer block if any, and a seed."""
+
+    variant: str
+    regularizers: dict[str, dict[str, Any]]
+    seed: int
+    tokenizer: dict[str, Any] | None = None  # replaces the study's `tokenizer:` for this run (e.g. an external model)
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    fn: str  # "module:function", called as fn(ctx, out_dir) -> summary dict
+    reads: tuple[str, ...] = ()
+    depends: tuple[str, ...] = ()
+    scope: Scope = "run"  # shared: one folder per distinct input, reused by every run on it
+    doc: str = ""
+    distributed: bool = False  # every process of a multi-process job runs it (data-parallel training)
+
+    def function(self) -> Callable[..., dict[str, Any]]:
+        module, _, attr = self.fn.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+STAGES: Registry[Stage] = Registry("stage")
+
+
+def register_stage(stage: Stage) -> Stage:
+    """Add a stage after the ones it reads; its hash, folder and place in the order follow."""
+    missing = [r for r in stage.reads if r not in STAGES]
+    if missing:
+        raise RegistryError(f"stage {stage.name!r} reads {', '.join(missing)}, which is not registered before it")
+    if stage.scope == "shared" and any(STAGES.get(r).scope == "run" for r in stage.reads):
+        raise RegistryError(f"shared stage {stage.name!r} cannot read a per-run stage")
+    unknown = [d for d in stage.depends if d.split(".")[0] not in RESOLVED and not _is_config_path(d)]
+    if unknown:
+        raise RegistryError(f"stage {stage.name!r} depends on unknown input(s) {', '.join(unknown)}")
+    return STAGES.register(stage.name, stage)
+
+
+def _is_config_path(path: str) -> bool:
+    from pae_lab.config.schema import StudyConfig
+
+    model: Any = StudyConfig
+    for part in path.split("."):
+        fields = getattr(model, "model_fields", None)
+        if fields is None or part not in fields:
+            return False
+        model = fields[part].annotation
+    return True
+
+
+def identity_dump(value: Any) -> Any:
+    """A config as the hash sees it: every field but those marked `identity=False`."""
+    if isinstance(value, BaseModel):
+        fields = type(value).model_fields
+        return {name: identity_dump(getattr(value, name)) for name, info in fields.items()
+                if (info.json_schema_extra or {}).get("identity", True) is not False}
+    if isinstance(value, dict):
+        return {k: identity_dump(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [identity_dump(v) for v in value]
+    return value
+
+
+def config_value(study: "StudyConfig", path: str) -> Any:
+    node: Any = study
+    for part in path.split("."):
+        node = getattr(node, part)
+    return identity_dump(node)
+
+
+def _extractor(study: "StudyConfig", run: RunKey | None) -> dict[str, Any]:
+    """The FD network actually used ("auto" resolved) and the digest of its weights file."""
+    from analysis.fidelity_names import inception_weights_or_cached, resolve_extractor
+
+    ev = study.evaluation
+    name = resolve_extractor(ev.extractor, ev.inception_weights)
+    weights = inception_weights_or_cached(ev.inception_weights) if name == "inception" else None
+    return {"name": name, "weights": path_digest(weights)}
+
+
+def _files(*keys: str) -> Callable[["StudyConfig", RunKey | None], dict[str, str | None]]:
+    """Digests of the files or folders named by params keys (a data root, a weights file)."""
+
+    def resolve(study: "StudyConfig", run: RunKey | None) -> dict[str, str | None]:
+        out = {}
+        for key in keys:
+            section, _, param = key.partition(".params.")
+            value = getattr(study, section).params.get(param)
+            out[key] = path_digest(value) if isinstance(value, str) else None
+        return out
+
+    return resolve
+
+
+def run_tokenizer(study: "StudyConfig", run: RunKey | None) -> ArchitectureConfig:
+    """The tokenizer a run trains or loads: the variant's own block, else the study's."""
+    return validate_tokenizer(run.tokenizer) if run is not None and run.tokenizer is not None else study.tokenizer
+
+
+def _tokenizer_files(study: "StudyConfig", run: RunKey | None) -> dict[str, str | None]:
+    """Digests of the local files the run's tokenizer loads (a VFM's weights, an external checkpoint)."""
+    return {key: path_digest(value) for key, value, _ in run_tokenizer(study, run).local_files()}
+
+
+RESOLVED: dict[str, Callable[["StudyConfig", RunKey | None], Any]] = {
+    "latent_grid": lambda study, run: study.latent_grid,
+    "variant": lambda study, run: run.regularizers,
+    "seed": lambda study, run: run.seed,
+    "extractor": _extractor,
+    "data_files": _files("data.params.root", "data.params.masks_root"),
+    "prior_files": _files("prior.params.weights"),
+    "run_tokenizer": lambda study, run: identity_dump(run_tokenizer(study, run)),
+    "tokenizer_files": _tokenizer_files,
+}
+
+
+def ordered(scope: Scope | None = None) -> list[Stage]:
+    """Stages in run order (declaration order, readers after what they read)."""
+    return [STAGES.get(n) for n in STAGES.order() if scope is None or STAGES.get(n).scope == scope]
+
+
+def stage_hashes(study: "StudyConfig", run: RunKey | None = None) -> dict[str, str]:
+    """The hash of every stage (shared ones only when `run` is None)."""
+    hashes: dict[str, str] = {}
+    for stage in ordered():
+        if stage.scope == "run" and run is None:
+            continue
+        resolved = {dep: (RESOLVED[dep](study, run) if dep in RESOLVED else config_value(study, dep))
+                    for dep in stage.depends}
+        hashes[stage.name] = content_hash(stage.name, {r: hashes[r] for r in stage.reads}, resolved)
+    return hashes
+
+
+def run_identity(hashes: dict[str, str]) -> str:
+    """One hash for a whole run: changes whenever any stage of it would rerun."""
+    return content_hash("run", hashes)
+
+
+for _stage in (
+    Stage("data", "pae_lab.stages.shared:data_stage", depends=("data", "data_files"), scope="shared",
+          doc="materialise the train/val splits"),
+    Stage("prior", "pae_lab.stages.shared:prior_stage", reads=("data",),
+          depends=("prior.name", "prior.params", "prior_files", "latent_grid", "device"), scope="shared",
+          doc="frozen VFM features at the latent grid"),
+    Stage("refine", "pae_lab.stages.shared:refine_stage", reads=("prior",),
+          depends=("refine", "tokenizer.latent_channels", "device"), scope="shared", distributed=True,
+          doc="refined prior targets Z_T = P(H)"),
+    Stage("reference", "pae_lab.stages.reference:reference_stage", reads=("data",),
+          depends=("extractor", "evaluation.num_samples", "evaluation.kid_subsets", "evaluation.sampler.seed",
+                   "prior.name", "training.perceptual.name"), scope="shared",
+          doc="FD features of the real reference and held-out sets, once per study; sampling floor"),
+    Stage("teacher", "pae_lab.stages.reference:teacher_stage", reads=("data", "prior", "refine"),
+          depends=("metrics",), scope="shared",
+          doc="the teacher's ceiling: SSC, GSQ, probes of raw prior, refined target, pooled pixels"),
+    Stage("tokenizer", "pae_lab.stages.tokenizer:tokenizer_stage", reads=("data", "prior", "refine"),
+          depends=("run_tokenizer", "tokenizer_files", "training", "variant", "seed", "device"), distributed=True,
+          doc="train (external: load) the encoder/decoder with the variant's losses; latents and their normalisation"),
+    Stage("manifold", "pae_lab.stages.manifold:manifold_stage", reads=("data", "tokenizer", "reference"),
+          depends=("metrics", "training.perceptual", "evaluation.sampler.seed", "evaluation.kid_subsets"),
+          doc="SSC, LPC, GSQ, probes, Lipschitz, eRank, PSNR/SSIM, rFD and the decoder floor"),
+    Stage("generator", "pae_lab.stages.generator:generator_stage", reads=("data", "tokenizer"),
+          depends=("generator", "seed"), distributed=True,
+          doc="latent flow-matching DiT; EMA weights at the eval steps"),
+    Stage("generation", "pae_lab.stages.generation:generation_stage", reads=("data", "tokenizer", "generator", "reference"),
+          depends=("evaluation.sampler", "evaluation.kid_subsets", "evaluation.val_loss_t", "evaluation.val_loss_images"),
+          doc="sample, decode; gFD/gKD, lFD/lKD (vs own reconstructions), held-out flow loss per checkpoint"),
+):
+    register_stage(_stage)

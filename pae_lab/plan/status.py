@@ -1,0 +1,52 @@
+"""`pae-lab status`: variant x seed x stage -> done / running / failed / pending, with key metrics."""
+from __future__ import annotations
+
+from rich.table import Table
+
+from analysis.fidelity_names import metric_names
+from pae_lab.fsutil import read_json
+from pae_lab.plan.layout import STAGE_STARTED
+from pae_lab.plan.runs import RunSpec, expand, run_stage_names
+from pae_lab.plan.progress import read_progress
+from pae_lab.config.schema import StudyConfig
+from pae_lab.stages.cache import is_done
+
+STYLE = {"done": "green", "running": "cyan", "failed": "red", "pending": "dim", "stale": "yellow"}
+KEY_METRICS = ("psnr", "ssc", "lpc", "gsq")
+
+
+def stage_state(spec: RunSpec, stage: str) -> str:
+    folder, digest = spec.stage_dir(stage), spec.hashes[stage]
+    if is_done(folder, digest):
+        return "done"
+    failed = read_json(spec.layout.failed)
+    if failed and failed.get("stage") == stage:
+        return "failed"
+    started = read_json(folder / STAGE_STARTED)
+    if started and started.get("hash") == digest:
+        progress = read_progress(spec.run_dir)
+        return "running" if progress.get("stage") == stage and progress.get("status") == "running" else "stale"
+    return "pending"
+
+
+def status_table(study: StudyConfig) -> Table:
+    target, _ = metric_names(study.evaluation.extractor, study.evaluation.inception_weights)
+    stages = run_stage_names()
+    table = Table(title=f"study {study.name}  ({study.study_dir()})")
+    for col in ("variant", "seed", *stages, "run id", *KEY_METRICS, target):
+        table.add_column(col)
+    for spec in expand(study):
+        cells = []
+        for stage in stages:
+            state = stage_state(spec, stage)
+            if state == "running":
+                p = read_progress(spec.run_dir)
+                state = f"running {p.get('step', 0)}/{p.get('total', '?')}"
+            cells.append(f"[{STYLE[state.split()[0]]}]{state}[/]")
+        metrics = spec.summary("manifold")  # only this config's numbers
+        gen = spec.summary("generation")
+        run = read_json(spec.layout.run_json) or {}
+        fmt = lambda v: f"{v:.3f}" if isinstance(v, (int, float)) else "-"  # noqa: E731
+        table.add_row(spec.variant, str(spec.seed), *cells, (run.get("mlflow_run_id") or "-")[:8],
+                      *(fmt(metrics.get(k)) for k in KEY_METRICS), fmt(gen.get(target)))
+    return table

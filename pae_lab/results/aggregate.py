@@ -1,0 +1,185 @@
+"""Study-level results: one table row per run, convergence curves, speed-ups, correlations."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analysis.correlation import correlate
+from analysis.directions import direction_of
+from analysis.factorial import factorial_effects, find_design, paper_effects, stratified_correlations
+from analysis.fidelity_names import fidelity_columns, metric_names
+from analysis.paper import ABLATION, OWN_METRIC
+from pae_lab.fsutil import atomic_write, read_json
+from pae_lab.plan.layout import StudyLayout
+from pae_lab.plan.runs import RunSpec
+from pae_lab.config.schema import StudyConfig
+
+
+def target_columns(study: StudyConfig) -> tuple[str, str]:
+    """The gFID-like and KID-like column names under this study's evaluation protocol."""
+    return metric_names(study.evaluation.extractor, study.evaluation.inception_weights)
+
+
+def correlation_target(study: StudyConfig) -> str:
+    """The column the study reads as generation quality (evaluation.correlation_target)."""
+    cols = fidelity_columns(study.evaluation.extractor, study.evaluation.inception_weights)
+    return cols.targets()[study.evaluation.correlation_target]
+
+
+def generation_columns(study: StudyConfig) -> list[str]:
+    cols = fidelity_columns(study.evaluation.extractor, study.evaluation.inception_weights)
+    return [cols.fd, cols.kd, cols.lfd, cols.lkd, cols.val_loss]
+
+
+def results_table(runs: list[RunSpec]) -> pd.DataFrame:
+    rows = []
+    for spec in runs:
+        row: dict[str, Any] = {"variant": spec.variant, "kind": "variant", "seed": spec.seed,
+                               "run_id": spec.mlflow_run_id, "status": spec.layout.status()}
+        row.update(spec.summary("manifold"))
+        row.update(spec.summary("generation"))
+        tok = spec.summary("tokenizer")
+        row["train_loss"] = tok.get("loss/total", np.nan)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def reference_rows(runs: list[RunSpec]) -> pd.DataFrame:
+    """The teacher's ceiling (`teacher:raw_prior`, `teacher:refined`, `reference:pooled_pixels`) and the
+    sampling floor (`reference:heldout_real`: held-out real images vs the reference set) as rows."""
+    if not runs:
+        return pd.DataFrame()
+    from analysis.teacher import TEACHER_FILE, TEACHER_ROWS, row_name  # torch: only once there are runs
+
+    spec = runs[0]
+    rows = []
+    teacher = read_json(spec.stage_dir("teacher") / TEACHER_FILE, {})
+    for name, values in teacher.get("rows", {}).items():
+        rows.append({"variant": row_name(name), "kind": TEACHER_ROWS.get(name, "reference"), "status": "reference",
+                     **values})
+    reference = spec.summary("reference")
+    noise = {k: v for k, v in reference.items() if k.startswith("noise_")}
+    if noise:
+        rows.append({"variant": "reference:heldout_real", "kind": "reference", "status": "reference", **noise})
+    return pd.DataFrame(rows)
+
+
+def column_meanings(study: StudyConfig, results: pd.DataFrame) -> pd.DataFrame:
+    """columns.csv: what every generation / fidelity column means, its direction, and which is the target."""
+    cols = fidelity_columns(study.evaluation.extractor, study.evaluation.inception_weights)
+    target = correlation_target(study)
+    rows = [{"column": c, "meaning": m, "direction": direction_of(c), "correlation_target": c == target,
+             "present": c in results.columns} for c, m in cols.meanings().items()]
+    rows.append({"column": "kind", "meaning": "variant: a trained run; teacher: what SSR/SCR align to (raw prior "
+                 "features, refined target); reference: pooled pixels and the held-out-real sampling floor",
+                 "direction": None, "correlation_target": False, "present": True})
+    return pd.DataFrame(rows)
+
+
+def factorial_tables(study: StudyConfig, runs: list[RunSpec], done: pd.DataFrame, target: str,
+                     metrics: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(effects.csv, correlations_strata.csv) when the variants form a full on/off design, else empty."""
+    design = find_design({r.variant: tuple(r.regularizers) for r in runs})
+    if design is None or done.empty:
+        return pd.DataFrame(), pd.DataFrame()
+    gen = [c for c in generation_columns(study) if c in done]
+    responses = [c for c in dict.fromkeys([*metrics, *gen]) if c in done and done[c].notna().any()]
+    paper_cols = [c for c in ("ssc", "lpc", "gsq") if c in responses]
+    own = paper_effects(ABLATION, design, [*paper_cols, "gfid"]) if set(design.factors) <= set(OWN_METRIC) else {}
+    paper = {c: own[c] for c in paper_cols if c in own} | ({c: own["gfid"] for c in gen} if own else {})
+    effects = factorial_effects(done, design, responses, paper=paper)
+    strata = stratified_correlations(done, design, target, [m for m in metrics if m != target])
+    return effects, strata
+
+
+def convergence_table(runs: list[RunSpec]) -> pd.DataFrame:
+    rows = []
+    for spec in runs:
+        if not spec.summary("generation"):
+            continue
+        conv = read_json(spec.stage_dir("generation") / "convergence.json", {"rows": []})
+        rows += [{"variant": spec.variant, "seed": spec.seed, **r} for r in conv["rows"]]
+    return pd.DataFrame(rows)
+
+
+def steps_to_reach(steps: np.ndarray, values: np.ndarray, level: float) -> float:
+    """First step at which the curve reaches `level` (lower is better), linearly interpolated."""
+    for i, (s, v) in enumerate(zip(steps, values)):
+        if v <= level:
+            if i == 0:
+                return float(s)
+            s0, v0 = steps[i - 1], values[i - 1]
+            return float(s0 + (v0 - level) / (v0 - v) * (s - s0)) if v0 != v else float(s)
+    return float("nan")
+
+
+def speedups(convergence: pd.DataFrame, target: str, baseline: str) -> pd.DataFrame:
+    """How many times fewer generator steps a variant needs to reach the baseline's final gFID."""
+    if convergence.empty or target not in convergence or baseline not in set(convergence["variant"]):
+        return pd.DataFrame(columns=["variant", "speedup", "steps_to_baseline"])
+    curves = convergence.groupby(["variant", "step"])[target].mean().reset_index()
+    base = curves[curves["variant"] == baseline].sort_values("step")
+    level, base_steps = float(base[target].iloc[-1]), float(base["step"].iloc[-1])
+    rows = []
+    for variant, curve in curves.groupby("variant"):
+        curve = curve.sort_values("step")
+        needed = steps_to_reach(curve["step"].to_numpy(), curve[target].to_numpy(), level)
+        rows.append({"variant": variant, "steps_to_baseline": needed,
+                     "speedup": base_steps / needed if needed == needed and needed > 0 else float("nan")})
+    return pd.DataFrame(rows)
+
+
+def correlated_metrics(results: pd.DataFrame, contrast: list[str]) -> list[str]:
+    """The panel's metrics plus the `contrast` columns (reconstruction FD/KD, the paper's contrast, and
+    the decoder floor): not their spreads or protocol extras, not hyper-parameters, and not the
+    speed-up (derived from the target itself)."""
+    from analysis.panel import METRICS
+
+    wanted = set(METRICS.names()) | set(contrast)
+    return [c for c in results.columns if c in wanted and not c.endswith("_std")
+            and pd.api.types.is_numeric_dtype(results[c])]
+
+
+def contrast_columns(study: StudyConfig) -> list[str]:
+    cols = fidelity_columns(study.evaluation.extractor, study.evaluation.inception_weights)
+    return [cols.rfd, cols.rkd, cols.floor_fd, cols.floor_kd]
+
+
+def write_csv(frame: pd.DataFrame, path: Path) -> Path:
+    return atomic_write(path, lambda p: frame.to_csv(p, index=False))
+
+
+def aggregate(study: StudyConfig, runs: list[RunSpec], root: Path) -> dict[str, Any]:
+    """Write results.csv (runs, then the teacher and reference rows), columns.csv, convergence.csv,
+    speedups.csv, correlations.csv (against the study's correlation target, with Holm / BH adjusted
+    p-values) and, for a full on/off design, effects.csv and correlations_strata.csv."""
+    gfd, kid = target_columns(study)
+    target = correlation_target(study)
+    files = StudyLayout(Path(root))
+    results = results_table(runs)
+    convergence = convergence_table(runs)
+    names = [r.variant for r in runs]
+    baseline = "baseline" if "baseline" in names else names[0]
+    speed = speedups(convergence, target, baseline)
+    if not speed.empty:
+        results = results.merge(speed[["variant", "speedup"]], on="variant", how="left")
+    done = results[results["status"] == "done"]
+    results = pd.concat([results, reference_rows(runs)], ignore_index=True)
+    results["correlation_target"] = target
+    write_csv(results, files.results)
+    write_csv(column_meanings(study, results), files.columns)
+    write_csv(convergence, files.convergence)
+    write_csv(speed, files.speedups)
+    correlations, effects, strata = pd.DataFrame(), pd.DataFrame(), pd.DataFrame()
+    if target in done and done["variant"].nunique() >= 3:
+        metrics = correlated_metrics(done, contrast_columns(study))
+        correlations = correlate(done, target, metrics, unit="variant")
+        effects, strata = factorial_tables(study, runs, done, target, metrics)
+    write_csv(correlations, files.correlations)
+    write_csv(effects, files.effects)
+    write_csv(strata, files.correlations_strata)
+    return {"target": target, "kid": kid, "gfd": gfd, "curves": generation_columns(study), "baseline": baseline,
+            "results": results, "correlations": correlations, "effects": effects}
