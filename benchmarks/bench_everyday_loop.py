@@ -54,7 +54,7 @@ def main() -> None:
         print(f"training {study} once (skipped when already finished) ...", flush=True)
         subprocess.run([*cli, "run", str(study)], cwd=ROOT, check=True, capture_output=True)
         from pae_lab.plan.layout import StudyLayout
-        from pae_lab.config.loading import load_study
+        from pae_lab.plan.preflight import load_study
 
         report = StudyLayout(load_study(study, preflight=False).study_dir()).report_dir / "report.html"
         built = report.stat().st_mtime_ns if report.exists() else None

@@ -16,6 +16,7 @@ import torch
 
 from pae_lab.generation import SamplerConfig, flow_matching_loss, generate_latents
 from pae_lab.models.ema import EMA
+from pae_lab.models.generator import build_generator
 from pae_lab.config.schema import GeneratorConfig
 
 LATENT = (16, 8, 8)
@@ -39,7 +40,7 @@ class Timer:
 
 
 def bench_training(cfg: GeneratorConfig, steps: int, device: torch.device) -> Timer:
-    model = cfg.build(LATENT[0], LATENT[1], NUM_CLASSES).to(device).train()
+    model = build_generator(cfg, LATENT[0], LATENT[1], NUM_CLASSES).to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     ema = EMA(model, cfg.ema_decay)
     x1 = torch.randn(cfg.batch_size, *LATENT, device=device)
@@ -63,7 +64,7 @@ def bench_training(cfg: GeneratorConfig, steps: int, device: torch.device) -> Ti
 
 
 def bench_sampling(cfg: GeneratorConfig, sampler: SamplerConfig, n: int, device: torch.device) -> Timer:
-    model = cfg.build(LATENT[0], LATENT[1], NUM_CLASSES).to(device).eval()
+    model = build_generator(cfg, LATENT[0], LATENT[1], NUM_CLASSES).to(device).eval()
     generate_latents(model, min(n, 8), LATENT, sampler.model_copy(update={"steps": 2}), device=device)
     with Timer(device) as timer:
         generate_latents(model, n, LATENT, sampler, device=device)
@@ -87,7 +88,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     cfg = GeneratorConfig()
-    params = sum(p.numel() for p in cfg.build(LATENT[0], LATENT[1], NUM_CLASSES).parameters())
+    params = sum(p.numel() for p in build_generator(cfg, LATENT[0], LATENT[1], NUM_CLASSES).parameters())
     print(f"device {device}, torch threads {torch.get_num_threads()}, latent {LATENT}, "
           f"model width {cfg.width} depth {cfg.depth} patch {cfg.patch} ({params / 1e6:.2f}M params)")
 

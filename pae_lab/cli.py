@@ -69,7 +69,7 @@ def parse_sets(sets: list[str] | None) -> dict:
 
 
 def load(path: Path, sets: list[str] | None = None, check_files: bool = True, preflight: bool = True):
-    from pae_lab.config.loading import load_study
+    from pae_lab.plan.preflight import load_study
 
     return load_study(path, parse_sets(sets), check_files, preflight)
 
@@ -101,7 +101,7 @@ def run(study_file: Path = typer.Argument(..., help="Study YAML."),
 
     driver = Driver(study, console)
     if dry_run:
-        from pae_lab.config.preflight import describe_data, missing_files
+        from pae_lab.plan.preflight import describe_data, missing_files
 
         for key, message in missing_files(study):
             console.print(f"[yellow]warning:[/] {study_file}: {key}: {message}")
@@ -217,7 +217,7 @@ def registry(kind: str = typer.Argument("all", help="architectures, adapters, da
 @app.command()
 def schema():
     """Print the study YAML reference (every key, its default and meaning) as Markdown."""
-    from pae_lab.config.schema_doc import study_reference
+    from pae_lab.plan.schema_doc import study_reference
 
     print(study_reference())
 
@@ -338,7 +338,7 @@ def tune(study_file: Path = typer.Argument(..., help="Study YAML with a `search:
     Rerunning continues the same search; finished trials are reused. The dashboard by hand:
     optuna-dashboard <study dir>/optuna.journal --host 127.0.0.1 --port 8080
     """
-    from pae_lab.config.loading import load_study
+    from pae_lab.plan.preflight import load_study
     from pae_lab.tuning.driver import TuneDriver, dashboard_command
 
     overrides = parse_sets(sets)

@@ -48,7 +48,7 @@ def artifacts(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def study_file(tmp_path_factory) -> Path:
     """A tiny finished 3-variant study with its report."""
-    from pae_lab.config.loading import load_study
+    from pae_lab.plan.preflight import load_study
     from pae_lab.results.report import build_report
     from pae_lab.execution.driver import Driver
 

@@ -10,7 +10,7 @@ from pae_lab.config.schema import StudyConfig
 from pae_lab.plan.identity import content_hash
 from pae_lab.plan.graph import stage_hashes
 from pae_lab.plan.runs import expand
-from pae_lab.stages.cache import is_done, run_cached
+from pae_lab.plan.cache import is_done, run_cached
 from pae_lab.stages.training import TrainLoop
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pae_lab.config.loading import StudyError, load_study
+from pae_lab.config.loading import StudyError
+from pae_lab.plan.preflight import load_study
 
 ROOT = Path(__file__).resolve().parents[1]
 BROKEN = sorted((ROOT / "tests" / "broken_studies").glob("*.yaml"))

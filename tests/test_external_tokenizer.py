@@ -9,8 +9,8 @@ import yaml
 
 from pae_lab.architectures import build_tokenizer
 from pae_lab.config.errors import StudyError
-from pae_lab.config.loading import load_study
-from pae_lab.config.preflight import missing_files
+from pae_lab.plan.preflight import load_study
+from pae_lab.plan.preflight import missing_files
 from tiny_external import TinyAE
 
 X = torch.rand(3, 3, 16, 16)

@@ -15,7 +15,7 @@ from torch import nn
 from pae_lab.generation import (SAMPLERS, SamplerConfig, balanced_labels, flow_matching_loss, generate_latents,
                                 guided_velocity, interpolate, sample, time_grid)
 from pae_lab.models.ema import EMA
-from pae_lab.models.generator import LatentDiT, sincos_2d
+from pae_lab.models.generator import LatentDiT, build_generator, sincos_2d
 from pae_lab.config.schema import GeneratorConfig
 
 MODES = torch.tensor([[1.5, 1.5], [-1.5, 1.5], [-1.5, -1.5], [1.5, -1.5]])
@@ -105,7 +105,7 @@ def test_generator_config_documents_every_field_and_forbids_extras():
 def test_generator_config_schedule_and_build():
     cfg = GeneratorConfig(steps=300, eval_at=[200, 100, 100], width=32, depth=2, heads=2, patch=2)
     assert cfg.eval_schedule() == [100, 200, 300]
-    model = cfg.build(in_channels=16, grid=8, num_classes=7)
+    model = build_generator(cfg, in_channels=16, grid=8, num_classes=7)
     assert model.null_class == 7 and len(model.blocks) == 2 and model.patch == 2
     assert model(torch.randn(2, 16, 8, 8), torch.rand(2), torch.tensor([0, 6])).shape == (2, 16, 8, 8)
 

@@ -60,6 +60,55 @@ def test_no_import_cycle() -> None:
         raise AssertionError(f"import circle: {' -> '.join(err.args[1])}") from None
 
 
+# The packages from the bottom up: each may import only from the layers below it (and its own).
+# `analysis` is the metrics library and knows nothing of pae_lab; the domain packages (data, priors,
+# models, losses, generation, variants) share one layer and follow the order listed.
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("analysis",),
+    ("pae_lab", "pae_lab.registry", "pae_lab.fsutil", "pae_lab.catalog", "pae_lab.architectures"),
+    ("pae_lab.config",),
+    ("pae_lab.data", "pae_lab.priors", "pae_lab.models", "pae_lab.losses", "pae_lab.generation", "pae_lab.variants"),
+    ("pae_lab.plan",),
+    ("pae_lab.tracking",),
+    ("pae_lab.stages",),
+    ("pae_lab.results",),
+    ("pae_lab.execution",),
+    ("pae_lab.tuning",),
+    ("pae_lab.cli", "pae_lab.__main__"),
+)
+RANK = {package: (layer, place) for layer, packages in enumerate(LAYERS) for place, package in enumerate(packages)}
+
+
+def package_of(module: str) -> str:
+    parts = module.split(".")
+    for end in range(len(parts), 0, -1):
+        if ".".join(parts[:end]) in RANK:
+            return ".".join(parts[:end])
+    raise AssertionError(f"{module} belongs to no layer: add its package to LAYERS in tests/test_layering.py")
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    """Imports that climb the layering: into a higher layer, or to a later package of the same layer."""
+    out = []
+    for module, targets in graph.items():
+        here = package_of(module)
+        for target in targets:
+            there = package_of(target)
+            if there != here and RANK[there] > RANK[here]:
+                out.append(f"{module} -> {target}")
+    return sorted(out)
+
+
+def test_each_package_imports_only_the_layers_below() -> None:
+    assert upward_imports(import_graph()) == []
+
+
+def test_the_layer_check_sees_a_climb(tmp_path: Path) -> None:
+    assert upward_imports({"analysis.x": {"pae_lab.fsutil"}, "pae_lab.plan.a": {"pae_lab.config.b"}}) == [
+        "analysis.x -> pae_lab.fsutil"]
+    assert upward_imports({"pae_lab.data.a": {"pae_lab.models.b"}}) == ["pae_lab.data.a -> pae_lab.models.b"]
+
+
 def test_the_cycle_check_sees_function_level_imports(tmp_path: Path) -> None:
     a = tmp_path / "a.py"
     a.write_text("def f():\n    import pae_lab.b\n")

@@ -15,7 +15,7 @@ from rich.console import Console
 from conftest import TINY
 from pae_lab.fsutil import read_json
 from pae_lab.plan.layout import RunLayout
-from pae_lab.config.loading import load_study
+from pae_lab.plan.preflight import load_study
 from pae_lab.execution.driver import Driver
 from pae_lab.tracking.sync import identity, mirror_points, missing_points, replay, sync_study
 from pae_lab.tracking.store import RunLogger, StudyTracker, client

@@ -14,7 +14,8 @@ from rich.console import Console
 
 from conftest import TINY
 from pae_lab.config.schema import StudyConfig
-from pae_lab.config.loading import StudyError, load_study
+from pae_lab.config.loading import StudyError
+from pae_lab.plan.preflight import load_study
 from pae_lab.fsutil import read_json
 from pae_lab.tuning.driver import TuneDriver, dashboard_command
 from pae_lab.tuning.algorithms import PRUNERS

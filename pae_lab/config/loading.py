@@ -1,7 +1,8 @@
-"""Reading a study: YAML safely, the study's plugins, validation, preflight.
+"""Reading a study file: YAML safely, the study's plugins, validation against the schema.
 
-`load_study(path)` is the only way in. Every problem becomes one `StudyError` line that names
-the file, the key path and the bad value.
+`load_config(path)` gives a validated StudyConfig; `pae_lab.plan.preflight.load_study(path)` adds
+the checks that need the registries and the files. Every problem becomes one `StudyError` line
+that names the file, the key path and the bad value.
 """
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ from pydantic import ValidationError
 
 from pae_lab.config.errors import StudyError
 from pae_lab.config.plugins import import_plugins
-from pae_lab.config.preflight import check_study
 from pae_lab.config.yaml_strict import YAMLInputError, load_strict
 from pae_lab.config.schema import StudyConfig
 
@@ -47,30 +47,22 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return raw
 
 
-def parse_study(raw: dict[str, Any], path: Path, check_files: bool = True, preflight: bool = True) -> StudyConfig:
+def parse_study(raw: dict[str, Any], path: Path) -> StudyConfig:
+    """The study's plugins imported, then the mapping validated against the schema."""
     import_plugins(path, raw.get("plugins"))
     try:
-        study = StudyConfig.model_validate(raw)
+        return StudyConfig.model_validate(raw)
     except ValidationError as err:
         raise StudyError(_format_validation(path, err)) from None
-    if preflight:
-        check_study(study, path, check_files)
-    return study
 
 
-def load_study(path: str | Path, overrides: dict[str, Any] | None = None, check_files: bool = True,
-               preflight: bool = True) -> StudyConfig:
-    """Read, validate and preflight a study file; `overrides` are dotted keys set on top.
-
-    `check_files=False` (dry runs on a machine without the data) skips only the existence checks;
-    `preflight=False` (reading the state of a study, `pae-lab status`) skips the registry and file
-    checks, which import the registries' code (torch).
-    """
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> StudyConfig:
+    """Read and validate a study file; `overrides` are dotted keys set on top."""
     path = Path(path)
     raw = read_yaml(path)
     for key, value in (overrides or {}).items():
         set_dotted(raw, key, value)
-    return parse_study(raw, path, check_files, preflight)
+    return parse_study(raw, path)
 
 
 def set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:

@@ -1,13 +1,13 @@
 """The study schema: one pydantic model per concern, defaults that run on a laptop CPU.
 
 Only the shape of a study lives here (types, ranges, unknown keys); reading files, plugins and
-registry names are `pae_lab.config.loading` and `pae_lab.config.preflight`. Fields marked `identity=False`
+registry names are `pae_lab.config.loading` and `pae_lab.plan.preflight`. Fields marked `identity=False`
 cannot change a result, so no stage hash includes them (see `pae_lab.plan.graph`).
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -15,9 +15,6 @@ from analysis.panel_config import PanelConfig
 from pae_lab.architectures import TokenizerSpec
 from pae_lab.config.tokenizers import TokenizerConfig
 from pae_lab.config.search import SearchConfig
-
-if TYPE_CHECKING:
-    from pae_lab.models.generator import LatentDiT
 
 NO_IDENTITY = {"identity": False}  # json_schema_extra of a field that cannot change a result
 
@@ -99,14 +96,6 @@ class GeneratorConfig(BaseModel):
     def eval_schedule(self) -> list[int]:
         """Sorted steps at which to evaluate gFID, ending with the final step."""
         return sorted(set(self.eval_at) | {self.steps})
-
-    def build(self, in_channels: int, grid: int, num_classes: int) -> "LatentDiT":
-        """The model this config describes, for latents [B, in_channels, grid, grid]."""
-        from pae_lab.models.generator import LatentDiT
-
-        return LatentDiT(in_channels, grid, patch=self.patch, width=self.width, depth=self.depth,
-                         heads=self.heads, mlp_ratio=self.mlp_ratio, num_classes=num_classes,
-                         class_dropout=self.class_dropout)
 
 
 class Strict(BaseModel):

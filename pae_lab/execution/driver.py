@@ -30,7 +30,7 @@ from pae_lab.plan.runs import RunSpec, expand, run_stage_names, shared_plan
 from pae_lab.plan.progress import ProgressWriter, read_progress
 from pae_lab.config.schema import StudyConfig
 from pae_lab.plan.settled import mark_settled, run_finished
-from pae_lab.stages.cache import is_done
+from pae_lab.plan.cache import is_done
 from pae_lab.stages.execute import run_stage
 from pae_lab.tracking.store import PROBE_TIMEOUT_S, RunLogger, StudyTracker, answers, default_uri, flatten, is_server
 

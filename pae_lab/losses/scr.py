@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from pae_lab.losses.regularizers import RegContext, Regularizer, register_regularizer
-from pae_lab.losses.tokens import token_cosine
+from pae_lab.models.tokens import token_cosine
 
 
 @register_regularizer("scr")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from pae_lab.losses.regularizers import RegContext, Regularizer, register_regularizer
-from pae_lab.losses.tokens import gram_distance
+from pae_lab.models.tokens import gram_distance
 
 
 @register_regularizer("ssr")

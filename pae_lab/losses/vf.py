@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from pae_lab.losses.regularizers import RegContext, Regularizer, register_regularizer
-from pae_lab.losses.tokens import cosine_gram, token_cosine
+from pae_lab.models.tokens import cosine_gram, token_cosine
 
 
 @register_regularizer("vf")

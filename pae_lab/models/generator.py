@@ -8,9 +8,14 @@ and output layer make every block the identity and the output zero at step 0, as
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+if TYPE_CHECKING:
+    from pae_lab.config.schema import GeneratorConfig
 
 
 def sincos_1d(dim: int, positions: torch.Tensor, max_period: float = 10000.0) -> torch.Tensor:
@@ -182,3 +187,7 @@ class LatentDiT(nn.Module):
         return self.unpatchify(self.final(h, c))
 
 
+def build_generator(cfg: "GeneratorConfig", in_channels: int, grid: int, num_classes: int) -> LatentDiT:
+    """The model a `generator:` block describes, for latents [B, in_channels, grid, grid]."""
+    return LatentDiT(in_channels, grid, patch=cfg.patch, width=cfg.width, depth=cfg.depth, heads=cfg.heads,
+                     mlp_ratio=cfg.mlp_ratio, num_classes=num_classes, class_dropout=cfg.class_dropout)

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pae_lab.losses.tokens import gram_distance, tokens
+from pae_lab.models.tokens import gram_distance, tokens
 
 
 def sincos_2d(h: int, w: int, dim: int, device=None, dtype=None) -> torch.Tensor:

@@ -17,7 +17,7 @@ from pae_lab.plan.identity import content_hash
 from pae_lab.plan.layout import StudyLayout
 from pae_lab.plan.runs import RunSpec, expand, run_stage_names, shared_plan
 from pae_lab.config.schema import StudyConfig
-from pae_lab.stages.cache import is_done
+from pae_lab.plan.cache import is_done
 
 
 def run_finished(spec: RunSpec) -> bool:

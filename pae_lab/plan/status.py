@@ -9,7 +9,7 @@ from pae_lab.plan.layout import STAGE_STARTED
 from pae_lab.plan.runs import RunSpec, expand, run_stage_names
 from pae_lab.plan.progress import read_progress
 from pae_lab.config.schema import StudyConfig
-from pae_lab.stages.cache import is_done
+from pae_lab.plan.cache import is_done
 
 STYLE = {"done": "green", "running": "cyan", "failed": "red", "pending": "dim", "stale": "yellow"}
 KEY_METRICS = ("psnr", "ssc", "lpc", "gsq")

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from pae_lab.plan.graph import Stage
 from pae_lab.plan.layout import StudyLayout
-from pae_lab.stages.cache import StageResult, run_cached
+from pae_lab.plan.cache import StageResult, run_cached
 
 if TYPE_CHECKING:
     import torch

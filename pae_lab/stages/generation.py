@@ -21,6 +21,7 @@ from pae_lab.fsutil import read_json, write_json
 from pae_lab.generation.flow import validation_loss
 from pae_lab.generation.samplers import generate_latents
 from pae_lab.data.images import save_grid, to_uint8
+from pae_lab.models.generator import build_generator
 from pae_lab.models.latent_norm import LatentNorm
 from pae_lab.stages.context import StageContext
 from pae_lab.stages.generator import ema_path
@@ -41,7 +42,7 @@ def generation_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     tokenizer = load_tokenizer(tok_dir, device)
     norm = LatentNorm.load(tok_dir / "latent_norm.json")
     shape = read_json(gen_dir / "model.json")
-    model = study.generator.build(shape["in_channels"], shape["grid"], shape["num_classes"]).to(device).eval()
+    model = build_generator(study.generator, shape["in_channels"], shape["grid"], shape["num_classes"]).to(device).eval()
     cols = fidelity_columns(ev.extractor, ev.inception_weights)
     n = fd_n(study)
     kw = {"kid_subsets": ev.kid_subsets, "seed": ev.sampler.seed}

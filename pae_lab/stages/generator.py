@@ -11,6 +11,7 @@ from pae_lab.fsutil import save_torch, write_json
 from pae_lab.generation.flow import draw_path, flow_matching_loss
 from pae_lab.models.latent_norm import LatentNorm
 from pae_lab.models.ema import EMA
+from pae_lab.models.generator import build_generator
 from pae_lab.stages.context import StageContext
 from pae_lab.stages.training import TrainLoop, autocast, grad_norm
 
@@ -37,7 +38,7 @@ def generator_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     latent_shape = latents.shape[1:]
 
     torch.manual_seed(ctx.spec.seed)
-    model = cfg.build(**shape).to(device)
+    model = build_generator(cfg, **shape).to(device)
     ema = EMA(model, cfg.ema_decay)
     trained = ctx.dist.wrap(model)  # DDP over several processes; `model` itself is what EMA and checkpoints hold
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)

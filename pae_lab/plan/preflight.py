@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from pae_lab.config.errors import StudyError
+from pae_lab.config.loading import load_config
 from pae_lab.registry import RegistryError
 
 if TYPE_CHECKING:
@@ -151,3 +152,17 @@ def _resolved(path: Path, i: int, entry):
         return resolve_variant(entry)
     except (RegistryError, ValueError, TypeError) as exc:
         raise StudyError(f"{path}: variants[{i}]: {exc}") from None
+
+
+def load_study(path: str | Path, overrides: dict[str, Any] | None = None, check_files: bool = True,
+               preflight: bool = True) -> "StudyConfig":
+    """Read, validate and preflight a study file: the one way in; `overrides` are dotted keys set on top.
+
+    `check_files=False` (dry runs on a machine without the data) skips only the existence checks;
+    `preflight=False` (reading the state of a study, `pae-lab status`) skips the registry and file
+    checks, which import the registries' code (torch).
+    """
+    study = load_config(path, overrides)
+    if preflight:
+        check_study(study, Path(path), check_files)
+    return study

@@ -13,13 +13,21 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable, Protocol
 
 from pae_lab.fsutil import read_json, write_json
 from pae_lab.plan.layout import STAGE_DONE, STAGE_STARTED
 
-if TYPE_CHECKING:
-    from pae_lab.stages.distributed import Dist
+
+class Ranks(Protocol):
+    """What caching needs of a multi-process job (pae_lab.stages.distributed.Dist has it)."""
+
+    @property
+    def is_main(self) -> bool: ...
+
+    def from_main(self, fn: Callable[[], Any]) -> Any: ...
+
+    def barrier(self) -> None: ...
 
 
 @dataclass
@@ -49,7 +57,7 @@ def _open(stage_dir: Path, digest: str, force: bool) -> StageResult | None:
 
 
 def run_cached(stage_dir: Path, digest: str, fn: Callable[[Path], dict[str, Any]], force: bool = False,
-               dist: "Dist | None" = None, every_rank: bool = False) -> StageResult:
+               dist: Ranks | None = None, every_rank: bool = False) -> StageResult:
     """`every_rank`: all processes of the job run `fn` (a data-parallel training stage); else rank 0 alone."""
     stage_dir = Path(stage_dir)
     main = dist is None or dist.is_main

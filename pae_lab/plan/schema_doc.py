@@ -85,7 +85,7 @@ SECTIONS = {("<!-- schema:start -->", "<!-- schema:end -->"): study_reference,
 
 
 def update_readme(path: str = "README.md") -> None:
-    """Rewrite every generated section between its README markers: `python -m pae_lab.config.schema_doc`."""
+    """Rewrite every generated section between its README markers: `python -m pae_lab.plan.schema_doc`."""
     from pathlib import Path
 
     text = Path(path).read_text()
