@@ -23,7 +23,7 @@ _EXPORTS = {
     "psnr": "analysis.reconstruction",
     "ssim": "analysis.reconstruction",
     "PanelConfig": "analysis.panel_config",
-    "PanelContext": "analysis.metric_registry",
+    "PanelContext": "analysis.panel_context",
     "METRICS": "analysis.panel",  # via panel, so the built-ins are registered
     "register_metric": "analysis.panel",
     "panel_metric": "analysis.panel",
@@ -31,7 +31,7 @@ _EXPORTS = {
     "correlate": "analysis.correlation",
     "correlate_file": "analysis.correlation",
     "metric_metric_matrix": "analysis.correlation",
-    "DIRECTIONS": "analysis.directions",
+    "direction_of": "analysis.metric_info",
 }
 
 __all__ = sorted(_EXPORTS)

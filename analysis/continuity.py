@@ -14,6 +14,18 @@ from analysis.tensors import per_sample_norm, unit_directions
 Distance = Callable[[Tensor, Tensor], Tensor]
 
 
+def nn_angles(z: Tensor) -> Tensor:
+    """Degrees from each latent (flattened) to its nearest other latent of the set [B] (B >= 2).
+
+    Per-token rotation by angle a moves the flattened latent by exactly a as well (every token keeps
+    its norm and turns by a toward an orthogonal direction), so this is the scale MCR's angles compare to.
+    """
+    flat = torch.nn.functional.normalize(z.detach().flatten(1).float(), dim=1)
+    cos = flat @ flat.T
+    cos.fill_diagonal_(-1.0)
+    return torch.rad2deg(torch.arccos(cos.max(dim=1).values.clamp(-1.0, 1.0)))
+
+
 def rho_key(rho: float) -> str:
     """Name of the per-scale extra: 0.1 -> "lpc_rho0.1", 1.0 -> "lpc_rho1"."""
     return f"lpc_rho{rho:g}"

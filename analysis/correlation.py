@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import DegenerateDataWarning, bootstrap, permutation_test
 
-from analysis.directions import DIRECTIONS, direction_of
+from analysis.metric_info import direction_of
 from analysis.multiplicity import adjust
 from analysis.rank_stats import kendall, loo_rank_accuracy, spearman
 
@@ -124,8 +124,8 @@ def correlate(
     Columns: metric, n (units), spearman / kendall (tau-b) with paired-bootstrap CI bounds (_lo, _hi;
     `ci_method` "percentile" or "BCa") and two-sided permutation p-values (_p, pairings test)
     with Holm and Benjamini-Hochberg adjustments over the metrics of this table (_p_holm, _p_bh),
-    direction (higher/lower is better, from `directions` merged over DIRECTIONS), agrees (sign
-    as expected against the target's direction, default DIRECTIONS[target] or "lower" as for
+    direction (higher/lower is better: `directions`, else the metric's declaration), agrees (sign
+    as expected against the target's direction, default its declaration or "lower" as for
     gFID), loo_rank_acc (see `rank_stats.loo_rank_accuracy`) and note (why a row is NaN).
 
     Rows with several seeds per `unit` are averaged first, so the bootstrap runs over units. A
@@ -143,7 +143,7 @@ def correlate(
         raise ValueError(f"target column {target!r} is not numeric (dtype {table[target].dtype}); "
                          "check the column or the CSV's decimal separator")
     units = per_unit(table[[c for c in {*metrics, target, *([unit] if unit else [])}]], unit)
-    dirs = {**DIRECTIONS, **(directions or {})}
+    dirs = directions or {}
     target_dir = target_direction or direction_of(target, dirs) or "lower"
     y = units[target].to_numpy(float)
     rows = {}

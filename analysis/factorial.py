@@ -21,7 +21,7 @@ import pandas as pd
 from scipy import stats
 
 from analysis.correlation import correlate
-from analysis.directions import direction_of
+from analysis.metric_info import direction_of
 from analysis.multiplicity import adjust
 
 EFFECT_COLUMNS = ["response", "effect", "order", "estimate", "lo", "hi", "se", "df", "p", "p_holm", "p_bh",
@@ -101,7 +101,7 @@ def factorial_effects(table: pd.DataFrame, design: Design, responses: list[str],
         df = sum(n - 1 for n in counts.values())
         pooled = sum(((x - x.mean()) ** 2).sum() for x in cells.values()) / df if df else math.nan
         se = 2.0 / len(design.codes) * math.sqrt(pooled * sum(1 / n for n in counts.values())) if df else math.nan
-        direction = direction_of(response, directions or {}) if directions else direction_of(response)
+        direction = direction_of(response, directions)
         for effect in design.effects:
             est = float(point[effect])
             lo, hi = (np.quantile(boot[effect], [alpha, 1 - alpha]) if df else (math.nan, math.nan))

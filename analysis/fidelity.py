@@ -35,9 +35,8 @@ from torch.utils.data import Dataset
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
-from pae_lab.data.diskarray import DiskArray
-from pae_lab.data.images import to_uint8
-from pae_lab.priors.effnet import load_efficientnet_lite0, pooled_features
+from analysis.effnet import load_efficientnet_lite0, pooled_features
+from analysis.tensors import to_uint8
 from analysis.fidelity_names import (  # noqa: F401  (re-exported)
     EFFNET96_FIDELITY_NAME, EFFNET_FIDELITY_NAME, FIDELITY_EXTRACTORS, INCEPTION_FILE, VAL_LOSS, ExtractorSpec, FidelityColumns,
     cached_inception_weights, fidelity_columns, inception_weights_or_cached, metric_names, resolve_extractor,
@@ -108,7 +107,7 @@ def register_effnet_extractor() -> None:
 register_effnet_extractor()
 
 
-images_to_uint8 = to_uint8  # one rounding rule for the whole pipeline (pae_lab.data.images)
+images_to_uint8 = to_uint8  # one rounding rule for the whole pipeline (analysis.tensors)
 
 
 class UInt8Images(Dataset):
@@ -270,7 +269,8 @@ def fd_kd_named(samples: torch.Tensor, reference: torch.Tensor, fd_key: str, kd_
 
 
 def _check_images(what: str, images: torch.Tensor) -> None:
-    on_disk = isinstance(images, DiskArray) and images.dtype == np.uint8 and images.ndim == 4 and images.shape[1] == 3
+    # an array on disk (a memory-mapped .npy) is read batch by batch: uint8 [N, 3, H, W] too
+    on_disk = not torch.is_tensor(images) and getattr(images, "dtype", None) == np.uint8 and images.ndim == 4 and images.shape[1] == 3
     if not on_disk and (not torch.is_tensor(images) or images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3):
         got = f"{images.dtype} {tuple(images.shape)}" if torch.is_tensor(images) else type(images).__name__
         raise ValueError(f"{what} must be a uint8 tensor [N, 3, H, W], got {got}; convert float images in "

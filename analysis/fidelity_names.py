@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import os
 import sys
+import dataclasses
 from dataclasses import dataclass
 
-from pae_lab.registry import Registry
+from analysis.registry import Registry
 
 EFFNET_FIDELITY_NAME = "effnet-lite0"  # the embedded extractor's name in torch-fidelity's registry
 EFFNET96_FIDELITY_NAME = "effnet-lite0-96"  # the same network on 96 px resizes
@@ -106,6 +107,10 @@ class FidelityColumns:
         """Every column from the extractor's FD / KD keys (prefixes l, floor_, noise_, r)."""
         return cls(fd, kd, f"l{fd}", f"l{kd}", f"floor_{fd}", f"floor_{kd}", f"noise_{fd}", f"noise_{kd}", f"r{fd}", f"r{kd}")
 
+    def roles(self) -> dict[str, str]:
+        """Column -> its field name here ("fd_effnet_lite0" -> "fd")."""
+        return {getattr(self, f.name): f.name for f in dataclasses.fields(self)}
+
     def targets(self) -> dict[str, str]:
         """Correlation-target keys a study may choose (evaluation.correlation_target) -> column."""
         return {"gfd": self.fd, "gkd": self.kd, "lfd": self.lfd, "lkd": self.lkd, "val_loss": self.val_loss}
@@ -125,6 +130,29 @@ class FidelityColumns:
             self.rkd: "KD(reconstructions, their originals)",
             self.val_loss: "generator flow-matching loss on held-out latents, fixed t-grid and noise (LightningDiT-style)",
         }
+
+
+def _columns_naming(name: str) -> FidelityColumns | None:
+    """The registered extractor's columns that include `name`: columns are recognised by lookup,
+    never by parsing their names."""
+    for extractor in FIDELITY_EXTRACTORS.names():
+        spec = FIDELITY_EXTRACTORS.get(extractor)
+        columns = FidelityColumns.from_keys(spec.fid_key, spec.kid_key)
+        if name in columns.roles():
+            return columns
+    return None
+
+
+def fidelity_role(name: str) -> str | None:
+    """Which FidelityColumns field `name` is ("fd_effnet_lite0" -> "fd", "rfid" -> "rfd"), else None."""
+    columns = _columns_naming(name)
+    return None if columns is None else columns.roles()[name]
+
+
+def fidelity_column(name: str) -> str | None:
+    """What an FD / KD column means (all are lower-is-better), else None."""
+    columns = _columns_naming(name)
+    return None if columns is None else columns.meanings()[name]
 
 
 def fidelity_columns(extractor: str = "auto", inception_weights: str | os.PathLike | None = None) -> FidelityColumns:

@@ -9,7 +9,9 @@ import torch
 from torch import Tensor
 
 import analysis.panel_metrics  # noqa: F401  (registers the built-in metrics)
-from analysis.metric_registry import METRICS, PanelContext, panel_metric, register_metric  # noqa: F401  (re-exported)
+from analysis.metric import METRICS, panel_metric, register_metric  # noqa: F401  (re-exported)
+from analysis.metric_info import panel_names
+from analysis.panel_context import PanelContext
 from analysis.panel_config import PanelConfig
 from analysis.result import MetricResult
 
@@ -49,7 +51,7 @@ def compute_panel(
         distance=distance, distance_name=distance_name,
         train_images=train_images, train_labels=train_labels, device=device,
     )
-    names = config.names if config.names is not None else METRICS.names()
+    names = config.names if config.names is not None else panel_names()
     entries = {name: METRICS.get(name) for name in names}  # unknown names fail here, listing the known ones
     if config.names is not None:
         for name, entry in entries.items():

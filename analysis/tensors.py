@@ -7,6 +7,12 @@ import torch
 from torch import Tensor
 
 
+def to_uint8(x01: Tensor) -> Tensor:
+    """Float images in [0, 1] -> uint8 in [0, 255] (rounded): the one rounding rule of every image the
+    fidelity metrics read and the pipeline saves."""
+    return (x01.detach().clamp(0, 1) * 255).round().to(torch.uint8)
+
+
 def pool(x: Tensor) -> Tensor:
     """[N, C, h, w] latents -> [N, C] by global average pooling; 2-D input passes through."""
     if x.dim() == 4:

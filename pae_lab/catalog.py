@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import analysis.metric_info  # noqa: F401  (the built-in metrics, declared where they are defined, torch-free)
+from analysis.metric import METRICS  # noqa: F401  (the metrics library's registry, listed with the others)
 from pae_lab.registry import Registry
 
 REGULARIZERS: Registry[Any] = Registry("regularizer", base="pae_lab.losses.regularizers:Regularizer")
@@ -16,7 +18,6 @@ PERCEPTUAL: Registry[Any] = Registry("perceptual distance", base="pae_lab.losses
 DATASETS: Registry[Any] = Registry("dataset", returns="pae_lab.data.imageset:ImageSet")
 PRIORS: Registry[Any] = Registry("prior", returns="pae_lab.priors.base:Prior")
 SAMPLERS: Registry[Any] = Registry("sampler")
-METRICS: Registry[Any] = Registry("metric")
 VARIANTS: Registry[Any] = Registry("variant")
 ADAPTERS: Registry[Any] = Registry("tokenizer adapter")  # how an external tokenizer is loaded
 
@@ -40,9 +41,6 @@ for _name in ("diffusers", "torchscript", "state_dict", "python"):
     ADAPTERS.declare(_name, "pae_lab.models.external")
 for _name in ("euler", "heun"):
     SAMPLERS.declare(_name, "pae_lab.generation.samplers")
-for _name in ("ssc", "coherence", "lpc", "gsq", "linprobe", "knn", "lip_enc", "lip_dec", "erank", "psnr", "ssim",
-              "nn_angle"):
-    METRICS.declare(_name, "analysis.panel_metrics")
 
 # The paper's 2x2x2 ablation of SSR / MCR / SCR and the VA-VAE peer: name -> (regularizers, description),
 # in the spec form of pae_lab.variants (an entry {} takes the regularizer's default weight).

@@ -151,11 +151,12 @@ def build_report_for(study, kind: str | None = None, only_if_changed: bool = Fal
         console.print(f"report: {html}  (inputs unchanged)")
         return
     from pae_lab.results.report import build_report
-    from pae_lab.tracking.store import StudyTracker, default_uri
+    from pae_lab.tracking.store import StudyTracker
+    from pae_lab.tracking.study_runs import experiment_name, tracking_uri
 
-    uri = study.tracking.uri or default_uri(files.root)
     parent = (read_json(files.study_json) or {}).get("mlflow_parent_run_id")
-    tracker = StudyTracker(uri, study.tracking.experiment or study.name, artifact_root=files.root) if parent else None
+    tracker = (StudyTracker(tracking_uri(study.tracking.uri, files.root), experiment_name(study), artifact_root=files.root)
+               if parent else None)
     with console.status("building the report notebook ..."):
         paths = build_report(files.root, kind=kind, log_artifact=(lambda p: tracker.log_artifact(parent, p, "report"))
                              if tracker else None)
@@ -229,12 +230,11 @@ def ui(study_file: Path = typer.Argument(..., help="Study YAML."),
                                 "(warned: MLflow has no login)."),
        port: int = typer.Option(5000, "--port", help="Port.")):
     """Serve the MLflow UI over the study's tracking store and print the URL of its experiment."""
-    from pae_lab.tracking.store import default_uri
+    from pae_lab.tracking.study_runs import experiment_name, tracking_uri
     from pae_lab.tracking.ui import serve
 
     study = load(study_file)
-    uri = study.tracking.uri or default_uri(study.study_dir())
-    raise typer.Exit(serve(uri, study.tracking.experiment or study.name, host, port, console))
+    raise typer.Exit(serve(tracking_uri(study.tracking.uri, study.study_dir()), experiment_name(study), host, port, console))
 
 
 @app.command()

@@ -7,7 +7,7 @@ import pytest
 from scipy.stats import kendalltau, spearmanr
 
 from analysis.correlation import correlate, correlate_file, metric_metric_matrix
-from analysis.directions import direction_of
+from analysis.metric_info import direction_of
 from analysis.rank_stats import kendall, loo_rank_accuracy, spearman
 
 # method.md: the 2x2x2 regularizer ablation (SSC, LPC, GSQ, gFID)

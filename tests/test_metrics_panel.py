@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 from pydantic import ValidationError
 
-from analysis.metric_registry import PanelContext, register_metric
+from analysis.metric import register_metric
+from analysis.panel_context import PanelContext
 from analysis.panel import METRICS, PanelConfig, compute_panel
 from analysis.result import MetricResult
 from analysis.semantics import gsq

@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import save_file
 
 from pae_lab.priors import PRIORS, Prior, build_prior, cache_features, register_prior, resize_to_grid
-from pae_lab.priors import effnet
+from analysis import effnet
 
 
 @pytest.fixture(scope="module")

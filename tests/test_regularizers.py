@@ -138,7 +138,7 @@ def test_rotation_keeps_the_sphere_and_the_angle():
 def test_relative_mcr_angles_follow_the_latents_nearest_neighbour_angle():
     """Known geometry: latents at 0, 30 and 100 degrees in one plane -> nearest-neighbour angles
     30, 30, 70 (median 30), so fractions 0.25 / 0.5 give 7.5 / 15 degree steps."""
-    from pae_lab.losses.mcr import nn_angles
+    from analysis.continuity import nn_angles
 
     rad = torch.deg2rad(torch.tensor([0.0, 30.0, 100.0]))
     z = torch.zeros(3, 2, 1, 1)

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 from scipy import stats
 
-from analysis import plots
+from pae_lab.results import plots
 from analysis.factorial import factorial_effects, find_design
 from analysis.paper import ABLATION_VARIANTS
 from pae_lab.results import report
@@ -279,12 +279,20 @@ def test_best_trials_follows_direction():
     assert list(best_trials(trials, ["maximize"], k=2)["number"]) == [0, 3]
 
 
-def test_fidelity_columns_are_recognised():
+def test_fidelity_columns_are_recognised_by_lookup_not_by_their_spelling():
     assert report.is_generation_fd("fd_effnet_lite0") and report.is_generation_fd("fid")
     assert not report.is_generation_fd("fd_effnet_lite0_rec") and not report.is_generation_fd("rfd_effnet_lite0")
-    assert report.is_reconstruction_fd("rfd_effnet_lite0") and report.is_reconstruction_fd("fd_x_rec")
+    assert report.is_reconstruction_fd("rfd_effnet_lite0") and report.is_reconstruction_fd("rfid")
     assert report.is_generation_kd("kd_effnet_lite0") and not report.is_generation_kd("rkd_effnet_lite0")
-    assert report.is_fidelity("rkd_effnet_lite0") and not report.is_fidelity("lpc")
+    assert not report.is_generation_fd("fd_somewhere_else")  # looks like one, but no extractor names it
+
+
+def test_columns_that_are_not_scores_get_no_best_mark():
+    from analysis.metric_info import direction_of
+
+    assert direction_of("rkd_effnet_lite0") == "lower" and direction_of("lpc_rho0.1") == "lower"
+    for column in ("linprobe_C", "gsq_chance", "speedup", "erank"):  # a hyper-parameter, chance, derived, neutral
+        assert direction_of(column) is None, column
 
 
 def test_summary_numbers_for_people_and_small_studies_say_so():

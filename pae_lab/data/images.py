@@ -7,12 +7,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from analysis.tensors import to_uint8
 from pae_lab.fsutil import atomic_write
-
-
-def to_uint8(x01: torch.Tensor) -> torch.Tensor:
-    """Float images in [0, 1] -> uint8 in [0, 255] (rounded), the form fidelity metrics take."""
-    return (x01.detach().clamp(0, 1) * 255).round().to(torch.uint8)
 
 
 def save_grid(images01: torch.Tensor, path: Path, nrow: int = 8, scale: int = 2) -> Path:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import importlib.metadata as md
 import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,12 +18,10 @@ from pae_lab import __version__
 from pae_lab.results.aggregate import aggregate
 from pae_lab.config.errors import StudyError
 from pae_lab.fsutil import atomic_write, read_json, write_json
-from pae_lab.plan.graph import identity_dump, ordered
-from pae_lab.plan.identity import content_hash
-from pae_lab.results.headline import headline_metrics
+from pae_lab.plan.graph import ordered
 from pae_lab.plan.layout import StudyLayout
-from pae_lab.tracking.view import (child_summary, log_changed, run_params, setup_experiment, share_view, study_metrics,
-                                 study_regularizers)
+from pae_lab.tracking.study_runs import StudyRuns, code_version
+from pae_lab.tracking.view import setup_experiment
 from pae_lab.execution.monitor import RunMonitor
 from pae_lab.plan.runs import RunSpec, expand, run_stage_names, shared_plan
 from pae_lab.plan.progress import ProgressWriter, read_progress
@@ -32,7 +29,7 @@ from pae_lab.config.schema import StudyConfig
 from pae_lab.plan.settled import mark_settled, run_finished
 from pae_lab.plan.cache import is_done
 from pae_lab.stages.execute import run_stage
-from pae_lab.tracking.store import PROBE_TIMEOUT_S, RunLogger, StudyTracker, answers, default_uri, flatten, is_server
+from pae_lab.tracking.store import RunLogger, StudyTracker, flatten
 
 LIBRARIES = ("torch", "torchvision", "timm", "mlflow", "optuna", "submitit", "torch-fidelity", "scikit-learn",
              "scipy", "numpy", "pandas", "pydantic")
@@ -46,15 +43,6 @@ def library_versions() -> dict[str, str]:
         except md.PackageNotFoundError:
             out[name] = "missing"
     return out
-
-
-def code_version() -> str:
-    try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).parent).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        sha = ""
-    return f"{__version__}+{sha}" if sha else __version__
 
 
 def record_death(spec: RunSpec, outcome: dict[str, Any], launcher: str, uri: str) -> None:
@@ -87,21 +75,11 @@ class Driver:
         self.study = study
         self.console = console or Console()
         self.layout = StudyLayout(study.study_dir())
-        self.uri = study.tracking.uri or default_uri(self.layout.root)
         self.runs = expand(study)
-
-    @property
-    def parent_key(self) -> str:
-        """The study's MLflow parent run: one per configuration of the whole study."""
-        return f"study:{self.study.name}:{content_hash('study', sorted(r.identity for r in self.runs))}"
+        self.mlflow = StudyRuns(study, self.runs)
+        self.uri = self.mlflow.uri
 
     # -- preparation -------------------------------------------------------------------------
-    def tracker(self) -> StudyTracker:
-        if is_server(self.uri) and not answers(self.uri, PROBE_TIMEOUT_S):  # fail at once, not after MLflow's retries
-            raise StudyError(f"tracking.uri: {self.uri} does not answer: start the server (`pae-lab server "
-                             "<study.yaml>`) or fix the address")
-        return StudyTracker(self.uri, self.study.tracking.experiment or self.study.name, artifact_root=self.layout.root)
-
     def prepare(self, force: bool = False) -> tuple[StudyTracker, str]:
         root = self.layout.root
         if force:
@@ -111,29 +89,13 @@ class Driver:
         self.layout.settled.unlink(missing_ok=True)  # until this run has settled every status again
         resolved = self.study.model_dump(mode="json")
         atomic_write(self.layout.study_yaml, lambda p: p.write_text(yaml.safe_dump(resolved, sort_keys=False)))
-        tracker = self.tracker()
+        tracker = self.mlflow.tracker()
         setup_experiment(tracker.client, tracker.experiment_id, self.study.description)
-        parent = self.ensure_parent(tracker)
+        parent = self.mlflow.ensure_parent(tracker)
         tracker.set_status(parent, "RUNNING")
         tracker.log_params(parent, flatten(resolved))
         tracker.log_artifact(parent, self.layout.study_yaml)
         return tracker, parent
-
-    def ensure_parent(self, tracker: StudyTracker, status: str = "RUNNING") -> str:
-        return tracker.ensure_run(self.parent_key, self.study.name,
-                                  {"pae.kind": "study", "pae.code_version": code_version()}, status=status)
-
-    def register_runs(self, tracker: StudyTracker, parent: str, runs: list[RunSpec] | None = None) -> None:
-        """One MLflow child run per run *configuration*: a changed config gets a new run, the old one
-        keeps its history. New runs wait as SCHEDULED until their job starts."""
-        training, regularizers = identity_dump(self.study.training), study_regularizers(self.runs)
-        for spec in runs or self.runs:
-            spec.mlflow_run_id = tracker.ensure_run(
-                f"{spec.key}:{spec.identity}", f"{spec.variant}/seed{spec.seed}",
-                {"variant": spec.variant, "seed": spec.seed, "config_hash": spec.identity,
-                 "pae.kind": "run", "study": spec.study}, parent_id=parent, status="SCHEDULED")
-            tracker.log_params(spec.mlflow_run_id, run_params(spec, training, regularizers))
-            write_json(spec.layout.run_json, spec.to_file())
 
     def shared_stages(self, parent_logger: RunLogger) -> dict[str, Any]:
         from pae_lab.execution.launchers.base import LAUNCHERS
@@ -192,19 +154,6 @@ class Driver:
                 self.console.log(f"[red]{spec.variant}/seed{spec.seed}: failed[/] {outcome.get('error', '')}")
         return outcomes
 
-    def settle_statuses(self, tracker: StudyTracker, runs: list[RunSpec]) -> None:
-        """Make every child run's MLflow status the truth on disk: FINISHED, FAILED, or KILLED for a
-        job that never finished (killed, cancelled, the driver interrupted)."""
-        truth = {"done": "FINISHED", "failed": "FAILED", "pending": "KILLED"}
-        for spec in runs:
-            if not spec.mlflow_run_id:
-                continue
-            want = truth[spec.layout.status()]
-            if want == "FAILED" and (read_json(spec.layout.failed) or {}).get("killed"):
-                want = "KILLED"  # died by a signal or the scheduler, as record_death wrote
-            if tracker.status(spec.mlflow_run_id) != want:
-                tracker.set_status(spec.mlflow_run_id, want)
-
     def write_study_json(self, summary: dict[str, Any], kind: str = "study", parent: str | None = None) -> None:
         protocols: dict[str, Any] = {}
         for spec in self.runs:
@@ -223,26 +172,13 @@ class Driver:
             "tracking_uri": self.study.tracking.uri, "mlflow_parent_run_id": parent,
         })
 
-    def log_summaries(self, tracker: StudyTracker, parent: str, summary: dict[str, Any]) -> None:
-        """Each finished child's headline values once; the parent's study-level results."""
-        results, target, gfd = summary["results"], summary["target"], summary["gfd"]
-        for _, row in results[results["status"] == "done"].iterrows():
-            if row.get("run_id"):  # the generation scores are already curves, logged by the job
-                log_changed(tracker.client, row["run_id"], child_summary(row, gfd, curves=summary["curves"]))
-        metrics, tags = study_metrics(results, summary["correlations"], target, summary["baseline"])
-        log_changed(tracker.client, parent, metrics)
-        for key, value in tags.items():
-            tracker.client.set_tag(parent, key, value)
-        share_view(tracker.client, tracker.experiment_id, headline_metrics(results.columns, gfd),
-                   study_regularizers(self.runs))
-
     def run(self, force: bool = False) -> StudyOutcome:
         tracker, parent = self.prepare(force)
         parent_logger = RunLogger(self.layout.root / "shared", self.uri, parent)
         pending: list[RunSpec] = []
         try:
             self.shared_stages(parent_logger)
-            self.register_runs(tracker, parent)
+            self.mlflow.register(tracker, parent)
             pending = self.pending()
             finished = len(self.runs) - len(pending)
             if not pending:
@@ -252,15 +188,15 @@ class Driver:
                     self.console.log(f"{finished} of {len(self.runs)} runs already finished (reused); running {len(pending)}")
                 self.launch(pending)
         except BaseException:
-            self.settle_statuses(tracker, self.runs)
+            self.mlflow.settle(tracker, self.runs)
             tracker.set_status(parent, "KILLED")
             raise
-        self.settle_statuses(tracker, self.runs)
+        self.mlflow.settle(tracker, self.runs)
         summary = aggregate(self.study, self.runs, self.layout.root)
         self.write_study_json(summary, parent=parent)
         for path in self.layout.tables():
             tracker.log_artifact(parent, path)
-        self.log_summaries(tracker, parent, summary)
+        self.mlflow.log_summaries(tracker, parent, summary)
         failed = [f"{r.variant}/seed{r.seed}" for r in self.runs if r.layout.status() == "failed"]
         tracker.finish(parent, "FAILED" if failed else "FINISHED")
         if not failed:

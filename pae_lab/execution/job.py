@@ -24,7 +24,8 @@ from pae_lab.plan.runs import RunSpec
 from pae_lab.plan.progress import ProgressWriter
 from pae_lab.execution.shared_job import execute_shared, is_shared_job
 from pae_lab.stages.execute import run_stage
-from pae_lab.tracking.store import RunLogger, default_uri
+from pae_lab.tracking.store import RunLogger
+from pae_lab.tracking.study_runs import tracking_uri
 from pae_lab.stages.training import resolve_device, set_threads
 
 
@@ -57,7 +58,7 @@ def _follow(spec: RunSpec, study, folders: dict[str, Path], dist, device) -> dic
 
 def _execute(spec: RunSpec, study, folders: dict[str, Path], dist, device) -> dict[str, Any]:
     files = spec.layout
-    logger = RunLogger(spec.run_dir, spec.tracking_uri or default_uri(spec.study_dir), spec.mlflow_run_id)
+    logger = RunLogger(spec.run_dir, tracking_uri(spec.tracking_uri, spec.study_dir), spec.mlflow_run_id)
     logger.started()
     if dist.world > 1:
         logger.tags({"pae.processes_per_job": dist.world})

@@ -8,6 +8,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from analysis.continuity import nn_angles
 from pae_lab.losses.perceptual import PerceptualDistance
 from pae_lab.losses.reconstruction import reconstruction_loss
 from pae_lab.losses.regularizers import RegContext, Regularizer, register_regularizer
@@ -25,18 +26,6 @@ def rotate_toward(z: torch.Tensor, direction: torch.Tensor, degrees: float) -> t
     zhat = F.normalize(z, dim=1, eps=1e-12)
     u = F.normalize(direction - (direction * zhat).sum(dim=1, keepdim=True) * zhat, dim=1, eps=1e-12)
     return math.cos(a) * z + math.sin(a) * z.norm(dim=1, keepdim=True) * u
-
-
-def nn_angles(z: torch.Tensor) -> torch.Tensor:
-    """Degrees from each latent (flattened) to its nearest other latent of the set [B] (B >= 2).
-
-    Per-token rotation by angle a moves the flattened latent by exactly a as well (every token keeps
-    its norm and turns by a toward an orthogonal direction), so this is the scale MCR's angles compare to.
-    """
-    flat = F.normalize(z.detach().flatten(1).float(), dim=1)
-    cos = flat @ flat.T
-    cos.fill_diagonal_(-1.0)
-    return torch.rad2deg(torch.arccos(cos.max(dim=1).values.clamp(-1.0, 1.0)))
 
 
 @register_regularizer("mcr")

@@ -90,7 +90,7 @@ class EffNetLite0Distance(PerceptualDistance):
 
     def __init__(self, blocks: tuple[int, ...] | list[int] = (0, 2, 4), input_resolution: int = 64):
         super().__init__()
-        from pae_lab.priors.effnet import load_efficientnet_lite0
+        from analysis.effnet import load_efficientnet_lite0
 
         if not blocks:
             raise ValueError("effnet_lite0 distance needs at least one block index, e.g. blocks=(0, 2, 4)")
@@ -106,7 +106,7 @@ class EffNetLite0Distance(PerceptualDistance):
         return self
 
     def embed(self, x01: torch.Tensor) -> list[torch.Tensor]:
-        from pae_lab.priors.effnet import block_features
+        from analysis.effnet import block_features
 
         if x01.shape[-2:] != (self.input_resolution,) * 2:
             x01 = F.interpolate(x01, size=(self.input_resolution,) * 2, mode="bilinear", align_corners=False)

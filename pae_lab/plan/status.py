@@ -4,6 +4,7 @@ from __future__ import annotations
 from rich.table import Table
 
 from analysis.fidelity_names import metric_names
+from analysis.metric_info import headline_names
 from pae_lab.fsutil import read_json
 from pae_lab.plan.layout import STAGE_STARTED
 from pae_lab.plan.runs import RunSpec, expand, run_stage_names
@@ -12,7 +13,6 @@ from pae_lab.config.schema import StudyConfig
 from pae_lab.plan.cache import is_done
 
 STYLE = {"done": "green", "running": "cyan", "failed": "red", "pending": "dim", "stale": "yellow"}
-KEY_METRICS = ("psnr", "ssc", "lpc", "gsq")
 
 
 def stage_state(spec: RunSpec, stage: str) -> str:
@@ -31,9 +31,9 @@ def stage_state(spec: RunSpec, stage: str) -> str:
 
 def status_table(study: StudyConfig) -> Table:
     target, _ = metric_names(study.evaluation.extractor, study.evaluation.inception_weights)
-    stages = run_stage_names()
+    stages, key_metrics = run_stage_names(), headline_names()
     table = Table(title=f"study {study.name}  ({study.study_dir()})")
-    for col in ("variant", "seed", *stages, "run id", *KEY_METRICS, target):
+    for col in ("variant", "seed", *stages, "run id", *key_metrics, target):
         table.add_column(col)
     for spec in expand(study):
         cells = []
@@ -48,5 +48,5 @@ def status_table(study: StudyConfig) -> Table:
         run = read_json(spec.layout.run_json) or {}
         fmt = lambda v: f"{v:.3f}" if isinstance(v, (int, float)) else "-"  # noqa: E731
         table.add_row(spec.variant, str(spec.seed), *cells, (run.get("mlflow_run_id") or "-")[:8],
-                      *(fmt(metrics.get(k)) for k in KEY_METRICS), fmt(gen.get(target)))
+                      *(fmt(metrics.get(k)) for k in key_metrics), fmt(gen.get(target)))
     return table

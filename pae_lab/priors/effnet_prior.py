@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from pae_lab.priors import effnet
+from analysis import effnet
 from pae_lab.priors.base import Prior, resize_input
 from pae_lab.priors.registry import register_prior
 

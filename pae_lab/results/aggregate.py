@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 
 from analysis.correlation import correlate
-from analysis.directions import direction_of
+from analysis.convergence import speedups
+from analysis.metric_info import direction_of, panel_names
 from analysis.factorial import factorial_effects, find_design, paper_effects, stratified_correlations
 from analysis.fidelity_names import fidelity_columns, metric_names
 from analysis.paper import ABLATION, OWN_METRIC
@@ -87,7 +88,7 @@ def factorial_tables(study: StudyConfig, runs: list[RunSpec], done: pd.DataFrame
         return pd.DataFrame(), pd.DataFrame()
     gen = [c for c in generation_columns(study) if c in done]
     responses = [c for c in dict.fromkeys([*metrics, *gen]) if c in done and done[c].notna().any()]
-    paper_cols = [c for c in ("ssc", "lpc", "gsq") if c in responses]
+    paper_cols = [c for c in OWN_METRIC.values() if c in responses]
     own = paper_effects(ABLATION, design, [*paper_cols, "gfid"]) if set(design.factors) <= set(OWN_METRIC) else {}
     paper = {c: own[c] for c in paper_cols if c in own} | ({c: own["gfid"] for c in gen} if own else {})
     effects = factorial_effects(done, design, responses, paper=paper)
@@ -105,40 +106,11 @@ def convergence_table(runs: list[RunSpec]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def steps_to_reach(steps: np.ndarray, values: np.ndarray, level: float) -> float:
-    """First step at which the curve reaches `level` (lower is better), linearly interpolated."""
-    for i, (s, v) in enumerate(zip(steps, values)):
-        if v <= level:
-            if i == 0:
-                return float(s)
-            s0, v0 = steps[i - 1], values[i - 1]
-            return float(s0 + (v0 - level) / (v0 - v) * (s - s0)) if v0 != v else float(s)
-    return float("nan")
-
-
-def speedups(convergence: pd.DataFrame, target: str, baseline: str) -> pd.DataFrame:
-    """How many times fewer generator steps a variant needs to reach the baseline's final gFID."""
-    if convergence.empty or target not in convergence or baseline not in set(convergence["variant"]):
-        return pd.DataFrame(columns=["variant", "speedup", "steps_to_baseline"])
-    curves = convergence.groupby(["variant", "step"])[target].mean().reset_index()
-    base = curves[curves["variant"] == baseline].sort_values("step")
-    level, base_steps = float(base[target].iloc[-1]), float(base["step"].iloc[-1])
-    rows = []
-    for variant, curve in curves.groupby("variant"):
-        curve = curve.sort_values("step")
-        needed = steps_to_reach(curve["step"].to_numpy(), curve[target].to_numpy(), level)
-        rows.append({"variant": variant, "steps_to_baseline": needed,
-                     "speedup": base_steps / needed if needed == needed and needed > 0 else float("nan")})
-    return pd.DataFrame(rows)
-
-
 def correlated_metrics(results: pd.DataFrame, contrast: list[str]) -> list[str]:
     """The panel's metrics plus the `contrast` columns (reconstruction FD/KD, the paper's contrast, and
     the decoder floor): not their spreads or protocol extras, not hyper-parameters, and not the
     speed-up (derived from the target itself)."""
-    from analysis.panel import METRICS
-
-    wanted = set(METRICS.names()) | set(contrast)
+    wanted = set(panel_names()) | set(contrast)
     return [c for c in results.columns if c in wanted and not c.endswith("_std")
             and pd.api.types.is_numeric_dtype(results[c])]
 

@@ -3,7 +3,7 @@
 `build_report(study_dir)` executes the parameterised template reports/study_report.ipynb with
 papermill and writes study_dir/report/report.ipynb, a code-free report.html and one PNG per figure
 under study_dir/report/figures/. The notebook stays thin: it calls `load_study`, `summarize`,
-`variants_table` from here and the figure functions of analysis/plots.py, so all of them can be
+`variants_table` from here and the figure functions of pae_lab/results/plots.py, so all of them can be
 used (and tested) outside the notebook.
 
 The template lives in the top-level reports/ folder, found next to the installed package (the
@@ -25,9 +25,10 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from analysis.directions import direction_of
-from analysis.panel import METRICS
-from analysis.plots import metric_label, objective_columns, save_figure
+from analysis.fidelity_names import fidelity_role
+from analysis.metric import METRICS
+from analysis.metric_info import direction_of, headline_columns
+from pae_lab.results.plots import metric_label, objective_columns, save_figure
 from pae_lab.fsutil import atomic_write
 from pae_lab.plan.layout import IMAGES, RunLayout
 from pae_lab.results.report_inputs import ReportError, find_template
@@ -93,28 +94,18 @@ def _images(runs: Path, variants: Sequence[str]) -> dict[str, dict[str, Path]]:
     return found
 
 
-# Fidelity columns, as analysis.fidelity and the manifold stage name them: generation `fid`/`kid` or
-# `fd_<extractor>`/`kd_<extractor>`; reconstruction the same with an `r` prefix (`rfid`,
-# `rfd_<extractor>`) or, in older layouts, an `_rec` suffix. All are lower-is-better.
-def _is_reconstruction(column: str) -> bool:
-    return column.endswith("_rec") or column in ("rfid", "rkid") or column.startswith(("rfd_", "rkd_"))
-
-
+# Fidelity columns are recognised by lookup among the declared ones (FidelityColumns), plus the
+# paper's own `gfid` name for a generation FD.
 def is_generation_fd(column: str) -> bool:
-    return column in ("gfid", "fid") or (column.startswith("fd_") and not _is_reconstruction(column))
+    return column == "gfid" or fidelity_role(column) == "fd"
 
 
 def is_generation_kd(column: str) -> bool:
-    return column == "kid" or (column.startswith("kd_") and not _is_reconstruction(column))
+    return fidelity_role(column) == "kd"
 
 
 def is_reconstruction_fd(column: str) -> bool:
-    return column == "rfid" or column.startswith("rfd_") or (column.startswith("fd_") and column.endswith("_rec"))
-
-
-def is_fidelity(column: str) -> bool:
-    return (is_generation_fd(column) or is_generation_kd(column) or is_reconstruction_fd(column)
-            or column == "rkid" or column.startswith("rkd_") or (column.startswith("kd_") and column.endswith("_rec")))
+    return fidelity_role(column) == "rfd"
 
 
 def _first(columns: Sequence[str], named: Any, match: Callable[[str], bool]) -> str | None:
@@ -197,12 +188,10 @@ class StudyData:
 
     @property
     def directions(self) -> dict[str, str]:
-        """'higher' or 'lower' is better, per metric: analysis.directions' defaults, FID/KID-like
-        columns lower; the study's own statements (metric protocols, correlations.csv) override."""
+        """'higher' or 'lower' is better, per metric, as declared (analysis.metric_info); the study's
+        own statements (metric protocols, correlations.csv) override. Undeclared columns and those
+        declared without a direction (a hyper-parameter, a chance level, the speed-up) have none."""
         found = {m: d for m in self.metrics if (d := direction_of(m))}
-        found.update({c: "lower" for c in self.metrics if is_fidelity(c)})
-        if "speedup" in self.metrics:
-            found["speedup"] = "higher"
         for metric, protocol in (self.info.get("protocols") or {}).items():
             if isinstance(protocol, Mapping) and protocol.get("direction") in ("higher", "lower"):
                 found[metric] = protocol["direction"]
@@ -286,9 +275,7 @@ def _fmt(value: float) -> str:
 
 def main_metrics(study: "StudyData") -> list[str]:
     """The main results table's columns: the headline metrics, KD and speed-up; metrics only."""
-    from pae_lab.results.headline import headline_metrics
-
-    found = headline_metrics(study.metrics, study.generation)
+    found = headline_columns(study.metrics, study.generation)
     return found + [c for c in (study.kid, "speedup") if c and c in study.metrics and c not in found]
 
 

@@ -77,22 +77,24 @@ class SyncOutcome:
 
 
 def sync_study(study: StudyConfig, console: Console | None = None) -> SyncOutcome:
-    from pae_lab.plan.runs import RunSpec
-    from pae_lab.execution.driver import Driver
+    from pae_lab.plan.layout import StudyLayout
+    from pae_lab.plan.runs import RunSpec, expand
+    from pae_lab.tracking.study_runs import StudyRuns
 
     console = console or Console()
-    driver = Driver(study, console)
-    specs = [RunSpec.load(r.run_json) for r in driver.layout.runs_on_disk()]
-    tracker = driver.tracker()
-    parent = driver.ensure_parent(tracker, status="FINISHED")
+    layout = StudyLayout(study.study_dir())
+    mlflow = StudyRuns(study, expand(study))
+    specs = [RunSpec.load(r.run_json) for r in layout.runs_on_disk()]
+    tracker = mlflow.tracker()
+    parent = mlflow.ensure_parent(tracker, status="FINISHED")
     if specs:
-        driver.register_runs(tracker, parent, specs)
-    folders = {parent: driver.layout.root / "shared", **{s.mlflow_run_id: s.run_dir for s in specs}}
+        mlflow.register(tracker, parent, specs)
+    folders = {parent: layout.root / "shared", **{s.mlflow_run_id: s.run_dir for s in specs}}
     added = present = 0
     for run_id, folder in folders.items():
         new, old = replay(tracker.client, run_id, folder)
         added, present = added + new, present + old
         if new:
-            console.log(f"{folder.relative_to(driver.layout.root)}: {new} point(s) added ({old} already there)")
-    driver.settle_statuses(tracker, specs)
+            console.log(f"{folder.relative_to(layout.root)}: {new} point(s) added ({old} already there)")
+    mlflow.settle(tracker, specs)
     return SyncOutcome(len(folders), added, present)

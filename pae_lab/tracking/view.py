@@ -13,7 +13,7 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from pae_lab.results.headline import headline_metrics
+from analysis.metric_info import headline_columns
 from pae_lab.tracking.store import flatten, log_metrics
 
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
@@ -59,7 +59,7 @@ def log_changed(client, run_id: str, metrics: dict[str, float]) -> None:
 def child_summary(row: pd.Series, target: str, curves: Iterable[str] = ()) -> dict[str, float]:
     """The headline values of one results.csv row, minus those the job already logged as curves."""
     skip = set(curves)
-    return {m: row[m] for m in headline_metrics(row.index, target)
+    return {m: row[m] for m in headline_columns(row.index, target)
             if m not in skip and pd.api.types.is_number(row[m]) and row[m] == row[m]}
 
 

@@ -216,7 +216,7 @@ class TuneDriver:
         if hashes not in self._shared_done:  # the trial changes data / prior / refine settings
             t.driver.shared_stages(parent_logger)
             self._shared_done.add(hashes)
-        t.driver.register_runs(tracker, parent)
+        t.driver.mlflow.register(tracker, parent)
         labels = {spec.path: spec.label for spec in self.search.params.values()}
         params = {f"trial.{labels[p]}": v for p, v in t.values.items()}
         for spec in t.runs:
@@ -235,7 +235,7 @@ class TuneDriver:
             self.console.log(f"launching {len(pending)} run(s) of " + ", ".join(trial_name(t.number) for t in ready))
             with self.watcher(ready):
                 outcomes = self.base.launch(pending)
-            self.base.settle_statuses(tracker, pending)
+            self.base.mlflow.settle(tracker, pending)
         return {t.number: self.tell(study, t, tracker, parent, outcomes) for t in batch}
 
     def watcher(self, trials: list[TrialRun]):

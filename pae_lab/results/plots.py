@@ -21,32 +21,12 @@ from matplotlib import ticker
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from analysis.metric_info import label_of as metric_label  # the declared label; FD / KD columns keep their name
 from pae_lab.fsutil import atomic_write
 
 P = ParamSpec("P")
 
 CONTRAST_COLOR = "#c0392b"
-_LABELS = {
-    "psnr": "PSNR [dB]",
-    "ssim": "SSIM",
-    "rfid": "rfid",
-    "ssc": "SSC",
-    "coherence": "spatial coherence",
-    "lpc": "LPC",
-    "gsq": "GSQ",
-    "gsq_std": "GSQ std",
-    "linprobe": "linear-probe acc.",
-    "knn": "kNN acc.",
-    "lip_enc": "encoder Lipschitz",
-    "lip_dec": "decoder Lipschitz",
-    "erank": "eRank",
-    "speedup": "speed-up [x]",
-}
-
-
-def metric_label(name: str) -> str:
-    """FD/KD-like columns keep their results.csv name (`fd_effnet_lite0`, `fid`): one name everywhere."""
-    return _LABELS.get(name, name)
 
 
 def save_figure(fig: Figure, path: Path | str, *, dpi: int = 110) -> Path:

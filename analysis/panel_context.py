@@ -1,8 +1,8 @@
-"""The metric registry: name -> function(PanelContext) -> MetricResult.
+"""What a panel metric reads: `PanelContext`.
 
-A user adds a metric the way the built-ins are added:
+A user adds a metric the way the built-ins are added (see analysis.metric):
 
-    @panel_metric("my_metric", needs=("labels",))
+    @panel_metric("my_metric", needs=("labels",), direction="higher", label="my metric")
     def my_metric(ctx: PanelContext) -> MetricResult: ...
 
 The context computes latents, reconstructions and probe features lazily and once, so a metric
@@ -22,12 +22,6 @@ from analysis.panel_config import PanelConfig
 from analysis.probes import split_indices
 from analysis.result import MetricResult
 from analysis.tensors import map_batches, pool
-from pae_lab.catalog import METRICS
-from pae_lab.registry import RegistryError
-
-# Optional panel inputs a metric may need; the panel skips (or, if asked by name, refuses) a
-# metric whose needs were not given.
-OPTIONAL_INPUTS = ("labels", "segments", "distance")
 
 
 @dataclass
@@ -80,35 +74,3 @@ def _numpy(y: Tensor | np.ndarray | None) -> np.ndarray:
     if y is None:
         raise ValueError("labels are required here; pass labels= (and train_labels= with train_images=)")
     return np.asarray(y.cpu() if isinstance(y, Tensor) else y)
-
-
-@dataclass(frozen=True)
-class PanelMetric:
-    """A registered metric: its function and the optional inputs it cannot run without."""
-
-    fn: Callable[[PanelContext], MetricResult]
-    needs: tuple[str, ...] = ()
-
-    def missing(self, ctx: PanelContext) -> list[str]:
-        return [n for n in self.needs if getattr(ctx, n) is None]
-
-
-def register_metric(name: str, fn: Callable[[PanelContext], MetricResult], needs: tuple[str, ...] = (),
-                    *, overwrite: bool = False) -> PanelMetric:
-    """Register `fn(ctx) -> MetricResult` under `name`; `needs` lists optional inputs it requires."""
-    if not callable(fn):
-        raise RegistryError(f"metric {name!r} must be a callable taking a PanelContext, got {fn!r}")
-    unknown = [n for n in needs if n not in OPTIONAL_INPUTS]
-    if unknown:
-        raise RegistryError(f"metric {name!r} needs unknown inputs {unknown}; choose from {list(OPTIONAL_INPUTS)}")
-    return METRICS.register(name, PanelMetric(fn, tuple(needs)), overwrite=overwrite)
-
-
-def panel_metric(name: str, needs: tuple[str, ...] = (), *, overwrite: bool = False) -> Callable[[Callable], Callable]:
-    """Decorator form of `register_metric`; returns the function unchanged."""
-
-    def wrap(fn: Callable[[PanelContext], MetricResult]) -> Callable[[PanelContext], MetricResult]:
-        register_metric(name, fn, needs, overwrite=overwrite)
-        return fn
-
-    return wrap
