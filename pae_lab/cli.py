@@ -87,19 +87,18 @@ def run(study_file: Path = typer.Argument(..., help="Study YAML."),
     """Train every variant x seed of a study, measure, generate, correlate and report."""
     study = load(study_file, sets, check_files=not dry_run)
     from pae_lab.plan.layout import StudyLayout
+    from pae_lab.plan.runs import expand
     from pae_lab.plan.settled import is_settled
+    from pae_lab.plan.status import plan_table, status_table
 
-    files = StudyLayout(study.study_dir())
-    if not (dry_run or force) and is_settled(study):  # before MLflow, pandas and torch are imported
-        console.print(status_table_for(study))
+    files, runs = StudyLayout(study.study_dir()), expand(study)  # planned once, handed down
+    if not (dry_run or force) and is_settled(study, runs):  # before MLflow, pandas and torch are imported
+        console.print(status_table(study, runs))
         console.print(f"all runs finished; results and MLflow runs are current: nothing to train, aggregate or log\n"
                       f"results: {files.results}   correlations: {files.correlations}")
         if report:
             build_report_for(study, only_if_changed=True)
         return
-    from pae_lab.execution.driver import Driver
-
-    driver = Driver(study, console)
     if dry_run:
         from pae_lab.plan.preflight import describe_data, missing_files
 
@@ -109,17 +108,14 @@ def run(study_file: Path = typer.Argument(..., help="Study YAML."),
         if found is not None:
             line, ok = found
             console.print(f"{'' if ok else '[yellow]warning:[/] '}{study_file}: {line}")
-        table = Table(title=f"plan of {study.name} -> {study.study_dir()}")
-        for col in ("variant", "seed", "regularizers", "tokenizer hash"):
-            table.add_column(col)
-        for spec in driver.runs:
-            regs = ", ".join(f"{n}={p['weight']:g}" for n, p in spec.regularizers.items()) or "-"
-            table.add_row(spec.variant, str(spec.seed), regs, spec.hashes["tokenizer"])
-        console.print(table)
-        console.print(f"[green]{study_file}: valid[/] ({len(driver.runs)} runs, launcher {study.launcher.name})")
+        console.print(plan_table(study, runs))
+        console.print(f"[green]{study_file}: valid[/] ({len(runs)} runs, launcher {study.launcher.name})")
         return
+    from pae_lab.execution.driver import Driver
+
+    driver = Driver(study, console, runs)
     outcome = driver.run(force=force)
-    console.print(status_table_for(study))
+    console.print(status_table(study, runs))
     console.print(f"results: {files.results}   correlations: {files.correlations}")
     if outcome.failed:
         console.print(f"[red]{len(outcome.failed)} run(s) failed:[/] {', '.join(outcome.failed)} "
@@ -130,45 +126,19 @@ def run(study_file: Path = typer.Argument(..., help="Study YAML."),
         raise typer.Exit(1)
 
 
-def status_table_for(study):
-    from pae_lab.plan.status import status_table
-
-    return status_table(study)
-
-
 def build_report_for(study, kind: str | None = None, only_if_changed: bool = False) -> None:
-    """Build the report and log it to the study's parent run; with `only_if_changed`, a report whose
-    inputs (the study's tables, the template, pae-lab's version) are unchanged is kept as it is."""
-    from pae_lab.fsutil import read_json, write_json
-    from pae_lab.plan.layout import StudyLayout
-    from pae_lab.results.report_inputs import report_inputs_digest
+    from pae_lab.results.publish import publish_report
 
-    files = StudyLayout(study.study_dir())
-    digest = report_inputs_digest(files)
-    stamp = files.report_dir / "inputs.json"
-    html = files.report_dir / "report.html"
-    if only_if_changed and html.exists() and (read_json(stamp) or {}).get("digest") == digest:
-        console.print(f"report: {html}  (inputs unchanged)")
-        return
-    from pae_lab.results.report import build_report
-    from pae_lab.tracking.store import StudyTracker
-    from pae_lab.tracking.study_runs import experiment_name, tracking_uri
-
-    parent = (read_json(files.study_json) or {}).get("mlflow_parent_run_id")
-    tracker = (StudyTracker(tracking_uri(study.tracking.uri, files.root), experiment_name(study), artifact_root=files.root)
-               if parent else None)
-    with console.status("building the report notebook ..."):
-        paths = build_report(files.root, kind=kind, log_artifact=(lambda p: tracker.log_artifact(parent, p, "report"))
-                             if tracker else None)
-    write_json(stamp, {"digest": digest})
-    console.print(f"report: {paths.html}  (notebook {paths.ipynb})")
+    publish_report(study, console, kind, only_if_changed)
 
 
 @app.command()
 @friendly
 def status(study_file: Path = typer.Argument(..., help="Study YAML."), sets: Optional[List[str]] = SetOpt):
     """Variant x seed x stage: done / running / failed / pending, run ids and key metrics."""
-    console.print(status_table_for(load(study_file, sets, preflight=False)))
+    from pae_lab.plan.status import status_table
+
+    console.print(status_table(load(study_file, sets, preflight=False)))
 
 
 @app.command()
@@ -340,6 +310,7 @@ def tune(study_file: Path = typer.Argument(..., help="Study YAML with a `search:
     """
     from pae_lab.plan.preflight import load_study
     from pae_lab.tuning.driver import TuneDriver, dashboard_command
+    from pae_lab.tuning.outputs import trials_table
 
     overrides = parse_sets(sets)
     if trials is not None:
@@ -348,16 +319,7 @@ def tune(study_file: Path = typer.Argument(..., help="Study YAML with a `search:
     completed = 1
     if search:
         outcome = TuneDriver(study, console, source=study_file).run()
-        frame = outcome.search.trials
-        table = Table(title=f"search {study.name}: {len(frame)} trials ({study.study_dir()})")
-        shown = [c for c in frame.columns if c not in ("variant", "error")]
-        for col in shown:
-            table.add_column(col.removeprefix("params_"))
-        best = {b["number"] for b in outcome.search.best}
-        for _, row in frame.iterrows():
-            cells = [f"{v:.4g}" if isinstance(v, float) else str(v) for v in row[shown]]
-            table.add_row(*cells, style="bold green" if row["number"] in best else None)
-        console.print(table)
+        console.print(trials_table(outcome.search, f"search {study.name}", study.study_dir()))
         if len(outcome.search.importances):
             console.print("importances: " + ", ".join(f"{p}={v:.2f}" for p, v in zip(
                 outcome.search.importances["param"], outcome.search.importances["importance"])))

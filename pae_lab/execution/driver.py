@@ -71,11 +71,12 @@ class StudyOutcome:
 
 
 class Driver:
-    def __init__(self, study: StudyConfig, console: Console | None = None):
+    def __init__(self, study: StudyConfig, console: Console | None = None, runs: list[RunSpec] | None = None):
+        """`runs`: the study as the caller already planned it (`expand`), so a command plans once."""
         self.study = study
         self.console = console or Console()
         self.layout = StudyLayout(study.study_dir())
-        self.runs = expand(study)
+        self.runs = expand(study) if runs is None else runs
         self.mlflow = StudyRuns(study, self.runs)
         self.uri = self.mlflow.uri
 

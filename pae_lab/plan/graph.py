@@ -50,6 +50,9 @@ class Stage:
     scope: Scope = "run"  # shared: one folder per distinct input, reused by every run on it
     doc: str = ""
     distributed: bool = False  # every process of a multi-process job runs it (data-parallel training)
+    # what the stage adds to its run's row of results.csv (and `status`): "summary", every value of
+    # its summary under its own name; a mapping, the summary keys it names, renamed; () nothing
+    columns: Literal["summary"] | dict[str, str] | tuple[()] = ()
 
     def function(self) -> Callable[..., dict[str, Any]]:
         module, _, attr = self.fn.partition(":")
@@ -150,6 +153,19 @@ RESOLVED: dict[str, Callable[["StudyConfig", RunKey | None], Any]] = {
 }
 
 
+def result_columns(summaries: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A run's results row from its stages' summaries, as each stage declares: whole summaries (the
+    metrics) first, in run order, then the single values stages pick (a training loss)."""
+    row: dict[str, Any] = {}
+    stages = [s for s in ordered("run") if s.columns]
+    for stage in [s for s in stages if s.columns == "summary"]:
+        row.update(summaries.get(stage.name, {}))
+    for stage in [s for s in stages if s.columns != "summary"]:
+        found = summaries.get(stage.name, {})
+        row.update({column: found.get(key, float("nan")) for key, column in stage.columns.items()})
+    return row
+
+
 def ordered(scope: Scope | None = None) -> list[Stage]:
     """Stages in run order (declaration order, readers after what they read)."""
     return [STAGES.get(n) for n in STAGES.order() if scope is None or STAGES.get(n).scope == scope]
@@ -190,15 +206,16 @@ for _stage in (
           doc="the teacher's ceiling: SSC, GSQ, probes of raw prior, refined target, pooled pixels"),
     Stage("tokenizer", "pae_lab.stages.tokenizer:tokenizer_stage", reads=("data", "prior", "refine"),
           depends=("run_tokenizer", "tokenizer_files", "training", "variant", "seed", "device"), distributed=True,
+          columns={"loss/total": "train_loss"},
           doc="train (external: load) the encoder/decoder with the variant's losses; latents and their normalisation"),
     Stage("manifold", "pae_lab.stages.manifold:manifold_stage", reads=("data", "tokenizer", "reference"),
           depends=("metrics", "training.perceptual", "evaluation.sampler.seed", "evaluation.kid_subsets"),
-          doc="SSC, LPC, GSQ, probes, Lipschitz, eRank, PSNR/SSIM, rFD and the decoder floor"),
+          columns="summary", doc="SSC, LPC, GSQ, probes, Lipschitz, eRank, PSNR/SSIM, rFD and the decoder floor"),
     Stage("generator", "pae_lab.stages.generator:generator_stage", reads=("data", "tokenizer"),
           depends=("generator", "seed"), distributed=True,
           doc="latent flow-matching DiT; EMA weights at the eval steps"),
     Stage("generation", "pae_lab.stages.generation:generation_stage", reads=("data", "tokenizer", "generator", "reference"),
           depends=("evaluation.sampler", "evaluation.kid_subsets", "evaluation.val_loss_t", "evaluation.val_loss_images"),
-          doc="sample, decode; gFD/gKD, lFD/lKD (vs own reconstructions), held-out flow loss per checkpoint"),
+          columns="summary", doc="sample, decode; gFD/gKD, lFD/lKD (vs own reconstructions), held-out flow loss per checkpoint"),
 ):
     register_stage(_stage)

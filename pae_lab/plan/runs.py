@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from pae_lab import __version__
 from pae_lab.fsutil import read_json, write_json
-from pae_lab.plan.graph import STAGES, RunKey, ordered, run_identity, run_tokenizer, stage_hashes
+from pae_lab.plan.graph import STAGES, RunKey, ordered, result_columns, run_identity, run_tokenizer, stage_hashes
 from pae_lab.plan.layout import STAGE_DONE, RunLayout, StudyLayout
 from pae_lab.config.schema import StudyConfig
 from pae_lab.plan.identity import content_hash
@@ -73,6 +73,10 @@ class RunSpec(BaseModel):
         """A finished stage's summary, only if it was finished for this configuration."""
         done = read_json(self.stage_dir(stage) / STAGE_DONE)
         return done.get("summary", {}) if done and done.get("hash") == self.hashes[stage] else {}
+
+    def result_row(self) -> dict[str, Any]:
+        """This run's values in results.csv, from the stages that declare columns (plan.graph)."""
+        return result_columns({s: self.summary(s) for s in run_stage_names()})
 
     def study_config(self) -> StudyConfig:
         return StudyConfig.model_validate(self.config)

@@ -39,9 +39,9 @@ def results_digest(study: StudyConfig, runs: list[RunSpec] | None = None) -> str
                         files.mlflow_db.exists(), [(r.identity, r.hashes, read_json(r.layout.result)) for r in runs])
 
 
-def is_settled(study: StudyConfig) -> bool:
+def is_settled(study: StudyConfig, runs: list[RunSpec] | None = None) -> bool:
     stamp = read_json(StudyLayout(study.study_dir()).settled) or {}
-    return stamp.get("digest") is not None and stamp.get("digest") == results_digest(study)
+    return stamp.get("digest") is not None and stamp.get("digest") == results_digest(study, runs)
 
 
 def mark_settled(study: StudyConfig, runs: list[RunSpec]) -> None:

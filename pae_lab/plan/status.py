@@ -29,13 +29,14 @@ def stage_state(spec: RunSpec, stage: str) -> str:
     return "pending"
 
 
-def status_table(study: StudyConfig) -> Table:
+def status_table(study: StudyConfig, runs: list[RunSpec] | None = None) -> Table:
+    """The state of every run; `runs` as planned by the caller (planned here when None)."""
     target, _ = metric_names(study.evaluation.extractor, study.evaluation.inception_weights)
     stages, key_metrics = run_stage_names(), headline_names()
     table = Table(title=f"study {study.name}  ({study.study_dir()})")
     for col in ("variant", "seed", *stages, "run id", *key_metrics, target):
         table.add_column(col)
-    for spec in expand(study):
+    for spec in expand(study) if runs is None else runs:
         cells = []
         for stage in stages:
             state = stage_state(spec, stage)
@@ -43,10 +44,20 @@ def status_table(study: StudyConfig) -> Table:
                 p = read_progress(spec.run_dir)
                 state = f"running {p.get('step', 0)}/{p.get('total', '?')}"
             cells.append(f"[{STYLE[state.split()[0]]}]{state}[/]")
-        metrics = spec.summary("manifold")  # only this config's numbers
-        gen = spec.summary("generation")
+        values = spec.result_row()  # only this config's numbers
         run = read_json(spec.layout.run_json) or {}
         fmt = lambda v: f"{v:.3f}" if isinstance(v, (int, float)) else "-"  # noqa: E731
         table.add_row(spec.variant, str(spec.seed), *cells, (run.get("mlflow_run_id") or "-")[:8],
-                      *(fmt(metrics.get(k)) for k in key_metrics), fmt(gen.get(target)))
+                      *(fmt(values.get(k)) for k in key_metrics), fmt(values.get(target)))
+    return table
+
+
+def plan_table(study: StudyConfig, runs: list[RunSpec]) -> Table:
+    """`pae-lab run --dry-run`: what would run, with the hash that names each run's tokenizer."""
+    table = Table(title=f"plan of {study.name} -> {study.study_dir()}")
+    for col in ("variant", "seed", "regularizers", "tokenizer hash"):
+        table.add_column(col)
+    for spec in runs:
+        regs = ", ".join(f"{n}={p['weight']:g}" for n, p in spec.regularizers.items()) or "-"
+        table.add_row(spec.variant, str(spec.seed), regs, spec.hashes["tokenizer"])
     return table

@@ -4,7 +4,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from analysis.correlation import correlate
@@ -40,10 +39,7 @@ def results_table(runs: list[RunSpec]) -> pd.DataFrame:
     for spec in runs:
         row: dict[str, Any] = {"variant": spec.variant, "kind": "variant", "seed": spec.seed,
                                "run_id": spec.mlflow_run_id, "status": spec.layout.status()}
-        row.update(spec.summary("manifold"))
-        row.update(spec.summary("generation"))
-        tok = spec.summary("tokenizer")
-        row["train_loss"] = tok.get("loss/total", np.nan)
+        row.update(spec.result_row())
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from rich.table import Table
 
 from pae_lab.results.aggregate import write_csv
 from pae_lab.fsutil import write_json
@@ -111,3 +112,17 @@ def write_search_outputs(study, search: SearchConfig, root: Path) -> SearchSumma
     write_json(root / "best.json", {"objectives": search.objective_names, "directions": search.directions,
                                     "best": best, "states": states, "importance_note": note})
     return SearchSummary(trials, pareto, importances, best, note)
+
+
+def trials_table(summary: SearchSummary, title: str, where: object) -> Table:
+    """Every trial, its parameters and values; the best (Pareto-optimal) ones in bold green."""
+    frame = summary.trials
+    table = Table(title=f"{title}: {len(frame)} trials ({where})")
+    shown = [c for c in frame.columns if c not in ("variant", "error")]
+    for col in shown:
+        table.add_column(col.removeprefix("params_"))
+    best = {b["number"] for b in summary.best}
+    for _, row in frame.iterrows():
+        cells = [f"{v:.4g}" if isinstance(v, float) else str(v) for v in row[shown]]
+        table.add_row(*cells, style="bold green" if row["number"] in best else None)
+    return table
