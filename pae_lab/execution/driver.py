@@ -136,7 +136,7 @@ class Driver:
             write_json(spec.layout.run_json, spec.to_file())
 
     def shared_stages(self, parent_logger: RunLogger) -> dict[str, Any]:
-        from pae_lab.execution.launchers.base import LAUNCHERS
+        from pae_lab.catalog import LAUNCHERS
 
         hashes, folders = shared_plan(self.study)
         processes = self.study.launcher.processes_per_job()
