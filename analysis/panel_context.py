@@ -20,7 +20,6 @@ from torch import Tensor
 
 from analysis.panel_config import PanelConfig
 from analysis.probes import split_indices
-from analysis.result import MetricResult
 from analysis.tensors import map_batches, pool
 
 

@@ -5,7 +5,8 @@ An entry pairs a pydantic config model (a subclass of `ArchitectureConfig`) with
 builder may be named as "module:function" and is imported only when a network is built, so
 validating, planning and hashing a study never import torch (the built-ins register that way in
 `pae_lab.config.tokenizers`). A plugin module registers with the same call, or decorates its
-builder. Validation dispatches on `name` through the registry, so a plugin's architecture is
+builder. The registry itself is declared in `pae_lab.catalog` with the other registries;
+`pae_lab.architectures` stays the import path of plugins. Validation dispatches on `name` through the registry, so a plugin's architecture is
 checked as strictly as the built-ins (unknown keys are errors) and appears in the YAML reference.
 Pydantic and the stdlib only.
 """
@@ -17,7 +18,8 @@ from typing import Annotated, Any, Callable
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SerializeAsAny
 
-from pae_lab.registry import Registry, RegistryError
+from pae_lab.catalog import ARCHITECTURES
+from pae_lab.registry import RegistryError
 
 DEFAULT_ARCHITECTURE = "conv"
 
@@ -55,9 +57,6 @@ class Architecture:
 
     def builder(self) -> Builder:
         return pkgutil.resolve_name(self.build) if isinstance(self.build, str) else self.build
-
-
-ARCHITECTURES: Registry[Architecture] = Registry("tokenizer architecture")
 
 
 def register_architecture(name: str, config: type[ArchitectureConfig], build: Builder | str | None = None, *,

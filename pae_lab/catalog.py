@@ -1,16 +1,19 @@
-"""The registries a study names, with every built-in declared by name and module, not imported.
+"""Every registry of pae-lab, with every built-in declared by name and module, not imported.
 
 `pae-lab registry`, `pae-lab variants` and the name checks of a config list these without
 importing torch; an entry's module (which registers it through the public call a user's plugin
 uses) is imported the first time the entry is used. A new built-in is one `declare` line here plus
-its registration in its own module; tests/test_layering.py checks that the two agree.
+its registration in its own module; tests/test_layering.py checks that the two agree. The FD
+extractors are the exception: the metrics library (`analysis`, which imports nothing of pae_lab's)
+owns and fills that registry itself, without torch, so it is only referenced here.
 """
 from __future__ import annotations
 
 from typing import Any
 
 import analysis.metric_info  # noqa: F401  (the built-in metrics, declared where they are defined, torch-free)
-from analysis.metric import METRICS  # noqa: F401  (the metrics library's registry, listed with the others)
+from analysis.fidelity_names import FIDELITY_EXTRACTORS  # noqa: F401  (the metrics library's, listed with the others)
+from analysis.metric import METRICS  # noqa: F401  (the metrics library's, listed with the others)
 from pae_lab.registry import Registry
 
 REGULARIZERS: Registry[Any] = Registry("regularizer", base="pae_lab.losses.regularizers:Regularizer")
@@ -20,6 +23,12 @@ PRIORS: Registry[Any] = Registry("prior", returns="pae_lab.priors.base:Prior")
 SAMPLERS: Registry[Any] = Registry("sampler")
 VARIANTS: Registry[Any] = Registry("variant")
 ADAPTERS: Registry[Any] = Registry("tokenizer adapter")  # how an external tokenizer is loaded
+ARCHITECTURES: Registry[Any] = Registry("tokenizer architecture")  # pae_lab.architectures.register_architecture
+TIME_SAMPLING: Registry[Any] = Registry("time sampling")  # the flow time t of generator training
+STAGES: Registry[Any] = Registry("stage")  # pae_lab.plan.graph.register_stage; runs in registration order
+LAUNCHERS: Registry[Any] = Registry("launcher", base="pae_lab.execution.launchers.base:Launcher")
+OPTUNA_SAMPLERS: Registry[Any] = Registry("optuna sampler")  # `search.sampler.name` of `pae-lab tune`
+PRUNERS: Registry[Any] = Registry("pruner")  # `search.pruner.name`
 
 # name, default weight (the paper's, where it has one), what it does
 for _name, _weight, _summary in (
@@ -41,6 +50,18 @@ for _name in ("diffusers", "torchscript", "state_dict", "python"):
     ADAPTERS.declare(_name, "pae_lab.models.external")
 for _name in ("euler", "heun"):
     SAMPLERS.declare(_name, "pae_lab.generation.samplers")
+for _name in ("uniform", "logit_normal"):
+    TIME_SAMPLING.declare(_name, "pae_lab.generation.flow")
+for _name in ("conv", "pae", "external"):
+    ARCHITECTURES.declare(_name, "pae_lab.config.tokenizers")
+for _name in ("data", "prior", "refine", "reference", "teacher", "tokenizer", "manifold", "generator", "generation"):
+    STAGES.declare(_name, "pae_lab.plan.graph")
+for _name in ("inline", "local", "slurm"):
+    LAUNCHERS.declare(_name, f"pae_lab.execution.launchers.{_name}")
+for _name in ("tpe", "random", "nsga2"):
+    OPTUNA_SAMPLERS.declare(_name, "pae_lab.tuning.algorithms")
+for _name in ("none", "median", "hyperband"):
+    PRUNERS.declare(_name, "pae_lab.tuning.algorithms")
 
 # The paper's 2x2x2 ablation of SSR / MCR / SCR and the VA-VAE peer: name -> (regularizers, description),
 # in the spec form of pae_lab.variants (an entry {} takes the regularizer's default weight).

@@ -173,7 +173,8 @@ def variants(pattern: str = typer.Argument("*", help="Wildcard, e.g. 'ssr*'."),
 
 @app.command()
 @friendly
-def registry(kind: str = typer.Argument("all", help="architectures, adapters, datasets, priors, perceptual, regularizers, variants, samplers, launchers, metrics or all")):
+def registry(kind: str = typer.Argument("all", help="a section (architectures, datasets, stages, launchers, "
+                                        "tuning_samplers, pruners, ...: see the full listing) or all")):
     """List every registry (what a study can name)."""
     from pae_lab.config.registries import all_registries
 

@@ -86,7 +86,8 @@ def test_sigkilled_local_job_is_recorded_failed_and_run_exits_nonzero(tmp_path: 
 
 
 def test_launcher_registry_and_readers_do_not_import_the_job_or_submitit() -> None:
-    code = ("import sys, pae_lab.execution.launchers.base, pae_lab.plan.status, pae_lab.results.aggregate, pae_lab.tuning.driver; "
+    code = ("import sys, pae_lab.execution.launchers.inline, pae_lab.execution.launchers.local, "
+            "pae_lab.execution.launchers.slurm, pae_lab.plan.status, pae_lab.results.aggregate, pae_lab.tuning.driver; "
             "print(sorted(m for m in ('submitit', 'pae_lab.execution.job') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
                          env={**os.environ, "PYTHONPATH": str(ROOT)})

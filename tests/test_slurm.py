@@ -21,8 +21,8 @@ from pae_lab.fsutil import read_json
 from slurm_fixture import slurm_cluster  # noqa: F401  (fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
-SLURM = {"name": "slurm", "threads_per_job": 1,
-         "slurm": {"gpus_per_node": 0, "cpus_per_task": 1, "mem_gb": 1, "timeout_min": 10, "lost_after_s": 120}}
+SLURM = {"name": "slurm", "threads_per_job": 1, "gpus_per_node": 0, "cpus_per_task": 1, "mem_gb": 1, "timeout_min": 10,
+         "lost_after_s": 120}
 COMPARED = ("psnr", "ssc", "lpc", "gsq", "train_loss", "fd_effnet_lite0")
 
 
@@ -145,13 +145,13 @@ def test_requeued_task_resumes_from_its_checkpoint_bit_exactly(slurm_cluster, re
 
 
 def test_two_tasks_per_node_form_one_process_group(slurm_cluster, tmp_path, monkeypatch) -> None:
-    """`slurm.tasks_per_node: 2` reaches sbatch, and the two tasks find each other from submitit's environment."""
+    """`tasks_per_node: 2` reaches sbatch, and the two tasks find each other from submitit's environment."""
     from ddp_probe import probe
-    from pae_lab.execution.launchers.base import SlurmLauncher
-    from pae_lab.config.schema import LauncherConfig
+    from pae_lab.config.launchers import validate_launcher
+    from pae_lab.execution.launchers.slurm import SlurmLauncher
 
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
-    cfg = LauncherConfig.model_validate({**SLURM, "slurm": {**SLURM["slurm"], "nodes": 1, "tasks_per_node": 2}})
+    cfg = validate_launcher({**SLURM, "nodes": 1, "tasks_per_node": 2})
     job = SlurmLauncher(cfg, tmp_path / "jobs").executor().submit(probe)
     deadline = time.monotonic() + 120
     while not job.done():
@@ -164,7 +164,7 @@ def test_two_tasks_per_node_form_one_process_group(slurm_cluster, tmp_path, monk
 def test_two_task_study_trains_refine_and_run_data_parallel(slurm_cluster, reference, tmp_path) -> None:
     """A study with `tasks_per_node: 2`: the shared stages and the run are each one 2-task SLURM job;
     the tokenizer's metrics match the 1-process reference up to float summation order."""
-    two = {**SLURM, "slurm": {**SLURM["slurm"], "nodes": 1, "tasks_per_node": 2}}
+    two = {**SLURM, "nodes": 1, "tasks_per_node": 2}
     proc = start(write_study(tmp_path, "ddp", [0], two))
     out = finish(proc)
     assert proc.returncode == 0, out

@@ -1,14 +1,14 @@
 """Every registry a study can name, in one place for `pae-lab registry`; lists names without importing torch."""
 from __future__ import annotations
 
+from pae_lab import catalog
 from pae_lab.registry import Registry
 
 
 def all_registries() -> dict[str, Registry]:
-    from pae_lab.catalog import ADAPTERS, DATASETS, METRICS, PERCEPTUAL, PRIORS, REGULARIZERS, SAMPLERS, VARIANTS
-    from pae_lab.execution.launchers.base import LAUNCHERS
-    from pae_lab.config.tokenizers import ARCHITECTURES
-
-    return {"architectures": ARCHITECTURES, "adapters": ADAPTERS, "datasets": DATASETS, "priors": PRIORS,
-            "perceptual": PERCEPTUAL, "regularizers": REGULARIZERS,
-            "variants": VARIANTS, "samplers": SAMPLERS, "launchers": LAUNCHERS, "metrics": METRICS}
+    """Section name -> registry, from the declarations in `pae_lab.catalog`."""
+    return {"architectures": catalog.ARCHITECTURES, "adapters": catalog.ADAPTERS, "datasets": catalog.DATASETS,
+            "priors": catalog.PRIORS, "perceptual": catalog.PERCEPTUAL, "regularizers": catalog.REGULARIZERS,
+            "variants": catalog.VARIANTS, "samplers": catalog.SAMPLERS, "time_sampling": catalog.TIME_SAMPLING,
+            "metrics": catalog.METRICS, "extractors": catalog.FIDELITY_EXTRACTORS, "stages": catalog.STAGES,
+            "launchers": catalog.LAUNCHERS, "tuning_samplers": catalog.OPTUNA_SAMPLERS, "pruners": catalog.PRUNERS}

@@ -13,8 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from analysis.panel_config import PanelConfig
 from pae_lab.architectures import TokenizerSpec
+from pae_lab.config.launchers import LauncherSpec, default_launcher
 from pae_lab.config.tokenizers import TokenizerConfig
-from pae_lab.config.search import SearchConfig
+from pae_lab.catalog import TIME_SAMPLING
+from pae_lab.config.search import SearchConfig, registered_name
 
 NO_IDENTITY = {"identity": False}  # json_schema_extra of a field that cannot change a result
 
@@ -76,13 +78,18 @@ class GeneratorConfig(BaseModel):
                                     "null disables clipping.")
     ema_decay: float = Field(0.995, ge=0, le=1, description="EMA decay of the weights used for sampling "
                              "(with the EMA's warmup, see pae_lab.models.ema.EMA).")
-    time_sampling: Literal["uniform", "logit_normal"] = Field(
-        "logit_normal", description="Distribution of the flow time t in training: uniform on [0, 1] or "
+    time_sampling: str = Field(
+        "logit_normal", description="Distribution of the flow time t in training (`pae-lab registry time_sampling`): uniform on [0, 1] or "
         "sigmoid(N(logit_mean, logit_std)) (SD3 / LightningDiT), which concentrates on mid t.")
     logit_mean: float = Field(0.0, description="Mean of the logit-normal time distribution.")
     logit_std: float = Field(1.0, gt=0, description="Std of the logit-normal time distribution.")
     eval_at: list[int] = Field(default_factory=list, description="Training steps at which gFID is "
                                "evaluated (on the EMA weights); the final step is always evaluated.")
+
+    @field_validator("time_sampling")
+    @classmethod
+    def _known_time_sampling(cls, name: str) -> str:
+        return registered_name(TIME_SAMPLING, name)
 
     @model_validator(mode="after")
     def _check(self) -> "GeneratorConfig":
@@ -185,50 +192,6 @@ class EvaluationConfig(Strict):
     batch_size: int = Field(256, ge=1, description="Decoding batch size (memory only).", json_schema_extra=NO_IDENTITY)
 
 
-class SlurmConfig(Strict):
-    """SLURM settings of the `slurm` launcher (submitit job arrays)."""
-
-    partition: str | None = Field(None, description="SLURM partition.")
-    account: str | None = Field(None, description="SLURM account.")
-    qos: str | None = Field(None, description="SLURM QOS.")
-    gpus_per_node: int = Field(1, ge=0, description="GPUs per node of a job.")
-    nodes: int = Field(1, ge=1, description="Nodes per job; with tasks_per_node, the processes of one data-parallel job.")
-    tasks_per_node: int | None = Field(None, ge=1, description="Processes per node (one per GPU); default: gpus_per_node, "
-                                       "or 1 on a CPU cluster.")
-    cpus_per_task: int = Field(8, ge=1, description="CPU cores per process (also its torch threads).")
-    mem_gb: int = Field(32, ge=1, description="Memory per job in GB.")
-    timeout_min: int = Field(240, ge=3, description="Checkpointable jobs are requeued on timeout (>= 3: submitit signals 90 s early).")
-    max_num_timeout: int = Field(3, ge=0, description="Requeues on timeout before giving up.")
-    array_parallelism: int = Field(64, ge=1, description="Array jobs running at once (slurm_array_parallelism).")
-    additional_parameters: dict[str, Any] = Field(default_factory=dict, description="Extra sbatch options, e.g. {constraint: a100}.")
-    lost_after_s: int = Field(600, ge=1, description="A job the SLURM controller no longer knows (or that scontrol cannot "
-                              "answer for), with no result, is recorded as failed after this many seconds.")
-
-    def tasks(self) -> int:
-        """Processes per node: one per GPU unless given."""
-        return self.tasks_per_node or max(self.gpus_per_node, 1)
-
-
-class LauncherConfig(Strict):
-    """Where the runs execute."""
-
-    name: str = Field("inline", description="Launcher registry entry: inline (this process), local (submitit "
-                      "subprocesses) or slurm (submitit job arrays).")
-    max_parallel: int = Field(1, ge=1, description="Runs in flight at once (local).")
-    threads_per_job: int | None = Field(None, ge=1, description="torch threads per job process; default: CPU cores / "
-                                          "(max_parallel x tasks_per_job).")
-    timeout_min: int = Field(120, ge=1, description="Wall-clock limit of one local job.")
-    tasks_per_job: int = Field(1, ge=1, description="Processes per local job: data-parallel training (gloo on the CPU, "
-                               "NCCL with one GPU each); the threads are split between them.")
-    mem_gb_per_job: float | None = Field(None, gt=0, description="Memory one local job may peak at; default: the largest "
-                                         "peak measured by earlier jobs of this study. Local jobs start only while one more fits.")
-    slurm: SlurmConfig = Field(default_factory=SlurmConfig, description="Used by the slurm launcher.")
-
-    def processes_per_job(self) -> int:
-        """How many processes train one run together (1: no torch.distributed; inline is always one)."""
-        return {"slurm": self.slurm.nodes * self.slurm.tasks(), "local": self.tasks_per_job}.get(self.name, 1)
-
-
 class TrackingConfig(Strict):
     """MLflow: one parent run per study, one child run per (variant, seed)."""
 
@@ -253,7 +216,7 @@ class StudyConfig(Strict):
     metrics: PanelConfig = Field(default_factory=PanelConfig)
     generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
-    launcher: LauncherConfig = Field(default_factory=LauncherConfig)
+    launcher: LauncherSpec = Field(default_factory=default_launcher, description="Where the runs execute: `name` picks inline, local, slurm or a plugin's launcher; the other keys are that launcher's.")
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     search: SearchConfig | None = Field(None, description="Optuna search block (`pae-lab tune`, see pae_lab/config/search.py).")
 

@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from pae_lab.tuning.algorithms import PRUNERS, SAMPLER_FACTORIES
+from pae_lab.catalog import OPTUNA_SAMPLERS, PRUNERS
 
 # Top-level study keys that say how a study is organised, not what it trains: never searched.
 NOT_SEARCHABLE = ("name", "description", "output_dir", "seeds", "device", "plugins", "variants", "launcher",
@@ -145,14 +145,15 @@ class ObjectiveSpec(_Strict):
         return dict(self.terms) if self.terms is not None else {self.metric: 1.0}
 
 
-def _registered(registry, name: str) -> str:
-    if name not in registry:  # a ValueError, so pydantic reports it with its key path
+def registered_name(registry, name: str) -> str:
+    """`name` if `registry` holds (or declares) it; else a ValueError, which pydantic reports with its key path."""
+    if name not in registry:
         raise ValueError(f"unknown {registry.kind} {name!r}; registered: {', '.join(registry.names())}")
     return name
 
 
 class SamplerSpec(_Strict):
-    name: str = Field("tpe", description="tpe, random or nsga2 (a plugin may register more in SAMPLER_FACTORIES).")
+    name: str = Field("tpe", description="Optuna sampler registry entry (`pae-lab registry tuning_samplers`): tpe, random, nsga2 or a plugin's.")
     seed: int | None = Field(0, description="Sampler seed; a resumed search adds the number of stored trials to it, "
                              "so it does not replay the draws of the first session.")
     params: dict[str, Any] = Field(default_factory=dict, description="Constructor arguments, e.g. n_startup_trials, "
@@ -161,11 +162,11 @@ class SamplerSpec(_Strict):
     @field_validator("name")
     @classmethod
     def _known(cls, name: str) -> str:
-        return _registered(SAMPLER_FACTORIES, name)
+        return registered_name(OPTUNA_SAMPLERS, name)
 
 
 class PrunerSpec(_Strict):
-    name: str = Field("none", description="none, median or hyperband (a plugin may register more in PRUNERS).")
+    name: str = Field("none", description="Pruner registry entry (`pae-lab registry pruners`): none, median, hyperband or a plugin's.")
     source: str = Field("loss/total", description="Intermediate value: a tokenizer metric key (loss/total, loss/l1, "
                         "loss/ssr, ...), '<stage>/<key>' for generator/generation metrics, or 'gfid' (gFID at the "
                         "generator checkpoints, known only once the generator has finished training).")
@@ -176,7 +177,7 @@ class PrunerSpec(_Strict):
     @field_validator("name")
     @classmethod
     def _known(cls, name: str) -> str:
-        return _registered(PRUNERS, name)
+        return registered_name(PRUNERS, name)
 
 
 class SearchConfig(_Strict):

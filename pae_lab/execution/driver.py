@@ -99,7 +99,7 @@ class Driver:
         return tracker, parent
 
     def shared_stages(self, parent_logger: RunLogger) -> dict[str, Any]:
-        from pae_lab.execution.launchers.base import LAUNCHERS
+        from pae_lab.catalog import LAUNCHERS
 
         hashes, folders = shared_plan(self.study)
         processes = self.study.launcher.processes_per_job()

@@ -7,16 +7,11 @@ dx/dt = v(x, t) from t = 0 to t = 1 (pae_lab.generation.samplers).
 """
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pae_lab.registry import Registry
-
-# name -> fn(batch, generator, device, **params) -> t [batch] in [0, 1]
-TIME_SAMPLING: Registry[Callable[..., torch.Tensor]] = Registry("time sampling")
+from pae_lab.catalog import TIME_SAMPLING  # name -> fn(batch, generator, device, **params) -> t [batch] in [0, 1]
 
 
 def _uniform(n: int, generator: torch.Generator | None, device: torch.device, **_: float) -> torch.Tensor:

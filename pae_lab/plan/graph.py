@@ -3,7 +3,7 @@
 Everything else is derived from `STAGES`: the run order, every stage's hash (its own resolved
 inputs plus the hashes of the stages it reads), its folder, the folders it may open, and the
 run identity MLflow uses. A new stage is one `register_stage(Stage(...))` call, by us or by a
-plugin.
+plugin (the registry is declared, with the built-ins' names, in `pae_lab.catalog`).
 
 `depends` names what can change a stage's result: a dotted path into the study config (fields
 marked `identity=False`, such as `training.log_every`, are left out) or a name in `RESOLVED`,
@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING, Any, Callable, Literal
 from pydantic import BaseModel
 
 from pae_lab.architectures import ArchitectureConfig, validate_tokenizer
+from pae_lab.catalog import STAGES
 from pae_lab.plan.identity import content_hash, path_digest
-from pae_lab.registry import Registry, RegistryError
+from pae_lab.registry import RegistryError
 
 if TYPE_CHECKING:
     from pae_lab.config.schema import StudyConfig
@@ -59,12 +60,9 @@ class Stage:
         return getattr(importlib.import_module(module), attr)
 
 
-STAGES: Registry[Stage] = Registry("stage")
-
-
 def register_stage(stage: Stage) -> Stage:
     """Add a stage after the ones it reads; its hash, folder and place in the order follow."""
-    missing = [r for r in stage.reads if r not in STAGES]
+    missing = [r for r in stage.reads if STAGES.peek(r) is None]  # registered, not only declared
     if missing:
         raise RegistryError(f"stage {stage.name!r} reads {', '.join(missing)}, which is not registered before it")
     if stage.scope == "shared" and any(STAGES.get(r).scope == "run" for r in stage.reads):

@@ -73,8 +73,7 @@ def describe_data(study: "StudyConfig") -> tuple[str, bool] | None:
 
 def check_study(study: "StudyConfig", path: Path, check_files: bool = True) -> None:
     """Raise a StudyError for the first problem; `check_files=False` leaves file checks to `missing_files`."""
-    from pae_lab.catalog import DATASETS, PERCEPTUAL, PRIORS, SAMPLERS
-    from pae_lab.execution.launchers.base import LAUNCHERS
+    from pae_lab.catalog import DATASETS, LAUNCHERS, PERCEPTUAL, PRIORS, SAMPLERS
 
     _check_name(path, "data.name", DATASETS, study.data.name)
     _check_name(path, "prior.name", PRIORS, study.prior.name)

@@ -1,20 +1,19 @@
 """Optuna samplers, pruners and storages by name, so a study names them and a plugin can add its own.
 
 A sampler factory takes `(seed, **params)`, a pruner factory `(**params)`; both return Optuna
-objects. Users register theirs the same way the built-ins do:
+objects. Both registries are declared in `pae_lab.catalog` (so a study's names are checked without
+importing Optuna); users register theirs the same way the built-ins do:
 
-    from pae_lab.tuning.algorithms import PRUNERS
+    from pae_lab.catalog import PRUNERS
     PRUNERS.register("patient", lambda **kw: optuna.pruners.PatientPruner(optuna.pruners.MedianPruner(), **kw))
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from pae_lab.registry import Registry
+from pae_lab.catalog import OPTUNA_SAMPLERS as SAMPLER_FACTORIES, PRUNERS  # the old names stay importable here
 
-SAMPLER_FACTORIES: Registry[Callable[..., Any]] = Registry("optuna sampler")
-PRUNERS: Registry[Callable[..., Any]] = Registry("pruner")
 JOURNAL_FILE = "optuna.journal"
 
 
