@@ -74,6 +74,7 @@ def load(path: Path, sets: list[str] | None = None, check_files: bool = True, pr
     return load_study(path, parse_sets(sets), check_files, preflight)
 
 
+PluginOpt = typer.Option(None, "--plugin", help="Import a plugin module first, as a study's `plugins:` does (repeatable).")
 SetOpt = typer.Option(None, "--set", help="Override a study key, e.g. --set training.steps=50 (repeatable).")
 
 
@@ -174,9 +175,13 @@ def variants(pattern: str = typer.Argument("*", help="Wildcard, e.g. 'ssr*'."),
 @app.command()
 @friendly
 def registry(kind: str = typer.Argument("all", help="a section (architectures, datasets, stages, launchers, "
-                                        "tuning_samplers, pruners, ...: see the full listing) or all")):
+                                        "tuning_samplers, pruners, ...: see the full listing) or all"),
+             plugins: Optional[List[str]] = PluginOpt):
     """List every registry (what a study can name)."""
+    from pae_lab.config.plugins import import_plugins
     from pae_lab.config.registries import all_registries
+
+    import_plugins(Path("--plugin"), plugins)
 
     regs = all_registries()
     chosen = regs if kind == "all" else {kind: regs.get(kind)}
@@ -187,9 +192,13 @@ def registry(kind: str = typer.Argument("all", help="a section (architectures, d
 
 
 @app.command()
-def schema():
+@friendly
+def schema(plugins: Optional[List[str]] = PluginOpt):
     """Print the study YAML reference (every key, its default and meaning) as Markdown."""
+    from pae_lab.config.plugins import import_plugins
     from pae_lab.plan.schema_doc import study_reference
+
+    import_plugins(Path("--plugin"), plugins)
 
     print(study_reference())
 
