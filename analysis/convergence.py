@@ -1,10 +1,14 @@
 """How fast each variant's generator gets there: steps to reach the baseline's final score."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import pandas as pd
 
 from analysis.metric import declare_column
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # Derived from the target's curves, not a score of its own: no direction, so the report marks no best.
 declare_column("speedup", label="speed-up", unit="x",
@@ -24,6 +28,8 @@ def steps_to_reach(steps: np.ndarray, values: np.ndarray, level: float) -> float
 
 def speedups(convergence: pd.DataFrame, target: str, baseline: str) -> pd.DataFrame:
     """How many times fewer generator steps a variant needs to reach the baseline's final gFID."""
+    import pandas as pd  # here, so declaring the speed-up column needs no pandas
+
     if convergence.empty or target not in convergence or baseline not in set(convergence["variant"]):
         return pd.DataFrame(columns=["variant", "speedup", "steps_to_baseline"])
     curves = convergence.groupby(["variant", "step"])[target].mean().reset_index()
