@@ -106,3 +106,51 @@ def test_inline_variant_with_base_and_override(tmp_path: Path) -> None:
     runs = expand(load_study(path))
     regs = {r.variant: set(r.regularizers) for r in runs}
     assert regs == {"pae": {"ssr", "mcr", "scr"}, "pae_no_mcr": {"ssr", "scr"}}
+
+
+def _alias_bomb(levels: int = 9) -> str:
+    """The "billion laughs": each anchor a list of nine aliases of the one before, 9**levels values."""
+    lines, prev = ["name: bomb", "a: &a [x, x, x, x, x, x, x, x, x]"], "a"
+    for key in "bcdefghijk"[: levels - 1]:
+        lines.append(f"{key}: &{key} [{', '.join([f'*{prev}'] * 9)}]")
+        prev = key
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+def alarm():
+    """Fail a test that hangs instead of hanging the suite: SIGALRM after the given seconds."""
+    import signal
+
+    def ring(signum, frame):  # noqa: ANN001
+        raise TimeoutError("still loading when the alarm rang")
+
+    old = signal.signal(signal.SIGALRM, ring)
+    yield lambda seconds: signal.alarm(seconds)
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, old)
+
+
+def test_alias_bomb_is_refused_at_once_naming_the_key(tmp_path: Path, alarm) -> None:
+    path = tmp_path / "bomb.yaml"
+    path.write_text(_alias_bomb())
+    alarm(3)  # composing the 11-line file takes milliseconds; walking its expansion took minutes
+    with pytest.raises(StudyError) as err:
+        load_study(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: f: ") and "aliases" in message and "\n" not in message, message
+
+
+def test_alias_inside_its_own_anchor_is_refused(tmp_path: Path, alarm) -> None:
+    path = tmp_path / "cycle.yaml"
+    path.write_text("name: s\ndata: {name: scenes, params: &p {x: [1, *p]}}\n")
+    alarm(3)
+    with pytest.raises(StudyError, match=r"data\.params\.x\[1\]: alias \*p inside its own anchor"):
+        load_study(path)
+
+
+def test_ordinary_aliases_still_load(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text("name: s\nseeds: &s [0, 1]\ndescription: &d shared\ndata: {name: scenes, params: {note: *d}}\n")
+    study = load_study(path)
+    assert study.seeds == [0, 1] and study.data.params["note"] == "shared"
