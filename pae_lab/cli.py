@@ -19,6 +19,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Ablation studies of latent-diffusion tokenizers: train, measure, generate, correlate, report.")
 # Piped output (CI, logs) gets a wide console instead of rich's 80 columns, so tables stay readable.
 console = Console() if sys.stdout.isatty() else Console(width=160)
+errors = Console(stderr=True)  # an error goes where a caller reading stdout for results will not take it as one
 
 
 def friendly(fn: Callable) -> Callable:
@@ -35,7 +36,7 @@ def friendly(fn: Callable) -> Callable:
         except (ValueError, KeyError, TypeError, RuntimeError, FileNotFoundError) as exc:
             # StudyError, RegistryError, ReportError, bad params and missing files all land here;
             # PAE_LAB_DEBUG=1 shows the traceback instead.
-            console.print(f"[red]error:[/] {type(exc).__name__ + ': ' if type(exc).__module__ == 'builtins' else ''}{exc}",
+            errors.print(f"[red]error:[/] {type(exc).__name__ + ': ' if type(exc).__module__ == 'builtins' else ''}{exc}",
                           soft_wrap=True)
             raise typer.Exit(2) from None
 
