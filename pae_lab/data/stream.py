@@ -51,17 +51,29 @@ def _files(folder: Path, classes: list[str], max_per_class: int | None) -> tuple
     return files, labels
 
 
+def folder_problem(root: str | Path) -> str | None:
+    """What makes `root` no image folder, or None; cheap enough for preflight, as it stops at the first image."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        return f"{root} is not a directory; lay images out as root/<class>/ or root/train/<class>/ + root/val/<class>/"
+    top = root / "train" if detect_layout(root) == "split" else root
+    classes = _classes(top)
+    if not classes:
+        return f"no class folders under {top}; lay images out as {top}/<class>/<image>"
+    if not any(p.suffix.lower() in EXTENSIONS for name in classes for p in (top / name).rglob("*")):
+        return f"no images ({', '.join(EXTENSIONS)}) in the {len(classes)} class folder(s) under {top}"
+    return None
+
+
 def scan_imagefolder(root: str | Path, split: str, *, size: int | None = None, val_fraction: float = 0.1, seed: int = 0,
                      max_per_class: int | None = None) -> FolderIndex:
     """Index one split in a seeded random order; `size` keeps the first `size` files of that order."""
+    problem = folder_problem(root)
+    if problem:
+        raise FileNotFoundError(f"data.params.root: {problem}")
     root = Path(root).expanduser()
-    if not root.is_dir():
-        raise FileNotFoundError(f"data.params.root: {root} is not a directory; lay images out as root/<class>/ "
-                                f"or root/train/<class>/ + root/val/<class>/")
     layout = detect_layout(root)
     classes = _classes(root / "train" if layout == "split" else root)
-    if not classes:
-        raise FileNotFoundError(f"data.params.root: no class folders under {root if layout == 'flat' else root / 'train'}")
     if layout == "split":
         files, labels = _files(root / split, classes, max_per_class)
     else:

@@ -4,6 +4,8 @@ Each failure is a StudyError naming the file, the key path and the bad value, an
 """
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
@@ -57,6 +59,30 @@ def missing_files(study: "StudyConfig") -> list[tuple[str, str]]:
             for key, value, what in named if value is not None and not Path(value).expanduser().exists()]
 
 
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:  # a parent we may not search: look further up
+        return False
+
+
+def output_dir_problem(study: "StudyConfig") -> str | None:
+    """Why the study folder cannot be made or written, or None.
+
+    Its nearest existing parent must be a folder we can create in. That is probed (a folder made and
+    removed at once) rather than asked of `os.access`, which tells root yes even for /proc or a read-only mount.
+    """
+    folder = study.study_dir()
+    parent = next(p for p in (folder, *folder.parents) if _exists(p))
+    if not parent.is_dir():
+        return f"{parent} is a file, not a folder"
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".pae-lab-probe-", dir=parent))
+    except OSError as exc:
+        return f"cannot create folders in {parent} ({exc.strerror})"
+    return None
+
+
 def describe_data(study: "StudyConfig") -> tuple[str, bool] | None:
     """For `--dry-run`: (one line on a streamed image folder's layout and image counts, whether it is usable), or
     None when the study names no such folder that exists (a missing one is reported by `missing_files`)."""
@@ -72,8 +98,18 @@ def describe_data(study: "StudyConfig") -> tuple[str, bool] | None:
 
 
 def check_study(study: "StudyConfig", path: Path, check_files: bool = True) -> None:
-    """Raise a StudyError for the first problem; `check_files=False` leaves file checks to `missing_files`."""
+    """Raise a StudyError for the first problem; `check_files=False` leaves input file checks to `missing_files`.
+
+    The output folder is checked first and always, dry runs included: reading the study's cached plan
+    from a folder under a file fails, and nothing would run anyway.
+    """
     from pae_lab.catalog import DATASETS, LAUNCHERS, PERCEPTUAL, PRIORS, SAMPLERS
+    from pae_lab.data.stream import STREAMING, folder_problem
+
+    problem = output_dir_problem(study)
+    if problem:
+        shown = repr(study.output_dir) if study.output_dir else f"(default) {str(Path('outputs') / study.name)!r}"
+        _fail(path, "output_dir", f"{shown} cannot be created: {problem}")
 
     _check_name(path, "data.name", DATASETS, study.data.name)
     _check_name(path, "prior.name", PRIORS, study.prior.name)
@@ -82,6 +118,10 @@ def check_study(study: "StudyConfig", path: Path, check_files: bool = True) -> N
     _check_name(path, "evaluation.sampler.method", SAMPLERS, study.evaluation.sampler.method)
     for key, message in missing_files(study) if check_files else []:
         _fail(path, key, message)
+    root = study.data.params.get("root")
+    problem = folder_problem(root) if check_files and root and study.data.name in STREAMING else None
+    if problem:
+        _fail(path, "data.params.root", f"{root!r}: {problem}")
     from analysis.fidelity_names import inception_weights_or_cached
 
     if study.evaluation.extractor == "inception" and not inception_weights_or_cached(study.evaluation.inception_weights):
@@ -157,7 +197,7 @@ def load_study(path: str | Path, overrides: dict[str, Any] | None = None, check_
                preflight: bool = True) -> "StudyConfig":
     """Read, validate and preflight a study file: the one way in; `overrides` are dotted keys set on top.
 
-    `check_files=False` (dry runs on a machine without the data) skips only the existence checks;
+    `check_files=False` (dry runs on a machine without the data) skips only the input file checks;
     `preflight=False` (reading the state of a study, `pae-lab status`) skips the registry and file
     checks, which import the registries' code (torch).
     """
