@@ -145,8 +145,7 @@ def build_report_for(study, kind: str | None = None, only_if_changed: bool = Fal
 
     files = StudyLayout(study.study_dir())
     digest = report_inputs_digest(files)
-    stamp = files.report_dir / "inputs.json"
-    html = files.report_dir / "report.html"
+    stamp, html = files.report.inputs, files.report.html
     if only_if_changed and html.exists() and (read_json(stamp) or {}).get("digest") == digest:
         console.print(f"report: {html}  (inputs unchanged)")
         return
@@ -338,6 +337,7 @@ def tune(study_file: Path = typer.Argument(..., help="Study YAML with a `search:
     Rerunning continues the same search; finished trials are reused. The dashboard by hand:
     optuna-dashboard <study dir>/optuna.journal --host 127.0.0.1 --port 8080
     """
+    from pae_lab.plan.layout import StudyLayout
     from pae_lab.plan.preflight import load_study
     from pae_lab.tuning.driver import TuneDriver, dashboard_command
 
@@ -361,8 +361,8 @@ def tune(study_file: Path = typer.Argument(..., help="Study YAML with a `search:
         if len(outcome.search.importances):
             console.print("importances: " + ", ".join(f"{p}={v:.2f}" for p, v in zip(
                 outcome.search.importances["param"], outcome.search.importances["importance"])))
-        root = study.study_dir()
-        console.print(f"trials: {root / 'trials.csv'}   best: {root / 'best.json'}   pareto: {root / 'pareto.csv'}")
+        files = StudyLayout(study.study_dir())
+        console.print(f"trials: {files.trials}   best: {files.best}   pareto: {files.pareto}")
         completed = outcome.states.get("COMPLETE", 0)
         if report and completed:
             build_report_for(study, kind="tune")

@@ -11,11 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
+from pae_lab.plan.layout import StudyLayout
 from pae_lab.registry import Registry
 
 SAMPLER_FACTORIES: Registry[Callable[..., Any]] = Registry("optuna sampler")
 PRUNERS: Registry[Callable[..., Any]] = Registry("pruner")
-JOURNAL_FILE = "optuna.journal"
 
 
 @SAMPLER_FACTORIES.decorator("tpe")
@@ -68,7 +68,9 @@ def storage_location(storage: str | None, study_dir: Path) -> str:
     (default `<study dir>/optuna.journal`; a relative path is relative to the study folder)."""
     if storage and "://" in storage:
         return storage
-    path = Path(storage or JOURNAL_FILE).expanduser()
+    if not storage:
+        return str(StudyLayout(Path(study_dir)).optuna_journal)
+    path = Path(storage).expanduser()
     return str(path if path.is_absolute() else Path(study_dir) / path)
 
 
