@@ -21,7 +21,6 @@ from analysis.panel import compute_panel
 from analysis.panel_config import PanelConfig
 from analysis.result import MetricResult
 
-TEACHER_FILE = "teacher.json"  # what the shared teacher stage writes
 CEILING_METRICS = ("ssc", "coherence", "gsq", "linprobe", "knn")
 TEACHER_ROWS = {"raw_prior": "teacher", "refined": "teacher", "pooled_pixels": "reference"}  # name -> kind
 

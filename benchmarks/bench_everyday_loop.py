@@ -56,7 +56,7 @@ def main() -> None:
         from pae_lab.plan.layout import StudyLayout
         from pae_lab.plan.preflight import load_study
 
-        report = StudyLayout(load_study(study, preflight=False).study_dir()).report_dir / "report.html"
+        report = StudyLayout(load_study(study, preflight=False).study_dir()).report.html
         built = report.stat().st_mtime_ns if report.exists() else None
         rows = [
             ("pae-lab --help", timed([*cli, "--help"], args.repeat), 1.5),

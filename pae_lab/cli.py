@@ -319,6 +319,7 @@ def tune(study_file: Path = typer.Argument(..., help="Study YAML with a `search:
     Rerunning continues the same search; finished trials are reused. The dashboard by hand:
     optuna-dashboard <study dir>/optuna.journal --host 127.0.0.1 --port 8080
     """
+    from pae_lab.plan.layout import StudyLayout
     from pae_lab.plan.preflight import load_study
     from pae_lab.tuning.driver import TuneDriver, dashboard_command
     from pae_lab.tuning.outputs import trials_table
@@ -334,8 +335,8 @@ def tune(study_file: Path = typer.Argument(..., help="Study YAML with a `search:
         if len(outcome.search.importances):
             console.print("importances: " + ", ".join(f"{p}={v:.2f}" for p, v in zip(
                 outcome.search.importances["param"], outcome.search.importances["importance"])))
-        root = study.study_dir()
-        console.print(f"trials: {root / 'trials.csv'}   best: {root / 'best.json'}   pareto: {root / 'pareto.csv'}")
+        files = StudyLayout(study.study_dir())
+        console.print(f"trials: {files.trials}   best: {files.best}   pareto: {files.pareto}")
         completed = outcome.states.get("COMPLETE", 0)
         if report and completed:
             build_report_for(study, kind="tune")

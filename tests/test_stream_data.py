@@ -13,6 +13,7 @@ from pae_lab.data.diskarray import DiskArray
 from pae_lab.data.splits import DiskSplit, write_split
 from pae_lab.data.stream import FolderImages, describe_folder, scan_imagefolder, stream_loader
 from pae_lab.plan.graph import STAGES
+from pae_lab.plan.layout import SplitLayout
 from pae_lab.stages.execute import run_stage
 
 
@@ -88,12 +89,13 @@ def test_order_is_deterministic_resumable_and_sharded(flat: Path) -> None:
 
 def test_streamed_split_on_disk(flat: Path, tmp_path: Path) -> None:
     ds = FolderImages(scan_imagefolder(flat, "train"), 8)
-    written = write_split(tmp_path / "s", stream_loader(ds, 7, workers=2), len(ds), 8, ds.index.classes, False)
+    s = SplitLayout(tmp_path / "s")
+    written = write_split(s, stream_loader(ds, 7, workers=2), len(ds), 8, ds.index.classes, False)
     assert isinstance(written.images, DiskArray) and len(written) == 27
     np.testing.assert_array_equal(written.images[5], ds[5][0].numpy())
-    np.testing.assert_array_equal(np.load(tmp_path / "s" / "images.npy", mmap_mode="r")[3], ds[3][0].numpy())
-    again = write_split(tmp_path / "t", stream_loader(ds, 3, workers=0), len(ds), 8, ds.index.classes, False)
-    assert again.digest == written.digest and DiskSplit.open(tmp_path / "s").digest == written.digest
+    np.testing.assert_array_equal(np.load(s.images, mmap_mode="r")[3], ds[3][0].numpy())
+    again = write_split(SplitLayout(tmp_path / "t"), stream_loader(ds, 3, workers=0), len(ds), 8, ds.index.classes, False)
+    assert again.digest == written.digest and DiskSplit.open(s).digest == written.digest
     assert list(written.labels) == list(ds.index.labels)
 
 
@@ -102,7 +104,7 @@ def test_data_stage_streams_an_imagefolder(split: Path, tmp_path: Path) -> None:
                                                               "val_size": 16, "workers": 1, "params": {"root": str(split)}}})
     summary = run_stage(STAGES.get("data"), study, {"data": tmp_path / "data"}, "test").summary
     assert summary["train_size"] == 12 and summary["val_size"] == 4 and summary["num_classes"] == 2
-    assert DiskSplit.open(tmp_path / "data" / "train").images.shape == (12, 3, 16, 16)
+    assert DiskSplit.open(SplitLayout(tmp_path / "data" / "train")).images.shape == (12, 3, 16, 16)
 
 
 def test_dry_run_reports_the_folder_layout_and_image_count(flat: Path, tmp_path: Path) -> None:

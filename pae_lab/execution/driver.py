@@ -19,6 +19,7 @@ from pae_lab.results.aggregate import aggregate
 from pae_lab.config.errors import StudyError
 from pae_lab.fsutil import atomic_write, read_json, write_json
 from pae_lab.plan.graph import ordered
+from pae_lab.plan import layout
 from pae_lab.plan.layout import StudyLayout
 from pae_lab.tracking.study_runs import StudyRuns, code_version
 from pae_lab.tracking.view import setup_experiment
@@ -84,7 +85,7 @@ class Driver:
     def prepare(self, force: bool = False) -> tuple[StudyTracker, str]:
         root = self.layout.root
         if force:
-            for path in (root / "shared", root / "runs"):
+            for path in (self.layout.shared_root, self.layout.runs_root):
                 shutil.rmtree(path, ignore_errors=True)
         root.mkdir(parents=True, exist_ok=True)
         self.layout.settled.unlink(missing_ok=True)  # until this run has settled every status again
@@ -106,7 +107,7 @@ class Driver:
         as_job = processes > 1 or LAUNCHERS.get(self.study.launcher.name).remote  # never on a login node
         if as_job and not all(is_done(folders[s.name], hashes[s.name]) for s in ordered("shared")):
             self.shared_job(parent_logger.run_id, processes)  # what is left below is cached
-        progress = ProgressWriter(self.layout.root / "shared")
+        progress = ProgressWriter(self.layout.shared_root)
         out = {}
         for stage in ordered("shared"):
             with self.console.status(f"shared stage [bold]{stage.name}[/] ..."):
@@ -158,8 +159,8 @@ class Driver:
     def write_study_json(self, summary: dict[str, Any], kind: str = "study", parent: str | None = None) -> None:
         protocols: dict[str, Any] = {}
         for spec in self.runs:
-            metrics = read_json(spec.stage_dir("manifold") / "metrics.json")
-            conv = read_json(spec.stage_dir("generation") / "convergence.json")
+            metrics = read_json(spec.stage_dir("manifold") / layout.MANIFOLD_METRICS)
+            conv = read_json(spec.stage_dir("generation") / layout.CONVERGENCE)
             if metrics:
                 protocols.update(metrics.get("protocols", {}))
             if conv:
@@ -175,7 +176,7 @@ class Driver:
 
     def run(self, force: bool = False) -> StudyOutcome:
         tracker, parent = self.prepare(force)
-        parent_logger = RunLogger(self.layout.root / "shared", self.uri, parent)
+        parent_logger = RunLogger(self.layout.shared_root, self.uri, parent)
         pending: list[RunSpec] = []
         try:
             self.shared_stages(parent_logger)

@@ -19,6 +19,7 @@ import submitit
 from pae_lab.stages import distributed
 from pae_lab.fsutil import write_json
 from pae_lab.plan.graph import ordered
+from pae_lab.plan.layout import StudyLayout
 from pae_lab.config.plugins import import_plugins
 from pae_lab.plan.runs import RunSpec
 from pae_lab.plan.progress import ProgressWriter
@@ -34,7 +35,7 @@ def execute_run(run_json: str | Path, threads: int | None = None) -> dict[str, A
     spec = RunSpec.load(run_json)
     set_threads(threads)
     # user registries, in this process too, before any validator looks names up
-    import_plugins(Path(spec.study_dir) / "study.yaml", spec.config.get("plugins"))
+    import_plugins(StudyLayout(Path(spec.study_dir)).study_yaml, spec.config.get("plugins"))
     study = spec.study_config()
     dist, device = distributed.init(resolve_device(study.device))
     folders = {name: spec.stage_dir(name) for name in spec.stage_paths}

@@ -21,19 +21,17 @@ from pae_lab.plan.layout import StudyLayout
 from pae_lab.config.plugins import import_plugins
 from pae_lab.config.schema import StudyConfig
 
-JOB_FILE = "job.json"  # inside the study's shared/ folder
-
 
 def write_shared_job(layout: StudyLayout, study: StudyConfig, tracking_uri: str, parent_run_id: str | None) -> Path:
     """The job file: the resolved study and where the parent run's metrics (the refiner's losses) go."""
-    path = layout.root / "shared" / JOB_FILE
+    path = layout.shared_job
     write_json(path, {"config": study.model_dump(mode="json"), "tracking_uri": tracking_uri,
                       "mlflow_run_id": parent_run_id})
     return path
 
 
 def is_shared_job(path: str | Path) -> bool:
-    return Path(path).name == JOB_FILE and Path(path).parent.name == "shared"
+    return Path(path) == StudyLayout(Path(path).parent.parent).shared_job
 
 
 def execute_shared(job_json: str | Path, threads: int | None = None) -> dict[str, Any]:
@@ -47,13 +45,14 @@ def execute_shared(job_json: str | Path, threads: int | None = None) -> dict[str
     path = Path(job_json).resolve()
     job, root = read_json(path), path.parent.parent
     set_threads(threads)
-    import_plugins(root / "study.yaml", job["config"].get("plugins"))
+    files = StudyLayout(root)
+    import_plugins(files.study_yaml, job["config"].get("plugins"))
     study = StudyConfig.model_validate({**job["config"], "output_dir": str(root)})
     dist, device = distributed.init(resolve_device(study.device))
     hashes, folders = shared_plan(study)
     main = dist.is_main
-    logger = RunLogger(root / "shared", job["tracking_uri"] if main else None, job["mlflow_run_id"], mirror=main)
-    progress = ProgressWriter(root / "shared") if main else None
+    logger = RunLogger(files.shared_root, job["tracking_uri"] if main else None, job["mlflow_run_id"], mirror=main)
+    progress = ProgressWriter(files.shared_root) if main else None
     stage = None
     try:
         for stage in ordered("shared"):

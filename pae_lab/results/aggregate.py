@@ -13,6 +13,7 @@ from analysis.factorial import factorial_effects, find_design, paper_effects, st
 from analysis.fidelity_names import fidelity_columns, metric_names
 from analysis.paper import ABLATION, OWN_METRIC
 from pae_lab.fsutil import atomic_write, read_json
+from pae_lab.plan import layout
 from pae_lab.plan.layout import StudyLayout
 from pae_lab.plan.runs import RunSpec
 from pae_lab.config.schema import StudyConfig
@@ -49,11 +50,11 @@ def reference_rows(runs: list[RunSpec]) -> pd.DataFrame:
     sampling floor (`reference:heldout_real`: held-out real images vs the reference set) as rows."""
     if not runs:
         return pd.DataFrame()
-    from analysis.teacher import TEACHER_FILE, TEACHER_ROWS, row_name  # torch: only once there are runs
+    from analysis.teacher import TEACHER_ROWS, row_name  # torch: only once there are runs
 
     spec = runs[0]
     rows = []
-    teacher = read_json(spec.stage_dir("teacher") / TEACHER_FILE, {})
+    teacher = read_json(spec.stage_dir("teacher") / layout.TEACHER_CEILING, {})
     for name, values in teacher.get("rows", {}).items():
         rows.append({"variant": row_name(name), "kind": TEACHER_ROWS.get(name, "reference"), "status": "reference",
                      **values})
@@ -97,7 +98,7 @@ def convergence_table(runs: list[RunSpec]) -> pd.DataFrame:
     for spec in runs:
         if not spec.summary("generation"):
             continue
-        conv = read_json(spec.stage_dir("generation") / "convergence.json", {"rows": []})
+        conv = read_json(spec.stage_dir("generation") / layout.CONVERGENCE, {"rows": []})
         rows += [{"variant": spec.variant, "seed": spec.seed, **r} for r in conv["rows"]]
     return pd.DataFrame(rows)
 

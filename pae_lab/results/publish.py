@@ -14,8 +14,7 @@ def publish_report(study: StudyConfig, console: Console, kind: str | None = None
     """`kind`: "study" or "tune" (read from study.json when None)."""
     files = StudyLayout(study.study_dir())
     digest = report_inputs_digest(files)
-    stamp = files.report_dir / "inputs.json"
-    html = files.report_dir / "report.html"
+    stamp, html = files.report.inputs, files.report.html
     if only_if_changed and html.exists() and (read_json(stamp) or {}).get("digest") == digest:
         console.print(f"report: {html}  (inputs unchanged)")
         return

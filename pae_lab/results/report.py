@@ -30,7 +30,7 @@ from analysis.metric import METRICS
 from analysis.metric_info import direction_of, headline_columns
 from pae_lab.results.plots import metric_label, objective_columns, save_figure
 from pae_lab.fsutil import atomic_write
-from pae_lab.plan.layout import IMAGES, RunLayout
+from pae_lab.plan.layout import IMAGES, METRIC_LOG, RunLayout, StudyLayout, figure
 from pae_lab.results.report_inputs import ReportError, find_template
 from pae_lab.tracking.store import iter_jsonl
 
@@ -68,7 +68,7 @@ def _seed_value(name: str) -> int | str:
 def _training_curves(runs: Path) -> pd.DataFrame | None:
     """Long table (variant, seed, step, key, value) from runs/<variant>/<seed>/tokenizer/metrics.jsonl."""
     frames = []
-    for path in sorted(runs.glob("*/*/tokenizer/metrics.jsonl")):
+    for path in sorted(runs.glob(f"*/*/tokenizer/{METRIC_LOG}")):
         records = [r for r in iter_jsonl(path) if "step" in r]
         if not records:
             continue
@@ -230,19 +230,20 @@ class StudyData:
 def load_study(study_dir: Path | str, *, kind: str | None = None) -> StudyData:
     """Read a study directory (see the module docstring); only results.csv must exist."""
     study_dir = Path(study_dir)
-    results_path = study_dir / "results.csv"
+    files = StudyLayout(study_dir)
+    results_path = files.results
     if not results_path.is_file():
         raise ReportError(f"no results.csv in {study_dir}: run the study first (`pae-lab run STUDY.yaml`), "
                           "or point the report at the study directory that holds it")
     results = pd.read_csv(results_path, dtype={"variant": str})
     if "variant" not in results:
         raise ReportError(f"{results_path} has no 'variant' column (columns: {', '.join(results.columns)})")
-    info_path = study_dir / "study.json"
+    info_path = files.study_json
     info = json.loads(info_path.read_text()) if info_path.is_file() else {}
     kind = kind or info.get("kind") or "study"
     if kind not in KINDS:
         raise ReportError(f"unknown report kind {kind!r}; use one of {', '.join(KINDS)}")
-    runs = study_dir / "runs"
+    runs = files.runs_root
     references = None
     if "kind" in results:  # teacher's ceiling and sampling floor rows sit beside the runs
         references = results[results["kind"] != "variant"].dropna(axis=1, how="all").reset_index(drop=True)
@@ -251,17 +252,17 @@ def load_study(study_dir: Path | str, *, kind: str | None = None) -> StudyData:
         study_dir=study_dir,
         results=results,
         references=references if references is not None and not references.empty else None,
-        effects=_read_csv(study_dir / "effects.csv"),
+        effects=_read_csv(files.effects),
         info=info,
         kind=kind,
-        correlations=_read_csv(study_dir / "correlations.csv"),
-        convergence=_read_csv(study_dir / "convergence.csv"),
-        speedups=_read_csv(study_dir / "speedups.csv"),
+        correlations=_read_csv(files.correlations),
+        convergence=_read_csv(files.convergence),
+        speedups=_read_csv(files.speedups),
         training=_training_curves(runs),
         images=_images(runs, list(dict.fromkeys(results["variant"]))),
-        trials=_read_csv(study_dir / "trials.csv"),
-        pareto=_read_csv(study_dir / "pareto.csv"),
-        importances=_read_csv(study_dir / "importances.csv"),
+        trials=_read_csv(files.trials),
+        pareto=_read_csv(files.pareto),
+        importances=_read_csv(files.importances),
     )
 
 
@@ -479,7 +480,7 @@ class FigureSink:
     def __call__(self, fig: Any, name: str) -> None:
         from IPython.display import Image, display
 
-        path = save_figure(fig, self.folder / f"{name}.png")
+        path = save_figure(fig, self.folder / figure(name))
         self.paths.append(path)
         display(Image(filename=str(path)))
 
@@ -546,11 +547,11 @@ def build_report(
     study_dir = Path(study_dir).resolve()
     study = load_study(study_dir, kind=kind)  # fail early, with a clear message, on a bad directory
     template = Path(template) if template else find_template()
-    out = study_dir / "report"
-    figures_dir = out / "figures"
+    out = StudyLayout(study_dir).report
+    figures_dir = out.figures
     shutil.rmtree(figures_dir, ignore_errors=True)  # stale figures of an earlier report would mislead
     figures_dir.mkdir(parents=True)
-    ipynb, html = out / "report.ipynb", out / "report.html"
+    ipynb, html = out.ipynb, out.html
     ensure_kernel()
     try:
         papermill.execute_notebook(
@@ -565,7 +566,7 @@ def build_report(
     body, _ = HTMLExporter(exclude_input=True, exclude_input_prompt=True,
                            exclude_output_prompt=True).from_filename(str(ipynb))
     atomic_write(html, lambda tmp: tmp.write_text(body, encoding="utf-8"))
-    paths = ReportPaths(ipynb=ipynb, html=html, figures=sorted(figures_dir.glob("*.png")))
+    paths = ReportPaths(ipynb=ipynb, html=html, figures=out.saved_figures())
     if log_artifact is not None:
         for path in (paths.ipynb, paths.html):
             log_artifact(path)

@@ -8,16 +8,14 @@ import hashlib
 from pathlib import Path
 
 import pae_lab
-from pae_lab.plan.layout import StudyLayout
-
-TEMPLATE_NAME = "study_report.ipynb"
+from pae_lab.plan.layout import REPORT_TEMPLATE, StudyLayout
 
 
 class ReportError(RuntimeError):
     """The report could not be built; the message says why and what to do."""
 
 
-def find_template(name: str = TEMPLATE_NAME) -> Path:
+def find_template(name: str = REPORT_TEMPLATE) -> Path:
     """The notebook template in the repository's reports/ folder, beside the editable package."""
     candidates = [Path(pae_lab.__file__).resolve().parent.parent / "reports" / name]
     for path in candidates:

@@ -13,7 +13,7 @@ import torch
 from pae_lab.data.diskarray import DiskArray
 from pae_lab.data.splits import DiskSplit
 from pae_lab.stages.distributed import SINGLE, Dist
-from pae_lab.plan.layout import RunLayout, StudyLayout
+from pae_lab.plan.layout import RunLayout, SplitLayout, StudyLayout
 from pae_lab.plan.runs import RunSpec
 from pae_lab.plan.progress import ProgressWriter
 from pae_lab.config.schema import StudyConfig
@@ -66,6 +66,6 @@ class StageContext:
         return self._cache[key]
 
 
-def split_file(data_dir: Path, split: str) -> Path:
+def split_file(data_dir: Path, split: str) -> SplitLayout:
     """Where the data stage keeps one split (a folder, see pae_lab.data.splits)."""
-    return Path(data_dir) / split
+    return SplitLayout(Path(data_dir) / split)

@@ -18,6 +18,7 @@ import torch
 
 from analysis.fidelity import fd_kd_named, fidelity_columns
 from pae_lab.fsutil import read_json, write_json
+from pae_lab.plan import layout
 from pae_lab.generation.flow import validation_loss
 from pae_lab.generation.samplers import generate_latents
 from pae_lab.data.images import save_grid, to_uint8
@@ -26,7 +27,7 @@ from pae_lab.models.latent_norm import LatentNorm
 from pae_lab.stages.context import StageContext
 from pae_lab.stages.generator import ema_path
 from pae_lab.stages.manifold import reconstruct
-from pae_lab.stages.reference import REFERENCE_FEATURES, fd_n, features, fidelity_protocol, load_features
+from pae_lab.stages.reference import fd_n, features, fidelity_protocol, load_features
 from pae_lab.stages.tokenizer import load_tokenizer
 from pae_lab.stages.training import batched
 
@@ -40,15 +41,15 @@ def generation_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     study, device, ev = ctx.study, ctx.device, ctx.study.evaluation
     tok_dir, gen_dir = ctx.input("tokenizer"), ctx.input("generator")
     tokenizer = load_tokenizer(tok_dir, device)
-    norm = LatentNorm.load(tok_dir / "latent_norm.json")
-    shape = read_json(gen_dir / "model.json")
+    norm = LatentNorm.load(tok_dir / layout.LATENT_NORM)
+    shape = read_json(gen_dir / layout.GENERATOR_SHAPE)
     model = build_generator(study.generator, shape["in_channels"], shape["grid"], shape["num_classes"]).to(device).eval()
     cols = fidelity_columns(ev.extractor, ev.inception_weights)
     n = fd_n(study)
     kw = {"kid_subsets": ev.kid_subsets, "seed": ev.sampler.seed}
-    real = load_features(ctx.input("reference"), REFERENCE_FEATURES)
+    real = load_features(ctx.input("reference"), layout.REFERENCE_FEATURES)
     own = features(study, reconstruct(tokenizer, ctx.split("train").images[:n], device, ev.batch_size), device)
-    val_latents = norm.normalize(torch.from_numpy(np.load(tok_dir / "latents_val.npy")[:ev.val_loss_images]))
+    val_latents = norm.normalize(torch.from_numpy(np.load(tok_dir / layout.latents("val"))[:ev.val_loss_images]))
     val_labels = torch.from_numpy(ctx.split("val").labels[:ev.val_loss_images]).long()
     latent_shape = (shape["in_channels"], shape["grid"], shape["grid"])
 
@@ -70,10 +71,10 @@ def generation_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     protocol = {**fidelity_protocol(study), "generator_step": "per row", "sampler": ev.sampler.model_dump(mode="json"),
                 "val_loss_t": list(ev.val_loss_t), "val_loss_images": int(len(val_latents)),
                 "latent_norm": "per-channel mean/std of the tokenizer's training latents"}
-    write_json(out / "convergence.json", {"rows": rows, "protocol": protocol})
+    write_json(out / layout.CONVERGENCE, {"rows": rows, "protocol": protocol})
     order = torch.argsort(labels[:64], stable=True)
     grid = save_grid(images[:64][order].float() / 255, ctx.run_layout.image("samples"))
     if study.tracking.log_images:
         ctx.logger.artifact(grid, "images")
-    ctx.logger.artifact(out / "convergence.json", "generation")  # the curve with its protocol
+    ctx.logger.artifact(out / layout.CONVERGENCE, "generation")  # the curve with its protocol
     return {k: v for k, v in rows[-1].items() if k != "step"}

@@ -8,6 +8,7 @@ import torch
 
 from pae_lab.data.diskarray import DiskArray
 from pae_lab.fsutil import save_torch, write_json
+from pae_lab.plan import layout
 from pae_lab.generation.flow import draw_path, flow_matching_loss
 from pae_lab.models.latent_norm import LatentNorm
 from pae_lab.models.ema import EMA
@@ -17,7 +18,7 @@ from pae_lab.stages.training import TrainLoop, autocast, grad_norm
 
 
 def ema_path(stage_dir: Path, step: int) -> Path:
-    return Path(stage_dir) / f"ema_{step:07d}.pt"
+    return Path(stage_dir) / layout.ema_weights(step)
 
 
 def generator_shape(ctx: StageContext) -> dict[str, int]:
@@ -31,8 +32,8 @@ def generator_shape(ctx: StageContext) -> dict[str, int]:
 def generator_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     cfg, device = ctx.study.generator, ctx.device
     tok_dir = ctx.input("tokenizer")
-    norm = LatentNorm.load(tok_dir / "latent_norm.json")  # the tokenizer run's own statistics
-    latents = DiskArray(tok_dir / "latents_train.npy")  # streamed: each step reads and normalises its batch
+    norm = LatentNorm.load(tok_dir / layout.LATENT_NORM)  # the tokenizer run's own statistics
+    latents = DiskArray(tok_dir / layout.latents("train"))  # streamed: each step reads and normalises its batch
     labels = torch.from_numpy(ctx.split("train").labels).long()
     shape = generator_shape(ctx)
     latent_shape = latents.shape[1:]
@@ -75,5 +76,5 @@ def generator_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
                      after_step=keep_eval_weights, dist=ctx.dist)
     last = loop.run(step_fn)
     if ctx.dist.is_main:
-        write_json(out / "model.json", {**shape, "eval_steps": sorted(eval_steps)})
+        write_json(out / layout.GENERATOR_SHAPE, {**shape, "eval_steps": sorted(eval_steps)})
     return {k: v for k, v in last.items() if k.startswith(("loss/", "throughput/"))} | {"resumed_from_step": loop.resumed_from}

@@ -10,10 +10,11 @@ import torch
 from analysis.fidelity import fd_kd_named, fidelity_columns
 from analysis.panel import compute_panel
 from pae_lab.fsutil import write_json
+from pae_lab.plan import layout
 from pae_lab.data.images import latent_pca_rgb, save_grid, to_uint8
 from pae_lab.losses.perceptual import build_perceptual
 from pae_lab.stages.context import StageContext
-from pae_lab.stages.reference import HELDOUT_FEATURES, REFERENCE_FEATURES, fd_n, features, fidelity_protocol, load_features
+from pae_lab.stages.reference import fd_n, features, fidelity_protocol, load_features
 from pae_lab.stages.tokenizer import encode_all, load_tokenizer
 from pae_lab.stages.training import batched
 
@@ -41,8 +42,8 @@ def reconstruction_fidelity(ctx: StageContext, model) -> dict[str, Any]:
     rec_feats = features(study, rec, ctx.device)
     ref_dir = ctx.input("reference")
     kw = {"kid_subsets": ev.kid_subsets, "seed": ev.sampler.seed}
-    values = {**fd_kd_named(rec_feats, load_features(ref_dir, HELDOUT_FEATURES), cols.rfd, cols.rkd, **kw),
-              **fd_kd_named(rec_feats, load_features(ref_dir, REFERENCE_FEATURES), cols.floor_fd, cols.floor_kd, **kw)}
+    values = {**fd_kd_named(rec_feats, load_features(ref_dir, layout.HELDOUT_FEATURES), cols.rfd, cols.rkd, **kw),
+              **fd_kd_named(rec_feats, load_features(ref_dir, layout.REFERENCE_FEATURES), cols.floor_fd, cols.floor_kd, **kw)}
     protocol = {**fidelity_protocol(study), "split": "val", "rfd_reference": "the same held-out originals",
                 "floor_reference": "real reference set (first n train images)"}
     return values | {"protocol": protocol}
@@ -74,8 +75,8 @@ def manifold_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
 
     latents = encode_all(model, val.images[:32], device)
     grid = save_grid(latent_pca_rgb(latents), ctx.run_layout.image("latent_pca"), scale=8)
-    write_json(out / "metrics.json", {"values": flat, "protocols": protocols})
-    ctx.logger.artifact(out / "metrics.json", "manifold")  # every value and protocol; headline ones become metrics
+    write_json(out / layout.MANIFOLD_METRICS, {"values": flat, "protocols": protocols})
+    ctx.logger.artifact(out / layout.MANIFOLD_METRICS, "manifold")  # every value and protocol; headline ones become metrics
     if study.tracking.log_images:
         ctx.logger.artifact(grid, "images")
     return flat

@@ -16,14 +16,11 @@ import numpy as np
 import torch
 
 from analysis.fidelity import extract_features, fd_kd_named, fidelity_columns, shared_network_warning
-from analysis.teacher import TEACHER_FILE, pooled_pixels, teacher_ceiling
+from analysis.teacher import pooled_pixels, teacher_ceiling
 from pae_lab.fsutil import save_npy, write_json
+from pae_lab.plan import layout
 from pae_lab.config.schema import StudyConfig
 from pae_lab.stages.context import StageContext
-
-REFERENCE_FEATURES = "features_reference.npy"
-HELDOUT_FEATURES = "features_heldout.npy"
-
 
 def fd_n(study: StudyConfig) -> int:
     """The one N of every FD/KD in a study: generated, reference, reconstructed and held-out sets."""
@@ -65,14 +62,14 @@ def reference_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     cols = fidelity_columns(**extractor_kwargs(study))
     ref = features(study, ctx.split("train").images[:n], device)
     held = features(study, ctx.split("val").images[:n], device)
-    save_npy(out / REFERENCE_FEATURES, ref.numpy())
-    save_npy(out / HELDOUT_FEATURES, held.numpy())
+    save_npy(out / layout.REFERENCE_FEATURES, ref.numpy())
+    save_npy(out / layout.HELDOUT_FEATURES, held.numpy())
     noise = fd_kd_named(held, ref, cols.noise_fd, cols.noise_kd, kid_subsets=study.evaluation.kid_subsets,
                         seed=study.evaluation.sampler.seed)
     protocol = fidelity_protocol(study)
     if protocol["extractor_shares_network"]:
         warnings.warn(protocol["extractor_shares_network"], stacklevel=2)
-    write_json(out / "protocol.json", protocol)
+    write_json(out / layout.FIDELITY_PROTOCOL, protocol)
     return {**noise, "n": n, "warning": protocol["extractor_shares_network"]}
 
 
@@ -83,11 +80,11 @@ def teacher_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     n_train = min(len(train), study.metrics.probe_train_images)  # as the manifold stage's probes: bounded memory
     arr = lambda stage, f, n=None: torch.from_numpy(np.asarray(ctx.array(stage, f)[:n], np.float32))  # noqa: E731
     sources = {
-        "raw_prior": (arr("prior", "features_val.npy"), arr("prior", "features_train.npy", n_train)),
-        "refined": (arr("refine", "targets_val.npy"), arr("refine", "targets_train.npy", n_train)),
+        "raw_prior": (arr("prior", layout.prior_features("val")), arr("prior", layout.prior_features("train"), n_train)),
+        "refined": (arr("refine", layout.refined_targets("val")), arr("refine", layout.refined_targets("train"), n_train)),
         "pooled_pixels": (pooled_pixels(np.asarray(val.images), grid), pooled_pixels(train.images[:n_train], grid)),
     }
     segments = None if val.segments is None else np.asarray(val.segments)
     rows = teacher_ceiling(sources, val.labels, train.labels[:n_train], segments, study.metrics)
-    write_json(out / TEACHER_FILE, {"rows": rows, "prior": study.prior.name, "grid": grid})
+    write_json(out / layout.TEACHER_CEILING, {"rows": rows, "prior": study.prior.name, "grid": grid})
     return {f"{name}/{k}": v for name, row in rows.items() for k, v in row.items() if "_" not in k}

@@ -15,6 +15,7 @@ from pae_lab.data.diskarray import DiskArray, NpyWriter
 from pae_lab.data.splits import DiskSplit, write_imageset, write_split
 from pae_lab.data.stream import STREAMING, stream_loader
 from pae_lab.fsutil import save_npy, save_torch
+from pae_lab.plan import layout
 from pae_lab.models.refiner import Refiner, channel_stats, refine_loss
 from pae_lab.priors import build_prior, cache_features
 from pae_lab.stages.context import StageContext, split_file
@@ -61,9 +62,9 @@ def prior_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     for split in SPLITS:
         images = ctx.split(split)
         if getattr(prior, "needs_annotations", False):  # the oracle control reads labels and segments
-            save_npy(out / f"features_{split}.npy", prior.annotated_features(images, grid))
+            save_npy(out / layout.prior_features(split), prior.annotated_features(images, grid))
             continue
-        cache_features(prior, images.images, grid, study.prior.batch_size, out / f"features_{split}.npy")
+        cache_features(prior, images.images, grid, study.prior.batch_size, out / layout.prior_features(split))
     return {"dim": int(prior.dim), "grid": grid, "prior": study.prior.name}
 
 
@@ -91,14 +92,14 @@ def _pca_targets(feats: dict[str, DiskArray], channels: int, out: Path) -> None:
     _, _, v = torch.pca_lowrank(tokens - mean, q=channels, center=False)
     project = lambda t: ((t.permute(0, 2, 3, 1) - mean) @ v[:, :channels]).permute(0, 3, 1, 2)  # noqa: E731
     for split, f in feats.items():
-        _write_targets(out / f"targets_{split}.npy", f, channels, project)
+        _write_targets(out / layout.refined_targets(split), f, channels, project)
 
 
 def refine_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     """Learn the projector P (VFM -> latent width) and deprojector Q; freeze Z_T = P(H) as targets."""
     study, device = ctx.study, ctx.device
     cfg = study.refine
-    feats = {split: ctx.array("prior", f"features_{split}.npy") for split in SPLITS}
+    feats = {split: ctx.array("prior", layout.prior_features(split)) for split in SPLITS}
     channels = study.tokenizer.latent_channels
     if not cfg.enabled:
         if ctx.dist.is_main:
@@ -130,8 +131,8 @@ def refine_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     refiner.eval()
     with torch.no_grad():
         for split, f in feats.items():
-            _write_targets(out / f"targets_{split}.npy", f, channels,
+            _write_targets(out / layout.refined_targets(split), f, channels,
                            lambda t: refiner.targets(standardize(t).to(device)).cpu())
-    save_torch(out / "refiner.pt", {"state": refiner.state_dict(), "mean": mean, "std": std})
+    save_torch(out / layout.REFINER, {"state": refiner.state_dict(), "mean": mean, "std": std})
     return {"kind": "refined", "channels": channels, "standardized": cfg.standardize,
             **{k: v for k, v in last.items() if k.startswith("loss/")}}

@@ -10,6 +10,7 @@ from torch import nn
 
 from pae_lab.data.diskarray import DiskArray, NpyWriter
 from pae_lab.fsutil import save_torch
+from pae_lab.plan import layout
 from pae_lab.data.images import save_grid, side_by_side
 from pae_lab.models.latent_norm import LatentNorm
 from pae_lab.losses.perceptual import build_perceptual
@@ -20,13 +21,12 @@ from pae_lab.stages.context import StageContext
 from pae_lab.stages.training import TrainLoop, autocast, batched, grad_norm
 from pae_lab.variants import Variant
 
-MODEL_FILE = "model.pt"
 LATENT_CHUNK = 1024  # images encoded per chunk when the latents are written
 
 
 def load_tokenizer(stage_dir: Path, device: torch.device | str = "cpu") -> nn.Module:
     """The stage's tokenizer: any architecture; a pretrained (external) one is reloaded from its own files."""
-    blob = torch.load(Path(stage_dir) / MODEL_FILE, map_location="cpu", weights_only=False)
+    blob = torch.load(Path(stage_dir) / layout.TOKENIZER_MODEL, map_location="cpu", weights_only=False)
     model = build_tokenizer(blob["config"])
     if blob["state"] is not None:
         model.load_state_dict(blob["state"])
@@ -50,7 +50,7 @@ def tokenizer_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     if not ctx.dist.is_main:
         return summary  # rank 0 alone exports; the others wait for it at the stage's barrier
     model.eval()
-    save_torch(out / MODEL_FILE, {"config": ctx.study.tokenizer.model_dump(mode="json"),
+    save_torch(out / layout.TOKENIZER_MODEL, {"config": ctx.study.tokenizer.model_dump(mode="json"),
                                   "state": model.state_dict() if trainable else None})
     export_latents(ctx, model, out)
     return summary
@@ -84,8 +84,8 @@ def train_tokenizer(ctx: StageContext, model: nn.Module, out: Path) -> dict[str,
     cfg = study.training
     train = ctx.split("train")
     images = train.images  # on disk: each step reads its batch
-    targets = ctx.array("refine", "targets_train.npy")  # float16 on disk, float32 per batch
-    vfm = ctx.array("prior", "features_train.npy")
+    targets = ctx.array("refine", layout.refined_targets("train"))  # float16 on disk, float32 per batch
+    vfm = ctx.array("prior", layout.prior_features("train"))
     rows = lambda array, idx: torch.from_numpy(array[idx]).to(device, non_blocking=True).float()  # noqa: E731
 
     if device.type == "cuda":
@@ -133,16 +133,16 @@ def export_latents(ctx: StageContext, model: nn.Module, out: Path) -> None:
     for split in ("train", "val"):
         images = ctx.split(split).images
         first = encode_all(model, images[:1], device)
-        with NpyWriter(out / f"latents_{split}.npy", (len(images), *first.shape[1:]), np.float32) as writer:
+        with NpyWriter(out / layout.latents(split), (len(images), *first.shape[1:]), np.float32) as writer:
             for i in range(0, len(images), LATENT_CHUNK):  # streamed: the latents never sit in memory whole
                 writer.write(encode_all(model, images[i:i + LATENT_CHUNK], device))
-    train = DiskArray(out / "latents_train.npy")
+    train = DiskArray(out / layout.latents("train"))
     norm = LatentNorm.fit_batches(torch.from_numpy(train[i:i + LATENT_CHUNK]) for i in range(0, len(train), LATENT_CHUNK))
-    norm.save(out / "latent_norm.json")
+    norm.save(out / layout.LATENT_NORM)
 
     val = torch.from_numpy(ctx.split("val").images[:16]).float() / 255
     with torch.no_grad():
-        rec = model.decode(torch.from_numpy(DiskArray(out / "latents_val.npy")[:16]).to(device)).float().cpu()
+        rec = model.decode(torch.from_numpy(DiskArray(out / layout.latents("val"))[:16]).to(device)).float().cpu()
     grid = save_grid(side_by_side(val, rec), ctx.run_layout.image("reconstructions"))
     if ctx.study.tracking.log_images:
         ctx.logger.artifact(grid, "images")

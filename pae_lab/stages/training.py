@@ -21,7 +21,7 @@ from torch import nn
 
 from pae_lab.stages.distributed import SINGLE, Dist
 from pae_lab.fsutil import save_torch
-from pae_lab.plan.layout import RunLayout
+from pae_lab.plan.layout import CHECKPOINT, RunLayout
 from pae_lab.plan.progress import ProgressWriter
 from pae_lab.tracking.store import RunLogger
 
@@ -107,7 +107,7 @@ class TrainLoop:
 
     @property
     def checkpoint_path(self) -> Path:
-        return self.dir / "checkpoint.pt"
+        return self.dir / CHECKPOINT
 
     def _save(self, step: int, last: dict[str, float] | None = None) -> None:
         if not self.dist.is_main:

@@ -16,17 +16,17 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from pae_lab.fsutil import append_jsonl
+from pae_lab.plan.layout import METRIC_LOG, StudyLayout
 
 os.environ.setdefault("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "false")
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 
-MIRROR_FILE = "metrics.jsonl"  # <run dir>/<stage>/metrics.jsonl: every metric a stage logged
 PROBE_TIMEOUT_S = 5  # a job asks a tracking server once whether it is there before it logs to it
 MIRROR_PREFIX = "mlflow_prefix"  # a mirror record's MLflow key prefix, where it is not "<stage>/"
 
 
 def default_uri(study_dir: Path) -> str:
-    return f"sqlite:///{Path(study_dir).resolve() / 'mlflow.db'}"
+    return f"sqlite:///{StudyLayout(Path(study_dir).resolve()).mlflow_db}"
 
 
 def is_server(uri: str | None) -> bool:
@@ -230,7 +230,7 @@ class RunLogger:
 
 
 def mirror_path(run_dir: Path, stage: str) -> Path:
-    return Path(run_dir) / stage / MIRROR_FILE
+    return Path(run_dir) / stage / METRIC_LOG
 
 
 def iter_jsonl(path: Path) -> Iterable[dict[str, Any]]:

@@ -15,7 +15,8 @@ from pathlib import Path
 from rich.console import Console
 
 from pae_lab.config.schema import StudyConfig
-from pae_lab.tracking.store import MIRROR_FILE, MIRROR_PREFIX, iter_jsonl
+from pae_lab.plan.layout import METRIC_LOG
+from pae_lab.tracking.store import MIRROR_PREFIX, iter_jsonl
 
 BATCH = 1000  # MLflow's most metrics per log_batch
 Point = tuple  # (key, step, value, timestamp_ms)
@@ -24,7 +25,7 @@ Point = tuple  # (key, step, value, timestamp_ms)
 def mirror_points(run_dir: Path) -> list[Point]:
     """Every metric point a run folder's stage mirrors hold, under the key MLflow gives it."""
     points = []
-    for path in sorted(Path(run_dir).glob(f"*/{MIRROR_FILE}")):
+    for path in sorted(Path(run_dir).glob(f"*/{METRIC_LOG}")):
         stage = path.parent.name
         for record in iter_jsonl(path):
             if "step" not in record:
@@ -89,7 +90,7 @@ def sync_study(study: StudyConfig, console: Console | None = None) -> SyncOutcom
     parent = mlflow.ensure_parent(tracker, status="FINISHED")
     if specs:
         mlflow.register(tracker, parent, specs)
-    folders = {parent: layout.root / "shared", **{s.mlflow_run_id: s.run_dir for s in specs}}
+    folders = {parent: layout.shared_root, **{s.mlflow_run_id: s.run_dir for s in specs}}
     added = present = 0
     for run_id, folder in folders.items():
         new, old = replay(tracker.client, run_id, folder)

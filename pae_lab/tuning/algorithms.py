@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from pae_lab.catalog import OPTUNA_SAMPLERS as SAMPLER_FACTORIES, PRUNERS  # the old names stay importable here
-
-JOURNAL_FILE = "optuna.journal"
+from pae_lab.plan.layout import StudyLayout
 
 
 @SAMPLER_FACTORIES.decorator("tpe")
@@ -67,7 +66,9 @@ def storage_location(storage: str | None, study_dir: Path) -> str:
     (default `<study dir>/optuna.journal`; a relative path is relative to the study folder)."""
     if storage and "://" in storage:
         return storage
-    path = Path(storage or JOURNAL_FILE).expanduser()
+    if not storage:
+        return str(StudyLayout(Path(study_dir)).optuna_journal)
+    path = Path(storage).expanduser()
     return str(path if path.is_absolute() else Path(study_dir) / path)
 
 

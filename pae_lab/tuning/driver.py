@@ -39,7 +39,7 @@ from rich.console import Console
 from pae_lab.results.aggregate import aggregate, correlation_target, results_table, target_columns
 from pae_lab.fsutil import atomic_write, read_json, write_json
 from pae_lab.plan.graph import stage_hashes
-from pae_lab.plan.layout import RunLayout
+from pae_lab.plan.layout import RunLayout, StudyLayout
 from pae_lab.config.loading import StudyError
 from pae_lab.plan.runs import RunSpec
 from pae_lab.config.schema import StudyConfig
@@ -50,7 +50,6 @@ from pae_lab.tuning.apply import TrialConfigError, check_search, default_values,
 from pae_lab.tuning.objectives import MissingMetric, intermediate_source, objective_values, read_intermediate
 from pae_lab.tuning.outputs import SearchSummary, write_search_outputs
 
-LOCK_FILE = "tune.lock"
 DASHBOARD_PORT = 8080
 
 
@@ -139,11 +138,12 @@ class PruneWatcher:
 def driver_lock(root: Path) -> Iterator[None]:
     """One tuning driver per study folder: the lock dies with its process, so a kill leaves none behind."""
     root.mkdir(parents=True, exist_ok=True)
-    with open(root / LOCK_FILE, "a+") as fh:
+    lock = StudyLayout(root).tune_lock
+    with open(lock, "a+") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise StudyError(f"{root}: another `pae-lab tune` is running on this study ({root / LOCK_FILE}); "
+            raise StudyError(f"{root}: another `pae-lab tune` is running on this study ({lock}); "
                              "wait for it to finish or stop it first") from None
         yield
 
@@ -306,7 +306,7 @@ class TuneDriver:
         with driver_lock(self.root):
             tracker, parent = self.base.prepare()
             tracker.client.set_tag(parent, "pae.kind", "tune")
-            parent_logger = RunLogger(self.root / "shared", self.base.uri, parent)
+            parent_logger = RunLogger(self.base.layout.shared_root, self.base.uri, parent)
             self.base.shared_stages(parent_logger)
             study = self.open_study()
             told: dict[int, str] = {}
@@ -359,10 +359,10 @@ class TuneDriver:
         result = write_search_outputs(study, self.search, self.root)
         if result.importance_note:
             self.console.log(result.importance_note)
-        for name in ("trials.csv", "pareto.csv", "importances.csv", "best.json", "results.csv", "correlations.csv",
-                     "study.json"):
-            if (self.root / name).exists():
-                tracker.log_artifact(parent, self.root / name, "tune")
+        files = self.base.layout
+        for path in (*files.search_tables(), files.results, files.correlations, files.study_json):
+            if path.exists():
+                tracker.log_artifact(parent, path, "tune")
         for rank, best in enumerate(result.best):
             tracker.log_metrics(parent, {f"best/{k}": v for k, v in best["values"].items()}, step=rank)
         if result.best:

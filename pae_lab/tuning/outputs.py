@@ -16,6 +16,7 @@ from rich.table import Table
 
 from pae_lab.results.aggregate import write_csv
 from pae_lab.fsutil import write_json
+from pae_lab.plan.layout import StudyLayout
 from pae_lab.config.search import SearchConfig
 
 MIN_IMPORTANCE_TRIALS = 3  # fANOVA on fewer completed trials says nothing (and Optuna refuses one)
@@ -105,12 +106,13 @@ def write_search_outputs(study, search: SearchConfig, root: Path) -> SearchSumma
     pareto = trials[trials["number"].isin(numbers)] if len(trials) else trials
     importances, note = importances_frame(study, search)
     best = best_records(trials, numbers, search)
-    write_csv(trials, root / "trials.csv")
-    write_csv(pareto, root / "pareto.csv")
-    write_csv(importances, root / "importances.csv")
+    files = StudyLayout(root)
+    write_csv(trials, files.trials)
+    write_csv(pareto, files.pareto)
+    write_csv(importances, files.importances)
     states = trials["state"].value_counts().to_dict() if len(trials) else {}
-    write_json(root / "best.json", {"objectives": search.objective_names, "directions": search.directions,
-                                    "best": best, "states": states, "importance_note": note})
+    write_json(files.best, {"objectives": search.objective_names, "directions": search.directions,
+                            "best": best, "states": states, "importance_note": note})
     return SearchSummary(trials, pareto, importances, best, note)
 
 

@@ -3,7 +3,8 @@
 submitit's local controller drops its task's exit status, so a job killed by SIGKILL (or the OOM
 killer) would end as "no result" with no reason. This wrapper runs the real job command as its
 child, forwards the controller's signals to it, and writes `<job id>_<task>_exit.json` (pid, exit
-code, signal) next to submitit's logs before exiting with the child's code. Standard library only.
+code, signal) next to submitit's logs before exiting with the child's code. Standard library only
+(pae_lab.plan.layout, which names the file, is too).
 
 usage: python -m pae_lab.execution.launchers.exitwatch <job command ...> <submitit folder with %j>
 """
@@ -16,9 +17,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from pae_lab.plan.layout import job_exit
+
 
 def exit_file(folder: str, job_id: str, task: str) -> Path:
-    return Path(folder.replace("%j", job_id)) / f"{job_id}_{task}_exit.json"
+    return Path(folder.replace("%j", job_id)) / job_exit(job_id, task)
 
 
 def main(argv: list[str]) -> int:

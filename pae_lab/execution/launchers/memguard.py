@@ -14,9 +14,9 @@ from typing import Callable, Iterable
 import psutil
 
 from pae_lab.fsutil import read_json, write_json
+from pae_lab.plan.layout import PEAK_RSS
 
 GB = 1024**3
-PEAK_FILE = "peak_rss.json"
 MARGIN = 1.1  # headroom over the estimate: page cache, the driver itself
 
 
@@ -47,7 +47,7 @@ def admits(available: int, estimate: int, running_rss: Iterable[int]) -> bool:
 
 class MemoryGuard:
     def __init__(self, folder: Path, per_job_gb: float | None, log: Callable[[str], None]):
-        self.path = Path(folder) / PEAK_FILE
+        self.path = Path(folder) / PEAK_RSS
         self.configured = int((per_job_gb or 0) * GB)
         self.measured = int((read_json(self.path, {}) or {}).get("peak_rss_bytes", 0))
         self.log = log
