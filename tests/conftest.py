@@ -8,7 +8,22 @@ os.environ.setdefault("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "false")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# At most two torch threads per test process. Under pytest-xdist (addopts: -n 2) the workers split
+# the cores, and the `pae-lab run` processes a test starts inherit the same share through
+# OMP_NUM_THREADS (a test that needs a thread count sets it, as the SLURM reference does).
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+_THREADS = max(1, min(2, (os.cpu_count() or 1) // _WORKERS))
+torch.set_num_threads(_THREADS)
+if _WORKERS > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(_THREADS))
+
+# The modules that start studies, clusters and servers, slowest first. pytest-xdist hands out whole
+# modules (--dist loadfile) in collection order (--no-loadscope-reorder): long ones first, so both
+# workers end together instead of one finishing a long module alone. A module not named here runs
+# after these, in the usual order.
+SLOW_FIRST = ("test_slurm.py", "test_distributed.py", "test_study_run.py", "test_browser.py", "test_pae_study.py",
+              "test_tracking_server.py", "test_plugins.py", "test_job_death.py", "test_tune.py",
+              "test_external_study.py", "test_report.py", "test_fidelity.py")
 
 # The smallest study that still passes through every stage: reused by the end-to-end tests.
 TINY = {
@@ -39,3 +54,8 @@ def restore_registries():
     for registry, entries in zip(registries, before):
         registry._entries.clear()
         registry._entries.update(entries)
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    rank = {name: i for i, name in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(SLOW_FIRST)))  # stable: each module keeps its order

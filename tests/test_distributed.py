@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -114,6 +115,10 @@ def test_two_processes_ran_and_only_rank_0_wrote(one_and_two) -> None:
 def test_killed_two_process_run_fails_then_resumes_bit_identical(one_and_two, tmp_path: Path) -> None:
     marker = tmp_path / "killed.pid"
     cfg = study_file(tmp_path, "killed", marker, TWO)
+    reference = run_dir(one_and_two[1])
+    # the shared stages are those of the 2-process study (same hashes; their DDP run is the test above's):
+    # only the run is trained, killed and resumed here
+    shutil.copytree(one_and_two[1].with_suffix("") / "shared", cfg.with_suffix("") / "shared")
     first = pae_run(cfg)
     assert first.returncode == 1 and marker.exists(), first.stdout + first.stderr
     assert "killer/seed0" in first.stdout
@@ -123,7 +128,6 @@ def test_killed_two_process_run_fails_then_resumes_bit_identical(one_and_two, tm
     second = pae_run(cfg)
     assert second.returncode == 0, second.stdout + second.stderr
     assert read_json(run_dir(cfg) / "tokenizer" / "done.json")["summary"]["resumed_from_step"] == 5
-    reference = run_dir(one_and_two[1])
     for stage, name in (("tokenizer", "latents_val.npy"), ("tokenizer", "latents_train.npy")):
         assert np.array_equal(np.load(run_dir(cfg) / stage / name), np.load(reference / stage / name)), name
     assert (read_json(run_dir(cfg) / "generation" / "done.json")["summary"]

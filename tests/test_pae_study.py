@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -55,6 +56,7 @@ def test_pae_trains_is_measured_and_resumes_exactly_after_a_kill(tmp_path: Path)
         assert results[column].notna().all(), column
 
     cut = _write(tmp_path, "cut", kill=True)
+    shutil.copytree(tmp_path / "ref" / "shared", tmp_path / "cut" / "shared")  # same hashes: only the run is cut
     killed = _run(cut)
     assert killed.returncode == -9, (killed.returncode, killed.stderr[-2000:])
     tok = tmp_path / "cut" / "runs" / "pae" / "seed0" / "tokenizer"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -70,14 +71,26 @@ def results(tmp: Path, name: str) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory) -> pd.DataFrame:
+def reference_dir(tmp_path_factory) -> Path:
     """seed 0 of the same study, inline and uninterrupted. Its driver runs the shared stages at one
     thread, as the SLURM studies' shared job does (`threads_per_job: 1`): FD features extracted at
     another thread count differ in the 7th digit."""
     tmp = tmp_path_factory.mktemp("inline")
     out = finish(start(write_study(tmp, "ref", [0], {"name": "inline", "threads_per_job": 1}), OMP_NUM_THREADS="1"))
     assert "runs already finished" not in out
-    return results(tmp, "ref")
+    return tmp / "ref"
+
+
+@pytest.fixture(scope="module")
+def reference(reference_dir) -> pd.DataFrame:
+    return results(reference_dir.parent, reference_dir.name)
+
+
+def reuse_shared(reference_dir: Path, path: Path) -> Path:
+    """A study whose shared stages are the reference's (same hashes): only its runs go to the cluster.
+    The shared stages as a SLURM job of their own are the concurrency and 2-task tests' part."""
+    shutil.copytree(reference_dir / "shared", path.with_suffix("") / "shared")
+    return path
 
 
 def job_tasks(study_dir: Path) -> list[list[str]]:
@@ -111,9 +124,9 @@ def test_array_tasks_run_concurrently_with_inline_results(slurm_cluster, referen
 
 
 @pytest.mark.timeout(900)
-def test_scancel_of_one_task_is_recorded_failed_and_the_other_finishes(slurm_cluster, tmp_path) -> None:
+def test_scancel_of_one_task_is_recorded_failed_and_the_other_finishes(slurm_cluster, reference_dir, tmp_path) -> None:
     block = tmp_path / "block"
-    proc = start(write_study(tmp_path, "cancel", [0, 1], SLURM), block)
+    proc = start(reuse_shared(reference_dir, write_study(tmp_path, "cancel", [0, 1], SLURM)), block)
     job = wait_for(block / "jobid", proc)
     subprocess.run(["scancel", job], check=True, timeout=30)
     out = finish(proc)
@@ -128,11 +141,11 @@ def test_scancel_of_one_task_is_recorded_failed_and_the_other_finishes(slurm_clu
 
 
 @pytest.mark.timeout(900)
-def test_requeued_task_resumes_from_its_checkpoint_bit_exactly(slurm_cluster, reference, tmp_path) -> None:
+def test_requeued_task_resumes_from_its_checkpoint_bit_exactly(slurm_cluster, reference_dir, reference, tmp_path) -> None:
     """The job waits at step 4 (after the checkpoint of step 3); `scontrol requeue` kills and
     restarts it; the restarted job passes through and resumes from step 3."""
     block = tmp_path / "block"
-    proc = start(write_study(tmp_path, "requeue", [0], SLURM), block, PAE_TEST_BLOCK_STEP="4")
+    proc = start(reuse_shared(reference_dir, write_study(tmp_path, "requeue", [0], SLURM)), block, PAE_TEST_BLOCK_STEP="4")
     job = wait_for(block / "jobid", proc)
     ckpt = tmp_path / "requeue" / "runs" / "waits" / "seed0" / "tokenizer" / "checkpoint.pt"
     assert ckpt.exists()

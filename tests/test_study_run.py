@@ -37,6 +37,12 @@ def finished(tmp_path_factory):
     return study, outcome
 
 
+def reuse_shared(finished, output_dir: Path) -> None:
+    """Seed a study folder with the finished study's shared stages (data, prior, refine, reference,
+    teacher: same config, same hashes), for tests about the runs: they train only their runs."""
+    shutil.copytree(finished[0].study_dir() / "shared", output_dir / "shared")
+
+
 def test_every_run_finishes_with_metrics(finished) -> None:
     study, outcome = finished
     assert outcome.failed == [] and outcome.launched == 3
@@ -145,10 +151,11 @@ def test_mlflow_shows_what_a_researcher_compares(finished) -> None:
     assert not [k for k in parent.data.metrics if k.split("/")[0] in children]
 
 
-def test_failing_variant_is_recorded_and_others_finish(tmp_path: Path) -> None:
+def test_failing_variant_is_recorded_and_others_finish(finished, tmp_path: Path) -> None:
     import plugin_nan  # noqa: F401  registers the 'explodes' variant, as `plugins:` does for the CLI
 
     study = make_study(tmp_path, variants=["baseline", "explodes"], plugins=["plugin_nan"])
+    reuse_shared(finished, study.study_dir())
 
     outcome = Driver(study, Console(quiet=True)).run()
     assert outcome.failed == ["explodes/seed0"]
@@ -159,14 +166,15 @@ def test_failing_variant_is_recorded_and_others_finish(tmp_path: Path) -> None:
     assert dict(zip(runs["variant"], runs["status"])) == {"baseline": "done", "explodes": "failed"}
 
 
-def test_local_launcher_runs_jobs_in_subprocesses(tmp_path: Path) -> None:
+def test_local_launcher_runs_jobs_in_subprocesses(finished, tmp_path: Path) -> None:
     study = make_study(tmp_path, variants=["baseline", "scr"], launcher={"name": "local", "max_parallel": 2})
+    reuse_shared(finished, study.study_dir())
     outcome = Driver(study, Console(quiet=True)).run()
     assert outcome.failed == []
     assert list((study.study_dir() / ".submitit").rglob("*_result.pkl"))
 
 
-def test_killed_run_resumes_from_checkpoint(tmp_path: Path) -> None:
+def test_killed_run_resumes_from_checkpoint(finished, tmp_path: Path) -> None:
     """The CLI is SIGKILLed during tokenizer training (step 7, after the step-5 checkpoint); the next
     `pae-lab run` resumes from the checkpoint, finishes, and leaves no MLflow run RUNNING."""
     import mlflow
@@ -179,6 +187,7 @@ def test_killed_run_resumes_from_checkpoint(tmp_path: Path) -> None:
     variant = {"name": "killed", "regularizers": {"kill_once": {"weight": 1.0, "at_step": 7, "marker": str(marker)}}}
     cfg.write_text(yaml.safe_dump({**tiny, "name": "killme", "output_dir": str(tmp_path / "out"),
                                    "variants": [variant], "plugins": ["plugin_kill"]}))
+    reuse_shared(finished, tmp_path / "out")
     cmd = [sys.executable, "-m", "pae_lab", "run", str(cfg), "--no-report"]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "tests")}
     first = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, timeout=600)

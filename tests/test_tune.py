@@ -36,9 +36,6 @@ class AlwaysPrune(optuna.pruners.BasePruner):
         return True
 
 
-PRUNERS.register("always", lambda **kw: AlwaysPrune(), overwrite=True)
-
-
 def tiny(tmp: Path, search: dict, **overrides) -> dict:
     cfg = copy.deepcopy(TINY)
     cfg["generator"]["eval_at"] = []  # one gFID evaluation per run
@@ -330,6 +327,7 @@ def test_pruning_stops_a_running_trial(tmp_path: Path, searched) -> None:
 
     import plugin_wait_stop  # noqa: F401  registers wait_stop, as `plugins:` does for the CLI
 
+    PRUNERS.register("always", lambda **kw: AlwaysPrune())  # in the test: the registries fixture unregisters it after
     run_dir = tmp_path / "study" / "runs" / "trial-0000" / "seed0"
     holds = {"name": "holds", "base": "pae", "regularizers": {"wait_stop": {"at_step": 4, "stop_file": str(run_dir / "stop.json")}}}
     search = {"params": WEIGHTS, "n_trials": 1, "base_variant": "holds",
