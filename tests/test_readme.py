@@ -17,3 +17,17 @@ def test_ci_runs_the_readme_commands() -> None:
     readme, ci = (ROOT / "README.md").read_text(), (ROOT / ".ci" / "run").read_text()
     for command in ("python3 -m venv .venv && .venv/bin/pip install -e '.[test]'", ".venv/bin/python -m pytest -q"):
         assert command in readme and command in ci
+
+
+def test_the_architecture_table_names_every_module() -> None:
+    """Each module of pae_lab/ and analysis/ is in a row of the README's module table that names its folder."""
+    text = (ROOT / "README.md").read_text()
+    rows = [line for line in text.split("| module | one job |", 1)[1].split("\n\n", 1)[0].splitlines() if line.startswith("|")]
+    missing = []
+    for path in sorted([*(ROOT / "pae_lab").rglob("*.py"), *(ROOT / "analysis").rglob("*.py")]):
+        if path.name == "__init__.py":
+            continue
+        folder = path.parent.relative_to(ROOT).as_posix() + "/"
+        if not any(f"`{folder}" in row and f"{path.name}`" in row for row in rows):
+            missing.append(path.relative_to(ROOT).as_posix())
+    assert not missing, f"add these to the README's architecture table: {missing}"
