@@ -135,3 +135,16 @@ def check_params(kind: str, name: str, factory: Callable[..., Any], params: dict
     if unknown:
         raise TypeError(f"{kind} {name!r} has no parameter(s) {', '.join(unknown)}; "
                         f"it takes: {', '.join(sig.parameters) or 'nothing'}")
+
+
+def entry_named(value: Any, registry: Registry[T], default: str, block: str, register: str) -> tuple[dict[str, Any], T]:
+    """A config block that picks its registry entry by `name:` -> (the block as a mapping, the entry);
+    one message for every such block (`tokenizer:`, `launcher:`). `register`: the call that adds more."""
+    value = {} if value is None else value
+    if not isinstance(value, dict):
+        raise ValueError(f"{block} must be a mapping with a `name`, got {type(value).__name__}")
+    name = value.get("name", default)
+    if name not in registry:
+        raise ValueError(f"unknown {registry.kind} {name!r}; registered: {', '.join(registry.names())} "
+                         f"(a plugin registers more with {register})")
+    return value, registry.get(name)

@@ -19,7 +19,7 @@ from typing import Annotated, Any, Callable
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SerializeAsAny
 
 from pae_lab.catalog import ARCHITECTURES
-from pae_lab.registry import RegistryError
+from pae_lab.registry import RegistryError, entry_named
 
 DEFAULT_ARCHITECTURE = "conv"
 
@@ -79,14 +79,9 @@ def validate_tokenizer(value: Any) -> ArchitectureConfig:
     """A `tokenizer:` block (mapping or config) -> the config model of the architecture it names."""
     if isinstance(value, ArchitectureConfig):
         return value
-    value = {} if value is None else value
-    if not isinstance(value, dict):
-        raise ValueError(f"tokenizer must be a mapping with a `name`, got {type(value).__name__}")
-    name = value.get("name", DEFAULT_ARCHITECTURE)
-    if name not in ARCHITECTURES:
-        raise ValueError(f"unknown tokenizer architecture {name!r}; registered: {', '.join(ARCHITECTURES.names())} "
-                         "(a plugin registers more with pae_lab.architectures.register_architecture)")
-    return ARCHITECTURES.get(name).config.model_validate(value)
+    value, entry = entry_named(value, ARCHITECTURES, DEFAULT_ARCHITECTURE, "tokenizer",
+                               "pae_lab.architectures.register_architecture")
+    return entry.config.model_validate(value)
 
 
 # The annotation of StudyConfig.tokenizer: dispatch on `name`, serialise every subclass field.

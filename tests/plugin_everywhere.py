@@ -57,4 +57,5 @@ class MirrorConfig(TokenizerConfig):
 def build_mirror(config: MirrorConfig):
     from pae_lab.models.tokenizer import Tokenizer
 
+    print("mirror_conv: built by the plugin", flush=True)  # the test sees the builder ran, not only the name
     return Tokenizer(TokenizerConfig(**config.model_dump(exclude={"name"})))

@@ -36,6 +36,7 @@ def plugged(tmp_path_factory) -> Path:
     done = cli("run", str(path))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "echo_inline: from a plugin launcher" in done.stdout  # the launcher ran the jobs with its own settings
+    assert "mirror_conv: built by the plugin" in done.stdout  # the architecture's builder made the tokenizer
     return path
 
 
@@ -58,7 +59,10 @@ def test_metric_and_stage_columns_reach_results_correlations_and_status(plugged:
     correlations = pd.read_csv(root / "correlations.csv").set_index("metric")
     assert correlations.loc["latent_abs", "direction"] == "lower"  # the declared direction, nowhere else
     status = cli("status", str(plugged)).stdout
-    assert "latent_abs" in status and "loss_echo" in status  # a headline metric's column; the stage's state
+    assert "latent_abs" in status and "loss_echo" in status  # a headline metric's column; the stage's own
+    baseline_row = next(line for line in status.splitlines() if "baseline" in line)
+    assert baseline_row.count("done") == 5  # tokenizer, manifold, loss_echo, generator, generation
+    assert f"{runs.iloc[0]['latent_abs']:.3f}" in baseline_row  # the metric's value, not only its header
 
 
 def test_metric_reaches_mlflow_and_the_report(plugged: Path) -> None:

@@ -19,6 +19,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SerializeAsAny, ValidationError
 
 from pae_lab.catalog import LAUNCHERS
+from pae_lab.registry import entry_named
 
 DEFAULT_LAUNCHER = "inline"
 
@@ -59,14 +60,9 @@ def validate_launcher(value: Any) -> LauncherConfig:
     """A `launcher:` block (mapping or config) -> the config model of the launcher it names."""
     if isinstance(value, LauncherConfig):
         return value
-    value = {} if value is None else value
-    if not isinstance(value, dict):
-        raise ValueError(f"launcher must be a mapping with a `name`, got {type(value).__name__}")
-    name = value.get("name", DEFAULT_LAUNCHER)
-    if name not in LAUNCHERS:
-        raise ValueError(f"unknown launcher {name!r}; registered: {', '.join(LAUNCHERS.names())} (a plugin registers "
-                         "more with pae_lab.execution.launchers.base.register_launcher)")
-    config = LAUNCHERS.get(name).config
+    value, entry = entry_named(value, LAUNCHERS, DEFAULT_LAUNCHER, "launcher",
+                               "pae_lab.execution.launchers.base.register_launcher")
+    name, config = value.get("name", DEFAULT_LAUNCHER), entry.config
     own = {k: v for k, v in value.items() if not (k in LAUNCHERS and k not in config.model_fields and isinstance(v, dict))}
     for other, block in value.items():
         if other not in own:  # a launcher's settings under its name (the form before issue 22)
