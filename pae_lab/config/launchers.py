@@ -69,6 +69,10 @@ def validate_launcher(value: Any) -> LauncherConfig:
             _validated(LAUNCHERS.get(other).config, {**block, "name": other}, block=other)
             if other == name:
                 own.update(block)
+    # a flat key another launcher takes (`max_parallel` of local) is set aside, so `--set launcher.name=inline`
+    # on a study written for `local` still runs; a key no launcher takes is an error
+    others = {k for n in LAUNCHERS.names() if n != name for k in LAUNCHERS.get(n).config.model_fields}
+    own = {k: v for k, v in own.items() if k in config.model_fields or k not in others}
     unknown = sorted(set(own) - set(config.model_fields))
     if unknown:
         raise ValueError(f"launcher {name!r} takes no {', '.join(unknown)}; it takes: {', '.join(config.model_fields)}. "
