@@ -104,7 +104,6 @@ def check_study(study: "StudyConfig", path: Path, check_files: bool = True) -> N
     from a folder under a file fails, and nothing would run anyway.
     """
     from pae_lab.catalog import DATASETS, LAUNCHERS, PERCEPTUAL, PRIORS, SAMPLERS
-    from pae_lab.data.stream import STREAMING, folder_problem
 
     problem = output_dir_problem(study)
     if problem:
@@ -119,9 +118,12 @@ def check_study(study: "StudyConfig", path: Path, check_files: bool = True) -> N
     for key, message in missing_files(study) if check_files else []:
         _fail(path, key, message)
     root = study.data.params.get("root")
-    problem = folder_problem(root) if check_files and root and study.data.name in STREAMING else None
-    if problem:
-        _fail(path, "data.params.root", f"{root!r}: {problem}")
+    if check_files and root:  # only a study on a folder imports the data package (torch)
+        from pae_lab.data.stream import STREAMING, folder_problem
+
+        problem = folder_problem(root) if study.data.name in STREAMING else None
+        if problem:
+            _fail(path, "data.params.root", f"{root!r}: {problem}")
     from analysis.fidelity_names import inception_weights_or_cached
 
     if study.evaluation.extractor == "inception" and not inception_weights_or_cached(study.evaluation.inception_weights):
