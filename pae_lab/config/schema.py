@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from analysis.fidelity_names import FidelityColumns, fidelity_columns
 from analysis.panel_config import PanelConfig
 from pae_lab.architectures import TokenizerSpec
 from pae_lab.config.launchers import LauncherSpec, default_launcher
@@ -190,6 +191,10 @@ class EvaluationConfig(Strict):
     inception_weights: str | None = Field(None, description="Local path of torch-fidelity's Inception weights (pt_inception-2015-12-05).")
     sampler: SamplerConfig = Field(default_factory=SamplerConfig, description="How samples are drawn for gFID.")
     batch_size: int = Field(256, ge=1, description="Decoding batch size (memory only).", json_schema_extra=NO_IDENTITY)
+
+    def columns(self) -> FidelityColumns:
+        """Every FD / KD column of the study, named from the extractor `auto` resolves to."""
+        return fidelity_columns(self.extractor, self.inception_weights)
 
 
 class TrackingConfig(Strict):

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from analysis.fidelity_names import metric_names
 from analysis.metric_info import headline_names
 from pae_lab.fsutil import read_json
 from pae_lab.plan.layout import STAGE_STARTED
@@ -31,7 +30,7 @@ def stage_state(spec: RunSpec, stage: str) -> str:
 
 def status_table(study: StudyConfig, runs: list[RunSpec] | None = None) -> Table:
     """The state of every run; `runs` as planned by the caller (planned here when None)."""
-    target, _ = metric_names(study.evaluation.extractor, study.evaluation.inception_weights)
+    target = study.evaluation.columns().fd
     stages, key_metrics = run_stage_names(), headline_names()
     table = Table(title=f"study {study.name}  ({study.study_dir()})")
     for col in ("variant", "seed", *stages, "run id", *key_metrics, target):

@@ -10,7 +10,6 @@ from analysis.correlation import correlate
 from analysis.convergence import speedups
 from analysis.metric_info import direction_of, panel_names
 from analysis.factorial import factorial_effects, find_design, paper_effects, stratified_correlations
-from analysis.fidelity_names import fidelity_columns, metric_names
 from analysis.paper import ABLATION, OWN_METRIC
 from pae_lab.fsutil import atomic_write, read_json
 from pae_lab.plan import layout
@@ -21,17 +20,18 @@ from pae_lab.config.schema import StudyConfig
 
 def target_columns(study: StudyConfig) -> tuple[str, str]:
     """The gFID-like and KID-like column names under this study's evaluation protocol."""
-    return metric_names(study.evaluation.extractor, study.evaluation.inception_weights)
+    cols = study.evaluation.columns()
+    return cols.fd, cols.kd
 
 
 def correlation_target(study: StudyConfig) -> str:
     """The column the study reads as generation quality (evaluation.correlation_target)."""
-    cols = fidelity_columns(study.evaluation.extractor, study.evaluation.inception_weights)
+    cols = study.evaluation.columns()
     return cols.targets()[study.evaluation.correlation_target]
 
 
 def generation_columns(study: StudyConfig) -> list[str]:
-    cols = fidelity_columns(study.evaluation.extractor, study.evaluation.inception_weights)
+    cols = study.evaluation.columns()
     return [cols.fd, cols.kd, cols.lfd, cols.lkd, cols.val_loss]
 
 
@@ -67,7 +67,7 @@ def reference_rows(runs: list[RunSpec]) -> pd.DataFrame:
 
 def column_meanings(study: StudyConfig, results: pd.DataFrame) -> pd.DataFrame:
     """columns.csv: what every generation / fidelity column means, its direction, and which is the target."""
-    cols = fidelity_columns(study.evaluation.extractor, study.evaluation.inception_weights)
+    cols = study.evaluation.columns()
     target = correlation_target(study)
     rows = [{"column": c, "meaning": m, "direction": direction_of(c), "correlation_target": c == target,
              "present": c in results.columns} for c, m in cols.meanings().items()]
@@ -113,7 +113,7 @@ def correlated_metrics(results: pd.DataFrame, contrast: list[str]) -> list[str]:
 
 
 def contrast_columns(study: StudyConfig) -> list[str]:
-    cols = fidelity_columns(study.evaluation.extractor, study.evaluation.inception_weights)
+    cols = study.evaluation.columns()
     return [cols.rfd, cols.rkd, cols.floor_fd, cols.floor_kd]
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from analysis.fidelity import fd_kd_named, fidelity_columns
+from analysis.fidelity import fd_kd_named
 from pae_lab.fsutil import read_json, write_json
 from pae_lab.plan import layout
 from pae_lab.generation.flow import validation_loss
@@ -44,7 +44,7 @@ def generation_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     norm = LatentNorm.load(tok_dir / layout.LATENT_NORM)
     shape = read_json(gen_dir / layout.GENERATOR_SHAPE)
     model = build_generator(study.generator, shape["in_channels"], shape["grid"], shape["num_classes"]).to(device).eval()
-    cols = fidelity_columns(ev.extractor, ev.inception_weights)
+    cols = ev.columns()
     n = fd_n(study)
     kw = {"kid_subsets": ev.kid_subsets, "seed": ev.sampler.seed}
     real = load_features(ctx.input("reference"), layout.REFERENCE_FEATURES)

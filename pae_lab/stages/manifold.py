@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from analysis.fidelity import fd_kd_named, fidelity_columns
+from analysis.fidelity import fd_kd_named
 from analysis.panel import compute_panel
 from pae_lab.fsutil import write_json
 from pae_lab.plan import layout
@@ -36,7 +36,7 @@ def reconstruction_fidelity(ctx: StageContext, model) -> dict[str, Any]:
     the decoder floor (the same reconstructions vs the real reference set), at the study's one N,
     against the features the shared reference stage computed once."""
     study, ev = ctx.study, ctx.study.evaluation
-    cols = fidelity_columns(ev.extractor, ev.inception_weights)
+    cols = ev.columns()
     n = fd_n(study)
     rec = reconstruct(model, ctx.split("val").images[:n], ctx.device, ev.batch_size)
     rec_feats = features(study, rec, ctx.device)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from analysis.fidelity import extract_features, fd_kd_named, fidelity_columns, shared_network_warning
+from analysis.fidelity import extract_features, fd_kd_named, shared_network_warning
 from analysis.teacher import pooled_pixels, teacher_ceiling
 from pae_lab.fsutil import save_npy, write_json
 from pae_lab.plan import layout
@@ -48,7 +48,7 @@ def load_features(stage_dir: Path, name: str) -> torch.Tensor:
 
 def fidelity_protocol(study: StudyConfig) -> dict[str, Any]:
     """What every FD/KD column of the study means and how it was computed (stored beside the values)."""
-    cols = fidelity_columns(**extractor_kwargs(study))
+    cols = study.evaluation.columns()
     warning = shared_network_warning(study.evaluation.extractor, study.evaluation.inception_weights,
                                      prior=study.prior.name, perceptual=study.training.perceptual.name)
     return {"n": fd_n(study), "num_samples_asked": study.evaluation.num_samples, "reference": "first n train images",
@@ -59,7 +59,7 @@ def fidelity_protocol(study: StudyConfig) -> dict[str, Any]:
 def reference_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     study, device = ctx.study, ctx.device
     n = fd_n(study)
-    cols = fidelity_columns(**extractor_kwargs(study))
+    cols = study.evaluation.columns()
     ref = features(study, ctx.split("train").images[:n], device)
     held = features(study, ctx.split("val").images[:n], device)
     save_npy(out / layout.REFERENCE_FEATURES, ref.numpy())
