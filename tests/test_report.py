@@ -16,16 +16,11 @@ from scipy import stats
 from pae_lab.results import plots
 from analysis.factorial import factorial_effects, find_design
 from analysis.paper import ABLATION_VARIANTS
-from pae_lab.results import report
-from pae_lab.results.report import (
-    ReportError,
-    best_trials,
-    build_report,
-    find_template,
-    load_study,
-    summarize,
-    variants_table,
-)
+from pae_lab.results import report_columns, report_words
+from pae_lab.results.report import build_report
+from pae_lab.results.report_inputs import ReportError, find_template
+from pae_lab.results.report_words import best_trials, summarize, variants_table
+from pae_lab.results.study_data import load_study
 
 # The paper's 2x2x2 regularizer ablation (method.md): SSC, LPC, GSQ, gFID per variant.
 ABLATION = {
@@ -280,11 +275,11 @@ def test_best_trials_follows_direction():
 
 
 def test_fidelity_columns_are_recognised_by_lookup_not_by_their_spelling():
-    assert report.is_generation_fd("fd_effnet_lite0") and report.is_generation_fd("fid")
-    assert not report.is_generation_fd("fd_effnet_lite0_rec") and not report.is_generation_fd("rfd_effnet_lite0")
-    assert report.is_reconstruction_fd("rfd_effnet_lite0") and report.is_reconstruction_fd("rfid")
-    assert report.is_generation_kd("kd_effnet_lite0") and not report.is_generation_kd("rkd_effnet_lite0")
-    assert not report.is_generation_fd("fd_somewhere_else")  # looks like one, but no extractor names it
+    assert report_columns.is_generation_fd("fd_effnet_lite0") and report_columns.is_generation_fd("fid")
+    assert not report_columns.is_generation_fd("fd_effnet_lite0_rec") and not report_columns.is_generation_fd("rfd_effnet_lite0")
+    assert report_columns.is_reconstruction_fd("rfd_effnet_lite0") and report_columns.is_reconstruction_fd("rfid")
+    assert report_columns.is_generation_kd("kd_effnet_lite0") and not report_columns.is_generation_kd("rkd_effnet_lite0")
+    assert not report_columns.is_generation_fd("fd_somewhere_else")  # looks like one, but no extractor names it
 
 
 def test_columns_that_are_not_scores_get_no_best_mark():
@@ -316,10 +311,25 @@ def test_reference_rows_and_effects_are_read_apart_from_the_variants(tmp_path):
     pd.DataFrame({"response": ["ssc", "ssc", "ssc"], "effect": ["ssr", "mcr", "mcr:ssr"], "order": [1, 1, 2],
                   "estimate": [0.1, -0.02, 0.0], "lo": [0.05, -0.05, float("nan")], "hi": [0.15, 0.01, float("nan")],
                   "agrees_with_paper": ["yes", "unclear", ""]}).to_csv(tmp_path / "effects.csv", index=False)
-    study = report.load_study(tmp_path)
+    study = load_study(tmp_path)
     assert study.variants == ["baseline", "pae"] and "correlation_target" not in study.metrics
     assert list(study.references["variant"]) == ["teacher:refined", "reference:heldout_real"]
-    table = report.effects_table(study.effects)
+    table = report_words.effects_table(study.effects)
     assert list(table.columns) == ["ssr", "mcr", "mcr:ssr"]
     assert table.loc["ssc", "ssr"].endswith("✓") and "[" in table.loc["ssc", "mcr"] and "✓" not in table.loc["ssc", "mcr"]
     assert "[" not in table.loc["ssc", "mcr:ssr"]
+
+
+def test_report_digest_follows_every_table_it_reads(tmp_path) -> None:
+    """A search's trials, Pareto front and importances feed the report, so a change to any of them
+    makes the report stale (publish rebuilds it), as a change to results.csv does."""
+    from pae_lab.plan.layout import StudyLayout
+    from pae_lab.results.report_inputs import report_inputs_digest
+
+    files = StudyLayout(tmp_path)
+    before = report_inputs_digest(files)
+    for path in (files.results, files.trials, files.pareto, files.importances):
+        path.write_text("x\n1\n")
+        after = report_inputs_digest(files)
+        assert after != before, path.name
+        before = after

@@ -68,6 +68,10 @@ def test_every_run_finishes_with_metrics(finished) -> None:
     assert {"spearman_p_holm", "spearman_p_bh"} <= set(correlations.columns)
     convergence = pd.read_csv(study.study_dir() / "convergence.csv")
     assert sorted(convergence["step"].unique()) == [3, 6]
+    # study.json carries how each number was measured, from the stages that declare a protocol file
+    protocols = read_json(study.study_dir() / "study.json")["protocols"]
+    assert {"ssc", "gsq", "fidelity", "generation"} <= set(protocols)
+    assert protocols["generation"]["sampler"]["steps"] == study.evaluation.sampler.steps
 
 
 def test_mlflow_holds_parent_and_children_with_loss_curves(finished) -> None:

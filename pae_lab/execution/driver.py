@@ -17,9 +17,8 @@ from rich.console import Console
 from pae_lab import __version__
 from pae_lab.results.aggregate import aggregate
 from pae_lab.config.errors import StudyError
-from pae_lab.fsutil import atomic_write, read_json, write_json
-from pae_lab.plan.graph import ordered
-from pae_lab.plan import layout
+from pae_lab.fsutil import atomic_write, write_json
+from pae_lab.plan.graph import ordered, study_protocols
 from pae_lab.plan.layout import StudyLayout
 from pae_lab.tracking.study_runs import StudyRuns, code_version
 from pae_lab.tracking.view import setup_experiment
@@ -157,16 +156,7 @@ class Driver:
         return outcomes
 
     def write_study_json(self, summary: dict[str, Any], kind: str = "study", parent: str | None = None) -> None:
-        protocols: dict[str, Any] = {}
-        for spec in self.runs:
-            metrics = read_json(spec.stage_dir("manifold") / layout.MANIFOLD_METRICS)
-            conv = read_json(spec.stage_dir("generation") / layout.CONVERGENCE)
-            if metrics:
-                protocols.update(metrics.get("protocols", {}))
-            if conv:
-                protocols[summary["target"]] = conv.get("protocol", {})
-            if metrics and conv:
-                break
+        protocols = study_protocols(spec.stage_dir for spec in self.runs)
         write_json(self.layout.study_json, {
             "name": self.study.name, "kind": kind, "target": summary["target"], "gfd": summary["gfd"], "kid": summary["kid"],
             "baseline": summary["baseline"], "config": self.study.model_dump(mode="json"),

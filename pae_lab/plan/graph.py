@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal
 
 from pydantic import BaseModel
 
 from pae_lab.architectures import ArchitectureConfig, validate_tokenizer
 from pae_lab.catalog import STAGES
+from pae_lab.fsutil import read_json
+from pae_lab.plan import layout
 from pae_lab.plan.identity import content_hash, path_digest
 from pae_lab.registry import RegistryError
 
@@ -54,6 +57,9 @@ class Stage:
     # what the stage adds to its run's row of results.csv (and `status`): "summary", every value of
     # its summary under its own name; a mapping, the summary keys it names, renamed; () nothing
     columns: Literal["summary"] | dict[str, str] | tuple[()] = ()
+    # the JSON file in its folder that says how its numbers were measured, copied into study.json:
+    # its `protocols` mapping (metric -> protocol), or its single `protocol` under the stage's name
+    protocols: str = ""
 
     def function(self) -> Callable[..., dict[str, Any]]:
         module, _, attr = self.fn.partition(":")
@@ -164,6 +170,21 @@ def result_columns(summaries: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return row
 
 
+def study_protocols(stage_dirs: Iterable[Callable[[str], Path]]) -> dict[str, Any]:
+    """How every declared stage measured its numbers, from the first run (each an accessor
+    stage name -> folder) that has each stage's protocol file."""
+    wanted = [s for s in ordered("run") if s.protocols]
+    found: dict[str, dict[str, Any]] = {}
+    for stage_dir in stage_dirs:
+        for stage in [s for s in wanted if s.name not in found]:
+            data = read_json(stage_dir(stage.name) / stage.protocols)
+            if data:
+                found[stage.name] = data.get("protocols") or {stage.name: data.get("protocol", {})}
+        if len(found) == len(wanted):
+            break
+    return {name: protocol for stage in wanted for name, protocol in found.get(stage.name, {}).items()}
+
+
 def ordered(scope: Scope | None = None) -> list[Stage]:
     """Stages in run order (declaration order, readers after what they read)."""
     return [STAGES.get(n) for n in STAGES.order() if scope is None or STAGES.get(n).scope == scope]
@@ -208,12 +229,12 @@ for _stage in (
           doc="train (external: load) the encoder/decoder with the variant's losses; latents and their normalisation"),
     Stage("manifold", "pae_lab.stages.manifold:manifold_stage", reads=("data", "tokenizer", "reference"),
           depends=("metrics", "training.perceptual", "evaluation.sampler.seed", "evaluation.kid_subsets"),
-          columns="summary", doc="SSC, LPC, GSQ, probes, Lipschitz, eRank, PSNR/SSIM, rFD and the decoder floor"),
+          columns="summary", protocols=layout.MANIFOLD_METRICS, doc="SSC, LPC, GSQ, probes, Lipschitz, eRank, PSNR/SSIM, rFD and the decoder floor"),
     Stage("generator", "pae_lab.stages.generator:generator_stage", reads=("data", "tokenizer"),
           depends=("generator", "seed"), distributed=True,
           doc="latent flow-matching DiT; EMA weights at the eval steps"),
     Stage("generation", "pae_lab.stages.generation:generation_stage", reads=("data", "tokenizer", "generator", "reference"),
           depends=("evaluation.sampler", "evaluation.kid_subsets", "evaluation.val_loss_t", "evaluation.val_loss_images"),
-          columns="summary", doc="sample, decode; gFD/gKD, lFD/lKD (vs own reconstructions), held-out flow loss per checkpoint"),
+          columns="summary", protocols=layout.CONVERGENCE, doc="sample, decode; gFD/gKD, lFD/lKD (vs own reconstructions), held-out flow loss per checkpoint"),
 ):
     register_stage(_stage)

@@ -27,9 +27,10 @@ def find_template(name: str = REPORT_TEMPLATE) -> Path:
 
 
 def report_inputs_digest(files: StudyLayout) -> str:
-    """The study's tables, the template and pae-lab's version (the report code)."""
+    """The tables the report reads (a study's and a search's), the template and pae-lab's version
+    (the report code). The runs' curves and pictures are not hashed: they change only with results.csv."""
     h = hashlib.sha256(pae_lab.__version__.encode())
-    for path in (*files.tables(), find_template()):
+    for path in (*files.tables(), *files.search_tables(), find_template()):
         h.update(path.name.encode())
         h.update(path.read_bytes() if path.is_file() else b"<missing>")
     return h.hexdigest()[:16]
