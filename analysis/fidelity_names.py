@@ -73,7 +73,8 @@ def metric_names(extractor: str = "auto", inception_weights: str | os.PathLike |
     return spec.fid_key, spec.kid_key
 
 
-VAL_LOSS = "gen_val_loss"  # the generator's flow-matching loss on held-out latents over a fixed t-grid
+VAL_LOSS = "gen_val_loss"
+KNN_ROLES = ("precision", "recall", "density", "coverage")  # the generator's flow-matching loss on held-out latents over a fixed t-grid
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,9 @@ class FidelityColumns:
                          the gFD a perfect generator of this tokenizer's latents would get)
     noise_fd / noise_kd: held-out real images vs the real reference (the sampling floor at this N)
     rfd / rkd:           reconstructions vs their own originals (rFID protocol)
+    precision / recall / density / coverage: generated vs real reference, k-NN in the same features
+                         (fidelity and diversity apart: Kynkäänniemi et al. 2019, Naeem et al. 2020)
+    lprecision / ...:    the same against the tokenizer's own reconstructions of the reference
     val_loss:            the generator's held-out flow-matching loss over a fixed t-grid
     """
 
@@ -100,12 +104,34 @@ class FidelityColumns:
     noise_kd: str
     rfd: str
     rkd: str
+    precision: str = "precision"
+    recall: str = "recall"
+    density: str = "density"
+    coverage: str = "coverage"
+    lprecision: str = "lprecision"
+    lrecall: str = "lrecall"
+    ldensity: str = "ldensity"
+    lcoverage: str = "lcoverage"
     val_loss: str = VAL_LOSS
 
     @classmethod
     def from_keys(cls, fd: str, kd: str) -> FidelityColumns:
-        """Every column from the extractor's FD / KD keys (prefixes l, floor_, noise_, r)."""
-        return cls(fd, kd, f"l{fd}", f"l{kd}", f"floor_{fd}", f"floor_{kd}", f"noise_{fd}", f"noise_{kd}", f"r{fd}", f"r{kd}")
+        """Every column from the extractor's FD / KD keys (prefixes l, floor_, noise_, r); the k-NN
+        scores carry the extractor's name as FD does ("precision_effnet_lite0"; Inception's plain)."""
+        network = fd.removeprefix("fd") if fd.startswith("fd_") else ""
+        knn = {f"{prefix}{role}": f"{prefix}{role}{network}" for prefix in ("", "l") for role in KNN_ROLES}
+        return cls(fd, kd, f"l{fd}", f"l{kd}", f"floor_{fd}", f"floor_{kd}", f"noise_{fd}", f"noise_{kd}", f"r{fd}", f"r{kd}",
+                   **knn)
+
+    def direction(self, column: str) -> str:
+        """Which way `column` is better: the k-NN scores higher, every distance and loss lower."""
+        return "higher" if self.roles()[column].removeprefix("l") in KNN_ROLES else "lower"
+
+    def knn(self, against: str = "real") -> dict[str, str]:
+        """The k-NN score columns by role ("precision" -> "precision_effnet_lite0"), against the real
+        reference or the tokenizer's own reconstructions ("own")."""
+        prefix = "l" if against == "own" else ""
+        return {role: getattr(self, f"{prefix}{role}") for role in KNN_ROLES}
 
     def roles(self) -> dict[str, str]:
         """Column -> its field name here ("fd_effnet_lite0" -> "fd")."""
@@ -128,6 +154,14 @@ class FidelityColumns:
             self.noise_kd: "KD(held-out real, real reference)",
             self.rfd: "FD(reconstructions, their originals): rFID protocol",
             self.rkd: "KD(reconstructions, their originals)",
+            self.precision: "precision(generated, real reference): share of samples inside the reals' k-NN balls (fidelity)",
+            self.recall: "recall(generated, real reference): share of reals inside the samples' k-NN balls (diversity)",
+            self.density: "density(generated, real reference): mean count of reals' k-NN balls around a sample / k (fidelity)",
+            self.coverage: "coverage(generated, real reference): share of reals whose k-NN ball holds a sample (diversity)",
+            self.lprecision: "precision(generated, own reconstructions of the reference)",
+            self.lrecall: "recall(generated, own reconstructions of the reference)",
+            self.ldensity: "density(generated, own reconstructions of the reference)",
+            self.lcoverage: "coverage(generated, own reconstructions of the reference)",
             self.val_loss: "generator flow-matching loss on held-out latents, fixed t-grid and noise (LightningDiT-style)",
         }
 
@@ -149,10 +183,10 @@ def fidelity_role(name: str) -> str | None:
     return None if columns is None else columns.roles()[name]
 
 
-def fidelity_column(name: str) -> str | None:
-    """What an FD / KD column means (all are lower-is-better), else None."""
+def fidelity_column(name: str) -> tuple[str, str] | None:
+    """(what an FD / KD / k-NN column means, which way is better), else None."""
     columns = _columns_naming(name)
-    return None if columns is None else columns.meanings()[name]
+    return None if columns is None else (columns.meanings()[name], columns.direction(name))
 
 
 def fidelity_columns(extractor: str = "auto", inception_weights: str | os.PathLike | None = None) -> FidelityColumns:

@@ -41,7 +41,8 @@ def find(column: str) -> tuple[Metric | None, str]:
     if column in METRICS:
         return METRICS.get(column), ""
     if (found := fidelity_column(column)) is not None:
-        return Metric(column, direction="lower", meaning=found), ""
+        meaning, direction = found
+        return Metric(column, direction=direction, meaning=meaning), ""
     owner = max((n for n in METRICS.names() if column.startswith(f"{n}_")), key=len, default=None)
     return (METRICS.get(owner), column[len(owner) + 1:]) if owner else (None, "")
 

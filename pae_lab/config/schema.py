@@ -172,6 +172,19 @@ class TrainingConfig(Strict):
     checkpoint_every: int = Field(50, ge=1, description="Steps between resumable checkpoints (resume is exact, so results do not depend on it).", json_schema_extra=NO_IDENTITY)
 
 
+class ControlsConfig(Strict):
+    """The `evaluation.controls:` block: what every generation score must not reward."""
+
+    runs: Literal["baseline", "all", "none"] = Field(
+        "baseline", description="Which runs' images the controls change: baseline (runs without regularizers), all, or none "
+        "(then no score is accepted or refused, and the report says so).")
+    blur_sigmas: list[Annotated[float, Field(gt=0)]] = Field(
+        default_factory=lambda: [0.5, 1.0, 2.0], min_length=1,
+        description="Gaussian blurs (pixels) applied to the generated images and the reconstructions; a score must worsen under each.")
+    mode_keep: float = Field(0.5, gt=0, lt=1, description="Share of the classes the mode-dropping control keeps; the subset must "
+                             "score worse than a random subset of the same size.")
+
+
 class EvaluationConfig(Strict):
     """The gFID / rFID protocol, fixed per study and stored beside every value."""
 
@@ -185,6 +198,12 @@ class EvaluationConfig(Strict):
         "learnability plus decoder blur), lfd / lkd (generated vs the tokenizer's own reconstructions: learnability alone), "
         "val_loss (the generator's held-out flow-matching loss).")
     kid_subsets: int = Field(100, ge=1, description="KD subsets (torch-fidelity's kid_subsets).")
+    prdc_k: int = Field(3, ge=1, description="k of precision / recall / density / coverage (k-NN in the FD features; "
+                        "3 is ADM's improved precision / recall).")
+    controls: ControlsConfig = Field(default_factory=ControlsConfig, description="Blur, constant-decoder and mode-dropping controls.")
+    allow_failed_target: bool = Field(False, description="Keep `correlation_target` even when it fails its controls (the report "
+                                      "then says so first and claims no agreement with the paper); otherwise the first "
+                                      "target that passes is read instead.")
     val_loss_t: list[float] = Field(default_factory=lambda: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
                                     min_length=1, description="Fixed t-grid of the held-out flow-matching loss (t = 1 is data).")
     val_loss_images: int = Field(256, ge=1, description="Held-out latents the validation loss averages over (first n of val).")

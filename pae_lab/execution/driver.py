@@ -158,7 +158,8 @@ class Driver:
     def write_study_json(self, summary: dict[str, Any], kind: str = "study", parent: str | None = None) -> None:
         protocols = study_protocols(spec.stage_dir for spec in self.runs)
         write_json(self.layout.study_json, {
-            "name": self.study.name, "kind": kind, "target": summary["target"], "gfd": summary["gfd"], "kid": summary["kid"],
+            "name": self.study.name, "kind": kind, "target": summary["target"], "declared_target": summary["declared_target"],
+            "target_controls": summary["target_controls"], "gfd": summary["gfd"], "kid": summary["kid"],
             "baseline": summary["baseline"], "config": self.study.model_dump(mode="json"),
             "protocols": protocols, "versions": library_versions(), "code_version": code_version(),
             "tracking_uri": self.study.tracking.uri, "mlflow_parent_run_id": parent,
@@ -185,6 +186,7 @@ class Driver:
             raise
         self.mlflow.settle(tracker, self.runs)
         summary = aggregate(self.study, self.runs, self.layout.root)
+        self.console.log(f"generation score: {summary['target']} ({summary['target_controls']})")
         self.write_study_json(summary, parent=parent)
         for path in self.layout.tables():
             tracker.log_artifact(parent, path)

@@ -234,7 +234,12 @@ for _stage in (
           depends=("generator", "seed"), distributed=True,
           doc="latent flow-matching DiT; EMA weights at the eval steps"),
     Stage("generation", "pae_lab.stages.generation:generation_stage", reads=("data", "tokenizer", "generator", "reference"),
-          depends=("evaluation.sampler", "evaluation.kid_subsets", "evaluation.val_loss_t", "evaluation.val_loss_images"),
-          columns="summary", protocols=layout.CONVERGENCE, doc="sample, decode; gFD/gKD, lFD/lKD (vs own reconstructions), held-out flow loss per checkpoint"),
+          depends=("evaluation.sampler", "evaluation.kid_subsets", "evaluation.prdc_k", "evaluation.val_loss_t",
+                   "evaluation.val_loss_images"),
+          columns="summary", protocols=layout.CONVERGENCE,
+          doc="sample, decode; gFD/gKD, lFD/lKD (vs own reconstructions), precision/recall/density/coverage, held-out flow loss per checkpoint"),
+    Stage("controls", "pae_lab.stages.controls:controls_stage", reads=("data", "tokenizer", "generation", "reference"),
+          depends=("evaluation.controls",), protocols=layout.CONTROLS,
+          doc="every generation score under blur, a constant decoder and dropped modes, and its floor (baseline runs)"),
 ):
     register_stage(_stage)

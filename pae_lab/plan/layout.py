@@ -70,6 +70,12 @@ def ema_weights(step: int) -> str:
 
 # generation
 CONVERGENCE = f"convergence{JSON}"  # FD/KD and validation loss per evaluated generator step, with the protocol
+SAMPLES = f"samples{NPY}"  # the last checkpoint's generated images, uint8 [N, 3, H, W]
+SAMPLE_LABELS = f"sample_labels{NPY}"  # the classes they were drawn for
+SAMPLE_FEATURES = f"sample_features{NPY}"  # their FD features
+OWN_FEATURES = f"reconstruction_features{NPY}"  # FD features of the run's reconstructions of the reference set
+# controls
+CONTROLS = f"controls{JSON}"  # every score under blur, a constant decoder, dropped modes; the floor
 # manifold
 MANIFOLD_METRICS = f"metrics{JSON}"  # every manifold value and its protocol
 
@@ -176,6 +182,7 @@ class StudyLayout:
     results = property(lambda self: self.root / f"results{CSV}")
     correlations = property(lambda self: self.root / f"correlations{CSV}")
     correlations_strata = property(lambda self: self.root / f"correlations_strata{CSV}")  # within on/off strata
+    controls = property(lambda self: self.root / f"controls{CSV}")  # every score under its controls, per measured run
     effects = property(lambda self: self.root / f"effects{CSV}")  # factorial main effects and interactions
     columns = property(lambda self: self.root / f"columns{CSV}")  # what each generation column means
     convergence = property(lambda self: self.root / f"convergence{CSV}")
@@ -200,7 +207,7 @@ class StudyLayout:
     def tables(self) -> tuple[Path, ...]:
         """The study-level outputs logged to the parent run and read by the report."""
         return (self.results, self.columns, self.correlations, self.correlations_strata, self.effects,
-                self.convergence, self.speedups, self.study_json)
+                self.convergence, self.speedups, self.controls, self.study_json)
 
     def search_tables(self) -> tuple[Path, ...]:
         """A search's own outputs, written by pae_lab.tuning.outputs and read by the report."""

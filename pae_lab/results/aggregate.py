@@ -6,11 +6,13 @@ from typing import Any
 
 import pandas as pd
 
+from analysis.controls import verdicts
 from analysis.correlation import correlate
 from analysis.convergence import speedups
 from analysis.metric_info import direction_of, panel_names
 from analysis.factorial import factorial_effects, find_design, paper_effects, stratified_correlations
 from analysis.paper import ABLATION, OWN_METRIC
+from analysis.set_scores import scored_columns
 from pae_lab.fsutil import atomic_write, read_json
 from pae_lab.plan import layout
 from pae_lab.plan.layout import StudyLayout
@@ -65,16 +67,54 @@ def reference_rows(runs: list[RunSpec]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def column_meanings(study: StudyConfig, results: pd.DataFrame) -> pd.DataFrame:
-    """columns.csv: what every generation / fidelity column means, its direction, and which is the target."""
+def column_meanings(study: StudyConfig, results: pd.DataFrame, target: str, verdict: pd.DataFrame) -> pd.DataFrame:
+    """columns.csv: what every generation / fidelity column means, its direction, which is the target,
+    and whether it passed its controls (analysis.controls)."""
     cols = study.evaluation.columns()
-    target = correlation_target(study)
     rows = [{"column": c, "meaning": m, "direction": direction_of(c), "correlation_target": c == target,
              "present": c in results.columns} for c, m in cols.meanings().items()]
     rows.append({"column": "kind", "meaning": "variant: a trained run; teacher: what SSR/SCR align to (raw prior "
                  "features, refined target); reference: pooled pixels and the held-out-real sampling floor",
                  "direction": None, "correlation_target": False, "present": True})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).merge(verdict, on="column", how="left")
+
+
+CONTROL_COLUMNS = ["variant", "seed", "control", "param", "column", "value", "compared_with", "worse"]
+
+
+def controls_table(runs: list[RunSpec]) -> pd.DataFrame:
+    """controls.csv: every score of every measured run under each control, with what it is compared with."""
+    rows = []
+    for spec in runs:
+        if spec.summary("controls").get("measured"):
+            found = read_json(spec.stage_dir("controls") / layout.CONTROLS, {"rows": []})
+            rows += [{"variant": spec.variant, "seed": spec.seed, **r} for r in found["rows"]]
+    return pd.DataFrame(rows, columns=CONTROL_COLUMNS)
+
+
+def control_verdicts(study: StudyConfig, controls: pd.DataFrame) -> pd.DataFrame:
+    """Per generation column: passes_controls (True / False / None: not measured) and failed_controls."""
+    cols = study.evaluation.columns()
+    return verdicts(controls, [*scored_columns(cols), cols.val_loss], cols.roles())
+
+
+def accepted_target(study: StudyConfig, verdict: pd.DataFrame) -> tuple[str, str]:
+    """(the column the study reads as generation quality, a sentence on why): the declared target unless
+    it failed its controls; then, unless `allow_failed_target`, the first declared target that passed."""
+    declared = correlation_target(study)
+    passes = {c: None if p is None or p != p else bool(p) for c, p in zip(verdict["column"], verdict["passes_controls"])}
+    failed = dict(zip(verdict["column"], verdict["failed_controls"]))
+    if passes.get(declared) is None:
+        return declared, f"{declared} was not checked by controls ({failed.get(declared, 'not measured')})"
+    if passes[declared]:
+        return declared, f"{declared} passed its controls"
+    reason = f"{declared} fails its controls: {failed[declared]}"
+    if study.evaluation.allow_failed_target:
+        return declared, reason + "; kept by evaluation.allow_failed_target"
+    for column in study.evaluation.columns().targets().values():
+        if passes.get(column) is True:
+            return column, reason + f"; the study reads {column} instead"
+    return declared, reason + "; no other target passed, so it is kept"
 
 
 def factorial_tables(study: StudyConfig, runs: list[RunSpec], done: pd.DataFrame, target: str,
@@ -122,12 +162,14 @@ def write_csv(frame: pd.DataFrame, path: Path) -> Path:
 
 
 def aggregate(study: StudyConfig, runs: list[RunSpec], root: Path) -> dict[str, Any]:
-    """Write results.csv (runs, then the teacher and reference rows), columns.csv, convergence.csv,
-    speedups.csv, correlations.csv (against the study's correlation target, with Holm / BH adjusted
+    """Write results.csv (runs, then the teacher and reference rows), columns.csv, controls.csv,
+    convergence.csv, speedups.csv, correlations.csv (against the study's correlation target, with Holm / BH adjusted
     p-values) and, for a full on/off design, effects.csv and correlations_strata.csv."""
     gfd, kid = target_columns(study)
-    target = correlation_target(study)
     files = StudyLayout(Path(root))
+    controls = controls_table(runs)
+    verdict = control_verdicts(study, controls)
+    target, target_note = accepted_target(study, verdict)
     results = results_table(runs)
     convergence = convergence_table(runs)
     names = [r.variant for r in runs]
@@ -138,8 +180,10 @@ def aggregate(study: StudyConfig, runs: list[RunSpec], root: Path) -> dict[str, 
     done = results[results["status"] == "done"]
     results = pd.concat([results, reference_rows(runs)], ignore_index=True)
     results["correlation_target"] = target
+    results["target_controls"] = target_note
     write_csv(results, files.results)
-    write_csv(column_meanings(study, results), files.columns)
+    write_csv(column_meanings(study, results, target, verdict), files.columns)
+    write_csv(controls, files.controls)
     write_csv(convergence, files.convergence)
     write_csv(speed, files.speedups)
     correlations, effects, strata = pd.DataFrame(), pd.DataFrame(), pd.DataFrame()
@@ -150,5 +194,6 @@ def aggregate(study: StudyConfig, runs: list[RunSpec], root: Path) -> dict[str, 
     write_csv(correlations, files.correlations)
     write_csv(effects, files.effects)
     write_csv(strata, files.correlations_strata)
-    return {"target": target, "kid": kid, "gfd": gfd, "curves": generation_columns(study), "baseline": baseline,
+    return {"target": target, "target_controls": target_note, "declared_target": correlation_target(study),
+            "kid": kid, "gfd": gfd, "curves": generation_columns(study), "baseline": baseline,
             "results": results, "correlations": correlations, "effects": effects}

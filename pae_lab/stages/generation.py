@@ -2,11 +2,13 @@
 
 Per checkpoint, at the study's one N (pae_lab.stages.reference.fd_n):
 - gFD / gKD: generated vs the real reference set (learnability and decoder blur together);
-- lFD / lKD: generated vs this tokenizer's own reconstructions of that reference set (learnability
-  alone: the decoder's blur is on both sides);
+- lFD / lKD: generated vs this tokenizer's own reconstructions of that reference set (the decoder's
+  blur on both sides; it rewards a decoder that shows less: see the controls stage);
+- precision / recall / density / coverage against each of the two (fidelity and diversity apart);
 - the generator's flow-matching loss on held-out latents over a fixed t-grid with fixed noise.
 The reference features come from the shared reference stage; the reconstructions' features are
-computed once per run, the generated images' once per checkpoint.
+computed once per run, the generated images' once per checkpoint. The last checkpoint's images,
+labels and features and the reconstructions' features are kept for the controls stage.
 """
 from __future__ import annotations
 
@@ -16,8 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from analysis.fidelity import fd_kd_named
-from pae_lab.fsutil import read_json, write_json
+from analysis.set_scores import set_scores
+from pae_lab.fsutil import read_json, save_npy, write_json
 from pae_lab.plan import layout
 from pae_lab.generation.flow import validation_loss
 from pae_lab.generation.samplers import generate_latents
@@ -62,13 +64,16 @@ def generation_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
                                            device=device)
         images = decode_all(tokenizer, norm, latents, device, ev.batch_size)
         gen = features(study, images, device)
-        row = {"step": step, **fd_kd_named(gen, real, cols.fd, cols.kd, **kw), **fd_kd_named(gen, own, cols.lfd, cols.lkd, **kw),
+        row = {"step": step, **set_scores(gen, real, own, cols, prdc_k=ev.prdc_k, **kw),
                cols.val_loss: validation_loss(model, val_latents, val_labels, ev.val_loss_t, seed=ev.sampler.seed,
                                               device=device, batch_size=ev.batch_size)}
         rows.append(row)
         ctx.logger.metrics("generation", {k: v for k, v in row.items() if k != "step"}, step, prefixed=False)  # the curve, one name
     ctx.progress.update("generation", len(steps), len(steps), force=True)
-    protocol = {**fidelity_protocol(study), "generator_step": "per row", "sampler": ev.sampler.model_dump(mode="json"),
+    for name, array in ((layout.SAMPLES, images), (layout.SAMPLE_LABELS, labels), (layout.SAMPLE_FEATURES, gen),
+                        (layout.OWN_FEATURES, own)):
+        save_npy(out / name, np.asarray(array))  # the last checkpoint's, for the controls stage
+    protocol = {**fidelity_protocol(study), "generator_step": "per row", "prdc_k": ev.prdc_k, "sampler": ev.sampler.model_dump(mode="json"),
                 "val_loss_t": list(ev.val_loss_t), "val_loss_images": int(len(val_latents)),
                 "latent_norm": "per-channel mean/std of the tokenizer's training latents"}
     write_json(out / layout.CONVERGENCE, {"rows": rows, "protocol": protocol})

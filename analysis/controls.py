@@ -1,0 +1,132 @@
+"""Controls a generation score must pass before a study may read it as generation quality.
+
+A score is only as good as what it refuses to reward. Each control changes the baseline's images
+in a way that must make a faithful score worse:
+- blur: the generated images and the reconstructions blurred (a decoder that shows less);
+- constant: a decoder that shows one image, the mean reconstruction, whatever the latent;
+- modes: the generated set restricted to a fraction of the classes, against a random subset of
+  the same size (a generator that dropped modes).
+Which controls a score must pass follows from what it claims to measure: FD and KD claim both
+fidelity and diversity, so all three; precision and density (fidelity) blur and constant; recall
+and coverage (diversity) modes and constant. The floor (reconstructed held-out images as the
+"generated" set: a perfect generator of this tokenizer's latents) is measured beside them and has
+no verdict.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torchvision.transforms.functional import gaussian_blur
+
+CONTROLS_BY_ROLE: dict[str, tuple[str, ...]] = {
+    "fd": ("blur", "constant", "modes"), "kd": ("blur", "constant", "modes"),
+    "precision": ("blur", "constant"), "density": ("blur", "constant"),
+    "recall": ("constant", "modes"), "coverage": ("constant", "modes"),
+}
+INFORMATIVE = ("floor",)  # measured beside the controls, never a verdict
+
+
+def required_controls(role: str) -> tuple[str, ...]:
+    """The controls a column of this FidelityColumns role must pass ("lfd" as "fd"); () for none."""
+    return CONTROLS_BY_ROLE.get(role, CONTROLS_BY_ROLE.get(role.removeprefix("l"), ()))
+
+
+def blurred(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    """uint8 images [N, 3, H, W] under a Gaussian blur of `sigma` pixels (kernel +- 3 sigma)."""
+    size = 2 * math.ceil(3 * sigma) + 1
+    out = gaussian_blur(torch.as_tensor(images).float(), [size, size], [sigma, sigma])
+    return out.round().clamp(0, 255).to(torch.uint8)
+
+
+def constant_like(images: torch.Tensor) -> torch.Tensor:
+    """What a decoder that ignores its latent shows: the images' mean, once per image."""
+    images = torch.as_tensor(images)
+    mean = images.float().mean(0, keepdim=True).round().to(torch.uint8)
+    return mean.expand_as(images).contiguous()
+
+
+def mode_subsets(labels: np.ndarray, keep: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(indices of the samples of the first ceil(keep x classes) classes, a random subset of the
+    same size from all samples): the control and what it is compared with, at equal N."""
+    labels = np.asarray(labels)
+    classes = np.unique(labels)
+    kept_classes = np.random.default_rng(seed).permutation(classes)[:max(1, math.ceil(keep * len(classes)))]
+    kept = np.flatnonzero(np.isin(labels, kept_classes))
+    random = np.sort(np.random.default_rng(seed + 1).choice(len(labels), size=len(kept), replace=False))
+    return kept, random
+
+
+def worse(value: float, compared: float, direction: str) -> bool:
+    """Whether a control's value is strictly worse than the value it is compared with."""
+    return bool(value > compared) if direction == "lower" else bool(value < compared)
+
+
+def control_rows(control: str, param: float | str, values: Mapping[str, float], compared: Mapping[str, float],
+                 directions: Mapping[str, str], roles: Mapping[str, str]) -> list[dict]:
+    """One row per score: the control's value, what it is compared with, whether it came out worse
+    (None where the score need not pass this control)."""
+    rows = []
+    for column, value in values.items():
+        if column not in directions:
+            continue
+        needed = control in required_controls(roles[column])
+        rows.append({"control": control, "param": param, "column": column, "value": value,
+                     "compared_with": compared.get(column, float("nan")),
+                     "worse": worse(value, compared[column], directions[column]) if needed else None})
+    return rows
+
+
+def describe(control: str, param: float | str) -> str:
+    return {"blur": f"blur {param} px", "constant": "a constant decoder",
+            "modes": f"keeping {param:.0%} of the classes" if isinstance(param, float) else "dropping classes",
+            }.get(control, control)
+
+
+def verdicts(rows: pd.DataFrame, columns: list[str], roles: Mapping[str, str]) -> pd.DataFrame:
+    """Per score: passes (True / False / None when not measured) and, in words, the controls it failed
+    and in how many of the measured runs; a control must make the score worse in every run."""
+    out = []
+    for column in columns:
+        needed = required_controls(roles.get(column, ""))
+        mine = rows[(rows["column"] == column) & rows["control"].isin(needed)] if not rows.empty else rows
+        if not needed or mine.empty:
+            out.append({"column": column, "passes_controls": None, "failed_controls": "not measured"})
+            continue
+        failed = []
+        for (control, param), group in mine.groupby(["control", "param"], sort=False):
+            bad = int((group["worse"] == False).sum())  # noqa: E712  (None stays out)
+            if bad:
+                failed.append(f"{describe(control, param)} does not make it worse ({bad} of {len(group)} runs)")
+        out.append({"column": column, "passes_controls": not failed, "failed_controls": "; ".join(failed)})
+    return pd.DataFrame(out)
+
+
+def measure_controls(samples: torch.Tensor, labels: np.ndarray, own_images: torch.Tensor, floor_images: torch.Tensor, *,
+                     generated: torch.Tensor, own: torch.Tensor, extract: Callable[[torch.Tensor], torch.Tensor],
+                     score: Callable[[torch.Tensor, torch.Tensor], dict[str, float]], directions: Mapping[str, str],
+                     roles: Mapping[str, str], blur_sigmas: Sequence[float], mode_keep: float, seed: int,
+                     progress: Callable[[int, int], None] = lambda done, total: None) -> list[dict]:
+    """Every control of one run as rows (control_rows). `samples` / `own_images` are the generated
+    images and the reconstructions of the reference (uint8), `generated` / `own` their features,
+    `floor_images` reconstructions of held-out images; `score(generated, own)` scores a set against
+    the real reference and against `own` (analysis.set_scores)."""
+    actual = score(generated, own)
+    rows = control_rows("actual", "", actual, actual, directions, roles)
+    total = len(blur_sigmas) + 2
+    for i, sigma in enumerate(blur_sigmas):
+        progress(i, total)
+        rows += control_rows("blur", sigma, score(extract(blurred(samples, sigma)), extract(blurred(own_images, sigma))),
+                             actual, directions, roles)
+    progress(len(blur_sigmas), total)
+    constant = extract(constant_like(own_images)[:2])[:1].expand(len(own_images), -1).contiguous()  # one image's features
+    rows += control_rows("constant", "", score(constant, constant), actual, directions, roles)
+    kept, random = mode_subsets(labels, mode_keep, seed)
+    rows += control_rows("modes", mode_keep, score(generated[kept], own), score(generated[random], own), directions, roles)
+    progress(len(blur_sigmas) + 1, total)
+    rows += control_rows("floor", "", score(extract(floor_images), own), actual, directions, roles)
+    progress(total, total)
+    return rows

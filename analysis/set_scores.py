@@ -1,0 +1,26 @@
+"""Every score of a generated set, from features: against the real reference and against the
+tokenizer's own reconstructions of it. One function, so a checkpoint and each control are scored
+the same way."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from analysis.fidelity import fd_kd_named
+from analysis.fidelity_names import FidelityColumns
+from analysis.knn_scores import knn_scores_named
+
+
+def set_scores(generated: torch.Tensor, real: torch.Tensor, own: torch.Tensor, cols: FidelityColumns, *,
+               prdc_k: int, **kd: Any) -> dict[str, float]:
+    """FD / KD and precision / recall / density / coverage of `generated` vs `real` (gFD, ...) and vs
+    `own` (lFD, lprecision, ...); `kd` is passed to KD (kid_subsets, seed)."""
+    return {**fd_kd_named(generated, real, cols.fd, cols.kd, **kd), **fd_kd_named(generated, own, cols.lfd, cols.lkd, **kd),
+            **knn_scores_named(generated, real, cols.knn("real"), prdc_k),
+            **knn_scores_named(generated, own, cols.knn("own"), prdc_k)}
+
+
+def scored_columns(cols: FidelityColumns) -> list[str]:
+    """The columns `set_scores` writes (not the KD spreads), in its order."""
+    return [cols.fd, cols.kd, cols.lfd, cols.lkd, *cols.knn("real").values(), *cols.knn("own").values()]

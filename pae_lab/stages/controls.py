@@ -1,0 +1,59 @@
+"""Score the baseline's images under the controls (analysis.controls) and keep every value.
+
+Per measured run, at the study's one N and with the same scoring as each generator checkpoint
+(analysis.set_scores): the last checkpoint's samples and the reconstructions of the reference set
+blurred at each sigma; a constant decoder (both sets replaced by their mean reconstruction); the
+samples of a fraction of the classes against a random subset of the same size; and the floor
+(reconstructions of held-out images as the generated set). Runs with regularizers are skipped
+unless `evaluation.controls.runs: all`: a control asks what a score rewards, not how a variant fares.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from analysis.controls import measure_controls
+from analysis.set_scores import scored_columns, set_scores
+from pae_lab.fsutil import write_json
+from pae_lab.plan import layout
+from pae_lab.stages.context import StageContext
+from pae_lab.stages.manifold import reconstruct
+from pae_lab.stages.reference import fd_n, features, load_features
+from pae_lab.stages.tokenizer import load_tokenizer
+
+
+def measured(ctx: StageContext) -> bool:
+    runs = ctx.study.evaluation.controls.runs
+    return runs == "all" or (runs == "baseline" and not ctx.spec.regularizers)
+
+
+def controls_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
+    study, device, ev = ctx.study, ctx.device, ctx.study.evaluation
+    cfg = ev.controls
+    protocol = {**cfg.model_dump(mode="json"), "prdc_k": ev.prdc_k, "n": fd_n(study),
+                "compared_with": "the run's last checkpoint; for modes, a random subset of the same size"}
+    if not measured(ctx):
+        write_json(out / layout.CONTROLS, {"rows": [], "protocol": protocol})
+        return {"measured": False}
+    cols, n = ev.columns(), fd_n(study)
+    gen_dir = ctx.input("generation")
+    samples = torch.from_numpy(np.load(gen_dir / layout.SAMPLES))
+    labels = np.load(gen_dir / layout.SAMPLE_LABELS)
+    generated, own = load_features(gen_dir, layout.SAMPLE_FEATURES), load_features(gen_dir, layout.OWN_FEATURES)
+    real = load_features(ctx.input("reference"), layout.REFERENCE_FEATURES)
+    tokenizer = load_tokenizer(ctx.input("tokenizer"), device)
+    rows = measure_controls(
+        samples, labels, reconstruct(tokenizer, ctx.split("train").images[:n], device, ev.batch_size),
+        reconstruct(tokenizer, ctx.split("val").images[:n], device, ev.batch_size),
+        generated=generated, own=own, extract=lambda images: features(study, images, device),
+        score=lambda gen, own_set: set_scores(gen, real, own_set, cols, prdc_k=ev.prdc_k, kid_subsets=ev.kid_subsets,
+                                              seed=ev.sampler.seed),
+        directions={c: cols.direction(c) for c in scored_columns(cols)}, roles=cols.roles(),
+        blur_sigmas=cfg.blur_sigmas, mode_keep=cfg.mode_keep, seed=ev.sampler.seed,
+        progress=lambda done, total: ctx.progress.update("controls", done, total, force=True))
+    write_json(out / layout.CONTROLS, {"rows": rows, "protocol": protocol})
+    ctx.logger.artifact(out / layout.CONTROLS, "controls")
+    return {"measured": True}

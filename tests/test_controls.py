@@ -1,0 +1,142 @@
+"""The controls every generation score must pass, on cases whose answer is known.
+
+Real images through the embedded extractor for blur and the constant decoder (a perfect generator:
+fresh images of the same distribution; an identity decoder); a well-separated Gaussian mixture in
+feature space for dropped modes, where the answer does not depend on what the extractor sees.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from analysis.controls import blurred, constant_like, measure_controls, mode_subsets, verdicts
+from analysis.fidelity import extract_features
+from analysis.fidelity_names import fidelity_columns
+from analysis.set_scores import scored_columns, set_scores
+from pae_lab.data.scenes import scenes
+
+N = 512
+COLS = fidelity_columns("effnet-lite0-96")
+DIRECTIONS = {c: COLS.direction(c) for c in scored_columns(COLS)}
+
+
+def extract(images: torch.Tensor) -> torch.Tensor:
+    return extract_features(torch.as_tensor(images), extractor="effnet-lite0-96", batch_size=32)
+
+
+@pytest.fixture(scope="module")
+def image_controls():
+    """A perfect generator (other images of the same scenes) and an identity decoder, under every control."""
+    reference = scenes(32, N, "train", seed=0)
+    samples = scenes(32, N, "val", seed=0)
+    floor = scenes(32, N, "val", seed=1)
+    real, own = extract(reference.images), extract(reference.images)
+    generated = extract(samples.images)
+
+    def score(gen, own_set):
+        return set_scores(gen, real, own_set, COLS, prdc_k=3, kid_subsets=10, seed=0)
+
+    rows = measure_controls(torch.from_numpy(samples.images), samples.labels, torch.from_numpy(reference.images),
+                            torch.from_numpy(floor.images), generated=generated, own=own, extract=extract, score=score,
+                            directions=DIRECTIONS, roles=COLS.roles(), blur_sigmas=[0.5, 1.0, 2.0], mode_keep=0.5, seed=0)
+    table = pd.DataFrame(rows)
+    return table, verdicts(table, scored_columns(COLS), COLS.roles()).set_index("column")
+
+
+def test_blur_worsens_gfd_and_rewards_lfd(image_controls) -> None:
+    """gFD against real images must rise under blur; lFD, which compares the samples with the
+    decoder's own (here blurred) images, falls: it rewards a decoder that shows less."""
+    table, verdict = image_controls
+    blur = table[table["control"] == "blur"].set_index(["column", "param"])
+    for sigma in (0.5, 1.0, 2.0):
+        assert blur.loc[(COLS.fd, sigma), "worse"], sigma
+    assert not all(blur.loc[(COLS.lfd, s), "worse"] for s in (0.5, 1.0, 2.0))
+    assert verdict.loc[COLS.fd, "passes_controls"] and not verdict.loc[COLS.lfd, "passes_controls"]
+    assert "blur" in verdict.loc[COLS.lfd, "failed_controls"]
+
+
+def test_a_constant_decoder_cannot_win(image_controls) -> None:
+    """A decoder that shows one image whatever the latent scores lFD = 0: lFD fails. Precision fails
+    too: the mean image sits inside the reals' k-NN balls, so a constant decoder has precision 1
+    (fidelity alone cannot see it). gFD, KD, recall and coverage come out worse, as every accepted
+    score must."""
+    table, verdict = image_controls
+    constant = table[table["control"] == "constant"].set_index("column")
+    assert constant.loc[COLS.lfd, "value"] == pytest.approx(0, abs=1e-6) and not constant.loc[COLS.lfd, "worse"]
+    assert constant.loc[COLS.precision, "value"] == 1.0 and "constant" in verdict.loc[COLS.precision, "failed_controls"]
+    accepted = [c for c in verdict.index if verdict.loc[c, "passes_controls"] == True]  # noqa: E712
+    assert {COLS.fd, COLS.kd, COLS.recall, COLS.coverage} <= set(accepted)
+    for column in accepted:
+        assert constant.loc[column, "worse"], column
+
+
+def test_floor_is_measured_without_a_verdict(image_controls) -> None:
+    table, _ = image_controls
+    floor = table[table["control"] == "floor"]
+    assert set(floor["column"]) == set(scored_columns(COLS)) and floor["worse"].isna().all()
+
+
+def test_dropping_modes_always_hurts_fd_kd_recall_and_coverage() -> None:
+    """Eight well-separated modes: half of them scores worse than a random subset of the same size
+    on every score that claims diversity, over several draws."""
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 6, (8, 32))
+
+    def mixture(n: int, seed: int) -> tuple[torch.Tensor, np.ndarray]:
+        r = np.random.default_rng(seed)
+        labels = r.integers(0, 8, n)
+        return torch.from_numpy(centres[labels] + r.normal(0, 1, (n, 32))), labels
+
+    real, _ = mixture(400, 1)
+    for seed in range(5):
+        gen, labels = mixture(400, 10 + seed)
+        kept, random = mode_subsets(labels, 0.5, seed)
+        assert len(kept) == len(random) and len(np.unique(labels[kept])) == 4
+        dropped = set_scores(gen[kept], real, real, COLS, prdc_k=3, kid_subsets=20, seed=0)
+        fair = set_scores(gen[random], real, real, COLS, prdc_k=3, kid_subsets=20, seed=0)
+        for column in (COLS.fd, COLS.kd, COLS.recall, COLS.coverage):
+            worse = dropped[column] > fair[column] if DIRECTIONS[column] == "lower" else dropped[column] < fair[column]
+            assert worse, (seed, column, dropped[column], fair[column])
+
+
+def test_blur_and_constant_images_are_what_they_claim() -> None:
+    images = torch.from_numpy(scenes(16, 8, "train", seed=0).images)
+    assert torch.equal(blurred(images, 0.01), images)  # a blur far below a pixel changes nothing
+    soft = blurred(images, 2.0)
+    assert soft.dtype == torch.uint8 and soft.float().std() < images.float().std()
+    flat = constant_like(images)
+    assert flat.shape == images.shape and (flat == flat[0]).all()
+
+
+def test_verdicts_count_failures_per_control_and_say_not_measured() -> None:
+    rows = pd.DataFrame([
+        {"control": "blur", "param": 1.0, "column": COLS.fd, "worse": True},
+        {"control": "blur", "param": 1.0, "column": COLS.fd, "worse": False},
+        {"control": "constant", "param": "", "column": COLS.fd, "worse": True},
+        {"control": "modes", "param": 0.5, "column": COLS.fd, "worse": True},
+    ])
+    found = verdicts(rows, [COLS.fd, COLS.val_loss], COLS.roles()).set_index("column")
+    assert found.loc[COLS.fd, "passes_controls"] is False
+    assert "blur 1.0 px does not make it worse (1 of 2 runs)" in found.loc[COLS.fd, "failed_controls"]
+    assert found.loc[COLS.val_loss, "passes_controls"] is None
+
+
+def _study(**evaluation):
+    from pae_lab.config.schema import StudyConfig
+
+    return StudyConfig.model_validate({"name": "t", "evaluation": {"extractor": "effnet-lite0-96", **evaluation}})
+
+
+def test_a_target_that_fails_its_controls_is_not_read_unless_the_study_says_so(image_controls) -> None:
+    from pae_lab.results.aggregate import accepted_target
+
+    _, verdict = image_controls
+    verdict = verdict.reset_index()
+    target, why = accepted_target(_study(correlation_target="lfd"), verdict)
+    assert target == COLS.fd and "fails its controls" in why and "reads fd_effnet_lite0_96 instead" in why
+    target, why = accepted_target(_study(correlation_target="lfd", allow_failed_target=True), verdict)
+    assert target == COLS.lfd and "kept by evaluation.allow_failed_target" in why
+    target, why = accepted_target(_study(correlation_target="gfd"), verdict)
+    assert target == COLS.fd and why == f"{COLS.fd} passed its controls"
