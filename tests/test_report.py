@@ -14,6 +14,7 @@ from PIL import Image
 from scipy import stats
 
 from pae_lab.results import plots
+from analysis.controls import verdicts
 from analysis.factorial import factorial_effects, find_design
 from analysis.paper import ABLATION_VARIANTS
 from pae_lab.results import report_columns, report_words
@@ -33,14 +34,14 @@ ABLATION = {
     "mcr_scr": (0.24, 0.176, 0.45, 2.08),
     "pae": (0.35, 0.170, 0.50, 1.86),
 }
-TARGET, KID, RFD = "fd_effnet_lite0", "kd_effnet_lite0", "rfd_effnet_lite0"
+TARGET, KID, RFD, LFD = "fd_effnet_lite0", "kd_effnet_lite0", "rfd_effnet_lite0", "lfd_effnet_lite0"
 DIRECTIONS = {"psnr": "higher", RFD: "lower", "ssc": "higher", "lpc": "lower", "gsq": "higher",
               "linprobe": "higher", "erank": "higher", "lpc_rho0.1": "lower", "linprobe_C": "higher"}
 EXTRAS = ["lpc_rho0.1", "linprobe_C"]  # secondary columns of registered metrics, as the panel writes them
 HEADINGS = ["Study report", "Summary", "Main results", "All metrics", "Teacher's ceiling",
             "Effects and correlations",
             "Correlations with the generation score", "Metric–metric correlations", "Convergence", "Training curves",
-            "Images", "Tuning", "Configuration and protocols"]
+            "Images", "Tuning", "Configuration and protocols", "Controls"]
 
 
 def _results(rng: np.random.Generator) -> pd.DataFrame:
@@ -84,6 +85,19 @@ def _png(path: Path, seed: int) -> None:
     Image.fromarray(pixels).save(path)
 
 
+def _controls(rng: np.random.Generator) -> pd.DataFrame:
+    """controls.csv of two baseline runs: gFD worsens under every control, lFD not under a constant decoder."""
+    rows = []
+    for seed in (0, 1):
+        for control, param in (("actual", ""), ("blur", 1.0), ("constant", ""), ("modes", 0.5), ("floor", "")):
+            for column in (TARGET, LFD):
+                judged = control in ("blur", "constant", "modes")
+                rows.append({"variant": "baseline", "seed": seed, "control": control, "param": param, "column": column,
+                             "value": rng.uniform(1, 2), "compared_with": 1.0,
+                             "worse": (not (column == LFD and control == "constant")) if judged else None})
+    return pd.DataFrame(rows)
+
+
 def make_study(root: Path, *, kind: str = "tune") -> Path:
     """A small but complete study directory: 8 variants x 2 seeds, every optional file present."""
     rng = np.random.default_rng(0)
@@ -95,8 +109,16 @@ def make_study(root: Path, *, kind: str = "tune") -> Path:
     _correlations(results, list(DIRECTIONS), rng).to_csv(root / "correlations.csv", index=False)
     design = find_design(ABLATION_VARIANTS)
     factorial_effects(results, design, ["ssc", "lpc", "gsq", TARGET], n_boot=200).to_csv(root / "effects.csv", index=False)
+    controls = _controls(rng)
+    controls.to_csv(root / "controls.csv", index=False)
+    meanings = pd.DataFrame({"column": [TARGET, LFD], "meaning": ["gFD", "lFD"], "direction": "lower",
+                             "correlation_target": [True, False], "present": True})
+    meanings.merge(verdicts(controls, [TARGET, LFD], {TARGET: "fd", LFD: "lfd"}), on="column").to_csv(
+        root / "columns.csv", index=False)
     (root / "study.json").write_text(json.dumps({
         "name": "synthetic_ablation", "target": TARGET, "kind": kind, "code_version": "abc1234",
+        "declared_target": LFD, "target_controls": f"{LFD} fails its controls: a constant decoder does not make it "
+        f"worse (2 of 2 runs); the study reads {TARGET} instead",
         "config": {"name": "synthetic_ablation", "seeds": [0, 1], "variants": list(ABLATION),
                    "tune": {"directions": ["minimize", "minimize"], "objectives": [TARGET, "lpc"]}},
         "protocols": {TARGET: {"n_samples": 512, "extractor": "effnet_lite0", "sampler": "euler", "steps": 25},
@@ -168,7 +190,8 @@ def test_full_report_writes_every_figure(full_report):
     study, paths, _ = full_report
     names = {p.stem for p in paths.figures}
     assert names == {"metric_vs_target", "correlation_forest", "metric_heatmap", "convergence", "speedups",
-                     "training_loss", "training_grad_norm", "pictures", "trials", "pareto", "importances", "effects"}
+                     "training_loss", "training_grad_norm", "pictures", "trials", "pareto", "importances", "effects",
+                     "controls"}
     for path in paths.figures:
         assert path.parent == study / "report" / "figures"
         width, height = Image.open(path).size
@@ -183,6 +206,10 @@ def test_html_has_no_code_but_has_the_summary(full_report):
     # linprobe_C (a probe setting that tracks gFID exactly here) is an extra: never named the best predictor
     assert "<strong>LPC</strong> has the strongest rank correlation with generation score <code>fd_effnet_lite0</code>" in html
     assert html.index(">Summary<") < html.index(">Main results<") < html.index(">Configuration and protocols<")
+    # the first sentence: the declared target failed its controls, and what the study reads instead
+    first = "<strong>The declared generation score <code>lfd_effnet_lite0</code> fails its controls</strong>"
+    assert first in html and html.index(first) < html.index("has the strongest rank correlation")
+    assert "so the study reads <code>fd_effnet_lite0</code> instead" in html
     assert "<details><summary><b>Resolved study config</b>" in html
     assert "<img" in html and "data:image/png;base64" in html
 

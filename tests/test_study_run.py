@@ -58,9 +58,19 @@ def test_every_run_finishes_with_metrics(finished) -> None:
     # learnability beside gFD, at the one N, with the chosen target named in results.csv and columns.csv
     for column in ("lfd_effnet_lite0", "lkd_effnet_lite0", "floor_fd_effnet_lite0", "gen_val_loss"):
         assert results[column].notna().all(), column
-    assert (table["correlation_target"] == "lfd_effnet_lite0").all()
+    # the declared target, lFD, fails its controls (a constant decoder scores 0): the study reads gFD
+    # and says why in results.csv, columns.csv and study.json
+    assert (table["correlation_target"] == "fd_effnet_lite0").all()
+    assert table["target_controls"].str.startswith("lfd_effnet_lite0 fails its controls").all()
     columns = pd.read_csv(study.study_dir() / "columns.csv").set_index("column")
-    assert columns.loc["lfd_effnet_lite0", "correlation_target"] and "reconstructions" in columns.loc["lfd_effnet_lite0", "meaning"]
+    assert columns.loc["fd_effnet_lite0", "correlation_target"] and "reconstructions" in columns.loc["lfd_effnet_lite0", "meaning"]
+    assert not columns.loc["lfd_effnet_lite0", "passes_controls"]
+    assert "a constant decoder does not make it worse" in columns.loc["lfd_effnet_lite0", "failed_controls"]
+    controls = pd.read_csv(study.study_dir() / "controls.csv")
+    assert set(controls["variant"]) == {"baseline"}  # only runs without regularizers are controlled
+    assert {"actual", "blur", "constant", "modes", "floor"} <= set(controls["control"])
+    for column in ("precision_effnet_lite0", "recall_effnet_lite0", "lcoverage_effnet_lite0"):
+        assert results[column].between(0, 1).all(), column
     for column in ("psnr", "ssc", "lpc", "gsq", "linprobe", "erank", "rfd_effnet_lite0", "fd_effnet_lite0", "kd_effnet_lite0"):
         assert column in results and results[column].notna().all(), column
     correlations = pd.read_csv(study.study_dir() / "correlations.csv")
@@ -70,7 +80,8 @@ def test_every_run_finishes_with_metrics(finished) -> None:
     assert sorted(convergence["step"].unique()) == [3, 6]
     # study.json carries how each number was measured, from the stages that declare a protocol file
     protocols = read_json(study.study_dir() / "study.json")["protocols"]
-    assert {"ssc", "gsq", "fidelity", "generation"} <= set(protocols)
+    assert {"ssc", "gsq", "fidelity", "generation", "controls"} <= set(protocols)
+    assert read_json(study.study_dir() / "study.json")["declared_target"] == "lfd_effnet_lite0"
     assert protocols["generation"]["sampler"]["steps"] == study.evaluation.sampler.steps
 
 
@@ -150,7 +161,7 @@ def test_mlflow_shows_what_a_researcher_compares(finished) -> None:
         assert metric in pae.metrics, metric
     assert len(client.get_metric_history(children["pae"].info.run_id, "psnr")) == 1  # not re-logged by the rerun
     assert [m.step for m in client.get_metric_history(children["pae"].info.run_id, "fd_effnet_lite0")] == [3, 6]
-    assert "best.lfd_effnet_lite0" in parent.data.metrics and parent.data.metrics["runs_done"] == 3  # the correlation target
+    assert "best.fd_effnet_lite0" in parent.data.metrics and parent.data.metrics["runs_done"] == 3  # the accepted target
     assert parent.data.tags["best_variant"] in children
     assert not [k for k in parent.data.metrics if k.split("/")[0] in children]
 
@@ -213,7 +224,7 @@ def test_rerun_after_a_logging_change_retrains_nothing(finished) -> None:
     assert Driver(quieter, Console(quiet=True)).run().launched == 0
 
 
-def test_sampler_seed_reruns_exactly_manifold_and_generation(finished, tmp_path: Path) -> None:
+def test_sampler_seed_reruns_exactly_manifold_generation_and_controls(finished, tmp_path: Path) -> None:
     """On a copy of the finished study (mtimes kept), so the fixture's study stays as it was."""
     study, _ = finished
     folder = Path(shutil.copytree(study.study_dir(), tmp_path / "copy"))
@@ -224,7 +235,7 @@ def test_sampler_seed_reruns_exactly_manifold_and_generation(finished, tmp_path:
                                                                "seed": 9}}})
     assert Driver(reseeded, Console(quiet=True)).run().launched == 3
     rerun = {p.parent.name for p, t in stamps().items() if before.get(p) != t}
-    assert rerun == {"manifold", "generation"}
+    assert rerun == {"manifold", "generation", "controls"}  # controls read the generated images
 
 
 def test_copied_study_folder_writes_only_into_itself(finished, tmp_path: Path) -> None:

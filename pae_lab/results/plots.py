@@ -208,6 +208,24 @@ def metric_heatmap(results: pd.DataFrame, metrics: Sequence[str], *, unit: str =
     return fig
 
 
+@_styled
+def controls_heatmap(controls: pd.DataFrame) -> Figure:
+    """Share of the controlled runs in which each control made each score worse (1: always, as a
+    faithful score must; 0: never, the score rewards what the control did). Blank: not required."""
+    judged = controls[controls["worse"].notna() & (controls["control"] != "actual")].copy()
+    judged["control"] = judged["control"] + judged["param"].map(lambda p: f" {p}" if str(p) not in ("", "nan") else "")
+    judged["worse"] = judged["worse"].astype(str).str.lower().isin(["true", "1", "1.0"])
+    share = judged.pivot_table(index="column", columns="control", values="worse", aggfunc="mean", sort=False)
+    fig = Figure(figsize=(2.2 + 0.9 * share.shape[1], 1.2 + 0.4 * share.shape[0]), layout="constrained")
+    ax = fig.subplots()
+    sns.heatmap(share, ax=ax, vmin=0, vmax=1, cmap="RdYlGn", annot=True, fmt=".0%", annot_kws={"fontsize": 8},
+                cbar_kws={"label": "runs where the control made it worse", "shrink": 0.8})
+    ax.set_xlabel("control")
+    ax.set_ylabel("")
+    ax.set_title("Controls: does each score get worse when it must?")
+    return fig
+
+
 def _variant_legend(fig: Figure, variants: Sequence[str], palette: Mapping[str, tuple]) -> None:
     """One legend for the whole figure, in study order, whatever each panel happens to hold."""
     handles = [Line2D([], [], color=palette[v], marker="o", ms=4, label=v) for v in variants]

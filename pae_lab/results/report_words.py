@@ -104,6 +104,32 @@ def effects_summary(effects: pd.DataFrame | None, target: str | None, own_metric
     return "\n\n".join(lines)
 
 
+def controls_summary(info: Mapping[str, object]) -> str:
+    """The report's first sentence: which generation score the study reads and whether it passed the
+    controls that a score rewarding information loss would fail."""
+    declared, target = info.get("declared_target"), info.get("target")
+    why = str(info.get("target_controls") or "")
+    if not why:
+        return ""
+    if "fails its controls" not in why:
+        return f"The study reads generation quality as `{target}`: {why}."
+    detail = why.split(": ", 1)[1].split("; kept by")[0].split("; the study reads")[0].split("; no other")[0]
+    if target != declared:
+        return (f"**The declared generation score `{declared}` fails its controls** ({detail}): it rewards information "
+                f"loss, so the study reads `{target}` instead, which passed.")
+    return (f"**The generation score `{target}` fails its controls** ({detail}), and the study kept it: nothing this "
+            f"report says about `{target}` is evidence for or against the paper.")
+
+
+def controls_table(column_notes: pd.DataFrame) -> pd.DataFrame:
+    """columns.csv's verdicts: each generation score, passed / failed / not measured, and what it failed."""
+    rows = column_notes[column_notes["passes_controls"].notna() | (column_notes["failed_controls"].astype(str) != "nan")]
+    rows = rows[rows["column"] != "kind"]
+    verdict = rows["passes_controls"].map(lambda p: "not measured" if p != p else ("passed" if str(p) == "True" else "FAILED"))
+    return pd.DataFrame({"controls": verdict.values, "failed": rows["failed_controls"].fillna("").values,
+                         "target": rows["correlation_target"].values}, index=rows["column"].values)
+
+
 def _spearman_text(row: pd.Series, confidence: float) -> str:
     """ "Spearman 0.71, 95% CI [0.12, 0.95], n=8" from one correlations.csv row."""
     rho, lo, hi, n = (float(row.get(k, np.nan)) for k in ("spearman", "spearman_lo", "spearman_hi", "n"))

@@ -91,6 +91,14 @@ class StudyData:
     importances: pd.DataFrame | None = None
     references: pd.DataFrame | None = None  # results.csv's teacher / reference rows (kind != variant)
     effects: pd.DataFrame | None = None  # effects.csv: factorial main effects and interactions
+    controls: pd.DataFrame | None = None  # controls.csv: every score under blur, a constant decoder, dropped modes
+    column_notes: pd.DataFrame | None = None  # columns.csv: what each generation column means, its controls' verdict
+
+    @property
+    def target_failed_controls(self) -> bool:
+        """Whether the target the study reads failed its controls (kept by `allow_failed_target`)."""
+        return "fails its controls" in str(self.info.get("target_controls", "")) and \
+            self.info.get("target") == self.info.get("declared_target")
 
     @property
     def variants(self) -> list[str]:
@@ -213,6 +221,8 @@ def load_study(study_dir: Path | str, *, kind: str | None = None) -> StudyData:
         results=results,
         references=references if references is not None and not references.empty else None,
         effects=_read_csv(files.effects),
+        controls=_read_csv(files.controls),
+        column_notes=_read_csv(files.columns),
         info=info,
         kind=kind,
         correlations=_read_csv(files.correlations),
