@@ -149,6 +149,13 @@ def fidelity_role(name: str) -> str | None:
     return None if columns is None else columns.roles()[name]
 
 
+def is_distance(name: str) -> bool:
+    """Whether `name` is an FD / KD column (any role but the flow loss): a distance between image
+    sets, compared as a ratio (on log scale) because its spread grows with its size."""
+    role = fidelity_role(name)
+    return role is not None and role != "val_loss"
+
+
 def fidelity_column(name: str) -> str | None:
     """What an FD / KD column means (all are lower-is-better), else None."""
     columns = _columns_naming(name)
