@@ -68,3 +68,40 @@ def test_tests_parse_and_bad_ones_name_the_value():
     assert parse_test("gfd ~ ssr") == ("gfd", "ssr") and parse_test("ssc~ssr:mcr") == ("ssc", "mcr:ssr")
     with pytest.raises(ValueError, match="'gfd ssr' is not a test"):
         parse_test("gfd ssr")
+
+
+def test_the_study_file_declares_at_most_six_primary_tests(tmp_path):
+    from pae_lab.config.loading import StudyError, parse_study
+
+    path = tmp_path / "study.yaml"
+    ok = parse_study({"name": "x", "analysis": {"primary": ["gfd ~ ssr", "ssc ~ ssr"]}}, path)
+    assert ok.analysis.primary == ["gfd ~ ssr", "ssc ~ ssr"]
+    with pytest.raises(StudyError, match=r"study.yaml: analysis.primary: 7 tests, but the primary family holds at most 6"):
+        parse_study({"name": "x", "analysis": {"primary": [f"gfd ~ f{i}" for i in range(7)]}}, path)
+    with pytest.raises(StudyError, match=r"analysis.primary: 'gfd ssr' is not a test"):
+        parse_study({"name": "x", "analysis": {"primary": ["gfd ssr"]}}, path)
+
+
+def test_aggregate_applies_the_papers_sign_only_to_what_the_paper_measured():
+    """gFD gets the paper's gFID sign; lFD, KD and the flow loss get none; effects of generation
+    scores are at equal PSNR; the declared family is the primary one."""
+    from types import SimpleNamespace
+
+    from pae_lab.config.schema import StudyConfig
+    from pae_lab.results.aggregate import factorial_tables
+
+    study = StudyConfig.model_validate({"name": "x", "evaluation": {"extractor": "effnet-lite0"},
+                                        "analysis": {"primary": ["gfd ~ mcr", "lfd ~ mcr"]}})
+    cols = study.evaluation.columns()
+    runs = [SimpleNamespace(variant=v, regularizers={r: {} for r in on}) for v, on in ABLATION_VARIANTS.items()]
+    table = confounded(2)
+    for c in (cols.lfd, cols.kd, cols.val_loss):
+        table[c] = table[FD] * 1.1
+    table = table.rename(columns={FD: cols.fd})
+    effects, _ = factorial_tables(study, runs, table, cols.lfd, ["psnr"])
+    by = effects.set_index(["response", "effect"])
+    assert by.loc[(cols.fd, "mcr"), "paper"] < 0 and by[by.index.get_level_values(0) != cols.fd]["paper"].isna().all()
+    assert by.loc[(cols.lfd, "mcr"), "agrees_with_paper"] == "" and by.loc[(cols.kd, "mcr"), "agrees_with_paper"] == ""
+    assert set(effects.loc[effects["primary"], "response"]) == {cols.fd, cols.lfd} and effects["primary"].sum() == 2
+    assert (by.loc[cols.fd, "adjusted_for"] == "psnr").all() and (by.loc["psnr", "adjusted_for"] == "").all()
+    assert by.loc[(cols.val_loss, "mcr"), "scale"] == "raw" and by.loc[(cols.kd, "mcr"), "scale"] == "log"
