@@ -1,6 +1,7 @@
 """Study-level results: one table row per run, convergence curves, speed-ups, correlations."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -9,8 +10,8 @@ import pandas as pd
 from analysis.correlation import correlate
 from analysis.convergence import speedups
 from analysis.metric_info import direction_of, panel_names
-from analysis.factorial import (Design, default_primary, factorial_effects, find_design, paper_effects, parse_test,
-                                stratified_correlations)
+from analysis.factorial import (Design, default_primary, effect_name, factorial_effects, find_design, paper_effects,
+                                parse_test, stratified_correlations)
 from analysis.paper import ABLATION, OWN_METRIC
 from pae_lab.fsutil import atomic_write, read_json
 from pae_lab.plan import layout
@@ -89,6 +90,10 @@ def primary_tests(study: StudyConfig, design: Design) -> list[tuple[str, str]]:
     if study.analysis.primary is None:
         return default_primary(design, OWN_METRIC, cols.fd)
     tests = [parse_test(t) for t in study.analysis.primary]
+    effects = {effect_name(e) for e in design.effects}
+    if unknown := [t for t, (_, effect) in zip(study.analysis.primary, tests) if effect not in effects]:
+        warnings.warn(f"analysis.primary: {unknown} name no effect of this design (effects: {sorted(effects)}); "
+                      "they are not tested", stacklevel=2)
     return [(cols.targets().get(response, response), effect) for response, effect in tests]
 
 
