@@ -17,7 +17,7 @@ from scipy.stats import DegenerateDataWarning, bootstrap, permutation_test
 
 from analysis.metric_info import direction_of
 from analysis.multiplicity import adjust
-from analysis.rank_stats import kendall, loo_rank_accuracy, spearman
+from analysis.rank_stats import kendall, loo_rank_accuracy, partial_spearman, spearman
 
 STATISTICS: dict[str, Callable[..., np.ndarray]] = {"spearman": spearman, "kendall": kendall}
 ADJUSTED = ("holm", "bh")  # p-value corrections over the metrics of one table (analysis.multiplicity)
@@ -98,6 +98,33 @@ def _correlate_one(x: np.ndarray, y: np.ndarray, *, n_boot: int, n_perm: int, co
     return {**row, "note": "; ".join(notes)}
 
 
+def partial_column(covariate: str) -> str:
+    """correlations.csv's column of the partial Spearman with `covariate` held fixed."""
+    return f"partial_spearman_{covariate}"
+
+
+def _partial_one(x: np.ndarray, y: np.ndarray, z: np.ndarray, covariate: str, *, n_boot: int, n_perm: int,
+                 confidence: float, seed: int) -> dict[str, Any]:
+    """Partial Spearman of x and y given z: estimate, paired-bootstrap percentile interval over units
+    (triples resampled together) and a permutation p (x's pairings shuffled); NaN when degenerate."""
+    name = partial_column(covariate)
+    ok = np.isfinite(x) & np.isfinite(y) & np.isfinite(z)
+    x, y, z = x[ok], y[ok], z[ok]
+    rho = float(partial_spearman(x, y, z)) if len(x) >= 4 else math.nan
+    if not math.isfinite(rho):
+        return {name: math.nan, f"{name}_lo": math.nan, f"{name}_hi": math.nan, f"{name}_p": math.nan}
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(x), (n_boot, len(x)))
+    boot = partial_spearman(x[idx], y[idx], z[idx])
+    boot = boot[np.isfinite(boot)]
+    alpha = (1 - confidence) / 2
+    lo, hi = np.quantile(boot, [alpha, 1 - alpha]) if len(boot) else (math.nan, math.nan)
+    perm = np.argsort(rng.random((n_perm, len(x))), axis=1)
+    null = partial_spearman(x[perm], np.broadcast_to(y, perm.shape), np.broadcast_to(z, perm.shape))
+    p = float((1 + np.sum(np.abs(null) >= abs(rho) - 1e-12)) / (1 + n_perm))
+    return {name: rho, f"{name}_lo": float(lo), f"{name}_hi": float(hi), f"{name}_p": p}
+
+
 def _agrees(rho: float, metric_dir: str | None, target_dir: str) -> Any:
     """Does the sign of rho match expectation? Same direction -> positive, opposite -> negative."""
     if metric_dir is None or not math.isfinite(rho) or rho == 0:
@@ -118,6 +145,7 @@ def correlate(
     confidence: float = 0.95,
     ci_method: str = "percentile",
     seed: int = 0,
+    partial: str | None = None,
 ) -> pd.DataFrame:
     """One row per metric describing how it tracks `target` across units.
 
@@ -127,6 +155,10 @@ def correlate(
     direction (higher/lower is better: `directions`, else the metric's declaration), agrees (sign
     as expected against the target's direction, default its declaration or "lower" as for
     gFID), loo_rank_acc (see `rank_stats.loo_rank_accuracy`) and note (why a row is NaN).
+
+    With `partial` (a covariate column, e.g. "psnr"): partial_spearman_<partial> (_lo, _hi, _p), the
+    rank correlation with the covariate held fixed, beside the raw one (a metric that tracks the
+    target only through reconstruction falls to about 0 there).
 
     Rows with several seeds per `unit` are averaged first, so the bootstrap runs over units. A
     missing default "variant" column makes every row a unit. `metrics` defaults to every numeric
@@ -142,7 +174,9 @@ def correlate(
     if not pd.api.types.is_numeric_dtype(table[target]):
         raise ValueError(f"target column {target!r} is not numeric (dtype {table[target].dtype}); "
                          "check the column or the CSV's decimal separator")
-    units = per_unit(table[[c for c in {*metrics, target, *([unit] if unit else [])}]], unit)
+    if partial is not None and partial not in table.columns:
+        raise ValueError(f"partial (covariate) column {partial!r} not found; columns: {_columns_message(table)}")
+    units = per_unit(table[[c for c in {*metrics, target, *([unit] if unit else []), *([partial] if partial else [])}]], unit)
     dirs = directions or {}
     target_dir = target_direction or direction_of(target, dirs) or "lower"
     y = units[target].to_numpy(float)
@@ -153,10 +187,14 @@ def correlate(
             continue
         row = _correlate_one(units[m].to_numpy(float), y, n_boot=n_boot, n_perm=n_perm, confidence=confidence,
                              ci_method=ci_method, seed=seed)
+        if partial is not None and m != partial:
+            row |= _partial_one(units[m].to_numpy(float), y, units[partial].to_numpy(float), partial,
+                                n_boot=n_boot, n_perm=n_perm, confidence=confidence, seed=seed)
         row["direction"] = direction_of(m, dirs)
         row["agrees"] = _agrees(row.get("spearman", math.nan), row["direction"], target_dir)
         rows[m] = row
-    out = pd.DataFrame.from_dict(rows, orient="index").reindex(columns=COLUMNS)
+    extra = [f"{partial_column(partial)}{s}" for s in ("", "_lo", "_hi", "_p")] if partial else []
+    out = pd.DataFrame.from_dict(rows, orient="index").reindex(columns=[*COLUMNS[:-1], *extra, COLUMNS[-1]])
     for name in STATISTICS:
         for method in ADJUSTED:
             out[f"{name}_p_{method}"] = adjust(out[f"{name}_p"].to_numpy(float), method)
@@ -164,7 +202,7 @@ def correlate(
     out["agrees"] = out["agrees"].astype("boolean")
     out["note"] = out["note"].fillna("")
     out.attrs = {"target": target, "target_direction": target_dir, "unit": unit, "n_units": len(units),
-                 "confidence": confidence, "ci_method": ci_method, "n_boot": n_boot, "n_perm": n_perm, "seed": seed}
+                 "confidence": confidence, "ci_method": ci_method, "n_boot": n_boot, "n_perm": n_perm, "seed": seed, "partial": partial}
     return out
 
 

@@ -3,11 +3,14 @@ full 2^k design, read it as a design (main effects and interactions with interva
 not as a regression sample in which an on/off indicator "correlates" with everything it causes.
 
 Effects use the usual +-1 coding over the 2^k cells: effect(S) = 2 / 2^k * sum_cells
-prod_{f in S} s_f * mean(cell), so a main effect is mean(on) - mean(off) and a two-way
-interaction is half the difference between one factor's effect at the other's two levels.
-Intervals: percentile bootstrap that resamples the seeds of every cell independently; p-values:
-t on the pooled within-cell variance (df = runs - cells). With one seed per cell there is no
-within-cell variance, so intervals and p-values are NaN (the note says so).
+prod_{f in S} s_f * cell(f), so a main effect is mean(on) - mean(off) and a two-way interaction is
+half the difference between one factor's effect at the other's two levels. The cells come from one
+least-squares model (`analysis.ancova`): blocked on seed (runs with one seed share an
+initialisation), adjusted for a covariate where asked (PSNR for generation scores: the question at
+equal reconstruction), FD / KD on log scale (an effect is then a log ratio). Intervals: t, the
+wider of pooled and Welch-type. Holm adjusts only a declared primary family of at most
+`MAX_PRIMARY` tests, and only those carry a verdict against the paper; every other row is
+exploratory. With one seed per cell there is no residual variance: no interval (the note says so).
 """
 from __future__ import annotations
 
@@ -18,14 +21,18 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
+from analysis.ancova import contrast, fit
 from analysis.correlation import correlate
+from analysis.fidelity_names import is_distance
 from analysis.metric_info import direction_of
 from analysis.multiplicity import adjust
+from analysis.primary import MAX_PRIMARY, parse_test  # noqa: F401  (re-exported)
 
 EFFECT_COLUMNS = ["response", "effect", "order", "estimate", "lo", "hi", "se", "df", "p", "p_holm", "p_bh",
-                  "n_runs", "direction", "improves", "paper", "agrees_with_paper", "note"]
+                  "n_runs", "scale", "adjusted_for", "blocked_on", "method", "primary", "direction", "improves",
+                  "paper", "agrees_with_paper", "note"]
+SEED_COLUMN = "seed"
 
 
 @dataclass(frozen=True)
@@ -73,61 +80,93 @@ def _estimates(design: Design, cell_means: Mapping[str, np.ndarray]) -> dict[tup
     return out
 
 
-def _cells(table: pd.DataFrame, response: str, variants: Iterable[str]) -> dict[str, np.ndarray]:
-    return {v: table.loc[table["variant"] == v, response].dropna().to_numpy(float) for v in variants}
+def default_primary(design: Design, own_metric: Mapping[str, str], generation: str) -> list[tuple[str, str]]:
+    """Each factor on its own metric, then each on the generation score; at most MAX_PRIMARY tests."""
+    tests = [(own_metric[f], f) for f in design.factors if f in own_metric] + [(generation, f) for f in design.factors]
+    return tests[:MAX_PRIMARY]
 
 
-def factorial_effects(table: pd.DataFrame, design: Design, responses: list[str], *, n_boot: int = 2000,
-                      confidence: float = 0.95, seed: int = 0, directions: Mapping[str, str] | None = None,
-                      paper: Mapping[str, Mapping[str, float]] | None = None) -> pd.DataFrame:
-    """One row per (response, effect): estimate, bootstrap interval over seeds, t-test p-value, Holm /
-    BH adjusted p-values over the whole table, and -- where `paper` gives the paper's effect for that
-    response -- `agrees_with_paper`: "yes" (interval excludes 0 on the paper's side), "no" (excludes 0
-    on the other side) or "unclear" (the interval spans 0, or cannot be computed)."""
-    rows: list[dict[str, Any]] = []
-    rng = np.random.default_rng(seed)
-    alpha = (1 - confidence) / 2
-    for response in responses:
-        cells = _cells(table, response, design.codes)
-        counts = {v: len(x) for v, x in cells.items()}
-        if min(counts.values()) == 0:
-            missing = ", ".join(v for v, n in counts.items() if n == 0)
-            rows += [{"response": response, "effect": effect_name(e), "order": len(e),
-                      "note": f"no value of {response!r} for variant(s) {missing}"} for e in design.effects]
-            continue
-        point = _estimates(design, {v: x.mean() for v, x in cells.items()})
-        boot = _estimates(design, {v: x[rng.integers(0, len(x), (n_boot, len(x)))].mean(axis=1)
-                                   for v, x in cells.items()})
-        df = sum(n - 1 for n in counts.values())
-        pooled = sum(((x - x.mean()) ** 2).sum() for x in cells.values()) / df if df else math.nan
-        se = 2.0 / len(design.codes) * math.sqrt(pooled * sum(1 / n for n in counts.values())) if df else math.nan
-        direction = direction_of(response, directions)
-        for effect in design.effects:
-            est = float(point[effect])
-            lo, hi = (np.quantile(boot[effect], [alpha, 1 - alpha]) if df else (math.nan, math.nan))
-            p = float(2 * stats.t.sf(abs(est) / se, df)) if df and se > 0 else math.nan
-            paper_value = (paper or {}).get(response, {}).get(effect_name(effect), math.nan)
-            rows.append({
-                "response": response, "effect": effect_name(effect), "order": len(effect), "estimate": est,
-                "lo": float(lo), "hi": float(hi), "se": se, "df": df, "p": p, "n_runs": int(sum(counts.values())),
-                "direction": direction,
-                "improves": pd.NA if direction is None or est == 0 else bool((est > 0) == (direction == "higher")),
-                "paper": paper_value, "agrees_with_paper": _agreement(float(lo), float(hi), paper_value),
-                "note": "" if df else "one run per variant: no within-variant variance, no interval",
-            })
-    out = pd.DataFrame(rows).reindex(columns=EFFECT_COLUMNS)
-    out["p_holm"], out["p_bh"] = adjust(out["p"].to_numpy(float), "holm"), adjust(out["p"].to_numpy(float), "bh")
-    out["note"] = out["note"].fillna("")
-    out.attrs = {"factors": list(design.factors), "confidence": confidence, "n_boot": n_boot, "seed": seed}
+def _response_values(rows: pd.DataFrame, response: str) -> tuple[np.ndarray, str, str]:
+    """(values, scale, note): FD / KD on log scale (a ratio), raw when a value is not positive."""
+    y = rows[response].to_numpy(float)
+    if not is_distance(response):
+        return y, "raw", ""
+    if (y > 0).all():
+        return np.log(y), "log", ""
+    return y, "raw", "non-positive values: raw scale"
+
+
+def _effect_rows(table: pd.DataFrame, design: Design, response: str, covariate: str | None, block: str | None,
+                 confidence: float) -> list[dict[str, Any]]:
+    """Every effect of one response from one model: cells, seed blocks and the covariate."""
+    needed = [response, *([covariate] if covariate else [])]
+    rows = table[table["variant"].isin(list(design.codes))].dropna(subset=needed)
+    missing = [v for v in design.codes if v not in set(rows["variant"])]
+    if missing:
+        return [{"response": response, "effect": effect_name(e), "order": len(e),
+                 "note": f"no value of {response!r} for variant(s) {', '.join(missing)}"} for e in design.effects]
+    y, scale, note = _response_values(rows, response)
+    blocks = rows[block].tolist() if block and block in rows else None
+    model = fit(y, rows["variant"].tolist(), blocks=blocks, block_name=block or "",
+                covariate=rows[covariate].to_numpy(float) if covariate else None, covariate_name=covariate or "")
+    notes = [n for n in (note, model.note) if n]
+    if model.df < 1:
+        notes.append("one run per variant: no within-variant variance, no interval")
+    scale_factor = 2.0 / len(design.codes)
+    out = []
+    for effect in design.effects:
+        weights = {v: scale_factor * s for v, s in design.signs(effect).items()}
+        out.append({"response": response, "effect": effect_name(effect), "order": len(effect),
+                    **contrast(model, weights, confidence), "n_runs": len(rows), "scale": scale,
+                    "adjusted_for": covariate if covariate in model.terms else "",
+                    "blocked_on": block if block in model.terms else "", "note": "; ".join(notes)})
     return out
 
 
-def _agreement(lo: float, hi: float, paper_value: float) -> str:
+def factorial_effects(table: pd.DataFrame, design: Design, responses: list[str], *, confidence: float = 0.95,
+                      directions: Mapping[str, str] | None = None,
+                      paper: Mapping[str, Mapping[str, float]] | None = None,
+                      covariates: Mapping[str, str] | None = None, block: str | None = SEED_COLUMN,
+                      primary: Iterable[tuple[str, str]] = ()) -> pd.DataFrame:
+    """One row per (response, effect): estimate, t interval, p, and for the `primary` (response, effect)
+    tests (at most MAX_PRIMARY) the Holm-adjusted p and -- where `paper` gives the paper's effect --
+    `agrees_with_paper`: "yes" / "no" (Holm p below 1 - confidence, on the paper's / the other side)
+    or "unclear". Every other row is exploratory: its interval, BH over the whole table, no verdict.
+    `covariates`: response -> the column it is adjusted for; `block`: the column whose levels share
+    an initialisation (seed)."""
+    primary = set(primary)
+    if len(primary) > MAX_PRIMARY:
+        raise ValueError(f"primary family of {len(primary)} tests {sorted(primary)}: at most {MAX_PRIMARY}")
+    rows: list[dict[str, Any]] = []
+    for response in responses:
+        covariate = (covariates or {}).get(response)
+        covariate = covariate if covariate in table and covariate != response else None
+        rows += _effect_rows(table, design, response, covariate, block, confidence)
+    out = pd.DataFrame(rows).reindex(columns=EFFECT_COLUMNS)
+    out["primary"] = [(r, e) in primary for r, e in zip(out["response"], out["effect"])]
+    out["direction"] = [direction_of(r, directions) for r in out["response"]]
+    out["improves"] = [pd.NA if d is None or not np.isfinite(e) or e == 0 else bool((e > 0) == (d == "higher"))
+                       for d, e in zip(out["direction"], out["estimate"].astype(float))]
+    out["paper"] = [(paper or {}).get(r, {}).get(e, math.nan) for r, e in zip(out["response"], out["effect"])]
+    p = out["p"].to_numpy(float)
+    out["p_holm"] = adjust(np.where(out["primary"], p, np.nan), "holm")
+    out["p_bh"] = adjust(p, "bh")
+    alpha = 1 - confidence
+    out["agrees_with_paper"] = [_agreement(est, ph, pv, alpha) if prim else ""
+                                for est, ph, pv, prim in zip(out["estimate"].astype(float), out["p_holm"],
+                                                             out["paper"].astype(float), out["primary"])]
+    out["note"] = out["note"].fillna("")
+    out.attrs = {"factors": list(design.factors), "confidence": confidence, "primary": sorted(primary)}
+    return out
+
+
+def _agreement(estimate: float, p_holm: float, paper_value: float, alpha: float) -> str:
+    """The verdict of one primary test against the paper's sign: only from its Holm-adjusted p."""
     if not math.isfinite(paper_value):
         return ""
-    if not (math.isfinite(lo) and math.isfinite(hi)) or lo <= 0 <= hi or paper_value == 0:
+    if not math.isfinite(p_holm) or p_holm >= alpha or paper_value == 0 or estimate == 0:
         return "unclear"
-    return "yes" if (lo > 0) == (paper_value > 0) else "no"
+    return "yes" if (estimate > 0) == (paper_value > 0) else "no"
 
 
 def paper_effects(table: pd.DataFrame, design: Design, responses: list[str]) -> dict[str, dict[str, float]]:
@@ -140,10 +179,10 @@ def paper_effects(table: pd.DataFrame, design: Design, responses: list[str]) -> 
 
 
 def stratified_correlations(table: pd.DataFrame, design: Design, target: str, metrics: list[str], *,
-                            unit: str | None = None, **kw: Any) -> pd.DataFrame:
+                            unit: str | None = "variant", **kw: Any) -> pd.DataFrame:
     """`correlate` within each level of each factor (e.g. among the MCR-off variants, then the MCR-on
     ones), so a factor that moves both metric and target cannot make the correlation by itself.
-    Units default to runs (several seeds per variant give a stratum more than 2^(k-1) points).
+    Units are the variants (seeds averaged first): seeds of one variant are not independent units.
     Holm / BH adjusted p-values are over the whole stratified table."""
     parts = []
     for i, factor in enumerate(design.factors):

@@ -158,7 +158,7 @@ def compute_fidelity(samples: torch.Tensor, reference: torch.Tensor, *, extracto
     n, n_ref = samples.shape[0], reference.shape[0]
     weights = _weights_path(name, spec, inception_weights)
 
-    subset = _kid_subset(n, n_ref, kid_subset_size)
+    subset = kid_subset(n, n_ref, kid_subset_size)
     notes = _small_n_notes(n, spec)
 
     device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -197,9 +197,12 @@ def _cpu(images):
     return images.cpu() if isinstance(images, torch.Tensor) else images
 
 
-def _kid_subset(n: int, n_ref: int, kid_subset_size: int | None) -> int:
+def kid_subset(n: int, n_ref: int, kid_subset_size: int | None = None) -> int:
+    """KD's subset size: by default half the smaller set (at most 1000), so the subsets, drawn
+    without replacement, differ and their spread measures something; the whole set would make
+    every subset the same."""
     largest = min(n, n_ref)
-    subset = min(1000, largest) if kid_subset_size is None else kid_subset_size
+    subset = max(2, min(1000, largest // 2)) if kid_subset_size is None else kid_subset_size
     if not 2 <= subset <= largest:
         raise ValueError(f"kid_subset_size={subset} must lie in 2..min(N samples, N reference) = {largest}")
     return subset
@@ -255,7 +258,7 @@ def fd_kd(samples: torch.Tensor, reference: torch.Tensor, *, kid_subset_size: in
           kid_subsets: int = 100, seed: int = 0) -> dict[str, float]:
     """{"fd", "kd", "kd_std"} between two feature sets [N, D] (from `extract_features`); KD is
     torch-fidelity's unbiased polynomial-kernel MMD over random subsets."""
-    subset = _kid_subset(len(samples), len(reference), kid_subset_size)
+    subset = kid_subset(len(samples), len(reference), kid_subset_size)
     kid = torch_fidelity.metric_kid.kid_features_to_metric(samples.float(), reference.float(), kid_subset_size=subset,
                                                            kid_subsets=kid_subsets, rng_seed=seed, verbose=False)
     return {"fd": frechet_distance(samples, reference), "kd": float(kid[torch_fidelity.KEY_METRIC_KID_MEAN]),

@@ -183,6 +183,13 @@ def fidelity_role(name: str) -> str | None:
     return None if columns is None else columns.roles()[name]
 
 
+def is_distance(name: str) -> bool:
+    """Whether `name` is an FD / KD column (not the flow loss, not a k-NN share): a distance between
+    image sets, compared as a ratio (on log scale) because its spread grows with its size."""
+    role = fidelity_role(name)
+    return role is not None and role != "val_loss" and role.removeprefix("l") not in KNN_ROLES
+
+
 def fidelity_column(name: str) -> tuple[str, str] | None:
     """(what an FD / KD / k-NN column means, which way is better), else None."""
     columns = _columns_naming(name)

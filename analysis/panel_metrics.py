@@ -36,7 +36,7 @@ def _psnr(ctx: PanelContext) -> MetricResult:
     return psnr(ctx.reconstructions, ctx.images)
 
 
-@panel_metric("ssc", needs=("segments",), direction="higher", label="SSC", headline=True)
+@panel_metric("ssc", needs=("segments",), direction="higher", label="SSC", headline=True, extras={"ami": "higher"})
 def _ssc(ctx: PanelContext) -> MetricResult:
     from analysis.spatial import ssc
 

@@ -21,6 +21,20 @@ def spearman(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
         return np.where(den > 0, (rx * ry).sum(-1) / np.where(den > 0, den, 1.0), np.nan)
 
 
+def partial_spearman(x: np.ndarray, y: np.ndarray, z: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Spearman's rho of x and y with z held fixed: Pearson correlation of the ranks of x and y after
+    each is regressed linearly on the ranks of z (partial rank correlation). NaN where z's ranks or a
+    residual are constant."""
+    rx, ry, rz = (rankdata(np.moveaxis(v, axis, -1), axis=-1) for v in (x, y, z))
+    rz = rz - rz.mean(-1, keepdims=True)
+    vz = (rz * rz).sum(-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ex = rx - rx.mean(-1, keepdims=True) - rz * (rx * rz).sum(-1, keepdims=True) / vz
+        ey = ry - ry.mean(-1, keepdims=True) - rz * (ry * rz).sum(-1, keepdims=True) / vz
+        den = np.sqrt((ex * ex).sum(-1) * (ey * ey).sum(-1))
+        return np.where(den > 1e-12, (ex * ey).sum(-1) / np.where(den > 1e-12, den, 1.0), np.nan)
+
+
 def kendall(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
     """Kendall's tau-b along `axis` (tie-corrected, scipy's default variant)."""
     x, y = np.moveaxis(x, axis, -1), np.moveaxis(y, axis, -1)

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from analysis.clustering import nmi_geometric, spectral_cluster, token_affinity
+from analysis.clustering import ami_geometric, nmi_geometric, spectral_cluster, token_affinity
 from analysis.panel_config import DEFAULT_SSC_SIGMA
 from analysis.result import MetricResult, summarize
 
@@ -60,7 +60,8 @@ def ssc(
     clustering into k groups (k = distinct segment ids on the latent grid unless given), NMI with
     geometric normalisation against those ids. Images with fewer than two segments on the grid
     are skipped and counted. Tokens labelled `ignore_index` (e.g. void) are clustered as one
-    more region (they count towards k) but left out of the NMI.
+    more region (they count towards k) but left out of the NMI. The extra `ami` is the same score
+    corrected for chance (about 0 for a random partition, where NMI is not): results.csv's `ssc_ami`.
     """
     if latents.dim() != 4:
         raise ValueError(f"latents must be [N, C, h, w], got shape {tuple(latents.shape)}")
@@ -77,6 +78,7 @@ def ssc(
 
     tokens = latents.detach().flatten(2).transpose(1, 2).double().cpu().numpy()  # [N, T, C]
     scores: dict[int, float] = {}
+    adjusted: dict[int, float] = {}
     for kk in sorted({ks[i] for i in keep}):  # one batched k-means per distinct k
         group = [i for i in keep if ks[i] == kk]
         for start in range(0, len(group), chunk):
@@ -84,14 +86,16 @@ def ssc(
             labels = spectral_cluster(token_affinity(tokens[idx], sigma), kk, n_init=n_init, seed=seed)
             for lab, i in zip(labels, idx):
                 scores[i] = nmi_geometric(lab[valid[i]], grid[i][valid[i]])
+                adjusted[i] = ami_geometric(lab[valid[i]], grid[i][valid[i]])
 
     protocol = {
         "metric": "ssc", "n_images": n, "n_scored": len(keep), "n_skipped": n - len(keep),
         "grid": [h, w], "sigma": sigma, "k": "segments-per-image" if k is None else k,
         "downsample": downsample, "ignore_index": ignore_index, "clustering": f"njw-spectral+kmeans(n_init={n_init})",
-        "nmi": "geometric", "seed": seed,
+        "nmi": "geometric", "ami": "adjusted for chance (sklearn, geometric)", "seed": seed,
     }
-    return summarize([scores[i] for i in keep], protocol)
+    ami = float(np.mean([adjusted[i] for i in keep])) if keep else float("nan")
+    return summarize([scores[i] for i in keep], protocol, ami=ami)
 
 
 def _grid_distance(h: int, w: int) -> Tensor:

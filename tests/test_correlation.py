@@ -139,3 +139,23 @@ def test_cli_correlate_defaults_to_the_study_correlation_target(tmp_path):
     assert result.exit_code == 0, result.output
     metrics = set(pd.read_csv(out)["metric"])
     assert "lfd_x" not in metrics and {"fd_x", "ssc"} <= metrics  # lfd_x is the target, the others its predictors
+
+
+def test_partial_spearman_removes_a_metric_that_tracks_the_target_only_through_psnr():
+    """m follows PSNR and the target follows PSNR: raw rho is high, rho at fixed PSNR about 0;
+    a metric with its own effect keeps its partial correlation."""
+    from analysis.rank_stats import partial_spearman
+
+    rng = np.random.default_rng(0)
+    psnr = rng.normal(25, 2, 40)
+    own = rng.normal(0, 1, 40)
+    table = pd.DataFrame({"variant": [f"v{i}" for i in range(40)], "psnr": psnr, "target": psnr + 0.8 * own + rng.normal(0, 0.3, 40),
+                          "m": psnr + rng.normal(0, 0.3, 40), "k": own})
+    out = correlate(table, "target", ["m", "k", "psnr"], partial="psnr", n_boot=300, n_perm=300).set_index("metric")
+    assert out.loc["m", "spearman"] > 0.6 and abs(out.loc["m", "partial_spearman_psnr"]) < 0.3
+    assert out.loc["k", "partial_spearman_psnr"] > 0.6 and out.loc["k", "partial_spearman_psnr_p"] < 0.01
+    assert out.loc["k", "partial_spearman_psnr_lo"] < out.loc["k", "partial_spearman_psnr"] < out.loc["k", "partial_spearman_psnr_hi"]
+    assert np.isnan(out.loc["psnr", "partial_spearman_psnr"]) and list(out.columns)[-1] == "note"
+    # vectorised over resamples like spearman
+    x = rng.normal(size=(5, 12))
+    assert partial_spearman(x, x + 0.1, rng.normal(size=(5, 12))).shape == (5,)

@@ -36,7 +36,7 @@ def test_design_is_found_only_for_a_full_factorial():
 
 def test_known_effects_and_interaction_are_recovered_exactly_without_noise():
     design = find_design(ABLATION_VARIANTS)
-    out = factorial_effects(synthetic(0.0), design, ["y"], n_boot=200).set_index("effect")
+    out = factorial_effects(synthetic(0.0), design, ["y"]).set_index("effect")
     # main effect = mean(on) - mean(off): ssr 2 + 3/2, mcr -1 + 3/2; Yates interaction = 3/2
     assert out.loc["ssr", "estimate"] == pytest.approx(3.5)
     assert out.loc["mcr", "estimate"] == pytest.approx(0.5)
@@ -47,25 +47,27 @@ def test_known_effects_and_interaction_are_recovered_exactly_without_noise():
 
 def test_noisy_effects_have_intervals_over_seeds_that_find_the_interaction():
     design = find_design(ABLATION_VARIANTS)
-    out = factorial_effects(synthetic(0.3, seeds=4), design, ["y"], n_boot=2000).set_index("effect")
+    out = factorial_effects(synthetic(0.3, seeds=4), design, ["y"]).set_index("effect")
     inter = out.loc["mcr:ssr"]
     assert inter["lo"] > 0 and abs(inter["estimate"] - 1.5) < 0.4 and inter["p"] < 0.01
-    assert out.loc["ssr", "lo"] > 0 and out.loc["ssr", "df"] == 8 * 3 and out.loc["ssr", "n_runs"] == 32
+    # blocked on seed: 32 runs - 8 cells - 3 seed offsets; Welch-type df can only be smaller
+    assert out.loc["ssr", "lo"] > 0 and out.loc["ssr", "df"] <= 32 - 8 - 3 and out.loc["ssr", "n_runs"] == 32
     assert (out["lo"] <= out["estimate"]).all() and (out["estimate"] <= out["hi"]).all()
-    assert (out["p_holm"] >= out["p"]).all() and (out["p_bh"] >= out["p"] - 1e-15).all()
-    # "agrees with the paper" only where the interval excludes zero
+    assert out["p_holm"].isna().all() and (out["p_bh"] >= out["p"] - 1e-15).all()  # no primary family: no Holm
+    # "agrees with the paper" only for primary tests, from their Holm-adjusted p
     paper = {"y": {"ssr": 1.0, "mcr:ssr": -1.0, "scr": 1.0}}
-    agree = factorial_effects(synthetic(0.3, seeds=4), design, ["y"], n_boot=2000, paper=paper).set_index("effect")
+    primary = {("y", "ssr"), ("y", "mcr:ssr"), ("y", "scr")}
+    agree = factorial_effects(synthetic(0.3, seeds=4), design, ["y"], paper=paper, primary=primary).set_index("effect")
     assert agree.loc["ssr", "agrees_with_paper"] == "yes"
     assert agree.loc["mcr:ssr", "agrees_with_paper"] == "no"
     assert agree.loc["mcr", "agrees_with_paper"] == ""
     scr = agree.loc["scr"]
-    assert scr["agrees_with_paper"] == ("unclear" if scr["lo"] <= 0 <= scr["hi"] else ("yes" if scr["lo"] > 0 else "no"))
+    assert scr["agrees_with_paper"] == ("unclear" if scr["p_holm"] >= 0.05 else ("yes" if scr["estimate"] > 0 else "no"))
 
 
 def test_one_seed_gives_estimates_without_intervals():
     design = find_design(ABLATION_VARIANTS)
-    out = factorial_effects(synthetic(0.1, seeds=1), design, ["y"], n_boot=100)
+    out = factorial_effects(synthetic(0.1, seeds=1), design, ["y"])
     assert out["estimate"].notna().all() and out["lo"].isna().all() and out["p"].isna().all()
     assert out["note"].str.contains("one run per variant").all()
 

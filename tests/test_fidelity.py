@@ -59,7 +59,7 @@ def test_protocol_and_warnings_are_returned(results):
     protocol = results["far"]["protocol"]
     assert protocol["n_samples"] == N and protocol["n_reference"] == N
     assert protocol["extractor"] == "effnet-lite0" and protocol["feature_dim"] == 1280
-    assert protocol["kid_subset_size"] == N  # min(1000, N, N_ref)
+    assert protocol["kid_subset_size"] == N // 2  # half the smaller set: the subsets differ
     assert protocol["reference_cache"] == "toy-n24-32x32"
     assert results["far"]["warnings"] and "2048" in results["far"]["warnings"][0]
 
@@ -210,3 +210,15 @@ def test_shared_network_warning_names_the_roles():
     assert "also the prior and the perceptual" in msg
     assert shared_network_warning("effnet-lite0", None, prior="oracle", perceptual="lpips") == ""
     assert "the perceptual (" not in msg and "(effnet_lite0)" in msg
+
+
+def test_kd_subsets_are_smaller_than_the_set_and_differ():
+    """The default subset is below N, so the subsets differ and KD's spread over them is not 0."""
+    from analysis.fidelity import fd_kd, kid_subset
+
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(60, 8, generator=g, dtype=torch.float64), torch.randn(60, 8, generator=g, dtype=torch.float64) + 0.5
+    assert kid_subset(60, 60) == 30 < 60 and kid_subset(5000, 3000) == 1000
+    spread = fd_kd(a, b, kid_subsets=20)["kd_std"]
+    whole = fd_kd(a, b, kid_subsets=20, kid_subset_size=60)["kd_std"]  # the old default: rounding noise only
+    assert spread > 0 and whole < 1e-2 * spread

@@ -37,6 +37,17 @@ def test_ssc_is_near_zero_for_random_tokens_and_skips_single_segment_images():
     assert 0.0 <= res.value < 0.25
 
 
+def test_ssc_ami_of_a_random_partition_is_about_zero_where_nmi_is_not():
+    seg = _blocky_segments(32, grid=8, cells=4, upsample=1, seed=5)
+    lat = torch.randn(32, 8, 8, 8, generator=torch.Generator().manual_seed(2))
+    res = ssc(lat, seg)
+    assert res.value > 0.04 and abs(res.extra["ami"]) < 0.015  # NMI ~0.06, 12 standard errors above 0
+    assert res.flat("ssc")["ssc_ami"] == res.extra["ami"]
+    from analysis.metric_info import direction_of, label_of
+
+    assert direction_of("ssc_ami") == "higher" and label_of("ssc_ami") == "SSC ami"
+
+
 def test_ssc_survives_noise_and_an_ignored_label():
     seg = _blocky_segments(8, grid=8, cells=4, upsample=1, seed=3)
     lat = F.one_hot(seg, 4).permute(0, 3, 1, 2).float() + 0.05 * torch.randn(8, 4, 8, 8, generator=torch.Generator().manual_seed(0))

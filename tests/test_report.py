@@ -108,7 +108,7 @@ def make_study(root: Path, *, kind: str = "tune") -> Path:
     pd.concat([results.assign(kind="variant"), references]).to_csv(root / "results.csv", index=False)
     _correlations(results, list(DIRECTIONS), rng).to_csv(root / "correlations.csv", index=False)
     design = find_design(ABLATION_VARIANTS)
-    factorial_effects(results, design, ["ssc", "lpc", "gsq", TARGET], n_boot=200).to_csv(root / "effects.csv", index=False)
+    factorial_effects(results, design, ["ssc", "lpc", "gsq", TARGET]).to_csv(root / "effects.csv", index=False)
     controls = _controls(rng)
     controls.to_csv(root / "controls.csv", index=False)
     meanings = pd.DataFrame({"column": [TARGET, LFD], "meaning": ["gFD", "lFD"], "direction": "lower",
@@ -337,7 +337,8 @@ def test_reference_rows_and_effects_are_read_apart_from_the_variants(tmp_path):
                   "correlation_target": "lfd_x"}).to_csv(tmp_path / "results.csv", index=False)
     pd.DataFrame({"response": ["ssc", "ssc", "ssc"], "effect": ["ssr", "mcr", "mcr:ssr"], "order": [1, 1, 2],
                   "estimate": [0.1, -0.02, 0.0], "lo": [0.05, -0.05, float("nan")], "hi": [0.15, 0.01, float("nan")],
-                  "agrees_with_paper": ["yes", "unclear", ""]}).to_csv(tmp_path / "effects.csv", index=False)
+                  "agrees_with_paper": ["yes", "unclear", ""], "primary": [True, True, False],
+                  "p_holm": [0.01, 0.4, float("nan")]}).to_csv(tmp_path / "effects.csv", index=False)
     study = load_study(tmp_path)
     assert study.variants == ["baseline", "pae"] and "correlation_target" not in study.metrics
     assert list(study.references["variant"]) == ["teacher:refined", "reference:heldout_real"]
@@ -345,6 +346,11 @@ def test_reference_rows_and_effects_are_read_apart_from_the_variants(tmp_path):
     assert list(table.columns) == ["ssr", "mcr", "mcr:ssr"]
     assert table.loc["ssc", "ssr"].endswith("✓") and "[" in table.loc["ssc", "mcr"] and "✓" not in table.loc["ssc", "mcr"]
     assert "[" not in table.loc["ssc", "mcr:ssr"]
+    words = report_words.effects_summary(study.effects, None, {"ssr": "ssc", "mcr": "ssc"})
+    assert "agrees with the paper, Holm p = 0.01" in words and "no conclusion" in words
+    exploratory = study.effects.assign(primary=False, agrees_with_paper="yes")  # a verdict needs a primary test
+    assert "✓" not in report_words.effects_table(exploratory).loc["ssc", "ssr"]
+    assert "exploratory" in report_words.effects_summary(exploratory, None, {"ssr": "ssc"})
 
 
 def test_report_digest_follows_every_table_it_reads(tmp_path) -> None:

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from analysis.fidelity_names import FidelityColumns, fidelity_columns
 from analysis.panel_config import PanelConfig
+from analysis.primary import MAX_PRIMARY, parse_test
 from pae_lab.architectures import TokenizerSpec
 from pae_lab.config.launchers import LauncherSpec, default_launcher
 from pae_lab.config.tokenizers import TokenizerConfig
@@ -216,6 +217,28 @@ class EvaluationConfig(Strict):
         return fidelity_columns(self.extractor, self.inception_weights)
 
 
+class AnalysisConfig(Strict):
+    """How the study's results are tested: declared before the run, so the tests cannot be picked after it."""
+
+    primary: list[str] | None = Field(
+        None, description=f"The primary family: at most {MAX_PRIMARY} tests 'response ~ effect' (e.g. 'gfd ~ ssr', "
+        "'ssc ~ ssr', 'gsq ~ mcr:scr'; gfd / gkd / lfd / lkd / val_loss name the generation columns), Holm-adjusted "
+        "together; only they get a verdict against the paper, every other effect is exploratory. null: each "
+        "regularizer on its own metric and on gfd.")
+
+    @field_validator("primary")
+    @classmethod
+    def _small_family(cls, primary: list[str] | None) -> list[str] | None:
+        if primary is None:
+            return None
+        if len(primary) > MAX_PRIMARY:
+            raise ValueError(f"{len(primary)} tests, but the primary family holds at most {MAX_PRIMARY}: "
+                             "keep the rest exploratory")
+        for test in primary:
+            parse_test(test)
+        return primary
+
+
 class TrackingConfig(Strict):
     """MLflow: one parent run per study, one child run per (variant, seed)."""
 
@@ -241,6 +264,7 @@ class StudyConfig(Strict):
     generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     launcher: LauncherSpec = Field(default_factory=default_launcher, description="Where the runs execute: `name` picks inline, local, slurm or a plugin's launcher; the other keys are that launcher's.")
+    analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     search: SearchConfig | None = Field(None, description="Optuna search block (`pae-lab tune`, see pae_lab/config/search.py).")
 

@@ -112,13 +112,14 @@ def config_value(study: "StudyConfig", path: str) -> Any:
 
 
 def _extractor(study: "StudyConfig", run: RunKey | None) -> dict[str, Any]:
-    """The FD network actually used ("auto" resolved) and the digest of its weights file."""
+    """The FD network actually used ("auto" resolved), the digest of its weights file, and KD's subset
+    rule (half the smaller set since the subsets stopped being the whole set: earlier KD values rerun)."""
     from analysis.fidelity_names import inception_weights_or_cached, resolve_extractor
 
     ev = study.evaluation
     name = resolve_extractor(ev.extractor, ev.inception_weights)
     weights = inception_weights_or_cached(ev.inception_weights) if name == "inception" else None
-    return {"name": name, "weights": path_digest(weights)}
+    return {"name": name, "weights": path_digest(weights), "kd_subset": "half"}
 
 
 def _files(*keys: str) -> Callable[["StudyConfig", RunKey | None], dict[str, str | None]]:

@@ -1,6 +1,7 @@
 """Study-level results: one table row per run, convergence curves, speed-ups, correlations."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,8 @@ from analysis.controls import verdicts
 from analysis.correlation import correlate
 from analysis.convergence import speedups
 from analysis.metric_info import direction_of, panel_names
-from analysis.factorial import factorial_effects, find_design, paper_effects, stratified_correlations
+from analysis.factorial import (Design, default_primary, effect_name, factorial_effects, find_design, paper_effects,
+                                parse_test, stratified_correlations)
 from analysis.paper import ABLATION, OWN_METRIC
 from analysis.set_scores import scored_columns
 from pae_lab.fsutil import atomic_write, read_json
@@ -117,18 +119,46 @@ def accepted_target(study: StudyConfig, verdict: pd.DataFrame) -> tuple[str, str
     return declared, reason + "; no other target passed, so it is kept"
 
 
+PSNR = "psnr"  # the reconstruction score generation effects and partial correlations are adjusted for
+
+
+def primary_tests(study: StudyConfig, design: Design) -> list[tuple[str, str]]:
+    """The study's declared primary family (analysis.primary) as (column, effect), generation keys
+    (gfd, lfd, ...) resolved to the study's columns; each regularizer on its own metric and on gFD
+    when none is declared."""
+    cols = study.evaluation.columns()
+    if study.analysis.primary is None:
+        return default_primary(design, OWN_METRIC, cols.fd)
+    tests = [parse_test(t) for t in study.analysis.primary]
+    effects = {effect_name(e) for e in design.effects}
+    if unknown := [t for t, (_, effect) in zip(study.analysis.primary, tests) if effect not in effects]:
+        warnings.warn(f"analysis.primary: {unknown} name no effect of this design (effects: {sorted(effects)}); "
+                      "they are not tested", stacklevel=2)
+    return [(cols.targets().get(response, response), effect) for response, effect in tests]
+
+
+def paper_signs(design: Design, responses: list[str], gfd: str) -> dict[str, dict[str, float]]:
+    """The paper's effects, only for what the paper measured: each regularizer's own metric and gFD
+    (its gFID), never lFD, KD or the flow loss, whose agreement with gFID is the question under test."""
+    if not set(design.factors) <= set(OWN_METRIC):
+        return {}
+    measured = [c for c in OWN_METRIC.values() if c in responses]
+    own = paper_effects(ABLATION, design, [*measured, "gfid"])
+    return {c: own[c] for c in measured} | ({gfd: own["gfid"]} if gfd in responses else {})
+
+
 def factorial_tables(study: StudyConfig, runs: list[RunSpec], done: pd.DataFrame, target: str,
                      metrics: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(effects.csv, correlations_strata.csv) when the variants form a full on/off design, else empty."""
+    """(effects.csv, correlations_strata.csv) when the variants form a full on/off design, else empty.
+    Generation scores are adjusted for PSNR where results.csv has it."""
     design = find_design({r.variant: tuple(r.regularizers) for r in runs})
     if design is None or done.empty:
         return pd.DataFrame(), pd.DataFrame()
     gen = [c for c in generation_columns(study) if c in done]
     responses = [c for c in dict.fromkeys([*metrics, *gen]) if c in done and done[c].notna().any()]
-    paper_cols = [c for c in OWN_METRIC.values() if c in responses]
-    own = paper_effects(ABLATION, design, [*paper_cols, "gfid"]) if set(design.factors) <= set(OWN_METRIC) else {}
-    paper = {c: own[c] for c in paper_cols if c in own} | ({c: own["gfid"] for c in gen} if own else {})
-    effects = factorial_effects(done, design, responses, paper=paper)
+    covariates = {c: PSNR for c in gen} if PSNR in done else {}
+    effects = factorial_effects(done, design, responses, paper=paper_signs(design, responses, study.evaluation.columns().fd),
+                                covariates=covariates, primary=primary_tests(study, design))
     strata = stratified_correlations(done, design, target, [m for m in metrics if m != target])
     return effects, strata
 
@@ -189,7 +219,7 @@ def aggregate(study: StudyConfig, runs: list[RunSpec], root: Path) -> dict[str, 
     correlations, effects, strata = pd.DataFrame(), pd.DataFrame(), pd.DataFrame()
     if target in done and done["variant"].nunique() >= 3:
         metrics = correlated_metrics(done, contrast_columns(study))
-        correlations = correlate(done, target, metrics, unit="variant")
+        correlations = correlate(done, target, metrics, unit="variant", partial=PSNR if PSNR in done else None)
         effects, strata = factorial_tables(study, runs, done, target, metrics)
     write_csv(correlations, files.correlations)
     write_csv(effects, files.effects)

@@ -187,7 +187,8 @@ def effects_forest(effects: pd.DataFrame, responses: Sequence[str] | None = None
             ax.errorbar(est[i], i, xerr=err, fmt="o", color=color, ms=6, capsize=3)
         ax.set_yticks(range(len(rows)), rows["effect"])
         ax.axvline(0, color="black", lw=0.8)
-        ax.set_title(metric_label(response), fontsize=9)
+        log = "scale" in rows and (rows["scale"] == "log").any()
+        ax.set_title(metric_label(response) + (" (log ratio)" if log else ""), fontsize=9)
     fig.suptitle("Main effect of switching each regularizer on (interval over seeds)")
     return fig
 

@@ -57,17 +57,42 @@ def variants_table(
     return table
 
 
+def _is_primary(row: pd.Series) -> bool:
+    """Whether an effects.csv row is in the declared primary family (an older file without the column: none is)."""
+    return str(row.get("primary", "")).lower() in ("true", "1")
+
+
+def _effect_text(row: pd.Series) -> str:
+    """ "-0.3 [-0.5, -0.1]", or on log scale the ratio "×0.74 [0.61, 0.9]" (an FD / KD effect)."""
+    log = str(row.get("scale", "")) == "log"
+    show = (lambda v: f"{np.exp(v):.3g}") if log else _fmt
+    text = ("×" if log else "") + (show(float(row["estimate"])) if log else f"{float(row['estimate']):+.3g}")
+    if np.isfinite(row.get("lo", np.nan)):
+        text += f" [{show(float(row['lo']))}, {show(float(row['hi']))}]"
+    return text
+
+
+def _verdict(row: pd.Series) -> str:
+    """What the report may claim from one effect: a verdict only for a primary, Holm-adjusted test."""
+    if not _is_primary(row):
+        return "exploratory"
+    agrees = str(row.get("agrees_with_paper", ""))
+    holm = f"Holm p = {float(row['p_holm']):.2g}" if np.isfinite(row.get("p_holm", np.nan)) else "no Holm p"
+    words = {"yes": "agrees with the paper", "no": "opposite to the paper", "unclear": "no conclusion"}
+    return f"primary: {words.get(agrees, 'not in the paper')}, {holm}"
+
+
 def effects_table(effects: pd.DataFrame, max_order: int = 2) -> pd.DataFrame:
-    """effects.csv as response x effect cells "estimate [lo, hi]" (✓ / ✗ where the interval excludes 0 on
-    the paper's / the other side), main effects and two-way interactions by default."""
+    """effects.csv as response x effect cells "estimate [lo, hi]" (FD / KD as ratios ×); ✓ / ✗ only on
+    primary tests whose Holm-adjusted p agrees / disagrees with the paper's sign; unmarked cells are
+    exploratory. Main effects and two-way interactions by default."""
     rows = effects[effects["order"] <= max_order]
     mark = {"yes": " ✓", "no": " ✗"}
 
     def cell(r: pd.Series) -> str:
         if not np.isfinite(r["estimate"]):
             return "-"
-        ci = f" [{_fmt(r['lo'])}, {_fmt(r['hi'])}]" if np.isfinite(r["lo"]) else ""
-        return f"{_fmt(r['estimate'])}{ci}{mark.get(str(r.get('agrees_with_paper')), '')}"
+        return _effect_text(r) + (mark.get(str(r.get("agrees_with_paper")), "") if _is_primary(r) else "")
 
     table = rows.assign(cell=rows.apply(cell, axis=1)).pivot(index="response", columns="effect", values="cell")
     order = list(dict.fromkeys(rows["effect"]))
@@ -76,7 +101,8 @@ def effects_table(effects: pd.DataFrame, max_order: int = 2) -> pd.DataFrame:
 
 def effects_summary(effects: pd.DataFrame | None, target: str | None, own_metric: Mapping[str, str]) -> str:
     """One sentence per regularizer, read from effects.csv: its main effect on its own metric and on the
-    generation score, each with its interval; "agrees with the paper" only where the interval excludes 0."""
+    generation score, each with its interval and what may be claimed: a verdict against the paper only
+    for a primary test after Holm, "exploratory" for the rest."""
     if effects is None or effects.empty:
         return ""
     main = effects[effects["order"] == 1].set_index(["effect", "response"])
@@ -87,17 +113,12 @@ def effects_summary(effects: pd.DataFrame | None, target: str | None, own_metric
             if response is None or (factor, response) not in main.index:
                 continue
             r = main.loc[(factor, response)]
-            text = f"{metric_label(response)} {float(r['estimate']):+.3g}"
-            if np.isfinite(r["lo"]):
-                text += f" [{_fmt(r['lo'])}, {_fmt(r['hi'])}]"
-                if r["lo"] <= 0 <= r["hi"]:
-                    text += " (interval spans 0: no conclusion)"
-                elif str(r.get("agrees_with_paper")) in ("yes", "no"):
-                    text += " (agrees with the paper)" if r["agrees_with_paper"] == "yes" else " (opposite to the paper)"
-                if np.isfinite(r.get("p_holm", np.nan)):
-                    text += f", Holm p = {float(r['p_holm']):.2g}"
-            else:
+            text = f"{metric_label(response)} {_effect_text(r)}"
+            if not np.isfinite(r.get("lo", np.nan)):
                 text += " (one seed per variant: no interval)"
+            else:
+                adjusted = f", at equal {r['adjusted_for']}" if str(r.get("adjusted_for", "") or "") not in ("", "nan") else ""
+                text += f" ({_verdict(r)}{adjusted})"
             parts.append(text)
         if parts:
             lines.append(f"Switching **{factor}** on changes " + "; ".join(parts) + ".")

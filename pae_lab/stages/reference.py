@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from analysis.fidelity import extract_features, fd_kd_named, shared_network_warning
+from analysis.fidelity import extract_features, fd_kd_named, kid_subset, shared_network_warning
 from analysis.teacher import pooled_pixels, teacher_ceiling
 from pae_lab.fsutil import save_npy, write_json
 from pae_lab.plan import layout
@@ -53,7 +53,7 @@ def fidelity_protocol(study: StudyConfig) -> dict[str, Any]:
                                      prior=study.prior.name, perceptual=study.training.perceptual.name)
     return {"n": fd_n(study), "num_samples_asked": study.evaluation.num_samples, "reference": "first n train images",
             "heldout": "first n val images", "columns": cols.meanings(), "extractor_shares_network": warning,
-            "kid_subsets": study.evaluation.kid_subsets}
+            "kid_subsets": study.evaluation.kid_subsets, "kid_subset_size": kid_subset(fd_n(study), fd_n(study))}
 
 
 def reference_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
