@@ -88,6 +88,10 @@ class FidelityColumns:
     noise_fd / noise_kd: held-out real images vs the real reference (the sampling floor at this N)
     rfd / rkd:           reconstructions vs their own originals (rFID protocol)
     val_loss:            the generator's held-out flow-matching loss over a fixed t-grid
+    val_loss_gauss:      the same loss of the Bayes-optimal model of a Gaussian with the training latents'
+                         covariance (analysis.flow_baseline): what the covariance alone allows
+    val_loss_gap:        val_loss - val_loss_gauss: what to compare across tokenizers
+    val_loss_null:       val_loss with every label replaced by the null (unconditional) label
     """
 
     fd: str
@@ -101,6 +105,9 @@ class FidelityColumns:
     rfd: str
     rkd: str
     val_loss: str = VAL_LOSS
+    val_loss_gauss: str = f"{VAL_LOSS}_gauss"
+    val_loss_gap: str = f"{VAL_LOSS}_gap"
+    val_loss_null: str = f"{VAL_LOSS}_null"
 
     @classmethod
     def from_keys(cls, fd: str, kd: str) -> FidelityColumns:
@@ -129,6 +136,12 @@ class FidelityColumns:
             self.rfd: "FD(reconstructions, their originals): rFID protocol",
             self.rkd: "KD(reconstructions, their originals)",
             self.val_loss: "generator flow-matching loss on held-out latents, fixed t-grid and noise (LightningDiT-style)",
+            self.val_loss_gauss: "the same loss under the Bayes-optimal model of a Gaussian with the training latents' "
+                                 "covariance (after normalisation): lower for a lower-rank latent, whatever the generator",
+            self.val_loss_gap: "held-out flow loss - its Gaussian baseline: below 0, the generator uses structure beyond "
+                               "the covariance; compare this across tokenizers, not the raw loss",
+            self.val_loss_null: "held-out flow loss with the null (unconditional) label: what the latent alone lets the "
+                                "generator predict, without the class (NaN without class dropout)",
         }
 
 

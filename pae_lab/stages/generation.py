@@ -4,7 +4,9 @@ Per checkpoint, at the study's one N (pae_lab.stages.reference.fd_n):
 - gFD / gKD: generated vs the real reference set (learnability and decoder blur together);
 - lFD / lKD: generated vs this tokenizer's own reconstructions of that reference set (learnability
   alone: the decoder's blur is on both sides);
-- the generator's flow-matching loss on held-out latents over a fixed t-grid with fixed noise.
+- the generator's flow-matching loss on held-out latents over a fixed t-grid with fixed noise, with
+  the null label too, beside the loss a Gaussian with the training latents' covariance allows
+  (analysis.flow_baseline) and the gap between the two.
 The reference features come from the shared reference stage; the reconstructions' features are
 computed once per run, the generated images' once per checkpoint.
 """
@@ -17,6 +19,8 @@ import numpy as np
 import torch
 
 from analysis.fidelity import fd_kd_named
+from analysis.fidelity_names import FidelityColumns
+from analysis.flow_baseline import gaussian_flow_loss, latent_spectrum
 from pae_lab.fsutil import read_json, write_json
 from pae_lab.plan import layout
 from pae_lab.generation.flow import validation_loss
@@ -37,6 +41,26 @@ def decode_all(tokenizer, norm: LatentNorm, latents: torch.Tensor, device: torch
     return batched(lambda z: to_uint8(tokenizer.decode(norm.denormalize(z)).float()), latents, device, batch)
 
 
+GAUSS_ROWS = 16384  # training latents the Gaussian baseline's covariance is estimated from (the first n)
+
+
+def gaussian_baseline(tok_dir: Path, norm: LatentNorm, t_grid: list[float]) -> float:
+    """The held-out flow loss of the Bayes-optimal model of a Gaussian with the covariance of the
+    normalised training latents (channels x tokens flattened)."""
+    rows = np.array(np.load(tok_dir / layout.latents("train"), mmap_mode="r")[:GAUSS_ROWS])  # a copy: only these rows
+    train = norm.normalize(torch.from_numpy(rows))
+    return gaussian_flow_loss(latent_spectrum(train.numpy()), int(np.prod(train.shape[1:])), t_grid)
+
+
+def flow_losses(model, latents: torch.Tensor, labels: torch.Tensor, cols: FidelityColumns, gauss: float,
+                class_dropout: float, **kw) -> dict[str, float]:
+    """The held-out flow loss with the true labels and with the null label, beside its Gaussian baseline."""
+    loss = validation_loss(model, latents, labels, **kw)
+    null = (validation_loss(model, latents, torch.full_like(labels, model.null_class), **kw)
+            if class_dropout > 0 else float("nan"))  # never trained without class dropout
+    return {cols.val_loss: loss, cols.val_loss_gauss: gauss, cols.val_loss_gap: loss - gauss, cols.val_loss_null: null}
+
+
 def generation_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     study, device, ev = ctx.study, ctx.device, ctx.study.evaluation
     tok_dir, gen_dir = ctx.input("tokenizer"), ctx.input("generator")
@@ -52,6 +76,8 @@ def generation_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     val_latents = norm.normalize(torch.from_numpy(np.load(tok_dir / layout.latents("val"))[:ev.val_loss_images]))
     val_labels = torch.from_numpy(ctx.split("val").labels[:ev.val_loss_images]).long()
     latent_shape = (shape["in_channels"], shape["grid"], shape["grid"])
+    gauss = gaussian_baseline(tok_dir, norm, ev.val_loss_t)
+    loss_kw = {"t_grid": ev.val_loss_t, "seed": ev.sampler.seed, "device": device, "batch_size": ev.batch_size}
 
     rows, images, labels = [], None, None
     steps = shape["eval_steps"]
@@ -63,14 +89,14 @@ def generation_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
         images = decode_all(tokenizer, norm, latents, device, ev.batch_size)
         gen = features(study, images, device)
         row = {"step": step, **fd_kd_named(gen, real, cols.fd, cols.kd, **kw), **fd_kd_named(gen, own, cols.lfd, cols.lkd, **kw),
-               cols.val_loss: validation_loss(model, val_latents, val_labels, ev.val_loss_t, seed=ev.sampler.seed,
-                                              device=device, batch_size=ev.batch_size)}
+               **flow_losses(model, val_latents, val_labels, cols, gauss, study.generator.class_dropout, **loss_kw)}
         rows.append(row)
         ctx.logger.metrics("generation", {k: v for k, v in row.items() if k != "step"}, step, prefixed=False)  # the curve, one name
     ctx.progress.update("generation", len(steps), len(steps), force=True)
     protocol = {**fidelity_protocol(study), "generator_step": "per row", "sampler": ev.sampler.model_dump(mode="json"),
                 "val_loss_t": list(ev.val_loss_t), "val_loss_images": int(len(val_latents)),
-                "latent_norm": "per-channel mean/std of the tokenizer's training latents"}
+                "latent_norm": "per-channel mean/std of the tokenizer's training latents",
+                "val_loss_gauss_rows": GAUSS_ROWS}
     write_json(out / layout.CONVERGENCE, {"rows": rows, "protocol": protocol})
     order = torch.argsort(labels[:64], stable=True)
     grid = save_grid(images[:64][order].float() / 255, ctx.run_layout.image("samples"))
