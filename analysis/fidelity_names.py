@@ -9,6 +9,7 @@ import os
 import sys
 import dataclasses
 from dataclasses import dataclass
+from typing import ClassVar
 
 from analysis.registry import Registry
 
@@ -108,6 +109,9 @@ class FidelityColumns:
     val_loss_gauss: str = f"{VAL_LOSS}_gauss"
     val_loss_gap: str = f"{VAL_LOSS}_gap"
     val_loss_null: str = f"{VAL_LOSS}_null"
+
+    # Roles that score the tokenizer's latent statistics, not the generator: better neither way.
+    NO_DIRECTION: ClassVar[frozenset[str]] = frozenset({"val_loss_gauss"})
 
     @classmethod
     def from_keys(cls, fd: str, kd: str) -> FidelityColumns:

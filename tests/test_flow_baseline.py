@@ -43,3 +43,10 @@ def test_a_lower_rank_latent_scores_lower_at_the_same_variance():
     full = np.ones(d)  # isotropic, trace d
     low = np.r_[np.full(2, d / 2), np.zeros(d - 2)]  # rank 2, same trace
     assert gaussian_flow_loss(low, d, T_GRID) < gaussian_flow_loss(full, d, T_GRID)
+
+
+def test_the_baseline_has_no_better_side_and_the_gap_does():
+    from analysis.metric_info import direction_of
+
+    assert direction_of("gen_val_loss_gauss") is None  # a property of the latent, not of the generator
+    assert direction_of("gen_val_loss_gap") == "lower" and direction_of("gen_val_loss_null") == "lower"
