@@ -275,7 +275,7 @@ def speedup_bars(speedups: pd.DataFrame, *, palette: Mapping[str, tuple] | None 
     ax.axvline(1.0, color="black", lw=0.8, ls="--")
     ax.set_yticks(range(len(variants)), variants)
     ax.invert_yaxis()
-    ax.set_xlabel("speed-up vs baseline [x] (baseline steps / variant steps to the baseline's final gFID)")
+    ax.set_xlabel("speed-up vs baseline [x]: baseline steps / steps to its final score (95% CI over seeds)")
     ax.set_title("Generator training speed-up")
     return fig
 
