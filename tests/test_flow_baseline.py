@@ -50,3 +50,40 @@ def test_the_baseline_has_no_better_side_and_the_gap_does():
 
     assert direction_of("gen_val_loss_gauss") is None  # a property of the latent, not of the generator
     assert direction_of("gen_val_loss_gap") == "lower" and direction_of("gen_val_loss_null") == "lower"
+
+
+class _PosteriorMean:
+    """The Bayes-optimal velocity E[v | x_t] of x1 ~ N(0, cov) as a model(x, t, y), in pae-lab's convention."""
+
+    def __init__(self, cov: np.ndarray, null_class: int = 3):
+        import torch
+
+        self.cov, self.null_class, self.torch = torch.as_tensor(cov, dtype=torch.float64), null_class, torch
+
+    def __call__(self, x, t, y):
+        eye = self.torch.eye(len(self.cov), dtype=self.torch.float64)
+        flat, out = x.reshape(len(x), -1).double(), []
+        for row, tt in zip(flat, t.double()):
+            gain = self.torch.linalg.solve(tt ** 2 * self.cov + (1 - tt) ** 2 * eye, tt * self.cov - (1 - tt) * eye)
+            out.append(row @ gain)
+        return self.torch.stack(out).reshape(x.shape).float()
+
+
+def test_the_generation_stage_reads_the_baseline_in_the_measured_loss_convention():
+    """validation_loss of the exact posterior-mean model equals the closed form: same t direction, same
+    averaging; the gap is measured - Gaussian, and the null loss is NaN when the null label was never trained."""
+    import torch
+
+    from analysis.fidelity_names import FidelityColumns
+    from pae_lab.stages.generation import flow_losses
+
+    rng = np.random.default_rng(2)
+    a = rng.standard_normal((4, 4))
+    cov = a @ a.T / 4
+    latents = torch.as_tensor(rng.multivariate_normal(np.zeros(4), cov, size=4000), dtype=torch.float32).reshape(-1, 1, 2, 2)
+    labels, cols = torch.zeros(len(latents), dtype=torch.long), FidelityColumns.from_keys("fd", "kd")
+    gauss = gaussian_flow_loss(np.linalg.eigvalsh(cov), 4, T_GRID)
+    row = flow_losses(_PosteriorMean(cov), latents, labels, cols, gauss, 0.1, t_grid=T_GRID, batch_size=4000)
+    assert row[cols.val_loss] == pytest.approx(gauss, rel=0.05) and row[cols.val_loss_null] == pytest.approx(row[cols.val_loss])
+    assert row[cols.val_loss_gap] == pytest.approx(row[cols.val_loss] - gauss)
+    assert np.isnan(flow_losses(_PosteriorMean(cov), latents, labels, cols, gauss, 0.0, t_grid=T_GRID)[cols.val_loss_null])
