@@ -1,4 +1,11 @@
-"""How fast each variant's generator gets there: steps to reach the baseline's final score."""
+"""How fast each variant's generator gets there: steps to reach the baseline's final score.
+
+Read per seed, paired with the baseline run of the same seed (runs with one seed share an
+initialisation), on log-spaced checkpoints and interpolated in log(step). A seed that never gets
+there is censored ("> last step"), one already there at its first checkpoint too ("< first step"):
+neither is a number, so a variant with a censored seed gets no speed-up, only the words. The
+interval is a t interval over seeds on log(steps), back-transformed: valid at 3 seeds.
+"""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -12,33 +19,78 @@ if TYPE_CHECKING:
 
 # Derived from the target's curves, not a score of its own: no direction, so the report marks no best.
 declare_column("speedup", label="speed-up", unit="x",
-               meaning="baseline's generator steps / this variant's steps to reach the baseline's final score")
+               meaning="baseline's generator steps / this variant's steps to reach the baseline's final score "
+                       "(geometric mean over seeds)")
+
+ABOVE, BELOW = "> last step", "< first step"  # the two ways a reading is censored
+SPEEDUP_COLUMNS = ["variant", "speedup", "steps_to_baseline", "speedup_lo", "speedup_hi", "seeds", "censored"]
 
 
-def steps_to_reach(steps: np.ndarray, values: np.ndarray, level: float) -> float:
-    """First step at which the curve reaches `level` (lower is better), linearly interpolated."""
+def steps_to_reach(steps: np.ndarray, values: np.ndarray, level: float) -> tuple[float, str]:
+    """(first step at which the curve reaches `level`, lower is better, interpolated in log(step);
+    censoring): (nan, ABOVE) when it never does, (first step, BELOW) when it already has."""
     for i, (s, v) in enumerate(zip(steps, values)):
         if v <= level:
             if i == 0:
-                return float(s)
+                return float(s), BELOW
             s0, v0 = steps[i - 1], values[i - 1]
-            return float(s0 + (v0 - level) / (v0 - v) * (s - s0)) if v0 != v else float(s)
-    return float("nan")
+            frac = (v0 - level) / (v0 - v) if v0 != v else 1.0
+            return float(np.exp(np.log(s0) + frac * (np.log(s) - np.log(s0)))), ""
+    return float("nan"), ABOVE
+
+
+def log_t_interval(values: np.ndarray, confidence: float = 0.95) -> tuple[float, float, float]:
+    """(geometric mean, lo, hi) of positive `values`: a t interval on their logs (nan below 2 values)."""
+    from scipy import stats
+
+    logs = np.log(np.asarray(values, float))
+    mean = float(logs.mean())
+    if len(logs) < 2:
+        return float(np.exp(mean)), float("nan"), float("nan")
+    half = float(stats.t.ppf(0.5 + confidence / 2, len(logs) - 1) * logs.std(ddof=1) / np.sqrt(len(logs)))
+    return float(np.exp(mean)), float(np.exp(mean - half)), float(np.exp(mean + half))
+
+
+def censoring(flags: list[str]) -> str:
+    """"> last step (2 of 3 seeds)"; "" when every seed was read."""
+    return "; ".join(f"{flag} ({flags.count(flag)} of {len(flags)} seeds)" for flag in (ABOVE, BELOW) if flag in flags)
+
+
+def baseline_levels(curves: pd.DataFrame, target: str, baseline: str) -> tuple[dict, float, float]:
+    """({seed: the baseline's final score at that seed}, its mean over seeds, the baseline's last step)."""
+    base = curves[curves["variant"] == baseline]
+    last = float(base["step"].max())
+    finals = base[base["step"] == last].groupby("seed")[target].mean()
+    return finals.to_dict(), float(finals.mean()), last
+
+
+def variant_speedup(curve: pd.DataFrame, target: str, levels: dict, mean_level: float, base_steps: float) -> dict:
+    """One speedups.csv row from a variant's per-seed curves: each seed against the baseline's same seed."""
+    needed, flags = [], []
+    for seed, run in curve.groupby("seed"):
+        run = run.sort_values("step")
+        steps, flag = steps_to_reach(run["step"].to_numpy(float), run[target].to_numpy(float),
+                                     levels.get(seed, mean_level))
+        needed.append(steps)
+        flags.append(flag)
+    row = {"speedup": float("nan"), "steps_to_baseline": float("nan"), "speedup_lo": float("nan"),
+           "speedup_hi": float("nan"), "seeds": len(needed), "censored": censoring(flags)}
+    if not row["censored"]:
+        steps, lo, hi = log_t_interval(np.array(needed))
+        row |= {"speedup": base_steps / steps, "steps_to_baseline": steps,
+                "speedup_lo": base_steps / hi, "speedup_hi": base_steps / lo}
+    return row
 
 
 def speedups(convergence: pd.DataFrame, target: str, baseline: str) -> pd.DataFrame:
-    """How many times fewer generator steps a variant needs to reach the baseline's final gFID."""
+    """How many times fewer generator steps a variant needs to reach the baseline's final `target`
+    score, with a 95% interval over seeds and its censoring."""
     import pandas as pd  # here, so declaring the speed-up column needs no pandas
 
     if convergence.empty or target not in convergence or baseline not in set(convergence["variant"]):
-        return pd.DataFrame(columns=["variant", "speedup", "steps_to_baseline"])
-    curves = convergence.groupby(["variant", "step"])[target].mean().reset_index()
-    base = curves[curves["variant"] == baseline].sort_values("step")
-    level, base_steps = float(base[target].iloc[-1]), float(base["step"].iloc[-1])
-    rows = []
-    for variant, curve in curves.groupby("variant"):
-        curve = curve.sort_values("step")
-        needed = steps_to_reach(curve["step"].to_numpy(), curve[target].to_numpy(), level)
-        rows.append({"variant": variant, "steps_to_baseline": needed,
-                     "speedup": base_steps / needed if needed == needed and needed > 0 else float("nan")})
-    return pd.DataFrame(rows)
+        return pd.DataFrame(columns=SPEEDUP_COLUMNS)
+    curves = convergence.dropna(subset=[target])
+    levels, mean_level, base_steps = baseline_levels(curves, target, baseline)
+    rows = [{"variant": variant, **variant_speedup(curve, target, levels, mean_level, base_steps)}
+            for variant, curve in curves.groupby("variant", sort=False)]
+    return pd.DataFrame(rows, columns=SPEEDUP_COLUMNS)

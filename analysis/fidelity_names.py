@@ -9,6 +9,7 @@ import os
 import sys
 import dataclasses
 from dataclasses import dataclass
+from typing import ClassVar
 
 from analysis.registry import Registry
 
@@ -92,6 +93,10 @@ class FidelityColumns:
                          (fidelity and diversity apart: Kynkäänniemi et al. 2019, Naeem et al. 2020)
     lprecision / ...:    the same against the tokenizer's own reconstructions of the reference
     val_loss:            the generator's held-out flow-matching loss over a fixed t-grid
+    val_loss_gauss:      the same loss of the Bayes-optimal model of a Gaussian with the training latents'
+                         covariance (analysis.flow_baseline): what the covariance alone allows
+    val_loss_gap:        val_loss - val_loss_gauss: what to compare across tokenizers
+    val_loss_null:       val_loss with every label replaced by the null (unconditional) label
     """
 
     fd: str
@@ -113,6 +118,12 @@ class FidelityColumns:
     ldensity: str = "ldensity"
     lcoverage: str = "lcoverage"
     val_loss: str = VAL_LOSS
+    val_loss_gauss: str = f"{VAL_LOSS}_gauss"
+    val_loss_gap: str = f"{VAL_LOSS}_gap"
+    val_loss_null: str = f"{VAL_LOSS}_null"
+
+    # Roles that score the tokenizer's latent statistics, not the generator: better neither way.
+    NO_DIRECTION: ClassVar[frozenset[str]] = frozenset({"val_loss_gauss"})
 
     @classmethod
     def from_keys(cls, fd: str, kd: str) -> FidelityColumns:
@@ -123,9 +134,13 @@ class FidelityColumns:
         return cls(fd, kd, f"l{fd}", f"l{kd}", f"floor_{fd}", f"floor_{kd}", f"noise_{fd}", f"noise_{kd}", f"r{fd}", f"r{kd}",
                    **knn)
 
-    def direction(self, column: str) -> str:
-        """Which way `column` is better: the k-NN scores higher, every distance and loss lower."""
-        return "higher" if self.roles()[column].removeprefix("l") in KNN_ROLES else "lower"
+    def direction(self, column: str) -> str | None:
+        """Which way `column` is better: the k-NN scores higher, every distance and loss lower; none
+        for a column that describes the latent rather than the generator (NO_DIRECTION)."""
+        role = self.roles()[column]
+        if role in self.NO_DIRECTION:
+            return None
+        return "higher" if role.removeprefix("l") in KNN_ROLES else "lower"
 
     def knn(self, against: str = "real") -> dict[str, str]:
         """The k-NN score columns by role ("precision" -> "precision_effnet_lite0"), against the real
@@ -163,6 +178,12 @@ class FidelityColumns:
             self.ldensity: "density(generated, own reconstructions of the reference)",
             self.lcoverage: "coverage(generated, own reconstructions of the reference)",
             self.val_loss: "generator flow-matching loss on held-out latents, fixed t-grid and noise (LightningDiT-style)",
+            self.val_loss_gauss: "the same loss under the Bayes-optimal model of a Gaussian with the training latents' "
+                                 "covariance (after normalisation): lower for a lower-rank latent, whatever the generator",
+            self.val_loss_gap: "held-out flow loss - its Gaussian baseline: below 0, the generator uses structure beyond "
+                               "the covariance; compare this across tokenizers, not the raw loss",
+            self.val_loss_null: "held-out flow loss with the null (unconditional) label: what the latent alone lets the "
+                                "generator predict, without the class (NaN without class dropout)",
         }
 
 

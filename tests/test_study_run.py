@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from rich.console import Console
@@ -78,6 +79,12 @@ def test_every_run_finishes_with_metrics(finished) -> None:
     assert {"spearman_p_holm", "spearman_p_bh"} <= set(correlations.columns)
     convergence = pd.read_csv(study.study_dir() / "convergence.csv")
     assert sorted(convergence["step"].unique()) == [3, 6]
+    # the held-out flow loss beside its Gaussian baseline, the gap between them and the null-label loss
+    gauss = convergence["gen_val_loss_gauss"]
+    assert (gauss > 0).all() and convergence["gen_val_loss_null"].notna().all()
+    assert np.allclose(convergence["gen_val_loss"] - gauss, convergence["gen_val_loss_gap"])
+    speed = pd.read_csv(study.study_dir() / "speedups.csv")
+    assert {"speedup", "steps_to_baseline", "speedup_lo", "speedup_hi", "censored"} <= set(speed.columns)
     # study.json carries how each number was measured, from the stages that declare a protocol file
     protocols = read_json(study.study_dir() / "study.json")["protocols"]
     assert {"ssc", "gsq", "fidelity", "generation", "controls"} <= set(protocols)

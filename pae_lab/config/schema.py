@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from analysis.fidelity_names import FidelityColumns, fidelity_columns
@@ -87,6 +88,11 @@ class GeneratorConfig(BaseModel):
     logit_std: float = Field(1.0, gt=0, description="Std of the logit-normal time distribution.")
     eval_at: list[int] = Field(default_factory=list, description="Training steps at which gFID is "
                                "evaluated (on the EMA weights); the final step is always evaluated.")
+    eval_points: int = Field(0, ge=0, description="Log-spaced evaluation steps added to eval_at, the last at "
+                             "`steps`, the first at steps / eval_span (e.g. 6 with span 32: steps/32 ... steps in "
+                             "octaves), so the convergence speed-up can read up to eval_span x; 0: none.")
+    eval_span: float = Field(32.0, ge=1, description="Ratio of the last to the first log-spaced evaluation step "
+                             "(eval_points).")
 
     @field_validator("time_sampling")
     @classmethod
@@ -102,9 +108,17 @@ class GeneratorConfig(BaseModel):
             raise ValueError(f"eval_at steps {bad} lie outside 1..steps ({self.steps})")
         return self
 
+    def log_spaced_steps(self) -> list[int]:
+        """`eval_points` steps evenly spaced in log(step) from steps / eval_span to steps: what a
+        speed-up of up to eval_span x needs to be read rather than capped."""
+        if not self.eval_points:
+            return []
+        first = max(1.0, self.steps / self.eval_span)
+        return sorted({max(1, round(s)) for s in np.geomspace(first, self.steps, self.eval_points)})
+
     def eval_schedule(self) -> list[int]:
         """Sorted steps at which to evaluate gFID, ending with the final step."""
-        return sorted(set(self.eval_at) | {self.steps})
+        return sorted(set(self.eval_at) | set(self.log_spaced_steps()) | {self.steps})
 
 
 class Strict(BaseModel):

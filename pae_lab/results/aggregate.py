@@ -36,7 +36,7 @@ def correlation_target(study: StudyConfig) -> str:
 
 def generation_columns(study: StudyConfig) -> list[str]:
     cols = study.evaluation.columns()
-    return [cols.fd, cols.kd, cols.lfd, cols.lkd, cols.val_loss]
+    return [cols.fd, cols.kd, cols.lfd, cols.lkd, cols.val_loss, cols.val_loss_gap, cols.val_loss_null]
 
 
 def results_table(runs: list[RunSpec]) -> pd.DataFrame:

@@ -283,13 +283,18 @@ def speedup_bars(speedups: pd.DataFrame, *, palette: Mapping[str, tuple] | None 
     ax = fig.subplots()
     values = speedups["speedup"].to_numpy(float)
     ax.barh(range(len(variants)), np.nan_to_num(values), color=[palette[v] for v in variants])
-    for i, value in enumerate(values):
-        text = f"{value:.2f}x" if np.isfinite(value) else "never reaches the baseline"
+    if {"speedup_lo", "speedup_hi"} <= set(speedups):  # the 95% interval over seeds
+        lo, hi = speedups["speedup_lo"].to_numpy(float), speedups["speedup_hi"].to_numpy(float)
+        ax.errorbar(np.nan_to_num(values), range(len(variants)), xerr=np.nan_to_num([values - lo, hi - values]),
+                    fmt="none", ecolor="black", lw=0.8, capsize=2)
+    censored = speedups["censored"].fillna("").astype(str) if "censored" in speedups else [""] * len(variants)
+    for i, (value, words) in enumerate(zip(values, censored)):
+        text = f"{value:.2f}x" if np.isfinite(value) else (words or "never reaches the baseline")
         ax.text(np.nan_to_num(value) + 0.02, i, text, va="center", fontsize=8)
     ax.axvline(1.0, color="black", lw=0.8, ls="--")
     ax.set_yticks(range(len(variants)), variants)
     ax.invert_yaxis()
-    ax.set_xlabel("speed-up vs baseline [x] (baseline steps / variant steps to the baseline's final gFID)")
+    ax.set_xlabel("speed-up vs baseline [x]: baseline steps / steps to its final score (95% CI over seeds)")
     ax.set_title("Generator training speed-up")
     return fig
 

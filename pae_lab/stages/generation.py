@@ -5,7 +5,9 @@ Per checkpoint, at the study's one N (pae_lab.stages.reference.fd_n):
 - lFD / lKD: generated vs this tokenizer's own reconstructions of that reference set (the decoder's
   blur on both sides; it rewards a decoder that shows less: see the controls stage);
 - precision / recall / density / coverage against each of the two (fidelity and diversity apart);
-- the generator's flow-matching loss on held-out latents over a fixed t-grid with fixed noise.
+- the generator's flow-matching loss on held-out latents over a fixed t-grid with fixed noise, with
+  the null label too, beside the loss a Gaussian with the training latents' covariance allows
+  (analysis.flow_baseline) and the gap between the two.
 The reference features come from the shared reference stage; the reconstructions' features are
 computed once per run, the generated images' once per checkpoint. The last checkpoint's images,
 labels and features and the reconstructions' features are kept for the controls stage.
@@ -18,6 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from analysis.fidelity_names import FidelityColumns
+from analysis.flow_baseline import gaussian_flow_loss, latent_spectrum
 from analysis.set_scores import set_scores
 from pae_lab.fsutil import read_json, save_npy, write_json
 from pae_lab.plan import layout
@@ -39,6 +43,26 @@ def decode_all(tokenizer, norm: LatentNorm, latents: torch.Tensor, device: torch
     return batched(lambda z: to_uint8(tokenizer.decode(norm.denormalize(z)).float()), latents, device, batch)
 
 
+GAUSS_ROWS = 16384  # training latents the Gaussian baseline's covariance is estimated from (the first n)
+
+
+def gaussian_baseline(tok_dir: Path, norm: LatentNorm, t_grid: list[float]) -> float:
+    """The held-out flow loss of the Bayes-optimal model of a Gaussian with the covariance of the
+    normalised training latents (channels x tokens flattened)."""
+    rows = np.array(np.load(tok_dir / layout.latents("train"), mmap_mode="r")[:GAUSS_ROWS])  # a copy: only these rows
+    train = norm.normalize(torch.from_numpy(rows))
+    return gaussian_flow_loss(latent_spectrum(train.numpy()), int(np.prod(train.shape[1:])), t_grid)
+
+
+def flow_losses(model, latents: torch.Tensor, labels: torch.Tensor, cols: FidelityColumns, gauss: float,
+                class_dropout: float, **kw) -> dict[str, float]:
+    """The held-out flow loss with the true labels and with the null label, beside its Gaussian baseline."""
+    loss = validation_loss(model, latents, labels, **kw)
+    null = (validation_loss(model, latents, torch.full_like(labels, model.null_class), **kw)
+            if class_dropout > 0 else float("nan"))  # never trained without class dropout
+    return {cols.val_loss: loss, cols.val_loss_gauss: gauss, cols.val_loss_gap: loss - gauss, cols.val_loss_null: null}
+
+
 def generation_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     study, device, ev = ctx.study, ctx.device, ctx.study.evaluation
     tok_dir, gen_dir = ctx.input("tokenizer"), ctx.input("generator")
@@ -54,6 +78,8 @@ def generation_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     val_latents = norm.normalize(torch.from_numpy(np.load(tok_dir / layout.latents("val"))[:ev.val_loss_images]))
     val_labels = torch.from_numpy(ctx.split("val").labels[:ev.val_loss_images]).long()
     latent_shape = (shape["in_channels"], shape["grid"], shape["grid"])
+    gauss = gaussian_baseline(tok_dir, norm, ev.val_loss_t)
+    loss_kw = {"t_grid": ev.val_loss_t, "seed": ev.sampler.seed, "device": device, "batch_size": ev.batch_size}
 
     rows, images, labels = [], None, None
     steps = shape["eval_steps"]
@@ -65,8 +91,7 @@ def generation_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
         images = decode_all(tokenizer, norm, latents, device, ev.batch_size)
         gen = features(study, images, device)
         row = {"step": step, **set_scores(gen, real, own, cols, prdc_k=ev.prdc_k, **kw),
-               cols.val_loss: validation_loss(model, val_latents, val_labels, ev.val_loss_t, seed=ev.sampler.seed,
-                                              device=device, batch_size=ev.batch_size)}
+               **flow_losses(model, val_latents, val_labels, cols, gauss, study.generator.class_dropout, **loss_kw)}
         rows.append(row)
         ctx.logger.metrics("generation", {k: v for k, v in row.items() if k != "step"}, step, prefixed=False)  # the curve, one name
     ctx.progress.update("generation", len(steps), len(steps), force=True)
@@ -75,7 +100,8 @@ def generation_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
         save_npy(out / name, np.asarray(array))  # the last checkpoint's, for the controls stage
     protocol = {**fidelity_protocol(study), "generator_step": "per row", "prdc_k": ev.prdc_k, "sampler": ev.sampler.model_dump(mode="json"),
                 "val_loss_t": list(ev.val_loss_t), "val_loss_images": int(len(val_latents)),
-                "latent_norm": "per-channel mean/std of the tokenizer's training latents"}
+                "latent_norm": "per-channel mean/std of the tokenizer's training latents",
+                "val_loss_gauss_rows": GAUSS_ROWS}
     write_json(out / layout.CONVERGENCE, {"rows": rows, "protocol": protocol})
     order = torch.argsort(labels[:64], stable=True)
     grid = save_grid(images[:64][order].float() / 255, ctx.run_layout.image("samples"))
