@@ -87,6 +87,8 @@ class FidelityColumns:
                          the gFD a perfect generator of this tokenizer's latents would get)
     noise_fd / noise_kd: held-out real images vs the real reference (the sampling floor at this N)
     rfd / rkd:           reconstructions vs their own originals (rFID protocol)
+    frontier:            log gFD minus the unregularized baselines' frontier at the run's PSNR
+                         (analysis.frontier): gFD at equal reconstruction
     val_loss:            the generator's held-out flow-matching loss over a fixed t-grid
     """
 
@@ -100,12 +102,14 @@ class FidelityColumns:
     noise_kd: str
     rfd: str
     rkd: str
+    frontier: str
     val_loss: str = VAL_LOSS
 
     @classmethod
     def from_keys(cls, fd: str, kd: str) -> FidelityColumns:
-        """Every column from the extractor's FD / KD keys (prefixes l, floor_, noise_, r)."""
-        return cls(fd, kd, f"l{fd}", f"l{kd}", f"floor_{fd}", f"floor_{kd}", f"noise_{fd}", f"noise_{kd}", f"r{fd}", f"r{kd}")
+        """Every column from the extractor's FD / KD keys (prefixes l, floor_, noise_, r, frontier_)."""
+        return cls(fd, kd, f"l{fd}", f"l{kd}", f"floor_{fd}", f"floor_{kd}", f"noise_{fd}", f"noise_{kd}", f"r{fd}", f"r{kd}",
+                   f"frontier_{fd}")
 
     def roles(self) -> dict[str, str]:
         """Column -> its field name here ("fd_effnet_lite0" -> "fd")."""
@@ -113,7 +117,8 @@ class FidelityColumns:
 
     def targets(self) -> dict[str, str]:
         """Correlation-target keys a study may choose (evaluation.correlation_target) -> column."""
-        return {"gfd": self.fd, "gkd": self.kd, "lfd": self.lfd, "lkd": self.lkd, "val_loss": self.val_loss}
+        return {"gfd": self.fd, "gkd": self.kd, "lfd": self.lfd, "lkd": self.lkd, "val_loss": self.val_loss,
+                "frontier": self.frontier}
 
     def meanings(self) -> dict[str, str]:
         """Column -> what the number means, for results.csv readers and the report."""
@@ -128,6 +133,8 @@ class FidelityColumns:
             self.noise_kd: "KD(held-out real, real reference)",
             self.rfd: "FD(reconstructions, their originals): rFID protocol",
             self.rkd: "KD(reconstructions, their originals)",
+            self.frontier: "log gFD minus the unregularized baselines' log-gFD-vs-PSNR line at this run's PSNR: gFD at "
+                           "equal reconstruction, negative = generates better than a baseline that reconstructs as well",
             self.val_loss: "generator flow-matching loss on held-out latents, fixed t-grid and noise (LightningDiT-style)",
         }
 
@@ -147,6 +154,13 @@ def fidelity_role(name: str) -> str | None:
     """Which FidelityColumns field `name` is ("fd_effnet_lite0" -> "fd", "rfid" -> "rfd"), else None."""
     columns = _columns_naming(name)
     return None if columns is None else columns.roles()[name]
+
+
+def fidelity_label(name: str) -> str:
+    """A fidelity column's label in figures: its results.csv name, except the frontier distance,
+    whose name alone does not say it is a log-gFD difference."""
+    columns = _columns_naming(name)
+    return "frontier distance (log gFD)" if columns is not None and name == columns.frontier else ""
 
 
 def fidelity_column(name: str) -> str | None:

@@ -180,10 +180,12 @@ class EvaluationConfig(Strict):
     extractor: Literal["auto", "inception", "effnet-lite0", "effnet-lite0-96"] = Field(
         "auto", description="auto: Inception when `inception_weights` is set or the file is in the torch hub cache, else the embedded "
         "EfficientNet-Lite0 (named fd_effnet_lite0); effnet-lite0-96: the same network on 96 px resizes, ~10x cheaper on a CPU.")
-    correlation_target: Literal["gfd", "gkd", "lfd", "lkd", "val_loss"] = Field(
-        "lfd", description="What correlations and the report's summary read as generation quality: gfd / gkd (generated vs real: "
-        "learnability plus decoder blur), lfd / lkd (generated vs the tokenizer's own reconstructions: learnability alone), "
-        "val_loss (the generator's held-out flow-matching loss).")
+    correlation_target: Literal["frontier", "gfd", "gkd", "lfd", "lkd", "val_loss"] = Field(
+        "frontier", description="What correlations and the report's summary read as generation quality: frontier (log gFD "
+        "minus the unregularized baselines' log-gFD-vs-PSNR line at the run's PSNR: generation at equal reconstruction; "
+        "needs baselines at 2 or more latent widths, else the study reads gfd and says why), gfd / gkd (generated vs "
+        "real: learnability plus decoder blur), lfd / lkd (generated vs the tokenizer's own reconstructions, which a "
+        "blurrier decoder makes easier), val_loss (the generator's held-out flow-matching loss).")
     kid_subsets: int = Field(100, ge=1, description="KD subsets (torch-fidelity's kid_subsets).")
     val_loss_t: list[float] = Field(default_factory=lambda: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
                                     min_length=1, description="Fixed t-grid of the held-out flow-matching loss (t = 1 is data).")

@@ -1,6 +1,7 @@
 """Study-level results: one table row per run, convergence curves, speed-ups, correlations."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,8 @@ import pandas as pd
 from analysis.correlation import correlate
 from analysis.convergence import speedups
 from analysis.metric_info import direction_of, panel_names
-from analysis.factorial import factorial_effects, find_design, paper_effects, stratified_correlations
+from analysis.factorial import design_gap, factorial_effects, find_design, paper_effects, stratified_correlations
+from analysis.frontier import RECONSTRUCTION, Frontier, FrontierError, fit_frontier, run_distances, variant_distances
 from analysis.paper import ABLATION, OWN_METRIC
 from pae_lab.fsutil import atomic_write, read_json
 from pae_lab.plan import layout
@@ -25,14 +27,63 @@ def target_columns(study: StudyConfig) -> tuple[str, str]:
 
 
 def correlation_target(study: StudyConfig) -> str:
-    """The column the study reads as generation quality (evaluation.correlation_target)."""
+    """The column the study asks to read as generation quality (evaluation.correlation_target)."""
     cols = study.evaluation.columns()
     return cols.targets()[study.evaluation.correlation_target]
 
 
+def accepted_target(study: StudyConfig, frontier_gap: str) -> tuple[str, str]:
+    """(the column the study reads as generation quality, "" or one line on why it reads gFD instead of
+    the frontier distance it asked for: `frontier_gap` says why there is no frontier)."""
+    cols = study.evaluation.columns()
+    if study.evaluation.correlation_target == "frontier" and frontier_gap:
+        return cols.fd, f"correlation target {cols.fd} (gfd) in place of the frontier distance: {frontier_gap}"
+    return correlation_target(study), ""
+
+
 def generation_columns(study: StudyConfig) -> list[str]:
     cols = study.evaluation.columns()
-    return [cols.fd, cols.kd, cols.lfd, cols.lkd, cols.val_loss]
+    return [cols.fd, cols.kd, cols.lfd, cols.lkd, cols.val_loss, cols.frontier]
+
+
+def width_arm(study: StudyConfig, runs: list[RunSpec]) -> set[str]:
+    """The variants whose tokenizer is not the study's (another latent width): outside its on/off design."""
+    own = study.model_dump(mode="json")["tokenizer"]
+    return {r.variant for r in runs if r.config.get("tokenizer", own) != own}
+
+
+def design_variants(study: StudyConfig, runs: list[RunSpec]) -> tuple[dict[str, tuple[str, ...]], set[str]]:
+    """(variant -> the regularizers it switches on, the width arm), what find_design / design_gap read."""
+    return {r.variant: tuple(r.regularizers) for r in runs}, width_arm(study, runs)
+
+
+def baseline_widths(runs: list[RunSpec]) -> dict[str, str]:
+    """Each unregularized variant -> its tokenizer block (as text): the frontier's points, one per width."""
+    return {r.variant: json.dumps(r.config.get("tokenizer"), sort_keys=True) for r in runs if not r.regularizers}
+
+
+def frontier_fit(study: StudyConfig, runs: list[RunSpec], results: pd.DataFrame) -> tuple[Frontier | None, str]:
+    """(the baselines' log-gFD-vs-PSNR frontier over the finished runs, "" or one line on why there is none)."""
+    widths = baseline_widths(runs)
+    if len(set(widths.values())) < 2:
+        return None, (f"no width arm: the unregularized baselines ({', '.join(widths) or 'none'}) sit at one "
+                      "tokenizer, so there is no reconstruction-generation frontier")
+    try:
+        return fit_frontier(results[results["status"] == "done"], widths, study.evaluation.columns().fd), ""
+    except FrontierError as err:
+        return None, str(err)
+
+
+def with_distances(frame: pd.DataFrame, psnr: pd.DataFrame, fit: Frontier, study: StudyConfig) -> pd.DataFrame:
+    """`frame` (rows per run, or per run and generator step) with its frontier-distance column, each row
+    held against the frontier at its run's PSNR (`psnr`: variant, seed, psnr)."""
+    cols = study.evaluation.columns()
+    if frame.empty or cols.fd not in frame:
+        return frame
+    held = frame.drop(columns=[RECONSTRUCTION], errors="ignore").merge(psnr, on=["variant", "seed"], how="left")
+    frame = frame.copy()
+    frame[cols.frontier] = run_distances(held, fit, cols.fd).to_numpy()
+    return frame
 
 
 def results_table(runs: list[RunSpec]) -> pd.DataFrame:
@@ -65,12 +116,14 @@ def reference_rows(runs: list[RunSpec]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def column_meanings(study: StudyConfig, results: pd.DataFrame) -> pd.DataFrame:
-    """columns.csv: what every generation / fidelity column means, its direction, and which is the target."""
+def column_meanings(study: StudyConfig, results: pd.DataFrame, target: str,
+                    notes: dict[str, str] | None = None) -> pd.DataFrame:
+    """columns.csv: what every generation / fidelity column means, its direction, which is the target,
+    and `notes` on a column (why the target is not the one asked for, why the frontier is empty)."""
     cols = study.evaluation.columns()
-    target = correlation_target(study)
+    notes = notes or {}
     rows = [{"column": c, "meaning": m, "direction": direction_of(c), "correlation_target": c == target,
-             "present": c in results.columns} for c, m in cols.meanings().items()]
+             "present": c in results.columns, "note": notes.get(c, "")} for c, m in cols.meanings().items()]
     rows.append({"column": "kind", "meaning": "variant: a trained run; teacher: what SSR/SCR align to (raw prior "
                  "features, refined target); reference: pooled pixels and the held-out-real sampling floor",
                  "direction": None, "correlation_target": False, "present": True})
@@ -80,7 +133,7 @@ def column_meanings(study: StudyConfig, results: pd.DataFrame) -> pd.DataFrame:
 def factorial_tables(study: StudyConfig, runs: list[RunSpec], done: pd.DataFrame, target: str,
                      metrics: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(effects.csv, correlations_strata.csv) when the variants form a full on/off design, else empty."""
-    design = find_design({r.variant: tuple(r.regularizers) for r in runs})
+    design = find_design(*design_variants(study, runs))
     if design is None or done.empty:
         return pd.DataFrame(), pd.DataFrame()
     gen = [c for c in generation_columns(study) if c in done]
@@ -122,14 +175,23 @@ def write_csv(frame: pd.DataFrame, path: Path) -> Path:
 
 
 def aggregate(study: StudyConfig, runs: list[RunSpec], root: Path) -> dict[str, Any]:
-    """Write results.csv (runs, then the teacher and reference rows), columns.csv, convergence.csv,
+    """Write results.csv (runs, then the teacher and reference rows), columns.csv, frontier.csv (each
+    variant's distance from the baselines' reconstruction-generation frontier), convergence.csv,
     speedups.csv, correlations.csv (against the study's correlation target, with Holm / BH adjusted
-    p-values) and, for a full on/off design, effects.csv and correlations_strata.csv."""
+    p-values) and, for a full on/off design, effects.csv and correlations_strata.csv. `notes`: one
+    line each on what the study could not read as asked (no frontier, no design), for its log."""
     gfd, kid = target_columns(study)
-    target = correlation_target(study)
+    cols = study.evaluation.columns()
     files = StudyLayout(Path(root))
     results = results_table(runs)
     convergence = convergence_table(runs)
+    fit, gap = frontier_fit(study, runs, results)
+    target, target_note = accepted_target(study, gap)
+    frontier = pd.DataFrame()
+    if fit is not None:
+        psnr = results[["variant", "seed", RECONSTRUCTION]]
+        results, convergence = with_distances(results, psnr, fit, study), with_distances(convergence, psnr, fit, study)
+        frontier = variant_distances(results[results["status"] == "done"], fit, gfd)
     names = [r.variant for r in runs]
     baseline = "baseline" if "baseline" in names else names[0]
     speed = speedups(convergence, target, baseline)
@@ -139,7 +201,8 @@ def aggregate(study: StudyConfig, runs: list[RunSpec], root: Path) -> dict[str, 
     results = pd.concat([results, reference_rows(runs)], ignore_index=True)
     results["correlation_target"] = target
     write_csv(results, files.results)
-    write_csv(column_meanings(study, results), files.columns)
+    write_csv(column_meanings(study, results, target, {target: target_note, cols.frontier: gap}), files.columns)
+    write_csv(frontier, files.frontier)
     write_csv(convergence, files.convergence)
     write_csv(speed, files.speedups)
     correlations, effects, strata = pd.DataFrame(), pd.DataFrame(), pd.DataFrame()
@@ -150,5 +213,7 @@ def aggregate(study: StudyConfig, runs: list[RunSpec], root: Path) -> dict[str, 
     write_csv(correlations, files.correlations)
     write_csv(effects, files.effects)
     write_csv(strata, files.correlations_strata)
+    notes = [n for n in (target_note, design_gap(*design_variants(study, runs))) if n]
     return {"target": target, "kid": kid, "gfd": gfd, "curves": generation_columns(study), "baseline": baseline,
-            "results": results, "correlations": correlations, "effects": effects}
+            "results": results, "correlations": correlations, "effects": effects, "frontier": frontier,
+            "frontier_fit": fit.as_dict() if fit is not None else {"none": gap}, "notes": notes}
