@@ -53,17 +53,46 @@ class Design:
         return {v: int(np.prod([1 if code[i] else -1 for i in idx])) for v, code in self.codes.items()}
 
 
-def find_design(variants: Mapping[str, Iterable[str]]) -> Design | None:
-    """The full factorial formed by `variants` (name -> factors switched on), or None when they do not
-    form one: every on/off combination of the union of factors must occur exactly once."""
-    on = {v: frozenset(fs) for v, fs in variants.items()}
-    factors = tuple(sorted(set().union(*on.values()))) if on else ()
+def _switched_on(variants: Mapping[str, Iterable[str]], arm: Iterable[str]) -> dict[str, frozenset[str]]:
+    """Each variant's set of factors switched on, less the `arm` (variants outside the design)."""
+    outside = set(arm)
+    return {v: frozenset(fs) for v, fs in variants.items() if v not in outside}
+
+
+def _factors(on: Mapping[str, frozenset[str]]) -> tuple[str, ...]:
+    return tuple(sorted(set().union(*on.values()))) if on else ()
+
+
+def design_gap(variants: Mapping[str, Iterable[str]], arm: Iterable[str] = ()) -> str:
+    """Why `variants` (name -> factors switched on) form no full two-level factorial, in one line for
+    the study's log; "" when they do. The `arm` (e.g. unregularized baselines at other latent widths)
+    is left out first: it answers another question and would repeat the all-off cell."""
+    on = _switched_on(variants, arm)
+    factors = _factors(on)
     if not factors:
+        return "no on/off design: no variant switches a regularizer on, so effects.csv stays empty"
+    cells: dict[frozenset[str], list[str]] = {}
+    for v, fs in on.items():
+        cells.setdefault(fs, []).append(v)
+    repeated = [" = ".join(vs) for vs in cells.values() if len(vs) > 1]
+    if repeated:
+        return (f"no on/off design: variants {'; '.join(repeated)} switch on the same regularizers "
+                f"(give each its own tokenizer or drop one), so effects.csv stays empty")
+    if len(cells) != 2 ** len(factors):
+        return (f"no on/off design: the variants cover {len(cells)} of the {2 ** len(factors)} on/off combinations "
+                f"of {', '.join(factors)}, so effects.csv stays empty")
+    return ""
+
+
+def find_design(variants: Mapping[str, Iterable[str]], arm: Iterable[str] = ()) -> Design | None:
+    """The full factorial formed by `variants` (name -> factors switched on) less the `arm`, or None when
+    they do not form one (every on/off combination exactly once; `design_gap` says why not)."""
+    arm = tuple(arm)
+    if design_gap(variants, arm):
         return None
-    codes = {v: tuple(int(f in fs) for f in factors) for v, fs in on.items()}
-    if len(set(codes.values())) != len(codes) or len(codes) != 2 ** len(factors):
-        return None
-    return Design(factors, codes)
+    on = _switched_on(variants, arm)
+    factors = _factors(on)
+    return Design(factors, {v: tuple(int(f in fs) for f in factors) for v, fs in on.items()})
 
 
 def effect_name(effect: tuple[str, ...]) -> str:

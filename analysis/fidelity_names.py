@@ -89,6 +89,8 @@ class FidelityColumns:
                          the gFD a perfect generator of this tokenizer's latents would get)
     noise_fd / noise_kd: held-out real images vs the real reference (the sampling floor at this N)
     rfd / rkd:           reconstructions vs their own originals (rFID protocol)
+    frontier:            log gFD minus the unregularized baselines' frontier at the run's PSNR
+                         (analysis.frontier): gFD at equal reconstruction
     precision / recall / density / coverage: generated vs real reference, k-NN in the same features
                          (fidelity and diversity apart: Kynkäänniemi et al. 2019, Naeem et al. 2020)
     lprecision / ...:    the same against the tokenizer's own reconstructions of the reference
@@ -109,6 +111,7 @@ class FidelityColumns:
     noise_kd: str
     rfd: str
     rkd: str
+    frontier: str
     precision: str = "precision"
     recall: str = "recall"
     density: str = "density"
@@ -127,12 +130,12 @@ class FidelityColumns:
 
     @classmethod
     def from_keys(cls, fd: str, kd: str) -> FidelityColumns:
-        """Every column from the extractor's FD / KD keys (prefixes l, floor_, noise_, r); the k-NN
+        """Every column from the extractor's FD / KD keys (prefixes l, floor_, noise_, r, frontier_); the k-NN
         scores carry the extractor's name as FD does ("precision_effnet_lite0"; Inception's plain)."""
         network = fd.removeprefix("fd") if fd.startswith("fd_") else ""
         knn = {f"{prefix}{role}": f"{prefix}{role}{network}" for prefix in ("", "l") for role in KNN_ROLES}
         return cls(fd, kd, f"l{fd}", f"l{kd}", f"floor_{fd}", f"floor_{kd}", f"noise_{fd}", f"noise_{kd}", f"r{fd}", f"r{kd}",
-                   **knn)
+                   f"frontier_{fd}", **knn)
 
     def direction(self, column: str) -> str | None:
         """Which way `column` is better: the k-NN scores higher, every distance and loss lower; none
@@ -154,7 +157,8 @@ class FidelityColumns:
 
     def targets(self) -> dict[str, str]:
         """Correlation-target keys a study may choose (evaluation.correlation_target) -> column."""
-        return {"gfd": self.fd, "gkd": self.kd, "lfd": self.lfd, "lkd": self.lkd, "val_loss": self.val_loss}
+        return {"gfd": self.fd, "gkd": self.kd, "lfd": self.lfd, "lkd": self.lkd, "val_loss": self.val_loss,
+                "frontier": self.frontier}
 
     def meanings(self) -> dict[str, str]:
         """Column -> what the number means, for results.csv readers and the report."""
@@ -169,6 +173,8 @@ class FidelityColumns:
             self.noise_kd: "KD(held-out real, real reference)",
             self.rfd: "FD(reconstructions, their originals): rFID protocol",
             self.rkd: "KD(reconstructions, their originals)",
+            self.frontier: "log gFD minus the unregularized baselines' log-gFD-vs-PSNR line at this run's PSNR: gFD at "
+                           "equal reconstruction, negative = generates better than a baseline that reconstructs as well",
             self.precision: "precision(generated, real reference): share of samples inside the reals' k-NN balls (fidelity)",
             self.recall: "recall(generated, real reference): share of reals inside the samples' k-NN balls (diversity)",
             self.density: "density(generated, real reference): mean count of reals' k-NN balls around a sample / k (fidelity)",
@@ -204,14 +210,21 @@ def fidelity_role(name: str) -> str | None:
     return None if columns is None else columns.roles()[name]
 
 
+def fidelity_label(name: str) -> str:
+    """A fidelity column's label in figures: its results.csv name, except the frontier distance,
+    whose name alone does not say it is a log-gFD difference."""
+    columns = _columns_naming(name)
+    return "frontier distance (log gFD)" if columns is not None and name == columns.frontier else ""
+
 def is_distance(name: str) -> bool:
-    """Whether `name` is an FD / KD column (not the flow loss, not a k-NN share): a distance between
-    image sets, compared as a ratio (on log scale) because its spread grows with its size."""
+    """Whether `name` is an FD / KD column (not the frontier's log difference, the flow loss or a
+    k-NN share): a distance between image sets, compared as a ratio (on log scale) because its
+    spread grows with its size."""
     role = fidelity_role(name)
-    return role is not None and role != "val_loss" and role.removeprefix("l") not in KNN_ROLES
+    return role is not None and role.endswith(("fd", "kd"))
 
 
-def fidelity_column(name: str) -> tuple[str, str] | None:
+def fidelity_column(name: str) -> tuple[str, str | None] | None:
     """(what an FD / KD / k-NN column means, which way is better), else None."""
     columns = _columns_naming(name)
     return None if columns is None else (columns.meanings()[name], columns.direction(name))

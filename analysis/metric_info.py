@@ -11,7 +11,7 @@ from typing import Iterable, Mapping
 import analysis.convergence  # noqa: F401  (declares the speed-up)
 import analysis.paper  # noqa: F401  (declares the published columns)
 import analysis.panel_metrics  # noqa: F401  (declares the built-in metrics)
-from analysis.fidelity_names import FidelityColumns, fidelity_column
+from analysis.fidelity_names import FidelityColumns, fidelity_column, fidelity_label
 from analysis.metric import METRICS, Direction, Metric
 
 
@@ -42,7 +42,7 @@ def find(column: str) -> tuple[Metric | None, str]:
         return METRICS.get(column), ""
     if (found := fidelity_column(column)) is not None:
         meaning, direction = found
-        return Metric(column, direction=direction, meaning=meaning), ""
+        return Metric(column, direction=direction, label=fidelity_label(column), meaning=meaning), ""
     owner = max((n for n in METRICS.names() if column.startswith(f"{n}_")), key=len, default=None)
     return (METRICS.get(owner), column[len(owner) + 1:]) if owner else (None, "")
 

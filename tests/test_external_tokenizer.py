@@ -113,7 +113,13 @@ def test_variant_tokenizer_checks(tmp_path: Path) -> None:
     ext = {"name": "external", "adapter": "torchscript", "path": "x.pt", "latent_channels": 4, "downsample": 4}
     fails({"name": "a", "tokenizer": {**ext, "pth": 1}}, r"variants\[0\].tokenizer.pth: Extra inputs")
     fails({"name": "a", "tokenizer": ext, "regularizers": {"ssr": {}}}, r"variants\[0\].regularizers: \['ssr'\] cannot act")
-    fails({"name": "a", "tokenizer": {"name": "conv", "latent_channels": 8}}, r"must keep the study's \(latent_channels")
+    fails({"name": "a", "tokenizer": {"name": "conv", "latent_channels": 8}, "regularizers": {"ssr": {}}},
+          r"must keep the study's \(latent_channels")
+    fails({"name": "a", "tokenizer": {"name": "conv", "channel_mult": [1, 2, 3], "downsample": 8}}, r"must keep the study's")
+    width = tmp_path / "width.yaml"  # an unregularized baseline at another width: the frontier's width arm
+    width.write_text(yaml.safe_dump({"name": "w", "variants": ["baseline", {"name": "w2", "base": "baseline",
+                                                                            "tokenizer": {"name": "conv", "latent_channels": 2}}]}))
+    assert load_study(width, check_files=False).variants[1]["tokenizer"]["latent_channels"] == 2
     fails({"name": "a", "tokenizer": {**ext, "adapter": "onnx"}}, r"variants\[0\].tokenizer.adapter: unknown tokenizer adapter 'onnx'")
     fails({"name": "a", "tokenizer": {"name": "pae", "latent_channels": 16, "vfm": {"name": "clip"}}},
           r"variants\[0\].tokenizer.vfm.name: unknown prior 'clip'")

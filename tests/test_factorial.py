@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from analysis.correlation import correlate
-from analysis.factorial import factorial_effects, find_design, paper_effects, stratified_correlations
+from analysis.factorial import design_gap, factorial_effects, find_design, paper_effects, stratified_correlations
 from analysis.multiplicity import adjust, bh, holm
 from analysis.paper import ABLATION, ABLATION_VARIANTS
 
@@ -32,6 +32,20 @@ def test_design_is_found_only_for_a_full_factorial():
     assert find_design({k: v for k, v in ABLATION_VARIANTS.items() if k != "pae"}) is None
     assert find_design({"baseline": (), "pae": ("ssr", "mcr", "scr")}) is None
     assert find_design({"baseline": ()}) is None
+
+
+def test_the_width_arm_is_left_out_of_the_design_and_a_study_without_one_says_why():
+    """Unregularized baselines at other latent widths repeat the all-off cell: named as the arm, they are
+    left out and the 2x2x2 is still read; unnamed, the study gets one line saying why there is no design."""
+    with_arm = {**ABLATION_VARIANTS, "baseline_w2": (), "baseline_w4": ()}
+    design = find_design(with_arm, arm=("baseline_w2", "baseline_w4"))
+    assert design is not None and design.factors == FACTORS and set(design.codes) == set(ABLATION_VARIANTS)
+    assert design_gap(with_arm, arm=("baseline_w2", "baseline_w4")) == ""
+    assert find_design(with_arm) is None
+    gap = design_gap(with_arm)
+    assert "baseline = baseline_w2 = baseline_w4" in gap and "\n" not in gap
+    assert "7 of the 8 on/off combinations" in design_gap({k: v for k, v in ABLATION_VARIANTS.items() if k != "pae"})
+    assert design_gap({"baseline": (), "baseline_w2": ()}).startswith("no on/off design: no variant switches")
 
 
 def test_known_effects_and_interaction_are_recovered_exactly_without_noise():
@@ -121,7 +135,7 @@ def test_aggregate_writes_effects_for_an_on_off_design_with_the_papers_signs():
     from pae_lab.config.schema import StudyConfig
 
     study = StudyConfig.model_validate({"name": "x", "evaluation": {"extractor": "effnet-lite0"}})
-    runs = [SimpleNamespace(variant=v, regularizers={r: {} for r in on}) for v, on in ABLATION_VARIANTS.items()]
+    runs = [SimpleNamespace(variant=v, regularizers={r: {} for r in on}, config={}) for v, on in ABLATION_VARIANTS.items()]
     table = synthetic(0.05, seeds=3).rename(columns={"y": "ssc", "z": "lfd_effnet_lite0"})
     effects, strata = factorial_tables(study, runs, table, "lfd_effnet_lite0", ["ssc"])
     row = effects.set_index(["response", "effect"]).loc[("ssc", "ssr")]

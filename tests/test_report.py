@@ -330,6 +330,22 @@ def test_generation_score_keeps_its_column_name():
     assert plots.metric_label("lpc") == "LPC"
 
 
+def test_a_frontier_target_reads_as_a_lower_is_better_distance(tmp_path):
+    """The frontier distance is no headline metric, yet as the study's target it is in the main table,
+    labelled for what it is, and its lowest (most negative) variant is the best."""
+    from analysis.metric_info import direction_of
+
+    target = "frontier_fd_effnet_lite0"
+    assert plots.metric_label(target) == "frontier distance (log gFD)" and direction_of(target) == "lower"
+    pd.DataFrame({"variant": ["baseline", "baseline_w2", "pae"], "kind": "variant", "seed": 0, "status": "done",
+                  "fd_effnet_lite0": [10.0, 6.0, 8.0], target: [0.1, 0.0, -0.3],
+                  "correlation_target": target}).to_csv(tmp_path / "results.csv", index=False)
+    (tmp_path / "study.json").write_text(json.dumps({"target": target, "gfd": "fd_effnet_lite0"}))
+    study = load_study(tmp_path)
+    assert study.target == target and target in report_words.main_metrics(study)
+    assert "Variant **pae** has the best" in summarize(study.results, None, study.target, directions=study.directions)
+
+
 def test_reference_rows_and_effects_are_read_apart_from_the_variants(tmp_path):
     pd.DataFrame({"variant": ["baseline", "pae", "teacher:refined", "reference:heldout_real"],
                   "kind": ["variant", "variant", "teacher", "reference"], "seed": [0, 0, None, None],

@@ -59,12 +59,14 @@ def test_every_run_finishes_with_metrics(finished) -> None:
     # learnability beside gFD, at the one N, with the chosen target named in results.csv and columns.csv
     for column in ("lfd_effnet_lite0", "lkd_effnet_lite0", "floor_fd_effnet_lite0", "gen_val_loss"):
         assert results[column].notna().all(), column
-    # the declared target, lFD, fails its controls (a constant decoder scores 0): the study reads gFD
-    # and says why in results.csv, columns.csv and study.json
+    # the default target, the frontier distance, needs baselines at 2 widths: this study reads gFD and
+    # says why; gFD passed its controls (lFD, asked for elsewhere, fails them: test_controls.py)
     assert (table["correlation_target"] == "fd_effnet_lite0").all()
-    assert table["target_controls"].str.startswith("lfd_effnet_lite0 fails its controls").all()
+    assert table["target_controls"].str.contains("in place of the frontier distance").all()
     columns = pd.read_csv(study.study_dir() / "columns.csv").set_index("column")
-    assert columns.loc["fd_effnet_lite0", "correlation_target"] and "reconstructions" in columns.loc["lfd_effnet_lite0", "meaning"]
+    assert columns.loc["fd_effnet_lite0", "correlation_target"] and "no width arm" in columns.loc["fd_effnet_lite0", "note"]
+    assert "reconstructions" in columns.loc["lfd_effnet_lite0", "meaning"]
+    assert any("no width arm" in note for note in read_json(study.study_dir() / "study.json")["notes"])
     assert not columns.loc["lfd_effnet_lite0", "passes_controls"]
     assert "a constant decoder does not make it worse" in columns.loc["lfd_effnet_lite0", "failed_controls"]
     controls = pd.read_csv(study.study_dir() / "controls.csv")
@@ -88,7 +90,7 @@ def test_every_run_finishes_with_metrics(finished) -> None:
     # study.json carries how each number was measured, from the stages that declare a protocol file
     protocols = read_json(study.study_dir() / "study.json")["protocols"]
     assert {"ssc", "gsq", "fidelity", "generation", "controls"} <= set(protocols)
-    assert read_json(study.study_dir() / "study.json")["declared_target"] == "lfd_effnet_lite0"
+    assert read_json(study.study_dir() / "study.json")["declared_target"] == "frontier_fd_effnet_lite0"
     assert protocols["generation"]["sampler"]["steps"] == study.evaluation.sampler.steps
 
 
@@ -171,6 +173,25 @@ def test_mlflow_shows_what_a_researcher_compares(finished) -> None:
     assert "best.fd_effnet_lite0" in parent.data.metrics and parent.data.metrics["runs_done"] == 3  # the accepted target
     assert parent.data.tags["best_variant"] in children
     assert not [k for k in parent.data.metrics if k.split("/")[0] in children]
+
+
+def test_a_width_arm_draws_the_frontier_that_becomes_the_target(finished, tmp_path: Path) -> None:
+    """Unregularized baselines at 2 latent widths: every run gets its frontier distance, frontier.csv one
+    row per variant, the distance is the target, and the arm stays out of the on/off design."""
+    width = {"name": "baseline_w2", "base": "baseline", "tokenizer": {**TINY["tokenizer"], "latent_channels": 2}}
+    study = make_study(tmp_path, variants=["baseline", width, "ssr"], seeds=[0, 1])
+    reuse_shared(finished, study.study_dir())
+    assert Driver(study, Console(quiet=True)).run().failed == []
+    results = pd.read_csv(study.study_dir() / "results.csv")
+    runs = results[results["kind"] == "variant"]
+    assert runs["frontier_fd_effnet_lite0"].notna().all() and (results["correlation_target"] == "frontier_fd_effnet_lite0").all()
+    frontier = pd.read_csv(study.study_dir() / "frontier.csv").set_index("variant")
+    assert set(frontier.index) == {"baseline", "baseline_w2", "ssr"} and frontier.loc[["baseline", "baseline_w2"], "baseline"].all()
+    assert (frontier["lo"] <= frontier["distance"]).all() and (frontier["distance"] <= frontier["hi"]).all()
+    info = read_json(study.study_dir() / "study.json")
+    assert info["frontier"]["baselines"] == ["baseline", "baseline_w2"] and info["target"] == "frontier_fd_effnet_lite0"
+    assert info["notes"] == []  # the arm left out, baseline and ssr form a one-factor design
+    assert set(pd.read_csv(study.study_dir() / "effects.csv")["effect"]) == {"ssr"}
 
 
 def test_failing_variant_is_recorded_and_others_finish(finished, tmp_path: Path) -> None:

@@ -208,10 +208,12 @@ class EvaluationConfig(Strict):
     extractor: Literal["auto", "inception", "effnet-lite0", "effnet-lite0-96"] = Field(
         "auto", description="auto: Inception when `inception_weights` is set or the file is in the torch hub cache, else the embedded "
         "EfficientNet-Lite0 (named fd_effnet_lite0); effnet-lite0-96: the same network on 96 px resizes, ~10x cheaper on a CPU.")
-    correlation_target: Literal["gfd", "gkd", "lfd", "lkd", "val_loss"] = Field(
-        "lfd", description="What correlations and the report's summary read as generation quality: gfd / gkd (generated vs real: "
-        "learnability plus decoder blur), lfd / lkd (generated vs the tokenizer's own reconstructions: learnability alone), "
-        "val_loss (the generator's held-out flow-matching loss).")
+    correlation_target: Literal["frontier", "gfd", "gkd", "lfd", "lkd", "val_loss"] = Field(
+        "frontier", description="What correlations and the report's summary read as generation quality: frontier (log gFD "
+        "minus the unregularized baselines' log-gFD-vs-PSNR line at the run's PSNR: generation at equal reconstruction; "
+        "needs baselines at 2 or more latent widths, else the study reads gfd and says why), gfd / gkd (generated vs "
+        "real: learnability plus decoder blur), lfd / lkd (generated vs the tokenizer's own reconstructions, which a "
+        "blurrier decoder makes easier), val_loss (the generator's held-out flow-matching loss).")
     kid_subsets: int = Field(100, ge=1, description="KD subsets (torch-fidelity's kid_subsets).")
     prdc_k: int = Field(3, ge=1, description="k of precision / recall / density / coverage (k-NN in the FD features; "
                         "3 is ADM's improved precision / recall).")

@@ -25,7 +25,8 @@ def save_grid(images01: torch.Tensor, path: Path, nrow: int = 8, scale: int = 2)
 
 
 def latent_pca_rgb(latents: torch.Tensor) -> torch.Tensor:
-    """Project every token on the set's top-3 principal directions: [N, C, h, w] -> [N, 3, h, w] in [0, 1]."""
+    """Project every token on the set's top-3 principal directions: [N, C, h, w] -> [N, 3, h, w] in [0, 1];
+    a latent of fewer than 3 channels (a narrow baseline of the width arm) leaves the other colours 0."""
     n, c, h, w = latents.shape
     tokens = latents.detach().float().permute(0, 2, 3, 1).reshape(-1, c)
     tokens = tokens - tokens.mean(0)
@@ -33,6 +34,7 @@ def latent_pca_rgb(latents: torch.Tensor) -> torch.Tensor:
     proj = tokens @ v[:, :3]
     lo, hi = proj.quantile(0.01, dim=0), proj.quantile(0.99, dim=0)
     proj = ((proj - lo) / (hi - lo).clamp_min(1e-8)).clamp(0, 1)
+    proj = torch.nn.functional.pad(proj, (0, 3 - proj.shape[1]))
     return proj.reshape(n, h, w, -1).permute(0, 3, 1, 2)
 
 

@@ -160,7 +160,8 @@ class Driver:
         write_json(self.layout.study_json, {
             "name": self.study.name, "kind": kind, "target": summary["target"], "declared_target": summary["declared_target"],
             "target_controls": summary["target_controls"], "gfd": summary["gfd"], "kid": summary["kid"],
-            "baseline": summary["baseline"], "config": self.study.model_dump(mode="json"),
+            "baseline": summary["baseline"], "notes": summary.get("notes", []),
+            "frontier": summary.get("frontier_fit", {}), "config": self.study.model_dump(mode="json"),
             "protocols": protocols, "versions": library_versions(), "code_version": code_version(),
             "tracking_uri": self.study.tracking.uri, "mlflow_parent_run_id": parent,
         })
@@ -186,7 +187,8 @@ class Driver:
             raise
         self.mlflow.settle(tracker, self.runs)
         summary = aggregate(self.study, self.runs, self.layout.root)
-        self.console.log(f"generation score: {summary['target']} ({summary['target_controls']})")
+        for note in summary["notes"]:
+            self.console.log(note)
         self.write_study_json(summary, parent=parent)
         for path in self.layout.tables():
             tracker.log_artifact(parent, path)

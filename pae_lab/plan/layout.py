@@ -185,6 +185,7 @@ class StudyLayout:
     controls = property(lambda self: self.root / f"controls{CSV}")  # every score under its controls, per measured run
     effects = property(lambda self: self.root / f"effects{CSV}")  # factorial main effects and interactions
     columns = property(lambda self: self.root / f"columns{CSV}")  # what each generation column means
+    frontier = property(lambda self: self.root / f"frontier{CSV}")  # each variant's distance from the baselines' frontier
     convergence = property(lambda self: self.root / f"convergence{CSV}")
     speedups = property(lambda self: self.root / f"speedups{CSV}")
     variants = property(lambda self: self.root / f"variants{JSON}")  # resolved variants, see plan.resolved_variants
@@ -207,7 +208,7 @@ class StudyLayout:
     def tables(self) -> tuple[Path, ...]:
         """The study-level outputs logged to the parent run and read by the report."""
         return (self.results, self.columns, self.correlations, self.correlations_strata, self.effects,
-                self.convergence, self.speedups, self.controls, self.study_json)
+                self.frontier, self.convergence, self.speedups, self.controls, self.study_json)
 
     def search_tables(self) -> tuple[Path, ...]:
         """A search's own outputs, written by pae_lab.tuning.outputs and read by the report."""

@@ -158,7 +158,9 @@ def _check_tokenizer_names(path: Path, key: str, tok) -> None:
 
 
 def _check_variant_tokenizer(study: "StudyConfig", path: Path, key: str, variant) -> None:
-    """A variant's own tokenizer: valid; if trained, on the study's latent shape (the refined targets are shared)."""
+    """A variant's own tokenizer: valid; if trained, on the study's downsample (the prior features are at its
+    grid) and, where a regularizer reads the shared refined targets, on its latent_channels too. An
+    unregularized baseline may change its width: the frontier's width arm."""
     from pae_lab.architectures import architecture, validate_tokenizer
 
     try:
@@ -169,9 +171,10 @@ def _check_variant_tokenizer(study: "StudyConfig", path: Path, key: str, variant
         _fail(path, f"{key}.tokenizer{where}", f"{first['msg'].removeprefix('Value error, ')} (got {first.get('input')!r})")
     if architecture(tok).trainable:
         theirs, ours = (tok.latent_channels, tok.downsample), (study.tokenizer.latent_channels, study.tokenizer.downsample)
-        if theirs != ours:
+        if theirs[1] != ours[1] or (theirs[0] != ours[0] and "target" in variant.needs):
             _fail(path, f"{key}.tokenizer", f"a trained variant tokenizer must keep the study's (latent_channels, downsample) "
-                  f"{ours}, got {theirs}: the refined prior targets are shared by every run")
+                  f"{ours}, got {theirs}: the refined prior targets its regularizers read are shared by every run "
+                  "(only the downsample must stay for a variant without ssr / scr)")
     elif variant.regularizers:
         _fail(path, f"{key}.regularizers", f"{sorted(variant.regularizers)} cannot act on the pretrained "
               f"{tok.name!r} tokenizer (it is not trained); drop them")

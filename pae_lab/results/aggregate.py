@@ -1,6 +1,7 @@
 """Study-level results: one table row per run, convergence curves, speed-ups, correlations."""
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 from typing import Any
@@ -11,8 +12,9 @@ from analysis.controls import verdicts
 from analysis.correlation import correlate
 from analysis.convergence import speedups
 from analysis.metric_info import direction_of, panel_names
-from analysis.factorial import (Design, default_primary, effect_name, factorial_effects, find_design, paper_effects,
+from analysis.factorial import (Design, default_primary, design_gap, effect_name, factorial_effects, find_design, paper_effects,
                                 parse_test, stratified_correlations)
+from analysis.frontier import RECONSTRUCTION, Frontier, FrontierError, fit_frontier, run_distances, variant_distances
 from analysis.paper import ABLATION, OWN_METRIC
 from analysis.set_scores import scored_columns
 from pae_lab.fsutil import atomic_write, read_json
@@ -29,14 +31,54 @@ def target_columns(study: StudyConfig) -> tuple[str, str]:
 
 
 def correlation_target(study: StudyConfig) -> str:
-    """The column the study reads as generation quality (evaluation.correlation_target)."""
+    """The column the study asks to read as generation quality (evaluation.correlation_target)."""
     cols = study.evaluation.columns()
     return cols.targets()[study.evaluation.correlation_target]
 
 
 def generation_columns(study: StudyConfig) -> list[str]:
     cols = study.evaluation.columns()
-    return [cols.fd, cols.kd, cols.lfd, cols.lkd, cols.val_loss, cols.val_loss_gap, cols.val_loss_null]
+    return [cols.fd, cols.kd, cols.lfd, cols.lkd, cols.val_loss, cols.val_loss_gap, cols.val_loss_null, cols.frontier]
+
+
+def width_arm(study: StudyConfig, runs: list[RunSpec]) -> set[str]:
+    """The variants whose tokenizer is not the study's (another latent width): outside its on/off design."""
+    own = study.model_dump(mode="json")["tokenizer"]
+    return {r.variant for r in runs if r.config.get("tokenizer", own) != own}
+
+
+def design_variants(study: StudyConfig, runs: list[RunSpec]) -> tuple[dict[str, tuple[str, ...]], set[str]]:
+    """(variant -> the regularizers it switches on, the width arm), what find_design / design_gap read."""
+    return {r.variant: tuple(r.regularizers) for r in runs}, width_arm(study, runs)
+
+
+def baseline_widths(runs: list[RunSpec]) -> dict[str, str]:
+    """Each unregularized variant -> its tokenizer block (as text): the frontier's points, one per width."""
+    return {r.variant: json.dumps(r.config.get("tokenizer"), sort_keys=True) for r in runs if not r.regularizers}
+
+
+def frontier_fit(study: StudyConfig, runs: list[RunSpec], results: pd.DataFrame) -> tuple[Frontier | None, str]:
+    """(the baselines' log-gFD-vs-PSNR frontier over the finished runs, "" or one line on why there is none)."""
+    widths = baseline_widths(runs)
+    if len(set(widths.values())) < 2:
+        return None, (f"no width arm: the unregularized baselines ({', '.join(widths) or 'none'}) sit at one "
+                      "tokenizer, so there is no reconstruction-generation frontier")
+    try:
+        return fit_frontier(results[results["status"] == "done"], widths, study.evaluation.columns().fd), ""
+    except FrontierError as err:
+        return None, str(err)
+
+
+def with_distances(frame: pd.DataFrame, psnr: pd.DataFrame, fit: Frontier, study: StudyConfig) -> pd.DataFrame:
+    """`frame` (rows per run, or per run and generator step) with its frontier-distance column, each row
+    held against the frontier at its run's PSNR (`psnr`: variant, seed, psnr)."""
+    cols = study.evaluation.columns()
+    if frame.empty or cols.fd not in frame:
+        return frame
+    held = frame.drop(columns=[RECONSTRUCTION], errors="ignore").merge(psnr, on=["variant", "seed"], how="left")
+    frame = frame.copy()
+    frame[cols.frontier] = run_distances(held, fit, cols.fd).to_numpy()
+    return frame
 
 
 def results_table(runs: list[RunSpec]) -> pd.DataFrame:
@@ -69,12 +111,15 @@ def reference_rows(runs: list[RunSpec]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def column_meanings(study: StudyConfig, results: pd.DataFrame, target: str, verdict: pd.DataFrame) -> pd.DataFrame:
+def column_meanings(study: StudyConfig, results: pd.DataFrame, target: str, verdict: pd.DataFrame,
+                    notes: dict[str, str] | None = None) -> pd.DataFrame:
     """columns.csv: what every generation / fidelity column means, its direction, which is the target,
-    and whether it passed its controls (analysis.controls)."""
+    whether it passed its controls (analysis.controls), and `notes` on a column (why the target is not
+    the one asked for, why the frontier is empty)."""
     cols = study.evaluation.columns()
+    notes = notes or {}
     rows = [{"column": c, "meaning": m, "direction": direction_of(c), "correlation_target": c == target,
-             "present": c in results.columns} for c, m in cols.meanings().items()]
+             "present": c in results.columns, "note": notes.get(c, "")} for c, m in cols.meanings().items()]
     rows.append({"column": "kind", "meaning": "variant: a trained run; teacher: what SSR/SCR align to (raw prior "
                  "features, refined target); reference: pooled pixels and the held-out-real sampling floor",
                  "direction": None, "correlation_target": False, "present": True})
@@ -100,26 +145,32 @@ def control_verdicts(study: StudyConfig, controls: pd.DataFrame) -> pd.DataFrame
     return verdicts(controls, [*scored_columns(cols), cols.val_loss], cols.roles())
 
 
-def accepted_target(study: StudyConfig, verdict: pd.DataFrame) -> tuple[str, str]:
-    """(the column the study reads as generation quality, a sentence on why): the declared target unless
-    it failed its controls; then, unless `allow_failed_target`, the first declared target that passed."""
-    declared = correlation_target(study)
+def accepted_target(study: StudyConfig, verdict: pd.DataFrame, frontier_gap: str = "") -> tuple[str, str]:
+    """(the column the study reads as generation quality, a sentence on why). The declared target, except:
+    the frontier distance without a frontier (`frontier_gap` says why) is read as gFD; a target that
+    failed its controls is replaced by the first declared target that passed, unless
+    `allow_failed_target`. The frontier distance is gFD at equal reconstruction: gFD's controls are its own."""
+    cols = study.evaluation.columns()
+    declared, prefix = correlation_target(study), ""
+    if declared == cols.frontier and frontier_gap:
+        declared, prefix = cols.fd, f"{cols.fd} in place of the frontier distance ({frontier_gap}); "
     passes = {c: None if p is None or p != p else bool(p) for c, p in zip(verdict["column"], verdict["passes_controls"])}
     failed = dict(zip(verdict["column"], verdict["failed_controls"]))
-    if passes.get(declared) is None:
-        return declared, f"{declared} was not checked by controls ({failed.get(declared, 'not measured')})"
-    if passes[declared]:
-        return declared, f"{declared} passed its controls"
-    reason = f"{declared} fails its controls: {failed[declared]}"
+    checked = cols.fd if declared == cols.frontier else declared
+    if passes.get(checked) is None:
+        return declared, prefix + f"{checked} was not checked by controls ({failed.get(checked, 'not measured')})"
+    if passes[checked]:
+        return declared, prefix + f"{checked} passed its controls"
+    reason = prefix + f"{declared} fails its controls: {failed[checked]}"
     if study.evaluation.allow_failed_target:
         return declared, reason + "; kept by evaluation.allow_failed_target"
-    for column in study.evaluation.columns().targets().values():
+    for column in cols.targets().values():
         if passes.get(column) is True:
             return column, reason + f"; the study reads {column} instead"
     return declared, reason + "; no other target passed, so it is kept"
 
 
-PSNR = "psnr"  # the reconstruction score generation effects and partial correlations are adjusted for
+PSNR = RECONSTRUCTION  # the reconstruction score effects, partial correlations and the frontier hold fixed
 
 
 def primary_tests(study: StudyConfig, design: Design) -> list[tuple[str, str]]:
@@ -151,7 +202,7 @@ def factorial_tables(study: StudyConfig, runs: list[RunSpec], done: pd.DataFrame
                      metrics: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(effects.csv, correlations_strata.csv) when the variants form a full on/off design, else empty.
     Generation scores are adjusted for PSNR where results.csv has it."""
-    design = find_design({r.variant: tuple(r.regularizers) for r in runs})
+    design = find_design(*design_variants(study, runs))
     if design is None or done.empty:
         return pd.DataFrame(), pd.DataFrame()
     gen = [c for c in generation_columns(study) if c in done]
@@ -192,16 +243,25 @@ def write_csv(frame: pd.DataFrame, path: Path) -> Path:
 
 
 def aggregate(study: StudyConfig, runs: list[RunSpec], root: Path) -> dict[str, Any]:
-    """Write results.csv (runs, then the teacher and reference rows), columns.csv, controls.csv,
-    convergence.csv, speedups.csv, correlations.csv (against the study's correlation target, with Holm / BH adjusted
-    p-values) and, for a full on/off design, effects.csv and correlations_strata.csv."""
+    """Write results.csv (runs, then the teacher and reference rows), columns.csv, controls.csv, frontier.csv (each
+    variant's distance from the baselines' reconstruction-generation frontier), convergence.csv,
+    speedups.csv, correlations.csv (against the study's correlation target, with Holm / BH adjusted
+    p-values) and, for a full on/off design, effects.csv and correlations_strata.csv. `notes`: one
+    line each on what the study could not read as asked (no frontier, no design), for its log."""
     gfd, kid = target_columns(study)
+    cols = study.evaluation.columns()
     files = StudyLayout(Path(root))
     controls = controls_table(runs)
     verdict = control_verdicts(study, controls)
-    target, target_note = accepted_target(study, verdict)
     results = results_table(runs)
     convergence = convergence_table(runs)
+    fit, gap = frontier_fit(study, runs, results)
+    target, target_note = accepted_target(study, verdict, gap)
+    frontier = pd.DataFrame()
+    if fit is not None:
+        psnr = results[["variant", "seed", RECONSTRUCTION]]
+        results, convergence = with_distances(results, psnr, fit, study), with_distances(convergence, psnr, fit, study)
+        frontier = variant_distances(results[results["status"] == "done"], fit, gfd)
     names = [r.variant for r in runs]
     baseline = "baseline" if "baseline" in names else names[0]
     speed = speedups(convergence, target, baseline)
@@ -212,8 +272,9 @@ def aggregate(study: StudyConfig, runs: list[RunSpec], root: Path) -> dict[str, 
     results["correlation_target"] = target
     results["target_controls"] = target_note
     write_csv(results, files.results)
-    write_csv(column_meanings(study, results, target, verdict), files.columns)
+    write_csv(column_meanings(study, results, target, verdict, {target: target_note, cols.frontier: gap}), files.columns)
     write_csv(controls, files.controls)
+    write_csv(frontier, files.frontier)
     write_csv(convergence, files.convergence)
     write_csv(speed, files.speedups)
     correlations, effects, strata = pd.DataFrame(), pd.DataFrame(), pd.DataFrame()
@@ -224,6 +285,8 @@ def aggregate(study: StudyConfig, runs: list[RunSpec], root: Path) -> dict[str, 
     write_csv(correlations, files.correlations)
     write_csv(effects, files.effects)
     write_csv(strata, files.correlations_strata)
+    notes = [n for n in (target_note, design_gap(*design_variants(study, runs))) if n]
     return {"target": target, "target_controls": target_note, "declared_target": correlation_target(study),
             "kid": kid, "gfd": gfd, "curves": generation_columns(study), "baseline": baseline,
-            "results": results, "correlations": correlations, "effects": effects}
+            "results": results, "correlations": correlations, "effects": effects, "frontier": frontier,
+            "frontier_fit": fit.as_dict() if fit is not None else {"none": gap}, "notes": notes}

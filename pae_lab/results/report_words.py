@@ -22,9 +22,10 @@ def _fmt(value: float) -> str:
 
 
 def main_metrics(study: "StudyData") -> list[str]:
-    """The main results table's columns: the headline metrics, KD and speed-up; metrics only."""
+    """The main results table's columns: the headline metrics, the target (a frontier distance is no
+    headline metric), KD and speed-up; metrics only."""
     found = headline_columns(study.metrics, study.generation)
-    return found + [c for c in (study.kid, "speedup") if c and c in study.metrics and c not in found]
+    return found + [c for c in (study.target, study.kid, "speedup") if c and c in study.metrics and c not in found]
 
 
 def variants_table(

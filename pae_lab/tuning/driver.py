@@ -36,7 +36,8 @@ from typing import Any, Iterator
 
 from rich.console import Console
 
-from pae_lab.results.aggregate import aggregate, correlation_target, results_table, target_columns
+from pae_lab.results.aggregate import (accepted_target, aggregate, control_verdicts, controls_table, results_table,
+                                      target_columns)
 from pae_lab.fsutil import atomic_write, read_json, write_json
 from pae_lab.plan.graph import stage_hashes
 from pae_lab.plan.layout import RunLayout, StudyLayout
@@ -348,7 +349,7 @@ class TuneDriver:
             summary = aggregate(self.study, specs, self.root)
         else:
             gfd, kid = target_columns(self.study)
-            summary = {"target": correlation_target(self.study), "gfd": gfd, "kid": kid, "baseline": ""}
+            summary = {"target": accepted_target(self.study, control_verdicts(self.study, controls_table([])), "no trial has run")[0], "gfd": gfd, "kid": kid, "baseline": ""}
         self.base.runs = specs  # study.json's protocols are read from the trials' runs
         self.base.write_study_json(summary, kind="tune", parent=parent)
         info = read_json(self.base.layout.study_json)
