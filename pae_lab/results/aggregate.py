@@ -154,6 +154,8 @@ def accepted_target(study: StudyConfig, verdict: pd.DataFrame, frontier_gap: str
     declared, prefix = correlation_target(study), ""
     if declared == cols.frontier and frontier_gap:
         declared, prefix = cols.fd, f"{cols.fd} in place of the frontier distance ({frontier_gap}); "
+    elif declared == cols.frontier:
+        prefix = f"{cols.frontier} is gFD at equal reconstruction: "
     passes = {c: None if p is None or p != p else bool(p) for c, p in zip(verdict["column"], verdict["passes_controls"])}
     failed = dict(zip(verdict["column"], verdict["failed_controls"]))
     checked = cols.fd if declared == cols.frontier else declared

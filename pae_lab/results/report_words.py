@@ -135,7 +135,7 @@ def controls_summary(info: Mapping[str, object]) -> str:
         return ""
     if "fails its controls" not in why:
         return f"The study reads generation quality as `{target}`: {why}."
-    detail = why.split(": ", 1)[1].split("; kept by")[0].split("; the study reads")[0].split("; no other")[0]
+    detail = why.split("fails its controls: ", 1)[1].split("; kept by")[0].split("; the study reads")[0].split("; no other")[0]
     if target != declared:
         return (f"**The declared generation score `{declared}` fails its controls** ({detail}): it rewards information "
                 f"loss, so the study reads `{target}` instead, which passed.")
