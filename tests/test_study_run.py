@@ -190,7 +190,8 @@ def test_a_width_arm_draws_the_frontier_that_becomes_the_target(finished, tmp_pa
     assert (frontier["lo"] <= frontier["distance"]).all() and (frontier["distance"] <= frontier["hi"]).all()
     info = read_json(study.study_dir() / "study.json")
     assert info["frontier"]["baselines"] == ["baseline", "baseline_w2"] and info["target"] == "frontier_fd_effnet_lite0"
-    assert info["notes"] == []  # the arm left out, baseline and ssr form a one-factor design
+    # one note, the target's controls; none on the design: the arm left out, baseline and ssr form a one-factor design
+    assert len(info["notes"]) == 1 and info["notes"][0].startswith("frontier_fd_effnet_lite0 is gFD at equal reconstruction")
     assert set(pd.read_csv(study.study_dir() / "effects.csv")["effect"]) == {"ssr"}
 
 
