@@ -4,8 +4,8 @@ A score is only as good as what it refuses to reward. Each control changes the b
 in a way that must make a faithful score worse:
 - blur: the generated images and the reconstructions blurred (a decoder that shows less);
 - constant: a decoder that shows one image, the mean reconstruction, whatever the latent;
-- modes: the generated set restricted to a fraction of the classes, against a random subset of
-  the same size (a generator that dropped modes).
+- modes: a set restricted to a fraction of the classes, against a random subset of the same size
+  (a generator that dropped modes); drawn from reconstructed held-out images by their true labels.
 Which controls a score must pass follows from what it claims to measure: FD and KD claim both
 fidelity and diversity, so all three; precision and density (fidelity) blur and constant; recall
 and coverage (diversity) modes and constant. The floor (reconstructed held-out images as the
@@ -105,15 +105,24 @@ def verdicts(rows: pd.DataFrame, columns: list[str], roles: Mapping[str, str]) -
     return pd.DataFrame(out)
 
 
-def measure_controls(samples: torch.Tensor, labels: np.ndarray, own_images: torch.Tensor, floor_images: torch.Tensor, *,
+def undefined_own_knn(values: Mapping[str, float], knn_own: Sequence[str]) -> dict[str, float]:
+    """A constant set against itself has k-NN radii of 0: the k-NN scores against own reconstructions
+    are undefined there (prdc's strict `<` would read 0 and let recall / coverage "pass"). NaN fails."""
+    return {c: float("nan") if c in knn_own else v for c, v in values.items()}
+
+
+def measure_controls(samples: torch.Tensor, own_images: torch.Tensor, floor_images: torch.Tensor, floor_labels: np.ndarray, *,
                      generated: torch.Tensor, own: torch.Tensor, extract: Callable[[torch.Tensor], torch.Tensor],
                      score: Callable[[torch.Tensor, torch.Tensor], dict[str, float]], directions: Mapping[str, str],
-                     roles: Mapping[str, str], blur_sigmas: Sequence[float], mode_keep: float, seed: int,
-                     progress: Callable[[int, int], None] = lambda done, total: None) -> list[dict]:
+                     roles: Mapping[str, str], knn_own: Sequence[str], blur_sigmas: Sequence[float], mode_keep: float,
+                     seed: int, progress: Callable[[int, int], None] = lambda done, total: None) -> list[dict]:
     """Every control of one run as rows (control_rows). `samples` / `own_images` are the generated
     images and the reconstructions of the reference (uint8), `generated` / `own` their features,
-    `floor_images` reconstructions of held-out images; `score(generated, own)` scores a set against
-    the real reference and against `own` (analysis.set_scores)."""
+    `floor_images` reconstructions of held-out images and `floor_labels` their true classes;
+    `score(generated, own)` scores a set against the real reference and against `own`
+    (analysis.set_scores); `knn_own` names the k-NN columns against `own`. Dropped modes are drawn
+    from the reconstructed held-out images by their true labels, not from the samples: a generator
+    that ignores its class would otherwise fail the control for any score, at random."""
     actual = score(generated, own)
     rows = control_rows("actual", "", actual, actual, directions, roles)
     total = len(blur_sigmas) + 2
@@ -123,10 +132,11 @@ def measure_controls(samples: torch.Tensor, labels: np.ndarray, own_images: torc
                              actual, directions, roles)
     progress(len(blur_sigmas), total)
     constant = extract(constant_like(own_images)[:2])[:1].expand(len(own_images), -1).contiguous()  # one image's features
-    rows += control_rows("constant", "", score(constant, constant), actual, directions, roles)
-    kept, random = mode_subsets(labels, mode_keep, seed)
-    rows += control_rows("modes", mode_keep, score(generated[kept], own), score(generated[random], own), directions, roles)
+    rows += control_rows("constant", "", undefined_own_knn(score(constant, constant), knn_own), actual, directions, roles)
     progress(len(blur_sigmas) + 1, total)
-    rows += control_rows("floor", "", score(extract(floor_images), own), actual, directions, roles)
+    floor = extract(floor_images)
+    rows += control_rows("floor", "", score(floor, own), actual, directions, roles)
+    kept, random = mode_subsets(floor_labels, mode_keep, seed)
+    rows += control_rows("modes", mode_keep, score(floor[kept], own), score(floor[random], own), directions, roles)
     progress(total, total)
     return rows

@@ -157,7 +157,7 @@ class FidelityColumns:
 
     def targets(self) -> dict[str, str]:
         """Correlation-target keys a study may choose (evaluation.correlation_target) -> column."""
-        return {"gfd": self.fd, "gkd": self.kd, "lfd": self.lfd, "lkd": self.lkd, "val_loss": self.val_loss,
+        return {"gfd": self.fd, "gkd": self.kd, "lfd": self.lfd, "lkd": self.lkd, "val_loss": self.val_loss_gap,
                 "frontier": self.frontier}
 
     def meanings(self) -> dict[str, str]:

@@ -38,9 +38,10 @@ def image_controls():
     def score(gen, own_set):
         return set_scores(gen, real, own_set, COLS, prdc_k=3, kid_subsets=10, seed=0)
 
-    rows = measure_controls(torch.from_numpy(samples.images), samples.labels, torch.from_numpy(reference.images),
-                            torch.from_numpy(floor.images), generated=generated, own=own, extract=extract, score=score,
-                            directions=DIRECTIONS, roles=COLS.roles(), blur_sigmas=[0.5, 1.0, 2.0], mode_keep=0.5, seed=0)
+    rows = measure_controls(torch.from_numpy(samples.images), torch.from_numpy(reference.images),
+                            torch.from_numpy(floor.images), floor.labels, generated=generated, own=own, extract=extract,
+                            score=score, directions=DIRECTIONS, roles=COLS.roles(), knn_own=list(COLS.knn("own").values()),
+                            blur_sigmas=[0.5, 1.0, 2.0], mode_keep=0.5, seed=0)
     table = pd.DataFrame(rows)
     return table, verdicts(table, scored_columns(COLS), COLS.roles()).set_index("column")
 
@@ -68,6 +69,8 @@ def test_a_constant_decoder_cannot_win(image_controls) -> None:
     assert constant.loc[COLS.precision, "value"] == 1.0 and "constant" in verdict.loc[COLS.precision, "failed_controls"]
     accepted = [c for c in verdict.index if verdict.loc[c, "passes_controls"] == True]  # noqa: E712
     assert {COLS.fd, COLS.kd, COLS.recall, COLS.coverage} <= set(accepted)
+    # against the decoder's own (constant) images the k-NN radii are 0: those scores are undefined and fail
+    assert np.isnan(constant.loc[COLS.lcoverage, "value"]) and not verdict.loc[COLS.lcoverage, "passes_controls"]
     for column in accepted:
         assert constant.loc[column, "worse"], column
 

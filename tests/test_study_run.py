@@ -192,7 +192,11 @@ def test_a_width_arm_draws_the_frontier_that_becomes_the_target(finished, tmp_pa
     assert info["frontier"]["baselines"] == ["baseline", "baseline_w2"] and info["target"] == "frontier_fd_effnet_lite0"
     # one note, the target's controls; none on the design: the arm left out, baseline and ssr form a one-factor design
     assert len(info["notes"]) == 1 and info["notes"][0].startswith("frontier_fd_effnet_lite0 is gFD at equal reconstruction")
-    assert set(pd.read_csv(study.study_dir() / "effects.csv")["effect"]) == {"ssr"}
+    effects = pd.read_csv(study.study_dir() / "effects.csv")
+    assert set(effects["effect"]) == {"ssr"}
+    # the frontier distance is already at equal PSNR: adjusting it again would cancel the frontier's slope
+    assert effects.loc[effects["response"] == "frontier_fd_effnet_lite0", "adjusted_for"].fillna("").eq("").all()
+    assert (effects.loc[effects["response"] == "fd_effnet_lite0", "adjusted_for"] == "psnr").all()
 
 
 def test_failing_variant_is_recorded_and_others_finish(finished, tmp_path: Path) -> None:

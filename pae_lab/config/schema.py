@@ -213,7 +213,8 @@ class EvaluationConfig(Strict):
         "minus the unregularized baselines' log-gFD-vs-PSNR line at the run's PSNR: generation at equal reconstruction; "
         "needs baselines at 2 or more latent widths, else the study reads gfd and says why), gfd / gkd (generated vs "
         "real: learnability plus decoder blur), lfd / lkd (generated vs the tokenizer's own reconstructions, which a "
-        "blurrier decoder makes easier), val_loss (the generator's held-out flow-matching loss).")
+        "blurrier decoder makes easier), val_loss (the generator's held-out flow-matching loss less its closed-form "
+        "Gaussian baseline, gen_val_loss_gap: the raw loss falls with the latent's rank whatever the generator learned).")
     kid_subsets: int = Field(100, ge=1, description="KD subsets (torch-fidelity's kid_subsets).")
     prdc_k: int = Field(3, ge=1, description="k of precision / recall / density / coverage (k-NN in the FD features; "
                         "3 is ADM's improved precision / recall).")

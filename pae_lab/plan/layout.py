@@ -71,7 +71,6 @@ def ema_weights(step: int) -> str:
 # generation
 CONVERGENCE = f"convergence{JSON}"  # FD/KD and validation loss per evaluated generator step, with the protocol
 SAMPLES = f"samples{NPY}"  # the last checkpoint's generated images, uint8 [N, 3, H, W]
-SAMPLE_LABELS = f"sample_labels{NPY}"  # the classes they were drawn for
 SAMPLE_FEATURES = f"sample_features{NPY}"  # their FD features
 OWN_FEATURES = f"reconstruction_features{NPY}"  # FD features of the run's reconstructions of the reference set
 # controls

@@ -201,17 +201,27 @@ def paper_signs(design: Design, responses: list[str], gfd: str) -> dict[str, dic
 
 
 def factorial_tables(study: StudyConfig, runs: list[RunSpec], done: pd.DataFrame, target: str,
-                     metrics: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+                     metrics: list[str], verdict: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(effects.csv, correlations_strata.csv) when the variants form a full on/off design, else empty.
-    Generation scores are adjusted for PSNR where results.csv has it."""
+    Generation scores are adjusted for PSNR where results.csv has it, except the frontier distance,
+    which is already held at equal PSNR (adjusting it again would cancel the frontier's slope). No
+    agreement with the paper is claimed on a score that failed its controls (`verdict`)."""
     design = find_design(*design_variants(study, runs))
     if design is None or done.empty:
         return pd.DataFrame(), pd.DataFrame()
+    cols = study.evaluation.columns()
     gen = [c for c in generation_columns(study) if c in done]
     responses = [c for c in dict.fromkeys([*metrics, *gen]) if c in done and done[c].notna().any()]
-    covariates = {c: PSNR for c in gen} if PSNR in done else {}
-    effects = factorial_effects(done, design, responses, paper=paper_signs(design, responses, study.evaluation.columns().fd),
+    covariates = {c: PSNR for c in gen if c != cols.frontier} if PSNR in done else {}
+    effects = factorial_effects(done, design, responses, paper=paper_signs(design, responses, cols.fd),
                                 covariates=covariates, primary=primary_tests(study, design))
+    if verdict is not None and not effects.empty:
+        failed = set(verdict.loc[verdict["passes_controls"] == False, "column"])  # noqa: E712
+        failed |= {cols.frontier} if cols.fd in failed else set()
+        mask = effects["response"].isin(failed) & (effects["agrees_with_paper"] != "")
+        effects.loc[mask, "agrees_with_paper"] = ""
+        effects.loc[mask, "note"] = (effects.loc[mask, "note"].fillna("").astype(str) +
+                                     " failed its controls: no agreement with the paper is claimed").str.strip()
     strata = stratified_correlations(done, design, target, [m for m in metrics if m != target])
     return effects, strata
 
@@ -283,7 +293,7 @@ def aggregate(study: StudyConfig, runs: list[RunSpec], root: Path) -> dict[str, 
     if target in done and done["variant"].nunique() >= 3:
         metrics = correlated_metrics(done, contrast_columns(study))
         correlations = correlate(done, target, metrics, unit="variant", partial=PSNR if PSNR in done else None)
-        effects, strata = factorial_tables(study, runs, done, target, metrics)
+        effects, strata = factorial_tables(study, runs, done, target, metrics, verdict)
     write_csv(correlations, files.correlations)
     write_csv(effects, files.effects)
     write_csv(strata, files.correlations_strata)

@@ -3,8 +3,8 @@
 Per measured run, at the study's one N and with the same scoring as each generator checkpoint
 (analysis.set_scores): the last checkpoint's samples and the reconstructions of the reference set
 blurred at each sigma; a constant decoder (both sets replaced by their mean reconstruction); the
-samples of a fraction of the classes against a random subset of the same size; and the floor
-(reconstructions of held-out images as the generated set). Runs with regularizers are skipped
+reconstructed held-out images of a fraction of the classes (by their true labels) against a
+random subset of the same size; and the floor (reconstructions of held-out images as the generated set). Runs with regularizers are skipped
 unless `evaluation.controls.runs: all`: a control asks what a score rewards, not how a variant fares.
 """
 from __future__ import annotations
@@ -41,18 +41,18 @@ def controls_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     cols, n = ev.columns(), fd_n(study)
     gen_dir = ctx.input("generation")
     samples = torch.from_numpy(np.load(gen_dir / layout.SAMPLES))
-    labels = np.load(gen_dir / layout.SAMPLE_LABELS)
     generated, own = load_features(gen_dir, layout.SAMPLE_FEATURES), load_features(gen_dir, layout.OWN_FEATURES)
     real = load_features(ctx.input("reference"), layout.REFERENCE_FEATURES)
     tokenizer = load_tokenizer(ctx.input("tokenizer"), device)
     rows = measure_controls(
-        samples, labels, reconstruct(tokenizer, ctx.split("train").images[:n], device, ev.batch_size),
-        reconstruct(tokenizer, ctx.split("val").images[:n], device, ev.batch_size),
+        samples, reconstruct(tokenizer, ctx.split("train").images[:n], device, ev.batch_size),
+        reconstruct(tokenizer, ctx.split("val").images[:n], device, ev.batch_size), ctx.split("val").labels[:n],
         generated=generated, own=own, extract=lambda images: features(study, images, device),
         score=lambda gen, own_set: set_scores(gen, real, own_set, cols, prdc_k=ev.prdc_k, kid_subsets=ev.kid_subsets,
                                               seed=ev.sampler.seed),
         directions={c: cols.direction(c) for c in scored_columns(cols)}, roles=cols.roles(),
-        blur_sigmas=cfg.blur_sigmas, mode_keep=cfg.mode_keep, seed=ev.sampler.seed,
+        knn_own=list(cols.knn("own").values()), blur_sigmas=cfg.blur_sigmas, mode_keep=cfg.mode_keep,
+        seed=ev.sampler.seed + ctx.seed,  # each run drops its own classes
         progress=lambda done, total: ctx.progress.update("controls", done, total, force=True))
     write_json(out / layout.CONTROLS, {"rows": rows, "protocol": protocol})
     ctx.logger.artifact(out / layout.CONTROLS, "controls")

@@ -9,8 +9,8 @@ Per checkpoint, at the study's one N (pae_lab.stages.reference.fd_n):
   the null label too, beside the loss a Gaussian with the training latents' covariance allows
   (analysis.flow_baseline) and the gap between the two.
 The reference features come from the shared reference stage; the reconstructions' features are
-computed once per run, the generated images' once per checkpoint. The last checkpoint's images,
-labels and features and the reconstructions' features are kept for the controls stage.
+computed once per run, the generated images' once per checkpoint. The last checkpoint's images
+and features and the reconstructions' features are kept for the controls stage.
 """
 from __future__ import annotations
 
@@ -95,8 +95,7 @@ def generation_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
         rows.append(row)
         ctx.logger.metrics("generation", {k: v for k, v in row.items() if k != "step"}, step, prefixed=False)  # the curve, one name
     ctx.progress.update("generation", len(steps), len(steps), force=True)
-    for name, array in ((layout.SAMPLES, images), (layout.SAMPLE_LABELS, labels), (layout.SAMPLE_FEATURES, gen),
-                        (layout.OWN_FEATURES, own)):
+    for name, array in ((layout.SAMPLES, images), (layout.SAMPLE_FEATURES, gen), (layout.OWN_FEATURES, own)):
         save_npy(out / name, np.asarray(array))  # the last checkpoint's, for the controls stage
     protocol = {**fidelity_protocol(study), "generator_step": "per row", "prdc_k": ev.prdc_k, "sampler": ev.sampler.model_dump(mode="json"),
                 "val_loss_t": list(ev.val_loss_t), "val_loss_images": int(len(val_latents)),
