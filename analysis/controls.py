@@ -22,10 +22,13 @@ import pandas as pd
 import torch
 from torchvision.transforms.functional import gaussian_blur
 
+from analysis.frontier import RECONSTRUCTION, Frontier
+
 CONTROLS_BY_ROLE: dict[str, tuple[str, ...]] = {
     "fd": ("blur", "constant", "modes"), "kd": ("blur", "constant", "modes"),
     "precision": ("blur", "constant"), "density": ("blur", "constant"),
     "recall": ("constant", "modes"), "coverage": ("constant", "modes"),
+    "frontier": ("blur", "constant", "modes"),
 }
 INFORMATIVE = ("floor",)  # measured beside the controls, never a verdict
 
@@ -111,28 +114,42 @@ def undefined_own_knn(values: Mapping[str, float], knn_own: Sequence[str]) -> di
     return {c: float("nan") if c in knn_own else v for c, v in values.items()}
 
 
+def psnr_row(control: str, param: float | str, images: torch.Tensor, originals: torch.Tensor, actual: float) -> dict:
+    """The PSNR a control's decoder would have (its images against the originals): the frontier
+    distance holds gFD at equal PSNR, so its controls need the PSNR the control costs."""
+    from analysis.reconstruction import psnr_per_image
+
+    value = float(psnr_per_image(torch.as_tensor(images).float() / 255, torch.as_tensor(originals).float() / 255).mean())
+    return {"control": control, "param": param, "column": RECONSTRUCTION, "value": value,
+            "compared_with": actual if control != "actual" else value, "worse": None}
+
+
 def measure_controls(samples: torch.Tensor, own_images: torch.Tensor, floor_images: torch.Tensor, floor_labels: np.ndarray, *,
-                     generated: torch.Tensor, own: torch.Tensor, extract: Callable[[torch.Tensor], torch.Tensor],
+                     originals: torch.Tensor, generated: torch.Tensor, own: torch.Tensor, extract: Callable[[torch.Tensor], torch.Tensor],
                      score: Callable[[torch.Tensor, torch.Tensor], dict[str, float]], directions: Mapping[str, str],
                      roles: Mapping[str, str], knn_own: Sequence[str], blur_sigmas: Sequence[float], mode_keep: float,
                      seed: int, progress: Callable[[int, int], None] = lambda done, total: None) -> list[dict]:
     """Every control of one run as rows (control_rows). `samples` / `own_images` are the generated
     images and the reconstructions of the reference (uint8), `generated` / `own` their features,
-    `floor_images` reconstructions of held-out images and `floor_labels` their true classes;
+    `floor_images` reconstructions of held-out `originals` and `floor_labels` their true classes;
     `score(generated, own)` scores a set against the real reference and against `own`
     (analysis.set_scores); `knn_own` names the k-NN columns against `own`. Dropped modes are drawn
     from the reconstructed held-out images by their true labels, not from the samples: a generator
     that ignores its class would otherwise fail the control for any score, at random."""
     actual = score(generated, own)
     rows = control_rows("actual", "", actual, actual, directions, roles)
+    rows.append(psnr_row("actual", "", floor_images, originals, 0.0))
+    actual_psnr = rows[-1]["value"]
     total = len(blur_sigmas) + 2
     for i, sigma in enumerate(blur_sigmas):
         progress(i, total)
         rows += control_rows("blur", sigma, score(extract(blurred(samples, sigma)), extract(blurred(own_images, sigma))),
                              actual, directions, roles)
+        rows.append(psnr_row("blur", sigma, blurred(floor_images, sigma), originals, actual_psnr))
     progress(len(blur_sigmas), total)
     constant = extract(constant_like(own_images)[:2])[:1].expand(len(own_images), -1).contiguous()  # one image's features
     rows += control_rows("constant", "", undefined_own_knn(score(constant, constant), knn_own), actual, directions, roles)
+    rows.append(psnr_row("constant", "", constant_like(floor_images), originals, actual_psnr))
     progress(len(blur_sigmas) + 1, total)
     floor = extract(floor_images)
     rows += control_rows("floor", "", score(floor, own), actual, directions, roles)
@@ -140,3 +157,30 @@ def measure_controls(samples: torch.Tensor, own_images: torch.Tensor, floor_imag
     rows += control_rows("modes", mode_keep, score(floor[kept], own), score(floor[random], own), directions, roles)
     progress(total, total)
     return rows
+
+
+def frontier_rows(rows: pd.DataFrame, fit: Frontier, fd: str, frontier: str) -> pd.DataFrame:
+    """The frontier distance under each control, from each controlled run's gFD and the PSNR that
+    control costs its decoder: log gFD - line(PSNR). A blur that lowers PSNR moves the line too, so
+    the distance can improve while gFD gets worse: the distance needs controls of its own."""
+    out = []
+    for (variant, seed), run in rows.groupby(["variant", "seed"], sort=False):
+        gfd = run[run["column"] == fd].set_index(["control", "param"])["value"]
+        psnr = run[run["column"] == RECONSTRUCTION].set_index(["control", "param"])["value"]
+        actual = next((key for key in gfd.index if key[0] == "actual"), None)
+        if actual is None or actual not in psnr.index:
+            continue
+        base = float(np.log(gfd[actual]) - fit.predict(psnr[actual]))
+        for key in gfd.index:
+            control, param = key
+            if control == "modes":  # the same decoder: gFD's comparison, at the same PSNR
+                pair = run[(run["column"] == fd) & (run["control"] == "modes")].iloc[0]
+                value, compared = (float(np.log(pair[v]) - fit.predict(psnr[actual])) for v in ("value", "compared_with"))
+            elif key in psnr.index:
+                value, compared = float(np.log(gfd[key]) - fit.predict(psnr[key])), base
+            else:
+                continue
+            judged = control in required_controls("frontier")
+            out.append({"variant": variant, "seed": seed, "control": control, "param": param, "column": frontier,
+                        "value": value, "compared_with": compared, "worse": worse(value, compared, "lower") if judged else None})
+    return pd.DataFrame(out, columns=rows.columns)

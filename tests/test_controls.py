@@ -39,7 +39,8 @@ def image_controls():
         return set_scores(gen, real, own_set, COLS, prdc_k=3, kid_subsets=10, seed=0)
 
     rows = measure_controls(torch.from_numpy(samples.images), torch.from_numpy(reference.images),
-                            torch.from_numpy(floor.images), floor.labels, generated=generated, own=own, extract=extract,
+                            torch.from_numpy(floor.images), floor.labels, originals=torch.from_numpy(floor.images),
+                            generated=generated, own=own, extract=extract,
                             score=score, directions=DIRECTIONS, roles=COLS.roles(), knn_own=list(COLS.knn("own").values()),
                             blur_sigmas=[0.5, 1.0, 2.0], mode_keep=0.5, seed=0)
     table = pd.DataFrame(rows)
@@ -143,3 +144,29 @@ def test_a_target_that_fails_its_controls_is_not_read_unless_the_study_says_so(i
     assert target == COLS.lfd and "kept by evaluation.allow_failed_target" in why
     target, why = accepted_target(_study(correlation_target="gfd"), verdict)
     assert target == COLS.fd and why == f"{COLS.fd} passed its controls"
+
+
+def test_the_frontier_distance_gets_controls_of_its_own() -> None:
+    """A blur that costs 3 dB and raises gFD by 10% makes gFD worse; on a frontier that falls 0.1 log
+    units per dB the line rises 0.3 there, so the distance improves by ~0.2: it fails its blur control
+    while gFD passes. A frontier three times flatter (0.01 per dB) keeps the blur visible."""
+    from analysis.controls import frontier_rows
+    from analysis.frontier import Frontier
+
+    rows = pd.DataFrame([
+        {"variant": "baseline", "seed": 0, "control": c, "param": p, "column": col, "value": v, "compared_with": cw, "worse": w}
+        for c, p, col, v, cw, w in [
+            ("actual", "", COLS.fd, 1000.0, 1000.0, None), ("actual", "", "psnr", 20.0, 20.0, None),
+            ("blur", 1.0, COLS.fd, 1100.0, 1000.0, True), ("blur", 1.0, "psnr", 17.0, 20.0, None),
+            ("constant", "", COLS.fd, 9000.0, 1000.0, True), ("constant", "", "psnr", 10.0, 20.0, None),
+            ("modes", 0.5, COLS.fd, 1200.0, 1050.0, True)]])
+
+    def verdict(slope: float) -> pd.Series:
+        fit = Frontier(0.0, slope, 0.01, 9, 20.0, 10.0, (15.0, 25.0), ("baseline", "baseline_w2"))
+        found = frontier_rows(rows, fit, COLS.fd, COLS.frontier)
+        assert set(found["control"]) == {"actual", "blur", "constant", "modes"}
+        return verdicts(found, [COLS.frontier], COLS.roles()).set_index("column").loc[COLS.frontier]
+
+    steep = verdict(-0.1)
+    assert not steep["passes_controls"] and "blur 1.0 px does not make it worse" in steep["failed_controls"]
+    assert verdict(-0.01)["passes_controls"] == True  # noqa: E712

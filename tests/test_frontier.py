@@ -91,10 +91,10 @@ def test_aggregation_reads_gfd_when_the_study_has_no_width_arm():
 
     fit, gap = frontier_fit(study, [spec("baseline"), spec("ssr", 2, "ssr")], runs({}))
     assert fit is None and gap.startswith("no width arm") and "\n" not in gap
-    gfd_passed = pd.DataFrame({"column": [cols.fd], "passes_controls": [True], "failed_controls": [""]})
+    gfd_passed = pd.DataFrame({"column": [cols.fd, cols.frontier], "passes_controls": [True, True], "failed_controls": ["", ""]})
     target, note = accepted_target(study, gfd_passed, gap)
     assert target == cols.fd and note.startswith(f"{cols.fd} in place of the frontier distance") and "\n" not in note
     fit, gap = frontier_fit(study, [spec("baseline_w2", 2), spec("baseline_w4", 4), spec("baseline")], runs({}))
     assert fit is not None and gap == ""
     assert accepted_target(study, gfd_passed, gap) == (cols.frontier, f"{cols.frontier} is gFD at equal reconstruction: "
-                                                                      f"{cols.fd} passed its controls")
+                                                                      f"{cols.frontier} passed its controls")

@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.controls import verdicts
+from analysis.controls import frontier_rows, verdicts
 from analysis.correlation import correlate
 from analysis.convergence import speedups
 from analysis.metric_info import direction_of, panel_names
@@ -142,14 +142,14 @@ def controls_table(runs: list[RunSpec]) -> pd.DataFrame:
 def control_verdicts(study: StudyConfig, controls: pd.DataFrame) -> pd.DataFrame:
     """Per generation column: passes_controls (True / False / None: not measured) and failed_controls."""
     cols = study.evaluation.columns()
-    return verdicts(controls, [*scored_columns(cols), cols.val_loss], cols.roles())
+    return verdicts(controls, [*scored_columns(cols), cols.frontier, cols.val_loss_gap], cols.roles())
 
 
 def accepted_target(study: StudyConfig, verdict: pd.DataFrame, frontier_gap: str = "") -> tuple[str, str]:
     """(the column the study reads as generation quality, a sentence on why). The declared target, except:
     the frontier distance without a frontier (`frontier_gap` says why) is read as gFD; a target that
     failed its controls is replaced by the first declared target that passed, unless
-    `allow_failed_target`. The frontier distance is gFD at equal reconstruction: gFD's controls are its own."""
+    `allow_failed_target`. The frontier distance has controls of its own (analysis.controls.frontier_rows)."""
     cols = study.evaluation.columns()
     declared, prefix = correlation_target(study), ""
     if declared == cols.frontier and frontier_gap:
@@ -158,7 +158,7 @@ def accepted_target(study: StudyConfig, verdict: pd.DataFrame, frontier_gap: str
         prefix = f"{cols.frontier} is gFD at equal reconstruction: "
     passes = {c: None if p is None or p != p else bool(p) for c, p in zip(verdict["column"], verdict["passes_controls"])}
     failed = dict(zip(verdict["column"], verdict["failed_controls"]))
-    checked = cols.fd if declared == cols.frontier else declared
+    checked = declared
     if passes.get(checked) is None:
         return declared, prefix + f"{checked} was not checked by controls ({failed.get(checked, 'not measured')})"
     if passes[checked]:
@@ -217,7 +217,6 @@ def factorial_tables(study: StudyConfig, runs: list[RunSpec], done: pd.DataFrame
                                 covariates=covariates, primary=primary_tests(study, design))
     if verdict is not None and not effects.empty:
         failed = set(verdict.loc[verdict["passes_controls"] == False, "column"])  # noqa: E712
-        failed |= {cols.frontier} if cols.fd in failed else set()
         mask = effects["response"].isin(failed) & (effects["agrees_with_paper"] != "")
         effects.loc[mask, "agrees_with_paper"] = ""
         effects.loc[mask, "note"] = (effects.loc[mask, "note"].fillna("").astype(str) +
@@ -263,11 +262,13 @@ def aggregate(study: StudyConfig, runs: list[RunSpec], root: Path) -> dict[str, 
     gfd, kid = target_columns(study)
     cols = study.evaluation.columns()
     files = StudyLayout(Path(root))
-    controls = controls_table(runs)
-    verdict = control_verdicts(study, controls)
     results = results_table(runs)
     convergence = convergence_table(runs)
     fit, gap = frontier_fit(study, runs, results)
+    controls = controls_table(runs)
+    if fit is not None and not controls.empty:
+        controls = pd.concat([controls, frontier_rows(controls, fit, cols.fd, cols.frontier)], ignore_index=True)
+    verdict = control_verdicts(study, controls)
     target, target_note = accepted_target(study, verdict, gap)
     frontier = pd.DataFrame()
     if fit is not None:

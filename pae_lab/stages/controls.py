@@ -47,7 +47,7 @@ def controls_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     rows = measure_controls(
         samples, reconstruct(tokenizer, ctx.split("train").images[:n], device, ev.batch_size),
         reconstruct(tokenizer, ctx.split("val").images[:n], device, ev.batch_size), ctx.split("val").labels[:n],
-        generated=generated, own=own, extract=lambda images: features(study, images, device),
+        originals=torch.from_numpy(np.asarray(ctx.split("val").images[:n])), generated=generated, own=own, extract=lambda images: features(study, images, device),
         score=lambda gen, own_set: set_scores(gen, real, own_set, cols, prdc_k=ev.prdc_k, kid_subsets=ev.kid_subsets,
                                               seed=ev.sampler.seed),
         directions={c: cols.direction(c) for c in scored_columns(cols)}, roles=cols.roles(),
