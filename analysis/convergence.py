@@ -56,29 +56,39 @@ def censoring(flags: list[str]) -> str:
     return "; ".join(f"{flag} ({flags.count(flag)} of {len(flags)} seeds)" for flag in (ABOVE, BELOW) if flag in flags)
 
 
-def baseline_levels(curves: pd.DataFrame, target: str, baseline: str) -> tuple[dict, float, float]:
-    """({seed: the baseline's final score at that seed}, its mean over seeds, the baseline's last step)."""
+def baseline_levels(curves: pd.DataFrame, target: str, baseline: str) -> tuple[dict, float, dict]:
+    """({seed: the baseline's final score at that seed}, its mean over seeds, {seed: the step at which
+    the baseline's own curve first reaches that score}: the same first-crossing rule as the variants',
+    so a variant identical to the baseline reads 1, not the last step over a noisy early crossing)."""
     base = curves[curves["variant"] == baseline]
     last = float(base["step"].max())
     finals = base[base["step"] == last].groupby("seed")[target].mean()
-    return finals.to_dict(), float(finals.mean()), last
+    own = {}
+    for seed, run in base.groupby("seed"):
+        run = run.sort_values("step")
+        own[seed] = steps_to_reach(run["step"].to_numpy(float), run[target].to_numpy(float), finals[seed])[0]
+    return finals.to_dict(), float(finals.mean()), own
 
 
-def variant_speedup(curve: pd.DataFrame, target: str, levels: dict, mean_level: float, base_steps: float) -> dict:
-    """One speedups.csv row from a variant's per-seed curves: each seed against the baseline's same seed."""
-    needed, flags = [], []
+def variant_speedup(curve: pd.DataFrame, target: str, levels: dict, mean_level: float, base_steps: dict) -> dict:
+    """One speedups.csv row from a variant's per-seed curves: each seed against the baseline's same seed,
+    speed-up = the baseline's steps to its final score / the variant's steps to it, per seed; geometric
+    mean and a t interval over the seeds' log ratios."""
+    needed, ratios, flags = [], [], []
+    fallback = float(np.exp(np.mean(np.log(list(base_steps.values()))))) if base_steps else float("nan")
     for seed, run in curve.groupby("seed"):
         run = run.sort_values("step")
         steps, flag = steps_to_reach(run["step"].to_numpy(float), run[target].to_numpy(float),
                                      levels.get(seed, mean_level))
         needed.append(steps)
+        ratios.append(base_steps.get(seed, fallback) / steps)
         flags.append(flag)
     row = {"speedup": float("nan"), "steps_to_baseline": float("nan"), "speedup_lo": float("nan"),
            "speedup_hi": float("nan"), "seeds": len(needed), "censored": censoring(flags)}
     if not row["censored"]:
-        steps, lo, hi = log_t_interval(np.array(needed))
-        row |= {"speedup": base_steps / steps, "steps_to_baseline": steps,
-                "speedup_lo": base_steps / hi, "speedup_hi": base_steps / lo}
+        speedup, lo, hi = log_t_interval(np.array(ratios))
+        row |= {"speedup": speedup, "steps_to_baseline": log_t_interval(np.array(needed))[0],
+                "speedup_lo": lo, "speedup_hi": hi}
     return row
 
 

@@ -55,3 +55,15 @@ def test_censored_variants_get_words_not_numbers():
                      "score", "baseline").set_index("variant")
     assert math.isnan(table.loc["slow", "speedup"]) and table.loc["slow", "censored"] == f"{ABOVE} (2 of 3 seeds)"
     assert math.isnan(table.loc["instant", "speedup"]) and table.loc["instant", "censored"] == f"{BELOW} (3 of 3 seeds)"
+
+
+def test_a_variant_identical_to_the_baseline_reads_one() -> None:
+    """The baseline's steps are read with the variant's rule (first crossing of its own final score), so a
+    noisy plateau that dips below the final score early does not turn an identical variant into a speed-up."""
+    steps = [12, 25, 50, 100, 200, 400]
+    rows = []
+    for seed, curve in enumerate(([9, 5, 3.0, 2.9, 3.05, 3.0], [8, 4, 2.8, 3.1, 2.9, 3.0], [9, 6, 3.2, 2.95, 3.1, 3.0])):
+        for variant in ("baseline", "twin"):
+            rows += [{"variant": variant, "seed": seed, "step": s, "gfd": v} for s, v in zip(steps, curve)]
+    found = speedups(pd.DataFrame(rows), "gfd", "baseline").set_index("variant")
+    assert found.loc["twin", "speedup"] == pytest.approx(1.0) and found.loc["baseline", "speedup"] == pytest.approx(1.0)
