@@ -93,7 +93,7 @@ def test_aggregate_applies_the_papers_sign_only_to_what_the_paper_measured():
     study = StudyConfig.model_validate({"name": "x", "evaluation": {"extractor": "effnet-lite0"},
                                         "analysis": {"primary": ["gfd ~ mcr", "lfd ~ mcr"]}})
     cols = study.evaluation.columns()
-    runs = [SimpleNamespace(variant=v, regularizers={r: {} for r in on}) for v, on in ABLATION_VARIANTS.items()]
+    runs = [SimpleNamespace(variant=v, regularizers={r: {} for r in on}, config={}) for v, on in ABLATION_VARIANTS.items()]
     table = confounded(2)
     for c in (cols.lfd, cols.kd, cols.val_loss):
         table[c] = table[FD] * 1.1

@@ -61,7 +61,7 @@ def test_metric_and_stage_columns_reach_results_correlations_and_status(plugged:
     status = cli("status", str(plugged)).stdout
     assert "latent_abs" in status and "loss_echo" in status  # a headline metric's column; the stage's own
     baseline_row = next(line for line in status.splitlines() if "baseline" in line)
-    assert baseline_row.count("done") == 5  # tokenizer, manifold, loss_echo, generator, generation
+    assert baseline_row.count("done") == 6  # tokenizer, manifold, loss_echo, generator, generation, controls
     assert f"{runs.iloc[0]['latent_abs']:.3f}" in baseline_row  # the metric's value, not only its header
 
 
