@@ -100,7 +100,7 @@ def _correlate_one(x: np.ndarray, y: np.ndarray, *, n_boot: int, n_perm: int, co
 
 
 def partial_column(covariate: str) -> str:
-    """correlations.csv's column of the partial Spearman with `covariate` held fixed."""
+    """The column of correlations.csv that holds the partial Spearman with `covariate` held fixed."""
     return f"partial_spearman_{covariate}"
 
 

@@ -126,25 +126,24 @@ def effects_summary(effects: pd.DataFrame | None, target: str | None, own_metric
     return "\n\n".join(lines)
 
 
-def controls_summary(info: Mapping[str, object]) -> str:
+def controls_summary(study: "StudyData") -> str:
     """The report's first sentence: which generation score the study reads and whether it passed the
-    controls that a score rewarding information loss would fail."""
-    declared, target = info.get("declared_target"), info.get("target")
-    why = str(info.get("target_controls") or "")
-    if not why:
-        return ""
-    if "fails its controls" not in why:
-        return f"The study reads generation quality as `{target}`: {why}."
-    detail = why.split("fails its controls: ", 1)[1].split("; kept by")[0].split("; the study reads")[0].split("; no other")[0]
-    if target != declared:
-        return (f"**The declared generation score `{declared}` fails its controls** ({detail}): it rewards information "
-                f"loss, so the study reads `{target}` instead, which passed.")
-    return (f"**The generation score `{target}` fails its controls** ({detail}), and the study kept it: nothing this "
-            f"report says about `{target}` is evidence for or against the paper.")
+    controls that a score rewarding information loss would fail (columns.csv's verdicts)."""
+    declared, target = study.info.get("declared_target"), study.info.get("target")
+    declared_passed, declared_failed = study.verdict(declared)
+    target_passed, target_failed = study.verdict(target)
+    if declared_passed is False and target != declared:
+        return (f"**The declared generation score `{declared}` fails its controls** ({declared_failed}): it rewards "
+                f"information loss, so the study reads `{target}` instead, which passed.")
+    if target_passed is False:
+        return (f"**The generation score `{target}` fails its controls** ({target_failed}), and the study kept it: nothing "
+                f"this report says about `{target}` is evidence for or against the paper.")
+    why = study.info.get("target_controls")
+    return f"The study reads generation quality as `{target}`: {why}." if why else ""
 
 
 def controls_table(column_notes: pd.DataFrame) -> pd.DataFrame:
-    """columns.csv's verdicts: each generation score, passed / failed / not measured, and what it failed."""
+    """The verdicts in columns.csv: each generation score, passed / failed / not measured, and what it failed."""
     rows = column_notes[column_notes["passes_controls"].notna() | (column_notes["failed_controls"].astype(str) != "nan")]
     rows = rows[rows["column"] != "kind"]
     verdict = rows["passes_controls"].map(lambda p: "not measured" if p != p else ("passed" if str(p) == "True" else "FAILED"))

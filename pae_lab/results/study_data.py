@@ -94,11 +94,21 @@ class StudyData:
     controls: pd.DataFrame | None = None  # controls.csv: every score under blur, a constant decoder, dropped modes
     column_notes: pd.DataFrame | None = None  # columns.csv: what each generation column means, its controls' verdict
 
+    def verdict(self, column: object) -> tuple[bool | None, str]:
+        """(passed its controls: True / False / None when not measured, what it failed) from columns.csv."""
+        notes = self.column_notes
+        if notes is None or "passes_controls" not in notes or column not in set(notes["column"]):
+            return None, ""
+        row = notes[notes["column"] == column].iloc[0]
+        passed = row["passes_controls"]
+        failed = "" if pd.isna(row.get("failed_controls")) else str(row["failed_controls"])
+        return (None if pd.isna(passed) else str(passed) == "True"), failed
+
     @property
     def target_failed_controls(self) -> bool:
-        """Whether the target the study reads failed its controls (kept by `allow_failed_target`)."""
-        return "fails its controls" in str(self.info.get("target_controls", "")) and \
-            self.info.get("target") == self.info.get("declared_target")
+        """Whether the score the study reads failed its controls (kept by `allow_failed_target`, or no
+        target passed)."""
+        return self.verdict(self.info.get("target"))[0] is False
 
     @property
     def variants(self) -> list[str]:
