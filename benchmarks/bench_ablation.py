@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 GOAL_MIN = 60.0
-RUN_STAGES = ("tokenizer", "manifold", "generator", "generation")
+RUN_STAGES = ("tokenizer", "manifold", "generator", "generation", "controls")
 
 
 def stage_seconds(root: Path) -> tuple[dict[str, float], dict[str, float], float | None]:

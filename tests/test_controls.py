@@ -62,14 +62,16 @@ def test_blur_worsens_gfd_and_rewards_lfd(image_controls) -> None:
 def test_a_constant_decoder_cannot_win(image_controls) -> None:
     """A decoder that shows one image whatever the latent scores lFD = 0: lFD fails. Precision fails
     too: the mean image sits inside the reals' k-NN balls, so a constant decoder has precision 1
-    (fidelity alone cannot see it). gFD, KD, recall and coverage come out worse, as every accepted
-    score must."""
+    (fidelity alone cannot see it). gFD, KD and recall come out worse, as every accepted score must.
+    Coverage is not required to pass here: against the mean of five random subsets, half of these
+    scenes' classes cover as many reals as all of them (the classes overlap in the extractor's
+    features); a single random draw let it pass by luck."""
     table, verdict = image_controls
     constant = table[table["control"] == "constant"].set_index("column")
     assert constant.loc[COLS.lfd, "value"] == pytest.approx(0, abs=1e-6) and not constant.loc[COLS.lfd, "worse"]
     assert constant.loc[COLS.precision, "value"] == 1.0 and "constant" in verdict.loc[COLS.precision, "failed_controls"]
     accepted = [c for c in verdict.index if verdict.loc[c, "passes_controls"] == True]  # noqa: E712
-    assert {COLS.fd, COLS.kd, COLS.recall, COLS.coverage} <= set(accepted)
+    assert {COLS.fd, COLS.kd, COLS.recall} <= set(accepted)
     # against the decoder's own (constant) images the k-NN radii are 0: those scores are undefined and fail
     assert np.isnan(constant.loc[COLS.lcoverage, "value"]) and not verdict.loc[COLS.lcoverage, "passes_controls"]
     for column in accepted:
@@ -96,7 +98,7 @@ def test_dropping_modes_always_hurts_fd_kd_recall_and_coverage() -> None:
     real, _ = mixture(400, 1)
     for seed in range(5):
         gen, labels = mixture(400, 10 + seed)
-        kept, random = mode_subsets(labels, 0.5, seed)
+        kept, (random,) = mode_subsets(labels, 0.5, seed)
         assert len(kept) == len(random) and len(np.unique(labels[kept])) == 4
         dropped = set_scores(gen[kept], real, real, COLS, prdc_k=3, kid_subsets=20, seed=0)
         fair = set_scores(gen[random], real, real, COLS, prdc_k=3, kid_subsets=20, seed=0)

@@ -135,6 +135,12 @@ def test_rerun_with_nothing_to_do_stops_before_mlflow(finished, tmp_path: Path) 
     assert is_settled(study)
     changed = StudyConfig.model_validate({**study.model_dump(mode="json"), "training": {**study.training.model_dump(), "steps": 8}})
     assert not is_settled(changed)
+    from pae_lab.plan import settled
+
+    with pytest.MonkeyPatch.context() as patch:  # edited aggregating code re-aggregates, without a version bump
+        patch.setattr(settled, "aggregation_source", lambda: "edited")
+        assert not is_settled(study)
+    assert is_settled(study)
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(study.model_dump(mode="json")))
     results = study.study_dir() / "results.csv"

@@ -197,7 +197,8 @@ class ControlsConfig(Strict):
         default_factory=lambda: [0.5, 1.0, 2.0], min_length=1,
         description="Gaussian blurs (pixels) applied to the generated images and the reconstructions; a score must worsen under each.")
     mode_keep: float = Field(0.5, gt=0, lt=1, description="Share of the classes the mode-dropping control keeps; the subset must "
-                             "score worse than a random subset of the same size.")
+                             "score worse than random subsets of the same size, on average.")
+    mode_draws: int = Field(5, ge=1, description="How many random subsets the mode-dropping control is compared with (their mean).")
 
 
 class EvaluationConfig(Strict):

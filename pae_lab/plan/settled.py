@@ -2,13 +2,17 @@
 
 The driver stamps a study once it has trained, aggregated, logged and settled every run's MLflow
 status. The stamp holds a digest of what those steps read: the resolved study, every run's stage
-hashes and result, the shared stages' hashes, the result tables and pae-lab's version. A rerun
+hashes and result, the shared stages' hashes, the result tables, pae-lab's version and the source
+of the code that aggregates (so a checkout whose aggregation changed re-aggregates finished studies
+without a version bump, which would rerun every stage). A rerun
 whose digest matches has nothing to train, aggregate or log, and MLflow still tells the truth:
 nothing has touched it since the driver settled it. Light on purpose (no torch, mlflow or pandas).
 """
 from __future__ import annotations
 
 import hashlib
+from functools import cache
+from pathlib import Path
 
 from pae_lab import __version__
 from pae_lab.fsutil import read_json, write_json
@@ -18,6 +22,19 @@ from pae_lab.plan.layout import StudyLayout
 from pae_lab.plan.runs import RunSpec, expand, run_stage_names, shared_plan
 from pae_lab.config.schema import StudyConfig
 from pae_lab.plan.cache import is_done
+
+
+AGGREGATING_CODE = ("pae_lab/results", "analysis")  # what turns finished runs into the study's tables
+
+
+@cache
+def aggregation_source() -> str:
+    """A digest of the aggregating modules' source, as installed or checked out."""
+    root, digest = Path(__file__).resolve().parents[2], hashlib.sha256()
+    for folder in AGGREGATING_CODE:
+        for path in sorted((root / folder).rglob("*.py")):
+            digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
 
 
 def run_finished(spec: RunSpec) -> bool:
@@ -35,7 +52,7 @@ def results_digest(study: StudyConfig, runs: list[RunSpec] | None = None) -> str
     tables = hashlib.sha256()
     for path in files.tables():
         tables.update(path.read_bytes() if path.is_file() else b"<missing>")
-    return content_hash("settled", __version__, study.model_dump(mode="json"), hashes, tables.hexdigest(),
+    return content_hash("settled", __version__, aggregation_source(), study.model_dump(mode="json"), hashes, tables.hexdigest(),
                         files.mlflow_db.exists(), [(r.identity, r.hashes, read_json(r.layout.result)) for r in runs])
 
 

@@ -4,7 +4,7 @@ Per measured run, at the study's one N and with the same scoring as each generat
 (analysis.set_scores): the last checkpoint's samples and the reconstructions of the reference set
 blurred at each sigma; a constant decoder (both sets replaced by their mean reconstruction); the
 reconstructed held-out images of a fraction of the classes (by their true labels) against a
-random subset of the same size; and the floor (reconstructions of held-out images as the generated set). Runs with regularizers are skipped
+the mean of random subsets of the same size; and the floor (reconstructions of held-out images as the generated set). Runs with regularizers are skipped
 unless `evaluation.controls.runs: all`: a control asks what a score rewards, not how a variant fares.
 """
 from __future__ import annotations
@@ -34,7 +34,7 @@ def controls_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     study, device, ev = ctx.study, ctx.device, ctx.study.evaluation
     cfg = ev.controls
     protocol = {**cfg.model_dump(mode="json"), "prdc_k": ev.prdc_k, "n": fd_n(study),
-                "compared_with": "the run's last checkpoint; for modes, a random subset of the same size"}
+                "compared_with": "the run's last checkpoint; for modes, the mean of mode_draws random subsets of the same size"}
     if not measured(ctx):
         write_json(out / layout.CONTROLS, {"rows": [], "protocol": protocol})
         return {"measured": False}
@@ -51,7 +51,7 @@ def controls_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
         score=lambda gen, own_set: set_scores(gen, real, own_set, cols, prdc_k=ev.prdc_k, kid_subsets=ev.kid_subsets,
                                               seed=ev.sampler.seed),
         directions={c: cols.direction(c) for c in scored_columns(cols)}, roles=cols.roles(),
-        knn_own=list(cols.knn("own").values()), blur_sigmas=cfg.blur_sigmas, mode_keep=cfg.mode_keep,
+        knn_own=list(cols.knn("own").values()), blur_sigmas=cfg.blur_sigmas, mode_keep=cfg.mode_keep, mode_draws=cfg.mode_draws,
         seed=ev.sampler.seed + ctx.seed,  # each run drops its own classes
         progress=lambda done, total: ctx.progress.update("controls", done, total, force=True))
     write_json(out / layout.CONTROLS, {"rows": rows, "protocol": protocol})
