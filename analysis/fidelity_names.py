@@ -74,8 +74,8 @@ def metric_names(extractor: str = "auto", inception_weights: str | os.PathLike |
     return spec.fid_key, spec.kid_key
 
 
-VAL_LOSS = "gen_val_loss"
-KNN_ROLES = ("precision", "recall", "density", "coverage")  # the generator's flow-matching loss on held-out latents over a fixed t-grid
+VAL_LOSS = "gen_val_loss"  # the generator's flow-matching loss on held-out latents over a fixed t-grid
+KNN_ROLES = ("precision", "recall", "density", "coverage")
 
 
 @dataclass(frozen=True)
@@ -99,6 +99,9 @@ class FidelityColumns:
                          covariance (analysis.flow_baseline): what the covariance alone allows
     val_loss_gap:        val_loss - val_loss_gauss: what to compare across tokenizers
     val_loss_null:       val_loss with every label replaced by the null (unconditional) label
+    refit_fd / refit_psnr: gFD and PSNR with a fresh decoder trained on the frozen encoder (the
+                         optional decoder refit stage): what the latent allows, whatever the
+                         regularizers taught the tokenizer's own decoder
     """
 
     fd: str
@@ -124,9 +127,12 @@ class FidelityColumns:
     val_loss_gauss: str = f"{VAL_LOSS}_gauss"
     val_loss_gap: str = f"{VAL_LOSS}_gap"
     val_loss_null: str = f"{VAL_LOSS}_null"
+    refit_fd: str = "refit_fd"
+    refit_psnr: str = "refit_psnr"
 
     # Roles that score the tokenizer's latent statistics, not the generator: better neither way.
     NO_DIRECTION: ClassVar[frozenset[str]] = frozenset({"val_loss_gauss"})
+    HIGHER: ClassVar[frozenset[str]] = frozenset({*KNN_ROLES, "refit_psnr"})
 
     @classmethod
     def from_keys(cls, fd: str, kd: str) -> FidelityColumns:
@@ -135,7 +141,7 @@ class FidelityColumns:
         network = fd.removeprefix("fd") if fd.startswith("fd_") else ""
         knn = {f"{prefix}{role}": f"{prefix}{role}{network}" for prefix in ("", "l") for role in KNN_ROLES}
         return cls(fd, kd, f"l{fd}", f"l{kd}", f"floor_{fd}", f"floor_{kd}", f"noise_{fd}", f"noise_{kd}", f"r{fd}", f"r{kd}",
-                   f"frontier_{fd}", **knn)
+                   f"frontier_{fd}", **knn, refit_fd=f"refit_{fd}")
 
     def direction(self, column: str) -> str | None:
         """Which way `column` is better: the k-NN scores higher, every distance and loss lower; none
@@ -143,7 +149,7 @@ class FidelityColumns:
         role = self.roles()[column]
         if role in self.NO_DIRECTION:
             return None
-        return "higher" if role.removeprefix("l") in KNN_ROLES else "lower"
+        return "higher" if role.removeprefix("l") in self.HIGHER else "lower"
 
     def knn(self, against: str = "real") -> dict[str, str]:
         """The k-NN score columns by role ("precision" -> "precision_effnet_lite0"), against the real
@@ -190,6 +196,10 @@ class FidelityColumns:
                                "the covariance; compare this across tokenizers, not the raw loss",
             self.val_loss_null: "held-out flow loss with the null (unconditional) label: what the latent alone lets the "
                                 "generator predict, without the class (NaN without class dropout)",
+            self.refit_fd: "FD(generated, real reference) with the samples decoded by a fresh decoder trained on the frozen "
+                           "encoder (evaluation.decoder_refit): generation apart from what the regularizers did to the decoder",
+            self.refit_psnr: "PSNR of that fresh decoder on the held-out images psnr reads: the information the latent keeps, apart from "
+                             "what the regularizers cost the tokenizer's own decoder",
         }
 
 

@@ -54,7 +54,8 @@ for _name in ("uniform", "logit_normal"):
     TIME_SAMPLING.declare(_name, "pae_lab.generation.flow")
 for _name in ("conv", "pae", "external"):
     ARCHITECTURES.declare(_name, "pae_lab.config.tokenizers")
-for _name in ("data", "prior", "refine", "reference", "teacher", "tokenizer", "manifold", "generator", "generation", "controls"):
+for _name in ("data", "prior", "refine", "reference", "teacher", "tokenizer", "manifold", "generator", "generation", "controls",
+              "refit"):
     STAGES.declare(_name, "pae_lab.plan.graph")
 for _name in ("inline", "local", "slurm"):
     LAUNCHERS.declare(_name, f"pae_lab.execution.launchers.{_name}")

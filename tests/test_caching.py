@@ -121,7 +121,7 @@ def test_nan_loss_raises_with_terms(tmp_path: Path) -> None:
 
 
 # --- identity covers resolved inputs, and nothing that cannot change a result ------------------------
-RUN_STAGES = ("tokenizer", "manifold", "generator", "generation", "controls")
+RUN_STAGES = ("tokenizer", "manifold", "generator", "generation", "controls", "refit")
 
 
 def changed(a: StudyConfig | dict, b: StudyConfig | dict) -> set[str]:
@@ -137,8 +137,9 @@ def test_logging_and_checkpoint_cadence_change_nothing() -> None:
 
 
 def test_sampler_seed_reruns_only_the_stages_that_draw_from_it() -> None:
-    """KD subsets (reference floor, rKD, lKD) and the sampler's noise use it; nothing is retrained."""
-    assert changed(study(), study(evaluation={"sampler": {"seed": 5}})) == {"reference", "manifold", "generation", "controls"}
+    """KD subsets (reference floor, rKD, lKD) and the sampler's noise use it (the refit decodes the same
+    samples); nothing is retrained."""
+    assert changed(study(), study(evaluation={"sampler": {"seed": 5}})) == {"reference", "manifold", "generation", "controls", "refit"}
 
 
 def test_controls_settings_rerun_only_the_controls() -> None:
@@ -153,10 +154,10 @@ def test_auto_extractor_is_hashed_resolved(tmp_path: Path, monkeypatch) -> None:
     weights = tmp_path / "hub" / "checkpoints" / "pt_inception-2015-12-05-6726825d.pth"
     weights.parent.mkdir(parents=True)
     weights.write_bytes(b"weights v1")
-    assert changed(before, study()) == {"reference", "manifold", "generation", "controls"}
+    assert changed(before, study()) == {"reference", "manifold", "generation", "controls", "refit"}
     with_v1 = hashes(study())
     weights.write_bytes(b"weights v2, another file")
-    assert changed(with_v1, study()) == {"reference", "manifold", "generation", "controls"}
+    assert changed(with_v1, study()) == {"reference", "manifold", "generation", "controls", "refit"}
 
 
 def test_folder_dataset_contents_are_hashed(tmp_path: Path) -> None:

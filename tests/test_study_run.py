@@ -263,7 +263,7 @@ def test_rerun_after_a_logging_change_retrains_nothing(finished) -> None:
     assert Driver(quieter, Console(quiet=True)).run().launched == 0
 
 
-def test_sampler_seed_reruns_exactly_manifold_generation_and_controls(finished, tmp_path: Path) -> None:
+def test_sampler_seed_reruns_exactly_the_stages_that_draw_samples(finished, tmp_path: Path) -> None:
     """On a copy of the finished study (mtimes kept), so the fixture's study stays as it was."""
     study, _ = finished
     folder = Path(shutil.copytree(study.study_dir(), tmp_path / "copy"))
@@ -274,7 +274,7 @@ def test_sampler_seed_reruns_exactly_manifold_generation_and_controls(finished, 
                                                                "seed": 9}}})
     assert Driver(reseeded, Console(quiet=True)).run().launched == 3
     rerun = {p.parent.name for p, t in stamps().items() if before.get(p) != t}
-    assert rerun == {"manifold", "generation", "controls"}  # controls read the generated images
+    assert rerun == {"manifold", "generation", "controls", "refit"}  # controls and the refit read the samples
 
 
 def test_copied_study_folder_writes_only_into_itself(finished, tmp_path: Path) -> None:

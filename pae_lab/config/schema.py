@@ -201,6 +201,15 @@ class ControlsConfig(Strict):
     mode_draws: int = Field(5, ge=1, description="How many random subsets the mode-dropping control is compared with (their mean).")
 
 
+class DecoderRefitConfig(Strict):
+    """The `evaluation.decoder_refit:` block: an optional stage that trains a fresh decoder on each
+    run's frozen encoder, with one budget for every variant, and decodes the samples with it."""
+
+    enabled: bool = Field(False, description="Run the decoder refit stage (off by default: it costs a second decoder training per run).")
+    steps: int | None = Field(None, ge=1, description="Decoder steps; default: training.steps (the same budget for every variant).")
+    lr: float | None = Field(None, gt=0, description="AdamW learning rate; default: training.lr.")
+
+
 class EvaluationConfig(Strict):
     """The gFID / rFID protocol, fixed per study and stored beside every value."""
 
@@ -220,6 +229,8 @@ class EvaluationConfig(Strict):
     prdc_k: int = Field(3, ge=1, description="k of precision / recall / density / coverage (k-NN in the FD features; "
                         "3 is ADM's improved precision / recall).")
     controls: ControlsConfig = Field(default_factory=ControlsConfig, description="Blur, constant-decoder and mode-dropping controls.")
+    decoder_refit: DecoderRefitConfig = Field(default_factory=DecoderRefitConfig, description="A fresh decoder per run on its "
+                                              "frozen encoder: what a regularizer costs the decoder apart from what it does to the latent.")
     allow_failed_target: bool = Field(False, description="Keep `correlation_target` even when it fails its controls (the report "
                                       "then says so first and claims no agreement with the paper); otherwise the first "
                                       "target that passes is read instead.")

@@ -242,5 +242,9 @@ for _stage in (
     Stage("controls", "pae_lab.stages.controls:controls_stage", reads=("data", "tokenizer", "generation", "reference"),
           depends=("evaluation.controls",), protocols=layout.CONTROLS,
           doc="every generation score under blur, a constant decoder and dropped modes, and its floor (baseline runs)"),
+    Stage("refit", "pae_lab.stages.refit:refit_stage", reads=("data", "tokenizer", "generator", "reference"),
+          depends=("evaluation.decoder_refit", "training", "evaluation.sampler", "extractor", "seed", "device"),
+          columns="summary", protocols=layout.REFIT,
+          doc="optional: a fresh decoder on the frozen encoder, same budget per variant; its PSNR and the samples' gFD"),
 ):
     register_stage(_stage)

@@ -75,6 +75,8 @@ SAMPLE_FEATURES = f"sample_features{NPY}"  # their FD features
 OWN_FEATURES = f"reconstruction_features{NPY}"  # FD features of the run's reconstructions of the reference set
 # controls
 CONTROLS = f"controls{JSON}"  # every score under blur, a constant decoder, dropped modes; the floor
+REFIT = f"refit{JSON}"  # how the decoder refit stage measured (or why it did not)
+REFIT_DECODER = "refit_decoder.pt"  # the fresh decoder's weights
 # manifold
 MANIFOLD_METRICS = f"metrics{JSON}"  # every manifold value and its protocol
 
