@@ -131,12 +131,13 @@ class TrackingServer:
 
 
 def study_file(tmp: Path, name: str, uri: str, **overrides) -> Path:
-    """A tiny study (tests/conftest.py TINY, variant pae) logging to `uri`, written to tmp/<name>.yaml."""
+    """A tiny study (tests/conftest.py TINY, variant pae unless `overrides` say) logging to `uri`, written
+    to tmp/<name>.yaml."""
     from conftest import TINY
 
     cfg = copy.deepcopy(TINY)
     cfg["generator"]["eval_at"] = []
-    cfg.update(name=name, output_dir=str(tmp / name), variants=["pae"], tracking={"uri": uri}, **overrides)
+    cfg.update({"name": name, "output_dir": str(tmp / name), "variants": ["pae"], "tracking": {"uri": uri}, **overrides})
     path = tmp / f"{name}.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
