@@ -129,7 +129,9 @@ def main() -> int:
     parser.add_argument("--keys", type=int, default=4, help="Metrics per step.")
     parser.add_argument("--server-workers", type=int, default=4, help="Worker processes of a server started here.")
     parser.add_argument("--outage", action="store_true", help="Also the outage case (needs the server started here).")
-    parser.add_argument("--pace-s", type=float, default=0.05, help="Outage case: seconds each writer waits between steps.")
+    parser.add_argument("--pace-s", type=float, default=0.15, help="Outage case: seconds each writer waits between "
+                        "steps; the writers must outlive the outage (a restart takes ~15 s here) to send what the "
+                        "store lacks themselves, else what they leave is the driver's to reconcile")
     args = parser.parse_args()
     if args.outage and args.uri:
         parser.error("--outage stops and starts the server, so it needs the one this script starts: leave out --uri")
