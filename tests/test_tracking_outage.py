@@ -76,6 +76,41 @@ def test_a_job_logs_on_through_an_outage_and_sends_what_the_store_lacks(restarta
     assert tags["pae.tracking.outages"] == "1" and int(tags["pae.tracking.replayed"]) == up["replayed"], tags
 
 
+@pytest.mark.timeout(120)
+def test_the_reconcile_sends_what_jobs_left_and_creates_the_run_that_was_never_created(restartable, tmp_path) -> None:
+    """At the end of a run the store lacks the last points of seed0 (its job ended while the server
+    was away) and has no run at all for seed1 (the server was down when the driver registered it)."""
+    from rich.console import Console
+
+    from pae_lab.fsutil import read_json, write_json
+    from pae_lab.plan.preflight import load_study
+    from pae_lab.plan.runs import expand
+    from pae_lab.tracking.lag import store_lag
+    from pae_lab.tracking.outage import reconcile, study_folders
+    from pae_lab.tracking.study_runs import StudyRuns
+
+    server = restartable
+    study = load_study(study_file(tmp_path, "left", server.uri, seeds=[0, 1]))
+    seed0, seed1 = runs = expand(study)
+    mlflow = StudyRuns(study, runs)
+    tracker = mlflow.tracker()
+    parent = mlflow.ensure_parent(tracker)
+    mlflow.register(tracker, parent, [seed0])
+    write_json(seed1.layout.run_json, seed1.to_file())  # no run id
+    log(RunLogger(seed0.run_dir, server.uri, seed0.mlflow_run_id), range(1, 3))
+    for spec in runs:
+        log(RunLogger(spec.run_dir, None, None), range(3, 6))  # the mirror alone
+    log(RunLogger(seed1.run_dir, None, None), range(1, 3))
+    before = store_lag(server.uri, study_folders(study))
+    assert before.asked and before.lagging() == {seed0.run_dir: 6, seed1.run_dir: 10}, before
+    after = reconcile(study, parent, Console(quiet=True))
+    assert after.asked and after.total == 0, after
+    created = read_json(seed1.layout.run_json)["mlflow_run_id"]
+    assert created and tracker.client.get_run(created).data.tags["pae.key"].startswith(seed1.key)
+    for run_id, spec in ((seed0.mlflow_run_id, seed0), (created, seed1)):
+        assert store_against_mirror(tracker.client, run_id, spec.run_dir) == WHOLE
+
+
 def outage_study(tmp: Path, name: str, uri: str, hold_steps: str) -> tuple[Path, dict[str, str], Path]:
     """Two jobs at once (local launcher), logging every step, each holding at `hold_steps` until the
     test lets it go: (study file, environment, hold folder)."""

@@ -4,8 +4,8 @@ While `pae-lab run` or `tune` runs, a tracking step (creating a run, settling st
 study's tables) that fails while the server does not answer is skipped with one line instead of
 ending the study: the jobs train on and keep every point in their mirrors. At the end the driver
 reconciles: it counts what each folder's mirror holds and the store lacks (tracking.lag) and,
-where the store answers, sends it the way `pae-lab sync` does (creating the runs that could not be
-created, settling their statuses). Where it still does not answer, one line says how many runs and
+where the store answers, sends it with `pae-lab sync`'s code, for those folders alone (creating
+the runs that could not be created and settling those). Where it still does not answer, one line says how many runs and
 points the store lacks and that `pae-lab sync` will add them.
 """
 from __future__ import annotations
@@ -77,7 +77,7 @@ def reconcile(study: StudyConfig, parent: str | None, console: Console,
     console.log(f"tracking: the store lacks {lag.total} point(s) of {len(lag.lagging())} run(s); sending them "
                 "from the mirrors (as `pae-lab sync` does)")
     try:
-        sync_study(study, console)
+        sync_study(study, console, only=set(lag.lagging()))
     except Exception as exc:
         if not is_server(uri) or answers(uri, PROBE_TIMEOUT_S):
             raise

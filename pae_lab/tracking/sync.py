@@ -11,6 +11,8 @@ one folder are tracking.mirror's.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Collection
 
 from rich.console import Console
 
@@ -26,7 +28,9 @@ class SyncOutcome:
     present: int
 
 
-def sync_study(study: StudyConfig, console: Console | None = None) -> SyncOutcome:
+def sync_study(study: StudyConfig, console: Console | None = None, only: Collection[Path] | None = None) -> SyncOutcome:
+    """`only`: these logger folders alone (the driver's reconcile: those the store lags behind); of
+    their runs only the ones created here are settled, the driver settles the others itself."""
     from pae_lab.plan.layout import StudyLayout
     from pae_lab.plan.runs import RunSpec, expand
     from pae_lab.tracking.study_runs import StudyRuns
@@ -34,12 +38,15 @@ def sync_study(study: StudyConfig, console: Console | None = None) -> SyncOutcom
     console = console or Console()
     layout = StudyLayout(study.study_dir())
     mlflow = StudyRuns(study, expand(study))
-    specs = [RunSpec.load(r.run_json) for r in layout.runs_on_disk()]
+    specs = [RunSpec.load(r.run_json) for r in layout.runs_on_disk() if only is None or r.root in only]
+    fresh = [s for s in specs if not s.mlflow_run_id]
     tracker = mlflow.tracker()
     parent = mlflow.ensure_parent(tracker, status="FINISHED")
     if specs:
         mlflow.register(tracker, parent, specs)
     folders = {parent: layout.shared_root, **{s.mlflow_run_id: s.run_dir for s in specs}}
+    if only is not None:
+        folders = {run_id: folder for run_id, folder in folders.items() if folder in only}
     added = present = 0
     for run_id, folder in folders.items():
         new, old = replay(tracker.client, run_id, folder)
@@ -47,5 +54,5 @@ def sync_study(study: StudyConfig, console: Console | None = None) -> SyncOutcom
         added, present = added + new, present + old
         if new:
             console.log(f"{folder.relative_to(layout.root)}: {new} point(s) added ({old} already there)")
-    mlflow.settle(tracker, specs)
+    mlflow.settle(tracker, specs if only is None else fresh)
     return SyncOutcome(len(folders), added, present)
