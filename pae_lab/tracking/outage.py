@@ -70,8 +70,8 @@ def reconcile(study: StudyConfig, parent: str | None, console: Console,
     from pae_lab.tracking.sync import sync_study
 
     uri = tracking_uri(study.tracking.uri, study.study_dir())
-    folders = {**study_folders(study), StudyLayout(study.study_dir()).shared_root: parent}
-    lag = store_lag(uri, folders, timeout_s)
+    shared = StudyLayout(study.study_dir()).shared_root
+    lag = store_lag(uri, {**study_folders(study), shared: parent}, timeout_s)
     if not lag.asked or not lag.total:
         return lag
     console.log(f"tracking: the store lacks {lag.total} point(s) of {len(lag.lagging())} run(s); sending them "
@@ -82,7 +82,7 @@ def reconcile(study: StudyConfig, parent: str | None, console: Console,
         if not is_server(uri) or answers(uri, PROBE_TIMEOUT_S):
             raise
         console.log(f"[yellow]tracking: {uri} stopped answering during the reconcile ({type(exc).__name__})")
-    return store_lag(uri, {**study_folders(study), StudyLayout(study.study_dir()).shared_root: parent}, timeout_s)
+    return store_lag(uri, {**study_folders(study), shared: parent}, timeout_s)  # run ids the sync just created
 
 
 def lag_line(lag: Lag, root: Path, study_file: Path | str) -> str:
