@@ -18,7 +18,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a hub lookup fails at once inste
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Ablation studies of latent-diffusion tokenizers: train, measure, generate, correlate, report.")
 # Piped output (CI, logs) gets a wide console instead of rich's 80 columns, so tables stay readable.
-console = Console() if sys.stdout.isatty() else Console(width=160)
+console = Console() if sys.stdout.isatty() else Console(width=400)
 errors = Console(stderr=True)  # an error goes where a caller reading stdout for results will not take it as one
 
 
@@ -95,7 +95,9 @@ def run(study_file: Path = typer.Argument(..., help="Study YAML."),
 
     files, runs = StudyLayout(study.study_dir()), expand(study)  # planned once, handed down
     if not (dry_run or force) and is_settled(study, runs):  # before MLflow, pandas and torch are imported
-        console.print(status_table(study, runs))
+        from pae_lab.tracking.lag import status_column
+
+        console.print(status_table(study, runs, status_column(study, runs)))
         console.print(f"all runs finished; results and MLflow runs are current: nothing to train, aggregate or log\n"
                       f"results: {files.results}   correlations: {files.correlations}")
         if report:
@@ -115,32 +117,53 @@ def run(study_file: Path = typer.Argument(..., help="Study YAML."),
         return
     from pae_lab.execution.driver import Driver
 
+    from pae_lab.tracking.lag import status_cells
+
     driver = Driver(study, console, runs)
     outcome = driver.run(force=force)
-    console.print(status_table(study, runs))
+    console.print(status_table(study, runs, status_cells(outcome.lag)))
     console.print(f"results: {files.results}   correlations: {files.correlations}")
     if outcome.failed:
         console.print(f"[red]{len(outcome.failed)} run(s) failed:[/] {', '.join(outcome.failed)} "
                       f"(see runs/<variant>/<seed>/failed.json; `pae-lab run` again retries them)")
     if report:
         build_report_for(study, only_if_changed=True)
+    say_lag(outcome.lag, study, study_file)
     if outcome.failed:
         raise typer.Exit(1)
 
 
+def say_lag(lag, study, study_file: Path) -> None:
+    """The driver's last line where the store still lacks points after its reconcile."""
+    if lag is not None and lag.total:
+        from pae_lab.tracking.outage import lag_line
+
+        console.print(f"[yellow]{lag_line(lag, study.study_dir(), study_file)}[/]", soft_wrap=True)
+
+
 def build_report_for(study, kind: str | None = None, only_if_changed: bool = False) -> None:
     from pae_lab.results.publish import publish_report
+    from pae_lab.tracking.store import answers, is_server
 
+    uri = study.tracking.uri
+    if is_server(uri) and not answers(uri):  # the report is logged to the parent run: not now
+        console.print(f"[yellow]report: not built: {uri} does not answer; `pae-lab report` builds it once it does[/]")
+        return
     publish_report(study, console, kind, only_if_changed)
 
 
 @app.command()
 @friendly
 def status(study_file: Path = typer.Argument(..., help="Study YAML."), sets: Optional[List[str]] = SetOpt):
-    """Variant x seed x stage: done / running / failed / pending, run ids and key metrics."""
+    """Variant x seed x stage: done / running / failed / pending, run ids, whether the tracking store
+    lacks points of each run's mirror, and key metrics."""
+    from pae_lab.plan.runs import expand
     from pae_lab.plan.status import status_table
+    from pae_lab.tracking.lag import status_column
 
-    console.print(status_table(load(study_file, sets, preflight=False)))
+    study = load(study_file, sets, preflight=False)
+    runs = expand(study)
+    console.print(status_table(study, runs, status_column(study, runs)))
 
 
 @app.command()
@@ -340,6 +363,7 @@ def tune(study_file: Path = typer.Argument(..., help="Study YAML with a `search:
         completed = outcome.states.get("COMPLETE", 0)
         if report and completed:
             build_report_for(study, kind="tune")
+        say_lag(outcome.lag, study, study_file)
     if dashboard:
         cmd = dashboard_command(study, port)
         console.print(f"optuna-dashboard on http://127.0.0.1:{port}  ({' '.join(cmd)}); Ctrl-C stops it")

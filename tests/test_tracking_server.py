@@ -3,7 +3,6 @@ proxied), a tiny study logged through it, offline jobs replayed by `pae-lab sync
 once, and Optuna's RDB storage on the same PostgreSQL with two trials in parallel."""
 from __future__ import annotations
 
-import copy
 import subprocess
 import sys
 from pathlib import Path
@@ -12,14 +11,14 @@ import pytest
 import yaml
 from rich.console import Console
 
-from conftest import TINY
 from pae_lab.fsutil import read_json
 from pae_lab.plan.layout import RunLayout
 from pae_lab.plan.preflight import load_study
 from pae_lab.execution.driver import Driver
-from pae_lab.tracking.sync import identity, mirror_points, missing_points, replay, sync_study
+from pae_lab.tracking.mirror import identity, mirror_points, missing_points, replay
+from pae_lab.tracking.sync import sync_study
 from pae_lab.tracking.store import RunLogger, StudyTracker, client
-from tracking_fixture import TrackingServer, free_port, postgres_missing
+from tracking_fixture import TrackingServer, child_runs, free_port, postgres_missing, study_file
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIET = Console(quiet=True)
@@ -30,15 +29,6 @@ pytestmark = pytest.mark.skipif(postgres_missing() is not None, reason=str(postg
 def server(tmp_path_factory):
     with TrackingServer(tmp_path_factory.mktemp("tracking"), workers=1) as running:
         yield running
-
-
-def study_file(tmp: Path, name: str, uri: str, **overrides) -> Path:
-    cfg = copy.deepcopy(TINY)
-    cfg["generator"]["eval_at"] = []
-    cfg.update(name=name, output_dir=str(tmp / name), variants=["pae"], tracking={"uri": uri}, **overrides)
-    path = tmp / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -53,11 +43,6 @@ def tuned(server, tmp_path_factory):
                       launcher={"name": "local", "max_parallel": 2, "threads_per_job": 1})
     study = load_study(path)
     return study, path, TuneDriver(study, QUIET).run()
-
-
-def child_runs(mlflow_client, experiment: str):
-    exp = mlflow_client.get_experiment_by_name(experiment)
-    return [r for r in mlflow_client.search_runs([exp.experiment_id]) if r.data.tags.get("pae.kind") == "run"]
 
 
 @pytest.mark.timeout(400)

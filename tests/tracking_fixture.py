@@ -1,12 +1,15 @@
 """A real shared tracking server: PostgreSQL (scripts/postgres.sh) behind `pae-lab server` (MLflow with
 artifact proxying), both on loopback in a scratch folder and stopped by their PID files.
 
-Used by tests/test_tracking_server.py and benchmarks/bench_tracking_load.py:
+Used by tests/test_tracking_server.py, tests/test_tracking_outage.py and benchmarks/bench_tracking_load.py:
     with TrackingServer(folder) as server:   # server.uri = http://127.0.0.1:PORT, server.pg_uri
         ...
+server.stop() and server.start() take the MLflow server away and bring it back on the same port
+(PostgreSQL keeps running): an outage.
 """
 from __future__ import annotations
 
+import copy
 import os
 import signal
 import socket
@@ -126,3 +129,34 @@ class TrackingServer:
         finally:
             self._postgres("down")
 
+
+def study_file(tmp: Path, name: str, uri: str, **overrides) -> Path:
+    """A tiny study (tests/conftest.py TINY, variant pae unless `overrides` say) logging to `uri`, written
+    to tmp/<name>.yaml."""
+    from conftest import TINY
+
+    cfg = copy.deepcopy(TINY)
+    cfg["generator"]["eval_at"] = []
+    cfg.update({"name": name, "output_dir": str(tmp / name), "variants": ["pae"], "tracking": {"uri": uri}, **overrides})
+    path = tmp / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def child_runs(mlflow_client, experiment: str):
+    exp = mlflow_client.get_experiment_by_name(experiment)
+    return [r for r in mlflow_client.search_runs([exp.experiment_id]) if r.data.tags.get("pae.kind") == "run"]
+
+
+def store_against_mirror(mlflow_client, run_id: str, folder: Path) -> tuple[set, set, int]:
+    """(points of the mirror the run lacks, points the run holds under the mirror's keys that the
+    mirror does not, points the run holds more often than the mirror does): all empty when the
+    store holds exactly what the folder's mirror holds, none twice."""
+    from collections import Counter
+
+    from pae_lab.tracking.mirror import identity, mirror_points
+
+    mine = Counter(identity(p) for p in mirror_points(folder))
+    held = Counter(identity((m.key, m.step, m.value, m.timestamp)) for key in sorted({k for k, _, _ in mine})
+                   for m in mlflow_client.get_metric_history(run_id, key))
+    return set(mine) - set(held), set(held) - set(mine), sum(n - mine[i] for i, n in held.items() if n > mine[i])

@@ -1,7 +1,9 @@
-"""The driver: expand -> prepare tracking -> shared stages -> launch runs -> aggregate.
+"""The driver: expand -> prepare tracking -> shared stages -> launch runs -> aggregate -> reconcile.
 
 The driver is the only process that creates MLflow runs and writes study-level files; jobs only
-write inside their own run folders and log into runs that already exist.
+write inside their own run folders and log into runs that already exist. A tracking server that
+stops answering mid-study ends nothing: the driver's tracking steps skip (tracking.outage), and
+at the end it sends the store what the runs' mirrors hold and it lacks.
 """
 from __future__ import annotations
 
@@ -29,6 +31,8 @@ from pae_lab.config.schema import StudyConfig
 from pae_lab.plan.settled import mark_settled, run_finished
 from pae_lab.plan.cache import is_done
 from pae_lab.stages.execute import run_stage
+from pae_lab.tracking.lag import Lag
+from pae_lab.tracking.outage import TrackingGuard, reconcile
 from pae_lab.tracking.store import RunLogger, StudyTracker, flatten
 
 LIBRARIES = ("torch", "torchvision", "timm", "mlflow", "optuna", "submitit", "torch-fidelity", "scikit-learn",
@@ -68,6 +72,7 @@ class StudyOutcome:
     launched: int
     failed: list[str]
     summary: dict[str, Any]
+    lag: Lag | None = None  # what the store still lacks after the reconcile (tracking.outage)
 
 
 class Driver:
@@ -79,6 +84,7 @@ class Driver:
         self.runs = expand(study) if runs is None else runs
         self.mlflow = StudyRuns(study, self.runs)
         self.uri = self.mlflow.uri
+        self.track = TrackingGuard(self.uri, self.console)  # tracking steps that survive a server outage
 
     # -- preparation -------------------------------------------------------------------------
     def prepare(self, force: bool = False) -> tuple[StudyTracker, str]:
@@ -170,9 +176,10 @@ class Driver:
         tracker, parent = self.prepare(force)
         parent_logger = RunLogger(self.layout.shared_root, self.uri, parent)
         pending: list[RunSpec] = []
+        track = self.track
         try:
             self.shared_stages(parent_logger)
-            self.mlflow.register(tracker, parent)
+            self.mlflow.register(tracker, parent, track=track)
             pending = self.pending()
             finished = len(self.runs) - len(pending)
             if not pending:
@@ -182,19 +189,19 @@ class Driver:
                     self.console.log(f"{finished} of {len(self.runs)} runs already finished (reused); running {len(pending)}")
                 self.launch(pending)
         except BaseException:
-            self.mlflow.settle(tracker, self.runs)
-            tracker.set_status(parent, "KILLED")
+            track("settle the runs' statuses", self.mlflow.settle, tracker, self.runs)
+            track("mark the study KILLED", tracker.set_status, parent, "KILLED")
             raise
-        self.mlflow.settle(tracker, self.runs)
+        track("settle the runs' statuses", self.mlflow.settle, tracker, self.runs)
         summary = aggregate(self.study, self.runs, self.layout.root)
         for note in summary["notes"]:
             self.console.log(note)
         self.write_study_json(summary, parent=parent)
-        for path in self.layout.tables():
-            tracker.log_artifact(parent, path)
-        self.mlflow.log_summaries(tracker, parent, summary)
+        track("log the study's tables", lambda: [tracker.log_artifact(parent, path) for path in self.layout.tables()])
+        track("log the summaries", self.mlflow.log_summaries, tracker, parent, summary)
         failed = [f"{r.variant}/seed{r.seed}" for r in self.runs if r.layout.status() == "failed"]
-        tracker.finish(parent, "FAILED" if failed else "FINISHED")
-        if not failed:
+        track("finish the study's run", tracker.finish, parent, "FAILED" if failed else "FINISHED")
+        lag = reconcile(self.study, parent, self.console)
+        if not (failed or lag.total or track.skipped):  # else the next `pae-lab run` logs again what was missed
             mark_settled(self.study, self.runs)
-        return StudyOutcome(self.runs, len(pending), failed, summary)
+        return StudyOutcome(self.runs, len(pending), failed, summary, lag)

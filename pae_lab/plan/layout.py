@@ -28,6 +28,11 @@ STAGE_DONE = f"done{JSON}"  # the input hash it holds once finished, with the st
 METRIC_LOG = f"metrics{JSONL}"  # every metric the stage logged, one JSON line each (MLflow's local mirror)
 CHECKPOINT = f"checkpoint{PT}"  # a training stage's newest state, which a restarted job resumes from
 
+# ------------------------------------------------------------------ a logger's folder (a run's, or shared/)
+# its tracking outages: attempts, their seconds, points sent on recovery, since when the store lacks
+# points (pae_lab.tracking.resume); `status` and the driver read it when the store does not answer
+TRACKING_RECORD = f"tracking{JSON}"
+
 # ------------------------------------------------------------------ each stage's own files
 # data: one folder per split (see SplitLayout)
 # prior

@@ -1,6 +1,8 @@
 """`pae-lab status`: variant x seed x stage -> done / running / failed / pending, with key metrics."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from rich.table import Table
 
 from analysis.metric_info import headline_names
@@ -28,12 +30,15 @@ def stage_state(spec: RunSpec, stage: str) -> str:
     return "pending"
 
 
-def status_table(study: StudyConfig, runs: list[RunSpec] | None = None) -> Table:
-    """The state of every run; `runs` as planned by the caller (planned here when None)."""
+def status_table(study: StudyConfig, runs: list[RunSpec] | None = None,
+                 store: tuple[dict[Path, str], str] | None = None) -> Table:
+    """The state of every run; `runs` as planned by the caller (planned here when None). `store`:
+    whether the tracking store is behind each run's mirror (resolved run folder -> cell) and the
+    table's caption, as tracking.lag.status_cells gives them (this layer does not ask the store)."""
     target = study.evaluation.columns().fd
     stages, key_metrics = run_stage_names(), headline_names()
-    table = Table(title=f"study {study.name}  ({study.study_dir()})")
-    for col in ("variant", "seed", *stages, "run id", *key_metrics, target):
+    table = Table(title=f"study {study.name}  ({study.study_dir()})", caption=store[1] if store else None)
+    for col in ("variant", "seed", *stages, "run id", *(["store"] if store else []), *key_metrics, target):
         table.add_column(col)
     for spec in expand(study) if runs is None else runs:
         cells = []
@@ -46,7 +51,8 @@ def status_table(study: StudyConfig, runs: list[RunSpec] | None = None) -> Table
         values = spec.result_row()  # only this config's numbers
         run = read_json(spec.layout.run_json) or {}
         fmt = lambda v: f"{v:.3f}" if isinstance(v, (int, float)) else "-"  # noqa: E731
-        table.add_row(spec.variant, str(spec.seed), *cells, (run.get("mlflow_run_id") or "-")[:8],
+        lag = [store[0].get(spec.run_dir.resolve(), "-")] if store else []
+        table.add_row(spec.variant, str(spec.seed), *cells, (run.get("mlflow_run_id") or "-")[:8], *lag,
                       *(fmt(values.get(k)) for k in key_metrics), fmt(values.get(target)))
     return table
 

@@ -2,8 +2,9 @@
 
 The driver creates the store, the experiment, the study's parent run and one child run per
 (variant, seed) before any job starts (a fresh SQLite store opened by many processes at once
-races on its schema). Every record a job logs also goes to a JSON-lines mirror in its run folder,
-so a job on a node without network loses nothing.
+races on its schema). Every record a job logs also goes to a JSON-lines mirror in its run folder
+first (tracking.mirror), so a job on a node without network loses nothing, and a job whose server
+went away sends the store what it lacks once it answers again (RunLogger, tracking.resume).
 """
 from __future__ import annotations
 
@@ -13,20 +14,32 @@ import os
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable
 
 from pae_lab.fsutil import append_jsonl
-from pae_lab.plan.layout import METRIC_LOG, StudyLayout
+from pae_lab.plan.layout import StudyLayout
+from pae_lab.tracking.mirror import MIRROR_PREFIX, replay
+from pae_lab.tracking.mirror import iter_jsonl as iter_jsonl, mirror_path as mirror_path  # readers import them from here
+from pae_lab.tracking.resume import Backoff, Reconnect
 
 os.environ.setdefault("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "false")
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+# A tracking call fails within seconds, not after MLflow's own 7 retries (about 4 minutes): an outage
+# is pae-lab's to ride out (RunLogger's back-off, the driver's reconcile), and a job must not wait on it.
+for _name, _value in (("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2"), ("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1"),
+                      ("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")):
+    os.environ.setdefault(_name, _value)
 
 PROBE_TIMEOUT_S = 5  # a job asks a tracking server once whether it is there before it logs to it
-MIRROR_PREFIX = "mlflow_prefix"  # a mirror record's MLflow key prefix, where it is not "<stage>/"
 
 
 def default_uri(study_dir: Path) -> str:
     return f"sqlite:///{StudyLayout(Path(study_dir).resolve()).mlflow_db}"
+
+
+def tracking_uri(configured: str | None, study_dir: Path | str) -> str:
+    """The study's `tracking.uri`, else the SQLite store in its own folder."""
+    return configured or default_uri(Path(study_dir))
 
 
 def is_server(uri: str | None) -> bool:
@@ -165,43 +178,104 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 class RunLogger:
-    """Job side: metrics, images and files of one run, to MLflow and to the JSON-lines mirror."""
+    """Job side: metrics, images and files of one run, to MLflow and to the JSON-lines mirror.
 
-    def __init__(self, run_dir: Path, uri: str | None, run_id: str | None, mirror: bool = True):
+    Tracking never stops training, and a job never waits on the store. When a call fails, the
+    logger keeps writing the mirror and skips the store; on a later call, once the back-off allows
+    (tracking.resume), it asks the server again, and when it answers sends first what the store
+    lacks from the mirror (only missing points), then the tags, statuses and files it held back."""
+
+    def __init__(self, run_dir: Path, uri: str | None, run_id: str | None, mirror: bool = True,
+                 backoff: Backoff | None = None):
         """`mirror=False` (with no uri): a logger that writes nothing, for ranks > 0 of a multi-process job."""
         self.run_dir = Path(run_dir)
         self.mirror = mirror
-        self.run_id = run_id
+        self.uri, self.run_id = uri, run_id
         self._client = None
-        self._warned = False
-        if uri and run_id:
-            if is_server(uri) and not answers(uri, PROBE_TIMEOUT_S):  # an offline node: no retries per call
-                self._warn(RuntimeError(f"{uri} does not answer"))
-                return
-            try:
-                self._client = client(uri)
-            except Exception as exc:  # tracking must never kill training
-                self._warn(exc)
-
-    def _warn(self, exc: Exception) -> None:
-        if not self._warned:
-            warnings.warn(f"MLflow logging failed ({exc}); the JSON-lines mirror in {self.run_dir} keeps everything "
-                          "(`pae-lab sync` replays it)")
-            self._warned = True
-        self._client = None
-
-    def _safe(self, call) -> None:
-        """Run one MLflow call if tracking is up; a failure warns once and turns tracking off."""
-        if self._client is None:
+        self._held: list[Callable[[], Any]] = []  # calls the mirror does not keep, for when the store answers
+        self._gave_up_said = False
+        self._link = Reconnect(self.run_dir, uri, run_id, backoff) if uri and run_id and mirror else None
+        if self._link is None or self._link.down:  # an earlier job left points unsent: the first call tries
             return
+        if is_server(uri) and not answers(uri, PROBE_TIMEOUT_S):  # an offline node: no MLflow retries per call
+            self._lost(RuntimeError(f"{uri} does not answer"), time.time())
+            return
+        try:
+            self._client = client(uri)
+        except Exception as exc:  # tracking must never kill training
+            self._lost(exc, time.time())
+
+    def _lost(self, exc: Exception, since: float) -> None:
+        if self._link.lost(f"{type(exc).__name__}: {exc}", since):
+            warnings.warn(f"MLflow logging failed ({exc}); the JSON-lines mirror in {self.run_dir} keeps everything: "
+                          f"training goes on, and the store gets what it lacks once {self.uri} answers again (from "
+                          "this job, else from the driver at the end, or `pae-lab sync`)")
+
+    def _recover(self, force: bool = False) -> bool:
+        """One attempt, if due: the server answers -> the store gets what the mirror holds and it lacks,
+        then the calls held back. True when the store is up to date again."""
+        link = self._link
+        if not link.due(force):
+            if link.gave_up and not self._gave_up_said:
+                self._gave_up_said = True
+                r = link.record
+                warnings.warn(f"MLflow logging: gave up on {self.uri} after {r['attempts']} attempt(s) "
+                              f"({r['attempt_seconds']:.1f} s); the driver's reconcile or `pae-lab sync` sends the rest")
+            return False
+        start = time.monotonic()
+        try:
+            if is_server(self.uri) and not answers(self.uri, link.policy.probe_s):
+                raise ConnectionError(f"{self.uri} does not answer")
+            self._client = self._client or client(self.uri)
+            added, _ = replay(self._client, self.run_id, self.run_dir)
+            self._send_held()
+        except Exception as exc:  # still down: the next attempt waits longer
+            link.attempted(time.monotonic() - start, None, f"{type(exc).__name__}: {exc}")
+            return False
+        link.attempted(time.monotonic() - start, added)
+        try:
+            from mlflow.entities import RunTag
+
+            self._client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in link.tags().items()])
+        except Exception:  # the record in the run folder keeps the same numbers
+            pass
+        return True
+
+    def _send_held(self) -> None:
+        """The calls held back during the outage, in order; one the store refuses while it answers is dropped."""
+        while self._held:
+            try:
+                self._held[0]()
+            except Exception as exc:
+                if is_server(self.uri) and not answers(self.uri, self._link.policy.probe_s):
+                    raise  # gone again: kept for the next attempt
+                warnings.warn(f"MLflow call held back during an outage failed once the store answered ({exc}); dropped")
+            self._held.pop(0)
+
+    def _safe(self, call: Callable[[], Any], hold: bool = False, since: float | None = None,
+              mirrored: bool = False) -> None:
+        """Run one MLflow call if the store is up; a failure starts an outage, never an exception.
+        `hold`: a call the mirror does not keep (tags, statuses, files), sent when the store answers
+        again; `mirrored`: a record of the mirror, which a catch-up just now has already sent."""
+        if self._link is None:
+            return
+        if self._link.down:
+            if not self._recover():
+                if hold:
+                    self._held.append(call)
+                return
+            if mirrored:
+                return
         try:
             call()
         except Exception as exc:  # tracking must never kill training
-            self._warn(exc)
+            if hold:
+                self._held.append(call)
+            self._lost(exc, time.time() if since is None else since)
 
     def metrics(self, stage: str, values: dict[str, float], step: int, prefixed: bool = True) -> None:
         """`prefixed=False`: MLflow keys are the results.csv names (a headline value logged as its curve).
-        The mirror records the MLflow key prefix, so `pae-lab sync` replays the same names."""
+        The mirror records the MLflow key prefix, so a replay sends the same names."""
         if not self.mirror:
             return
         now = time.time()
@@ -210,37 +284,23 @@ class RunLogger:
             record[MIRROR_PREFIX] = ""
         append_jsonl(mirror_path(self.run_dir, stage), record)
         named = {f"{stage}/{k}" if prefixed else k: v for k, v in values.items()}
-        self._safe(lambda: log_metrics(self._client, self.run_id, named, step, now))
+        self._safe(lambda: log_metrics(self._client, self.run_id, named, step, now), since=now, mirrored=True)
 
     def artifact(self, path: Path, artifact_path: str | None = None) -> None:
-        self._safe(lambda: self._client.log_artifact(self.run_id, str(path), artifact_path))
+        self._safe(lambda: self._client.log_artifact(self.run_id, str(path), artifact_path), hold=True)
 
     def params(self, params: dict[str, Any]) -> None:
-        self._safe(lambda: log_params(self._client, self.run_id, params))
+        self._safe(lambda: log_params(self._client, self.run_id, params), hold=True)
 
     def tags(self, tags: dict[str, Any]) -> None:
-        self._safe(lambda: [self._client.set_tag(self.run_id, k, str(v)) for k, v in tags.items()])
+        self._safe(lambda: [self._client.set_tag(self.run_id, k, str(v)) for k, v in tags.items()], hold=True)
 
     def started(self) -> None:
         """The job is running now (the driver created the run as SCHEDULED)."""
-        self._safe(lambda: self._client.update_run(self.run_id, status="RUNNING"))
+        self._safe(lambda: self._client.update_run(self.run_id, status="RUNNING"), hold=True)
 
     def finish(self, status: str) -> None:
-        self._safe(lambda: self._client.set_terminated(self.run_id, status=status))
-
-
-def mirror_path(run_dir: Path, stage: str) -> Path:
-    return Path(run_dir) / stage / METRIC_LOG
-
-
-def iter_jsonl(path: Path) -> Iterable[dict[str, Any]]:
-    if not Path(path).is_file():
-        return
-    with open(path) as fh:
-        for line in fh:
-            line = line.strip()
-            if line:
-                try:
-                    yield json.loads(line)
-                except json.JSONDecodeError:  # a torn last line from a killed job
-                    continue
+        """The run's end; during an outage, one last attempt here, whatever the back-off says."""
+        if self._link is not None and self._link.down:
+            self._recover(force=True)
+        self._safe(lambda: self._client.set_terminated(self.run_id, status=status), hold=True)

@@ -1,8 +1,8 @@
 """A study's runs in MLflow: where they are logged, the parent run, one child per run configuration,
 statuses that match the folders, and the headline values once a study is aggregated.
 
-The one place that resolves the tracking address and the experiment name; `pae-lab run`, `sync`,
-`tune`, `report` and `ui` all ask it.
+Where `pae-lab run`, `sync`, `tune`, `report` and `ui` ask for the tracking address (resolved in
+tracking.store, which `status` imports without MLflow) and the experiment name.
 """
 from __future__ import annotations
 
@@ -18,13 +18,9 @@ from pae_lab.plan.graph import identity_dump
 from pae_lab.plan.identity import content_hash
 from pae_lab.plan.runs import RunSpec
 from analysis.metric_info import headline_columns
-from pae_lab.tracking.store import PROBE_TIMEOUT_S, StudyTracker, answers, default_uri, is_server
+from pae_lab.tracking.store import PROBE_TIMEOUT_S, StudyTracker, answers, is_server
+from pae_lab.tracking.store import tracking_uri as tracking_uri  # resolved in store, which `status` may import
 from pae_lab.tracking.view import child_summary, log_changed, run_params, share_view, study_metrics, study_regularizers
-
-
-def tracking_uri(configured: str | None, study_dir: Path | str) -> str:
-    """The study's `tracking.uri`, else the SQLite store in its own folder."""
-    return configured or default_uri(Path(study_dir))
 
 
 def experiment_name(study: StudyConfig) -> str:
@@ -64,17 +60,26 @@ class StudyRuns:
         return tracker.ensure_run(self.parent_key, self.study.name,
                                   {"pae.kind": "study", "pae.code_version": code_version()}, status=status)
 
-    def register(self, tracker: StudyTracker, parent: str, runs: list[RunSpec] | None = None) -> None:
+    def register(self, tracker: StudyTracker, parent: str, runs: list[RunSpec] | None = None, track=None) -> None:
         """One MLflow child run per run *configuration*: a changed config gets a new run, the old one
-        keeps its history. New runs wait as SCHEDULED until their job starts."""
+        keeps its history. New runs wait as SCHEDULED until their job starts. `track` (the driver's
+        tracking.outage.TrackingGuard): a run the server is down for gets no id, and its job still
+        its run.json; the reconcile at the end creates the run."""
         training, regularizers = identity_dump(self.study.training), study_regularizers(self.runs)
         for spec in runs or self.runs:
-            spec.mlflow_run_id = tracker.ensure_run(
-                f"{spec.key}:{spec.identity}", f"{spec.variant}/seed{spec.seed}",
-                {"variant": spec.variant, "seed": spec.seed, "config_hash": spec.identity,
-                 "pae.kind": "run", "study": spec.study}, parent_id=parent, status="SCHEDULED")
-            tracker.log_params(spec.mlflow_run_id, run_params(spec, training, regularizers))
+            child = (spec, tracker, parent, training, regularizers)
+            spec.mlflow_run_id = track(f"create the run {spec.variant}/seed{spec.seed}", self._child, *child) \
+                if track else self._child(*child)
             write_json(spec.layout.run_json, spec.to_file())
+
+    @staticmethod
+    def _child(spec: RunSpec, tracker: StudyTracker, parent: str, training: dict, regularizers: list[str]) -> str:
+        run_id = tracker.ensure_run(
+            f"{spec.key}:{spec.identity}", f"{spec.variant}/seed{spec.seed}",
+            {"variant": spec.variant, "seed": spec.seed, "config_hash": spec.identity,
+             "pae.kind": "run", "study": spec.study}, parent_id=parent, status="SCHEDULED")
+        tracker.log_params(run_id, run_params(spec, training, regularizers))
+        return run_id
 
     @staticmethod
     def settle(tracker: StudyTracker, runs: list[RunSpec]) -> None:

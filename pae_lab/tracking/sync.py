@@ -4,70 +4,21 @@ A job on a node that cannot reach the tracking server keeps training and writes 
 its run folder's mirror (see tracking.RunLogger). Sync makes the store hold what the folders hold:
 it finds or creates the runs of every run folder (a study's variants, a search's trials; by their
 `pae.key` tag, as `pae-lab run` does), logs only the points the store lacks, and sets each run's
-status from its folder. A second sync adds nothing.
+status from its folder. A second sync adds nothing. The driver runs it at the end of `pae-lab run`
+and `tune` where the store lacks points (tracking.outage); the mirror's reading and the replay of
+one folder are tracking.mirror's.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Collection
 
 from rich.console import Console
 
 from pae_lab.config.schema import StudyConfig
-from pae_lab.plan.layout import METRIC_LOG
-from pae_lab.tracking.store import MIRROR_PREFIX, iter_jsonl
-
-BATCH = 1000  # MLflow's most metrics per log_batch
-Point = tuple  # (key, step, value, timestamp_ms)
-
-
-def mirror_points(run_dir: Path) -> list[Point]:
-    """Every metric point a run folder's stage mirrors hold, under the key MLflow gives it."""
-    points = []
-    for path in sorted(Path(run_dir).glob(f"*/{METRIC_LOG}")):
-        stage = path.parent.name
-        for record in iter_jsonl(path):
-            if "step" not in record:
-                continue
-            prefix = record.get(MIRROR_PREFIX, f"{stage}/")
-            stamp = int(float(record.get("time", 0)) * 1000)
-            for key, value in record.items():
-                if key not in ("step", "time") and isinstance(value, (int, float)) and not isinstance(value, bool):
-                    points.append((f"{prefix}{key}", int(record["step"]), float(value), stamp))
-    return points
-
-
-def identity(point: Point) -> tuple:
-    """A point is the same point if key, step and value agree (NaN equals NaN here)."""
-    key, step, value, _ = point
-    return key, step, "nan" if math.isnan(value) else value
-
-
-def missing_points(mlflow_client, run_id: str, points: list[Point]) -> list[Point]:
-    """The points of `points` the run does not hold yet."""
-    held = set()
-    for key in sorted({p[0] for p in points}):
-        held.update(identity((key, m.step, m.value, m.timestamp)) for m in mlflow_client.get_metric_history(run_id, key))
-    missing, seen = [], set()
-    for point in points:
-        ident = identity(point)
-        if ident not in held and ident not in seen:
-            seen.add(ident)
-            missing.append(point)
-    return missing
-
-
-def replay(mlflow_client, run_id: str, run_dir: Path) -> tuple[int, int]:
-    """(points added, points already there) for one run folder."""
-    from mlflow.entities import Metric
-
-    points = mirror_points(run_dir)
-    missing = missing_points(mlflow_client, run_id, points)
-    batch = [Metric(key, value, stamp, step) for key, step, value, stamp in missing]
-    for i in range(0, len(batch), BATCH):
-        mlflow_client.log_batch(run_id, metrics=batch[i : i + BATCH])
-    return len(missing), len(points) - len(missing)
+from pae_lab.tracking.mirror import replay
+from pae_lab.tracking.resume import mark_caught_up
 
 
 @dataclass
@@ -77,7 +28,9 @@ class SyncOutcome:
     present: int
 
 
-def sync_study(study: StudyConfig, console: Console | None = None) -> SyncOutcome:
+def sync_study(study: StudyConfig, console: Console | None = None, only: Collection[Path] | None = None) -> SyncOutcome:
+    """`only`: these logger folders alone (the driver's reconcile: those the store lags behind); of
+    their runs only the ones created here are settled, the driver settles the others itself."""
     from pae_lab.plan.layout import StudyLayout
     from pae_lab.plan.runs import RunSpec, expand
     from pae_lab.tracking.study_runs import StudyRuns
@@ -85,17 +38,21 @@ def sync_study(study: StudyConfig, console: Console | None = None) -> SyncOutcom
     console = console or Console()
     layout = StudyLayout(study.study_dir())
     mlflow = StudyRuns(study, expand(study))
-    specs = [RunSpec.load(r.run_json) for r in layout.runs_on_disk()]
+    specs = [RunSpec.load(r.run_json) for r in layout.runs_on_disk() if only is None or r.root in only]
+    fresh = [s for s in specs if not s.mlflow_run_id]
     tracker = mlflow.tracker()
     parent = mlflow.ensure_parent(tracker, status="FINISHED")
     if specs:
         mlflow.register(tracker, parent, specs)
     folders = {parent: layout.shared_root, **{s.mlflow_run_id: s.run_dir for s in specs}}
+    if only is not None:
+        folders = {run_id: folder for run_id, folder in folders.items() if folder in only}
     added = present = 0
     for run_id, folder in folders.items():
         new, old = replay(tracker.client, run_id, folder)
+        mark_caught_up(folder)  # what a job recorded it could not send is in the store now
         added, present = added + new, present + old
         if new:
             console.log(f"{folder.relative_to(layout.root)}: {new} point(s) added ({old} already there)")
-    mlflow.settle(tracker, specs)
+    mlflow.settle(tracker, specs if only is None else fresh)
     return SyncOutcome(len(folders), added, present)

@@ -11,7 +11,9 @@ the MLflow runs; jobs are ordinary runs of `pae-lab run` and know nothing of Opt
      values to Optuna and writes stop.json into the runs of a trial the pruner stops; tell each
      trial COMPLETE (objective values), PRUNED, or FAIL (a run failed, a job died, a value broke
      the config or an objective came out NaN)
-  -> trials.csv, pareto.csv, importances.csv, best.json, results.csv, correlations.csv, study.json.
+  -> trials.csv, pareto.csv, importances.csv, best.json, results.csv, correlations.csv, study.json
+  -> reconcile: the store gets what the trials' mirrors hold and it lacks (tracking.outage); a
+     tracking server down mid-search skips the tracking steps, never the search.
 
 Interrupted drivers: trials left RUNNING are RE-RUN on the next start under their own number and
 folder (not marked FAIL): finished stages are skipped by the stage cache and an unfinished
@@ -45,6 +47,8 @@ from pae_lab.config.loading import StudyError
 from pae_lab.plan.runs import RunSpec
 from pae_lab.config.schema import StudyConfig
 from pae_lab.execution.driver import Driver
+from pae_lab.tracking.lag import Lag
+from pae_lab.tracking.outage import reconcile
 from pae_lab.tracking.store import RunLogger, StudyTracker
 from pae_lab.tuning.algorithms import PRUNERS, SAMPLER_FACTORIES, open_storage, storage_location
 from pae_lab.tuning.apply import TrialConfigError, check_search, default_values, trial_name, trial_study
@@ -83,6 +87,7 @@ class TuneOutcome:
     states: dict[str, int]
     told: dict[int, str]  # this session's trials -> state
     search: SearchSummary
+    lag: Lag | None = None  # what the store still lacks after the reconcile (tracking.outage)
 
 
 class PruneWatcher:
@@ -155,6 +160,7 @@ class TuneDriver:
         self.study = study
         self.console = console or Console()
         self.base = Driver(study, self.console)
+        self.track = self.base.track  # tracking steps that survive a server outage
         self.root = self.base.layout.root
         self.storage = storage_location(self.search.storage, self.root)
         self.study_name = self.search.study_name or study.name
@@ -217,10 +223,15 @@ class TuneDriver:
         if hashes not in self._shared_done:  # the trial changes data / prior / refine settings
             t.driver.shared_stages(parent_logger)
             self._shared_done.add(hashes)
-        t.driver.mlflow.register(tracker, parent)
+        t.driver.mlflow.register(tracker, parent, track=self.track)
+        self.track(f"tag the runs of {trial_name(t.number)}", self.tag_runs, t, tracker)
+
+    def tag_runs(self, t: TrialRun, tracker: StudyTracker) -> None:
         labels = {spec.path: spec.label for spec in self.search.params.values()}
         params = {f"trial.{labels[p]}": v for p, v in t.values.items()}
         for spec in t.runs:
+            if not spec.mlflow_run_id:  # the server was down: the reconcile creates the run
+                continue
             for key, value in {"optuna.trial": t.number, "optuna.study": self.study_name, **params}.items():
                 tracker.client.set_tag(spec.mlflow_run_id, key, str(value))
             tracker.log_params(spec.mlflow_run_id, params)
@@ -236,7 +247,7 @@ class TuneDriver:
             self.console.log(f"launching {len(pending)} run(s) of " + ", ".join(trial_name(t.number) for t in ready))
             with self.watcher(ready):
                 outcomes = self.base.launch(pending)
-            self.base.mlflow.settle(tracker, pending)
+            self.track("settle the runs' statuses", self.base.mlflow.settle, tracker, pending)
         return {t.number: self.tell(study, t, tracker, parent, outcomes) for t in batch}
 
     def watcher(self, trials: list[TrialRun]):
@@ -280,6 +291,19 @@ class TuneDriver:
         return state.name
 
     @staticmethod
+    def log_trial_runs(t: TrialRun, state: str, named: dict[str, float], tracker: StudyTracker, parent: str) -> None:
+        for spec in t.runs:
+            if not spec.mlflow_run_id:
+                continue
+            tracker.client.set_tag(spec.mlflow_run_id, "optuna.state", state)
+            if named:
+                tracker.log_metrics(spec.mlflow_run_id, {f"objective/{k}": v for k, v in named.items()})
+            if state == "PRUNED":
+                tracker.finish(spec.mlflow_run_id, "KILLED")
+        if named:
+            tracker.log_metrics(parent, {f"trial/{k}": v for k, v in named.items()}, step=t.number)
+
+    @staticmethod
     def run_error(run_dir: Path, outcomes: dict[Path, dict[str, Any]]) -> str:
         """The stage's own error (failed.json), else the launcher's (a job that died before writing one)."""
         files = RunLayout(run_dir)
@@ -290,14 +314,7 @@ class TuneDriver:
 
     def log_trial(self, t: TrialRun, state: str, values: list[float], tracker: StudyTracker, parent: str) -> None:
         named = dict(zip(self.search.objective_names, values))
-        for spec in t.runs:
-            tracker.client.set_tag(spec.mlflow_run_id, "optuna.state", state)
-            if named:
-                tracker.log_metrics(spec.mlflow_run_id, {f"objective/{k}": v for k, v in named.items()})
-            if state == "PRUNED":
-                tracker.finish(spec.mlflow_run_id, "KILLED")
-        if named:
-            tracker.log_metrics(parent, {f"trial/{k}": v for k, v in named.items()}, step=t.number)
+        self.track(f"log {trial_name(t.number)}", self.log_trial_runs, t, state, named, tracker, parent)
         shown = ", ".join(f"{k}={v:.4g}" for k, v in named.items()) or t.error[:200]
         style = {"COMPLETE": "green", "PRUNED": "yellow"}.get(state, "red")
         self.console.log(f"[{style}]{trial_name(t.number)}: {state}[/] {shown}")
@@ -324,7 +341,9 @@ class TuneDriver:
                 told.update(self.run_batch(study, batch, tracker, parent, parent_logger))
                 batch = []
             summary = self.finish(study, tracker, parent)
-        return TuneOutcome(summary.trials["state"].value_counts().to_dict() if len(summary.trials) else {}, told, summary)
+            lag = reconcile(self.study, parent, self.console)
+        return TuneOutcome(summary.trials["state"].value_counts().to_dict() if len(summary.trials) else {}, told, summary,
+                           lag)
 
     @staticmethod
     def started(study) -> int:
@@ -360,6 +379,10 @@ class TuneDriver:
         result = write_search_outputs(study, self.search, self.root)
         if result.importance_note:
             self.console.log(result.importance_note)
+        self.track("log the search's tables and best trials", self.log_search, result, tracker, parent)
+        return result
+
+    def log_search(self, result: SearchSummary, tracker: StudyTracker, parent: str) -> None:
         files = self.base.layout
         for path in (*files.search_tables(), files.results, files.correlations, files.study_json):
             if path.exists():
@@ -373,7 +396,6 @@ class TuneDriver:
             for key, value in tags.items():
                 tracker.client.set_tag(parent, key, str(value))
         tracker.finish(parent, "FINISHED")
-        return result
 
 
 def dashboard_command(study: StudyConfig, port: int = DASHBOARD_PORT) -> list[str]:

@@ -1,0 +1,227 @@
+"""A tracking server that goes away mid-study heals itself: jobs keep training and send the store
+what it lacks once it answers again, the driver reconciles at the end, `status` says what the store
+lacks (without hanging on a server that is down) and `sync` makes it whole when it never came back.
+
+Real PostgreSQL behind a real `pae-lab server` (tests/tracking_fixture.py), stopped and started by
+PID; the study's jobs hold at chosen steps (tests/plugin_hold.py) so the outage falls mid-training.
+"""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import TINY
+from pae_lab.tracking.resume import Backoff, read_record
+from pae_lab.tracking.store import RunLogger, StudyTracker, answers, client
+from tracking_fixture import TrackingServer, child_runs, postgres_missing, store_against_mirror, study_file
+
+ROOT = Path(__file__).resolve().parents[1]
+WHOLE = (set(), set(), 0)  # store_against_mirror of a run the store holds exactly, no point twice
+pytestmark = pytest.mark.skipif(postgres_missing() is not None, reason=str(postgres_missing()))
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with TrackingServer(tmp_path_factory.mktemp("outage"), workers=1) as running:
+        yield running
+
+
+@pytest.fixture
+def restartable(server):
+    """The server; up again after the test, whatever the test did to it."""
+    yield server
+    if not answers(server.uri):
+        server.start()
+
+
+def log(logger: RunLogger, steps) -> None:
+    for step in steps:
+        logger.metrics("tokenizer", {"loss": 1.0 / step, "psnr": 20.0 + step}, step)
+
+
+@pytest.mark.timeout(180)
+def test_a_job_logs_on_through_an_outage_and_sends_what_the_store_lacks(restartable, tmp_path) -> None:
+    server = restartable
+    tracker = StudyTracker(server.uri, "resume")
+    run_id = tracker.ensure_run("resume:job", "job", {"pae.kind": "run"})
+    policy = Backoff(first_s=0.5, max_s=1.0, attempts=200, budget_s=60.0)
+    logger = RunLogger(tmp_path, server.uri, run_id, backoff=policy)
+    log(logger, range(1, 11))
+    server.stop()
+    with pytest.warns(UserWarning, match=r"(?s)MLflow logging failed.*JSON-lines mirror.*answers again"):
+        log(logger, range(11, 31))  # training goes on: every point to the mirror, none to the store
+    down = read_record(tmp_path)
+    assert down["state"] == "down" and down["outages"] == 1 and down["unsent_since"], down
+    server.start()
+    step, deadline = 31, time.monotonic() + 60
+    while read_record(tmp_path)["state"] != "up":  # the logger tries on its own back-off as training logs
+        assert time.monotonic() < deadline, read_record(tmp_path)
+        log(logger, [step])
+        step += 1
+        time.sleep(0.1)
+    log(logger, range(step, step + 10))  # and then logs straight to the store again
+    up = read_record(tmp_path)
+    assert up["outages"] == 1 and up["unsent_since"] is None, up
+    assert 1 <= up["attempts"] <= policy.attempts and up["attempt_seconds"] <= policy.budget_s, up
+    assert up["replayed"] >= 2 * 20, up  # steps 11-30 at least, two keys each
+    assert store_against_mirror(tracker.client, run_id, tmp_path) == WHOLE
+    tags = tracker.client.get_run(run_id).data.tags
+    assert tags["pae.tracking.outages"] == "1" and int(tags["pae.tracking.replayed"]) == up["replayed"], tags
+
+
+@pytest.mark.timeout(120)
+def test_the_reconcile_sends_what_jobs_left_and_creates_the_run_that_was_never_created(restartable, tmp_path) -> None:
+    """At the end of a run the store lacks the last points of seed0 (its job ended while the server
+    was away) and has no run at all for seed1 (the server was down when the driver registered it)."""
+    from rich.console import Console
+
+    from pae_lab.fsutil import read_json, write_json
+    from pae_lab.plan.preflight import load_study
+    from pae_lab.plan.runs import expand
+    from pae_lab.tracking.lag import store_lag
+    from pae_lab.tracking.outage import reconcile, study_folders
+    from pae_lab.tracking.study_runs import StudyRuns
+
+    server = restartable
+    study = load_study(study_file(tmp_path, "left", server.uri, seeds=[0, 1]))
+    seed0, seed1 = runs = expand(study)
+    mlflow = StudyRuns(study, runs)
+    tracker = mlflow.tracker()
+    parent = mlflow.ensure_parent(tracker)
+    mlflow.register(tracker, parent, [seed0])
+    write_json(seed1.layout.run_json, seed1.to_file())  # no run id
+    log(RunLogger(seed0.run_dir, server.uri, seed0.mlflow_run_id), range(1, 3))
+    for spec in runs:
+        log(RunLogger(spec.run_dir, None, None), range(3, 6))  # the mirror alone
+    log(RunLogger(seed1.run_dir, None, None), range(1, 3))
+    before = store_lag(server.uri, study_folders(study))
+    assert before.asked and before.lagging() == {seed0.run_dir: 6, seed1.run_dir: 10}, before
+    after = reconcile(study, parent, Console(quiet=True))
+    assert after.asked and after.total == 0, after
+    created = read_json(seed1.layout.run_json)["mlflow_run_id"]
+    assert created and tracker.client.get_run(created).data.tags["pae.key"].startswith(seed1.key)
+    for run_id, spec in ((seed0.mlflow_run_id, seed0), (created, seed1)):
+        assert store_against_mirror(tracker.client, run_id, spec.run_dir) == WHOLE
+
+
+def outage_study(tmp: Path, name: str, uri: str, hold_steps: str) -> tuple[Path, dict[str, str], Path]:
+    """Two jobs at once (local launcher), logging every step, each holding at `hold_steps` until the
+    test lets it go: (study file, environment, hold folder)."""
+    hold = tmp / f"{name}-hold"
+    hold.mkdir()
+    path = study_file(tmp, name, uri, variants=["holds"], seeds=[0, 1], plugins=["plugin_hold"],
+                      training={**TINY["training"], "log_every": 1},
+                      launcher={"name": "local", "max_parallel": 2, "threads_per_job": 1})
+    env = {**os.environ, "PAE_TEST_HOLD_DIR": str(hold), "PAE_TEST_HOLD_STEPS": hold_steps,
+           "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
+    return path, env, hold
+
+
+def pae_lab(args: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pae_lab", *args], cwd=ROOT, env=env, text=True,
+                          capture_output=True, timeout=timeout)
+
+
+def start_run(path: Path, env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "pae_lab", "run", str(path), "--no-report"], cwd=ROOT, env=env,
+                            text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def wait_arrived(hold: Path, step: int, jobs: int, proc: subprocess.Popen, timeout: float) -> None:
+    """Until `jobs` jobs hold at `step`; the driver must not have ended meanwhile."""
+    deadline = time.monotonic() + timeout
+    while len(list(hold.glob(f"at{step}.*"))) < jobs:
+        assert proc.poll() is None, f"`pae-lab run` ended ({proc.returncode}) before its jobs reached step {step}:\n{proc.stdout.read()}"
+        assert time.monotonic() < deadline, f"{jobs} jobs did not reach step {step} within {timeout} s"
+        time.sleep(0.1)
+
+
+def finish(proc: subprocess.Popen, timeout: float) -> str:
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    return out
+
+
+def folders(study_dir: Path, mlflow_client, experiment: str) -> dict[str, Path]:
+    """Every run id of the study -> its folder: the two runs and the parent (shared stages)."""
+    out = {r.info.run_id: study_dir / "runs" / "holds" / f"seed{r.data.tags['seed']}" for r in child_runs(mlflow_client, experiment)}
+    exp = mlflow_client.get_experiment_by_name(experiment)
+    (parent,) = [r for r in mlflow_client.search_runs([exp.experiment_id]) if r.data.tags.get("pae.kind") == "study"]
+    return {**out, parent.info.run_id: study_dir / "shared"}
+
+
+@pytest.mark.timeout(540)
+def test_a_run_through_a_server_restart_ends_with_every_run_whole_without_sync(restartable, tmp_path) -> None:
+    """The server stops while both jobs train and comes back before they end: each job sends what
+    the store lacks itself; when `pae-lab run` returns the store holds every mirror, none twice."""
+    server = restartable
+    path, env, hold = outage_study(tmp_path, "restart", server.uri, "2,4")
+    proc = start_run(path, env)
+    try:
+        wait_arrived(hold, 2, 2, proc, 300)
+        server.stop()
+        (hold / "go2").touch()  # steps 2 and 3 are logged while the server is down
+        wait_arrived(hold, 4, 2, proc, 120)
+        server.start()
+        (hold / "go4").touch()
+    finally:
+        out = finish(proc, 300)
+    assert proc.returncode == 0, out
+    mlflow_client = client(server.uri)
+    runs = folders(tmp_path / "restart", mlflow_client, "restart")
+    assert len(runs) == 3
+    for run_id, folder in runs.items():
+        assert store_against_mirror(mlflow_client, run_id, folder) == WHOLE, folder
+    for run in child_runs(mlflow_client, "restart"):
+        record = read_record(runs[run.info.run_id])
+        # the job itself caught up (the driver found nothing left to send), and recorded what it cost
+        assert record["outages"] == 1 and record["state"] == "up" and record["replayed"] > 0, record
+        assert run.data.tags["pae.tracking.outages"] == "1" and run.info.status == "FINISHED", run.data.tags
+    assert "sending them from the mirrors" not in out and "lacks" not in out, out
+
+
+@pytest.mark.timeout(540)
+def test_a_server_that_never_comes_back_is_named_shown_and_synced(restartable, tmp_path) -> None:
+    """The run finishes while the server is down; its last line names the runs and points the store
+    lacks, `status` shows them without waiting on the server, and `sync` later makes the store whole."""
+    server = restartable
+    path, env, hold = outage_study(tmp_path, "gone", server.uri, "2")
+    proc = start_run(path, env)
+    try:
+        wait_arrived(hold, 2, 2, proc, 300)
+        server.stop()
+        (hold / "go2").touch()
+    finally:
+        out = finish(proc, 300)
+    assert proc.returncode == 0, out
+    last = "\n".join(out.strip().splitlines()[-3:])  # the driver's last lines (an exiting worker may add one)
+    said = re.search(r"lacks (\d+) point\(s\) of (\d+) run\(s\) \(([^)]*)\).*`pae-lab sync (\S+)` will add them", last)
+    assert said and said[2] == "2" and set(said[3].split(", ")) == {"holds/seed0", "holds/seed1"}, out
+    lacking = int(said[1])
+
+    status = pae_lab(["status", str(path)], env, timeout=60)  # the server is still down: no hang
+    assert status.returncode == 0 and "store unreachable" in " ".join(status.stdout.split()), status.stdout
+    unsent = [int(n) for n in re.findall(r"(\d+) unsent", status.stdout)]
+    assert len(unsent) == 2 and sum(unsent) == lacking, status.stdout
+
+    server.start()
+    mlflow_client = client(server.uri)
+    runs = folders(tmp_path / "gone", mlflow_client, "gone")
+    assert sum(len(store_against_mirror(mlflow_client, run_id, folder)[0]) for run_id, folder in runs.items()) == lacking
+    synced = pae_lab(["sync", str(path)], env, timeout=120)
+    assert synced.returncode == 0 and f"{lacking} point(s) added" in synced.stdout, synced.stdout + synced.stderr
+    for run_id, folder in runs.items():
+        assert store_against_mirror(mlflow_client, run_id, folder) == WHOLE, folder
+    assert {r.info.status for r in child_runs(mlflow_client, "gone")} == {"FINISHED"}
+    again = pae_lab(["status", str(path)], env, timeout=60)
+    assert again.stdout.count("complete") == 2 and "unreachable" not in again.stdout, again.stdout
