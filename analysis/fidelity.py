@@ -18,6 +18,7 @@ images is compared with several references (`fd_kd`) without re-running the netw
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import unittest.mock
@@ -220,6 +221,14 @@ def _small_n_notes(n: int, spec: ExtractorSpec) -> list[str]:
     return notes
 
 
+@functools.lru_cache(maxsize=4)
+def feature_extractor(fidelity_name: str, layer: str, weights: str | None, cuda: bool) -> torch.nn.Module:
+    """torch-fidelity's extractor, built once per process: loading its weights costs more than
+    extracting a few hundred small images, and a stage extracts many sets (the controls, eight)."""
+    kwargs = {"feature_extractor_weights_path": weights} if weights is not None else {}
+    return torch_fidelity.utils.create_feature_extractor(fidelity_name, [layer], cuda=cuda, verbose=False, **kwargs)
+
+
 def extract_features(images: torch.Tensor, *, extractor: str = "auto", inception_weights: str | os.PathLike | None = None,
                      batch_size: int = 64, device: str | torch.device | None = None,
                      blas_threads: int | None = 1) -> torch.Tensor:
@@ -231,12 +240,9 @@ def extract_features(images: torch.Tensor, *, extractor: str = "auto", inception
     _check_images("images", images)
     weights = _weights_path(name, spec, inception_weights)
     device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    cls = FEATURE_EXTRACTORS_REGISTRY[spec.fidelity_name]
-    layer = cls.get_default_feature_layer_for_metric("fid")
-    kwargs = {"feature_extractor_weights_path": weights} if weights is not None else {}
+    layer = FEATURE_EXTRACTORS_REGISTRY[spec.fidelity_name].get_default_feature_layer_for_metric("fid")
     with no_downloads(), threadpool_limits(blas_threads, user_api="blas"):
-        fx = torch_fidelity.utils.create_feature_extractor(spec.fidelity_name, [layer], cuda=device.type == "cuda",
-                                                           verbose=False, **kwargs)
+        fx = feature_extractor(spec.fidelity_name, layer, None if weights is None else str(weights), device.type == "cuda")
         feats = torch_fidelity.utils.get_featuresdict_from_dataset(UInt8Images(images.cpu()), fx, batch_size,
                                                                    device.type == "cuda", True, False)[layer]
     return feats.double().cpu()

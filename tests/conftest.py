@@ -33,7 +33,7 @@ TINY = {
     "tokenizer": {"base_channels": 8, "channel_mult": [1, 2], "latent_channels": 4, "downsample": 4},
     "training": {"steps": 6, "batch_size": 8, "log_every": 2, "checkpoint_every": 3},
     "generator": {"width": 32, "depth": 1, "heads": 2, "steps": 6, "batch_size": 16, "eval_at": [3]},
-    "evaluation": {"num_samples": 24, "sampler": {"steps": 2}},
+    "evaluation": {"extractor": "effnet-lite0-96", "num_samples": 24, "sampler": {"steps": 2}, "controls": {"blur_sigmas": [1.0], "mode_draws": 2}},
     "metrics": {},
 }
 

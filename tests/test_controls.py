@@ -32,7 +32,7 @@ def image_controls():
     reference = scenes(32, N, "train", seed=0)
     samples = scenes(32, N, "val", seed=0)
     floor = scenes(32, N, "val", seed=1)
-    real, own = extract(reference.images), extract(reference.images)
+    real = own = extract(reference.images)  # an identity decoder: its reconstructions are the reference
     generated = extract(samples.images)
 
     def score(gen, own_set):

@@ -45,7 +45,7 @@ def test_external_tokenizers_get_the_full_panel_and_enter_results(tmp_path: Path
     results = results[results["kind"] == "variant"]  # beside the teacher / reference rows
     assert list(results["variant"]) == ["baseline", "scripted", "user_class", "sd_vae_tiny"]
     assert (results["status"] == "done").all()
-    for column in ("psnr", "ssc", "lpc", "gsq", "linprobe", "erank", "rfd_effnet_lite0", "fd_effnet_lite0"):
+    for column in ("psnr", "ssc", "lpc", "gsq", "linprobe", "erank", "rfd_effnet_lite0_96", "fd_effnet_lite0_96"):
         assert results[column].notna().all(), column
     assert results["psnr"].nunique() == 4  # four different models, not one measured four times
     for name, grid in (("scripted", 4), ("user_class", 4), ("sd_vae_tiny", 8)):

@@ -52,7 +52,7 @@ def test_pae_trains_is_measured_and_resumes_exactly_after_a_kill(tmp_path: Path)
     results = pd.read_csv(tmp_path / "ref" / "results.csv")
     results = results[results["kind"] == "variant"]  # beside the teacher / reference rows
     assert (results["status"] == "done").all()
-    for column in ("psnr", "ssc", "lpc", "gsq", "fd_effnet_lite0"):
+    for column in ("psnr", "ssc", "lpc", "gsq", "fd_effnet_lite0_96"):
         assert results[column].notna().all(), column
 
     cut = _write(tmp_path, "cut", kill=True)

@@ -24,7 +24,7 @@ from slurm_fixture import slurm_cluster  # noqa: F401  (fixture)
 ROOT = Path(__file__).resolve().parents[1]
 SLURM = {"name": "slurm", "threads_per_job": 1, "gpus_per_node": 0, "cpus_per_task": 1, "mem_gb": 1, "timeout_min": 10,
          "lost_after_s": 120}
-COMPARED = ("psnr", "ssc", "lpc", "gsq", "train_loss", "fd_effnet_lite0")
+COMPARED = ("psnr", "ssc", "lpc", "gsq", "train_loss", "fd_effnet_lite0_96")
 
 
 def write_study(tmp: Path, name: str, seeds: list[int], launcher: dict, **training) -> Path:

@@ -55,29 +55,29 @@ def test_every_run_finishes_with_metrics(finished) -> None:
     refs = table[table["kind"] != "variant"].set_index("variant")
     assert set(refs.index) == {"teacher:raw_prior", "teacher:refined", "reference:pooled_pixels", "reference:heldout_real"}
     assert refs.loc[["teacher:raw_prior", "teacher:refined", "reference:pooled_pixels"], ["ssc", "gsq", "linprobe"]].notna().all().all()
-    assert refs.loc["reference:heldout_real", "noise_fd_effnet_lite0"] > 0
+    assert refs.loc["reference:heldout_real", "noise_fd_effnet_lite0_96"] > 0
     # learnability beside gFD, at the one N, with the chosen target named in results.csv and columns.csv
-    for column in ("lfd_effnet_lite0", "lkd_effnet_lite0", "floor_fd_effnet_lite0", "gen_val_loss"):
+    for column in ("lfd_effnet_lite0_96", "lkd_effnet_lite0_96", "floor_fd_effnet_lite0_96", "gen_val_loss"):
         assert results[column].notna().all(), column
     # the default target, the frontier distance, needs baselines at 2 widths: this study reads gFD and
     # says why; gFD passed its controls (lFD, asked for elsewhere, fails them: test_controls.py)
-    assert (table["correlation_target"] == "fd_effnet_lite0").all()
+    assert (table["correlation_target"] == "fd_effnet_lite0_96").all()
     assert table["target_controls"].str.contains("in place of the frontier distance").all()
     columns = pd.read_csv(study.study_dir() / "columns.csv").set_index("column")
-    assert columns.loc["fd_effnet_lite0", "correlation_target"] and "no width arm" in columns.loc["fd_effnet_lite0", "note"]
-    assert "reconstructions" in columns.loc["lfd_effnet_lite0", "meaning"]
+    assert columns.loc["fd_effnet_lite0_96", "correlation_target"] and "no width arm" in columns.loc["fd_effnet_lite0_96", "note"]
+    assert "reconstructions" in columns.loc["lfd_effnet_lite0_96", "meaning"]
     assert any("no width arm" in note for note in read_json(study.study_dir() / "study.json")["notes"])
-    assert not columns.loc["lfd_effnet_lite0", "passes_controls"]
-    assert "a constant decoder does not make it worse" in columns.loc["lfd_effnet_lite0", "failed_controls"]
+    assert not columns.loc["lfd_effnet_lite0_96", "passes_controls"]
+    assert "a constant decoder does not make it worse" in columns.loc["lfd_effnet_lite0_96", "failed_controls"]
     controls = pd.read_csv(study.study_dir() / "controls.csv")
     assert set(controls["variant"]) == {"baseline"}  # only runs without regularizers are controlled
     assert {"actual", "blur", "constant", "modes", "floor"} <= set(controls["control"])
-    for column in ("precision_effnet_lite0", "recall_effnet_lite0", "lcoverage_effnet_lite0"):
+    for column in ("precision_effnet_lite0_96", "recall_effnet_lite0_96", "lcoverage_effnet_lite0_96"):
         assert results[column].between(0, 1).all(), column
-    for column in ("psnr", "ssc", "lpc", "gsq", "linprobe", "erank", "rfd_effnet_lite0", "fd_effnet_lite0", "kd_effnet_lite0"):
+    for column in ("psnr", "ssc", "lpc", "gsq", "linprobe", "erank", "rfd_effnet_lite0_96", "fd_effnet_lite0_96", "kd_effnet_lite0_96"):
         assert column in results and results[column].notna().all(), column
     correlations = pd.read_csv(study.study_dir() / "correlations.csv")
-    assert {"lpc", "ssc", "gsq", "rfd_effnet_lite0", "floor_fd_effnet_lite0"} <= set(correlations["metric"])
+    assert {"lpc", "ssc", "gsq", "rfd_effnet_lite0_96", "floor_fd_effnet_lite0_96"} <= set(correlations["metric"])
     assert {"spearman_p_holm", "spearman_p_bh"} <= set(correlations.columns)
     convergence = pd.read_csv(study.study_dir() / "convergence.csv")
     assert sorted(convergence["step"].unique()) == [3, 6]
@@ -90,7 +90,7 @@ def test_every_run_finishes_with_metrics(finished) -> None:
     # study.json carries how each number was measured, from the stages that declare a protocol file
     protocols = read_json(study.study_dir() / "study.json")["protocols"]
     assert {"ssc", "gsq", "fidelity", "generation", "controls"} <= set(protocols)
-    assert read_json(study.study_dir() / "study.json")["declared_target"] == "frontier_fd_effnet_lite0"
+    assert read_json(study.study_dir() / "study.json")["declared_target"] == "frontier_fd_effnet_lite0_96"
     assert protocols["generation"]["sampler"]["steps"] == study.evaluation.sampler.steps
 
 
@@ -172,11 +172,11 @@ def test_mlflow_shows_what_a_researcher_compares(finished) -> None:
     assert float(pae.params["weight.ssr"]) > 0 and not [k for k in pae.params if k.endswith(".weight") and not k.startswith("training.")]
     assert base.params["training.lr"] == str(study.training.lr) and "training.log_every" not in base.params
     assert not [k for k in pae.params if k.startswith("protocol.")]
-    for metric in ("fd_effnet_lite0", "lfd_effnet_lite0", "psnr", "ssc", "lpc", "gsq", "rfd_effnet_lite0"):
+    for metric in ("fd_effnet_lite0_96", "lfd_effnet_lite0_96", "psnr", "ssc", "lpc", "gsq", "rfd_effnet_lite0_96"):
         assert metric in pae.metrics, metric
     assert len(client.get_metric_history(children["pae"].info.run_id, "psnr")) == 1  # not re-logged by the rerun
-    assert [m.step for m in client.get_metric_history(children["pae"].info.run_id, "fd_effnet_lite0")] == [3, 6]
-    assert "best.fd_effnet_lite0" in parent.data.metrics and parent.data.metrics["runs_done"] == 3  # the accepted target
+    assert [m.step for m in client.get_metric_history(children["pae"].info.run_id, "fd_effnet_lite0_96")] == [3, 6]
+    assert "best.fd_effnet_lite0_96" in parent.data.metrics and parent.data.metrics["runs_done"] == 3  # the accepted target
     assert parent.data.tags["best_variant"] in children
     assert not [k for k in parent.data.metrics if k.split("/")[0] in children]
 
@@ -190,19 +190,19 @@ def test_a_width_arm_draws_the_frontier_that_becomes_the_target(finished, tmp_pa
     assert Driver(study, Console(quiet=True)).run().failed == []
     results = pd.read_csv(study.study_dir() / "results.csv")
     runs = results[results["kind"] == "variant"]
-    assert runs["frontier_fd_effnet_lite0"].notna().all() and (results["correlation_target"] == "frontier_fd_effnet_lite0").all()
+    assert runs["frontier_fd_effnet_lite0_96"].notna().all() and (results["correlation_target"] == "frontier_fd_effnet_lite0_96").all()
     frontier = pd.read_csv(study.study_dir() / "frontier.csv").set_index("variant")
     assert set(frontier.index) == {"baseline", "baseline_w2", "ssr"} and frontier.loc[["baseline", "baseline_w2"], "baseline"].all()
     assert (frontier["lo"] <= frontier["distance"]).all() and (frontier["distance"] <= frontier["hi"]).all()
     info = read_json(study.study_dir() / "study.json")
-    assert info["frontier"]["baselines"] == ["baseline", "baseline_w2"] and info["target"] == "frontier_fd_effnet_lite0"
+    assert info["frontier"]["baselines"] == ["baseline", "baseline_w2"] and info["target"] == "frontier_fd_effnet_lite0_96"
     # one note, the target's controls; none on the design: the arm left out, baseline and ssr form a one-factor design
-    assert len(info["notes"]) == 1 and info["notes"][0].startswith("frontier_fd_effnet_lite0 is gFD at equal reconstruction")
+    assert len(info["notes"]) == 1 and info["notes"][0].startswith("frontier_fd_effnet_lite0_96 is gFD at equal reconstruction")
     effects = pd.read_csv(study.study_dir() / "effects.csv")
     assert set(effects["effect"]) == {"ssr"}
     # the frontier distance is already at equal PSNR: adjusting it again would cancel the frontier's slope
-    assert effects.loc[effects["response"] == "frontier_fd_effnet_lite0", "adjusted_for"].fillna("").eq("").all()
-    assert (effects.loc[effects["response"] == "fd_effnet_lite0", "adjusted_for"] == "psnr").all()
+    assert effects.loc[effects["response"] == "frontier_fd_effnet_lite0_96", "adjusted_for"].fillna("").eq("").all()
+    assert (effects.loc[effects["response"] == "fd_effnet_lite0_96", "adjusted_for"] == "psnr").all()
 
 
 def test_failing_variant_is_recorded_and_others_finish(finished, tmp_path: Path) -> None:

@@ -252,7 +252,7 @@ def test_trials_are_told_the_pipeline_values(searched) -> None:
     assert trials.loc[1, "params_ssr.weight"] != 0.2
     for number, row in trials.iterrows():
         res = results.loc[f"trial-{number:04d}"]
-        assert row["values_0"] == pytest.approx(res["fd_effnet_lite0"])
+        assert row["values_0"] == pytest.approx(res["fd_effnet_lite0_96"])
         assert row["values_1"] == pytest.approx(res["lpc"] - res["ssc"])
         assert row["duration"] > 0
     front = set(pd.read_csv(root / "pareto.csv")["number"])
@@ -264,8 +264,8 @@ def test_trials_are_told_the_pipeline_values(searched) -> None:
     assert set(pd.read_csv(root / "importances.csv")["param"]) == {"ssr.weight", "scr.weight"}
     info = read_json(root / "study.json")
     assert info["kind"] == "tune" and info["directions"] == ["minimize", "minimize"]
-    assert info["objectives"] == ["fd_effnet_lite0", "proxy"] and info["gfd"] == "fd_effnet_lite0"
-    assert info["target"] == "fd_effnet_lite0"  # the frontier target falls back to gFD: the trials have no width arm
+    assert info["objectives"] == ["fd_effnet_lite0_96", "proxy"] and info["gfd"] == "fd_effnet_lite0_96"
+    assert info["target"] == "fd_effnet_lite0_96"  # the frontier target falls back to gFD: the trials have no width arm
     assert (root / "optuna.journal").is_file() and (root / "correlations.csv").is_file()
 
 
@@ -280,8 +280,8 @@ def test_trials_are_mlflow_children_of_the_tuning_run(searched) -> None:
     assert [c.data.tags["optuna.trial"] for c in children] == ["0", "1", "2"]
     assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
     assert children[0].data.tags["trial.ssr.weight"] == "0.2" and children[0].data.params["trial.scr.weight"] == "1.0"
-    assert all(c.data.tags["optuna.state"] == "COMPLETE" and "objective/fd_effnet_lite0" in c.data.metrics for c in children)
-    assert "best/fd_effnet_lite0" in parent.data.metrics and parent.data.tags["pareto.trials"]
+    assert all(c.data.tags["optuna.state"] == "COMPLETE" and "objective/fd_effnet_lite0_96" in c.data.metrics for c in children)
+    assert "best/fd_effnet_lite0_96" in parent.data.metrics and parent.data.tags["pareto.trials"]
     assert parent.info.status == "FINISHED"
     assert [m.step for m in client.get_metric_history(parent.info.run_id, "trial/proxy")] == [0, 1, 2]
 
