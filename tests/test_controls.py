@@ -42,7 +42,7 @@ def image_controls():
                             torch.from_numpy(floor.images), floor.labels, originals=torch.from_numpy(floor.images),
                             generated=generated, own=own, extract=extract,
                             score=score, directions=DIRECTIONS, roles=COLS.roles(), knn_own=list(COLS.knn("own").values()),
-                            blur_sigmas=[0.5, 1.0, 2.0], mode_keep=0.5, seed=0)
+                            blur_sigmas=[0.5, 2.0], mode_keep=0.5, seed=0)
     table = pd.DataFrame(rows)
     return table, verdicts(table, scored_columns(COLS), COLS.roles()).set_index("column")
 
@@ -52,9 +52,9 @@ def test_blur_worsens_gfd_and_rewards_lfd(image_controls) -> None:
     decoder's own (here blurred) images, falls: it rewards a decoder that shows less."""
     table, verdict = image_controls
     blur = table[table["control"] == "blur"].set_index(["column", "param"])
-    for sigma in (0.5, 1.0, 2.0):
+    for sigma in (0.5, 2.0):
         assert blur.loc[(COLS.fd, sigma), "worse"], sigma
-    assert not all(blur.loc[(COLS.lfd, s), "worse"] for s in (0.5, 1.0, 2.0))
+    assert not all(blur.loc[(COLS.lfd, s), "worse"] for s in (0.5, 2.0))
     assert verdict.loc[COLS.fd, "passes_controls"] and not verdict.loc[COLS.lfd, "passes_controls"]
     assert "blur" in verdict.loc[COLS.lfd, "failed_controls"]
 
