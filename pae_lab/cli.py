@@ -18,7 +18,15 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a hub lookup fails at once inste
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Ablation studies of latent-diffusion tokenizers: train, measure, generate, correlate, report.")
 # Piped output (CI, logs) gets a wide console instead of rich's 80 columns, so tables stay readable.
-console = Console() if sys.stdout.isatty() else Console(width=400)
+console = Console() if sys.stdout.isatty() else Console(width=160)
+
+
+def show(table: Table) -> None:
+    """A table, whole: piped, it gets the width it needs (a status table grows a column per stage)."""
+    if console.is_terminal:
+        console.print(table)
+    else:
+        Console(width=max(160, Console(width=10_000).measure(table).maximum)).print(table)
 errors = Console(stderr=True)  # an error goes where a caller reading stdout for results will not take it as one
 
 
@@ -97,7 +105,7 @@ def run(study_file: Path = typer.Argument(..., help="Study YAML."),
     if not (dry_run or force) and is_settled(study, runs):  # before MLflow, pandas and torch are imported
         from pae_lab.tracking.lag import status_column
 
-        console.print(status_table(study, runs, status_column(study, runs)))
+        show(status_table(study, runs, status_column(study, runs)))
         console.print(f"all runs finished; results and MLflow runs are current: nothing to train, aggregate or log\n"
                       f"results: {files.results}   correlations: {files.correlations}")
         if report:
@@ -112,7 +120,7 @@ def run(study_file: Path = typer.Argument(..., help="Study YAML."),
         if found is not None:
             line, ok = found
             console.print(f"{'' if ok else '[yellow]warning:[/] '}{study_file}: {line}")
-        console.print(plan_table(study, runs))
+        show(plan_table(study, runs))
         console.print(f"[green]{study_file}: valid[/] ({len(runs)} runs, launcher {study.launcher.name})")
         return
     from pae_lab.execution.driver import Driver
@@ -121,7 +129,7 @@ def run(study_file: Path = typer.Argument(..., help="Study YAML."),
 
     driver = Driver(study, console, runs)
     outcome = driver.run(force=force)
-    console.print(status_table(study, runs, status_cells(outcome.lag)))
+    show(status_table(study, runs, status_cells(outcome.lag)))
     console.print(f"results: {files.results}   correlations: {files.correlations}")
     if outcome.failed:
         console.print(f"[red]{len(outcome.failed)} run(s) failed:[/] {', '.join(outcome.failed)} "
@@ -163,7 +171,7 @@ def status(study_file: Path = typer.Argument(..., help="Study YAML."), sets: Opt
 
     study = load(study_file, sets, preflight=False)
     runs = expand(study)
-    console.print(status_table(study, runs, status_column(study, runs)))
+    show(status_table(study, runs, status_column(study, runs)))
 
 
 @app.command()
