@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from sklearn.cluster import SpectralClustering
 from sklearn.metrics import normalized_mutual_info_score
 
-from analysis.clustering import kmeans, nmi_geometric, spectral_cluster, token_affinity
+from analysis.clustering import kmeans, nmi_geometric, spectral_cluster, spectral_embedding, token_affinity
 from analysis.spatial import downsample_segments, spatial_coherence, ssc
 
 
@@ -114,3 +114,13 @@ def test_spatial_coherence_known_answers():
     assert res.value == pytest.approx(float(near - far)) and res.value > 0.2
     constant = spatial_coherence(torch.ones(3, 4, 6, 6))
     assert constant.value == pytest.approx(0.0) and constant.extra["near"] == pytest.approx(1.0)
+
+
+def test_spectral_embedding_of_one_channel_tokens_has_k_columns():
+    """Normalised 1-channel tokens are +-1: an affinity of two blocks whose repeated eigenvalues make
+    LAPACK's subset driver return too few vectors or fail (a width-1 baseline's SSC crashed); the
+    full decomposition takes over."""
+    for seed in range(40):
+        tokens = np.random.default_rng(seed).standard_normal((1, 64, 1))
+        for sigma, k in ((0.5, 4), (1.0, 4), (1.0, 8)):
+            assert spectral_embedding(token_affinity(tokens, sigma)[0], k).shape == (64, k), (seed, sigma, k)

@@ -7,6 +7,7 @@ PID; the study's jobs hold at chosen steps (tests/plugin_hold.py) so the outage 
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -152,6 +153,21 @@ def finish(proc: subprocess.Popen, timeout: float) -> str:
     return out
 
 
+@contextlib.contextmanager
+def run_losing_the_server(tmp: Path, name: str, server, hold_steps: str):
+    """`pae-lab run` of an outage study whose server stops once both jobs hold at step 2; yields
+    (study file, environment, hold folder, process, what it printed: filled in on exit)."""
+    path, env, hold = outage_study(tmp, name, server.uri, hold_steps)
+    proc, printed = start_run(path, env), []
+    try:
+        wait_arrived(hold, 2, 2, proc, 300)
+        server.stop()
+        (hold / "go2").touch()
+        yield path, env, hold, proc, printed
+    finally:
+        printed.append(finish(proc, 300))
+
+
 def folders(study_dir: Path, mlflow_client, experiment: str) -> dict[str, Path]:
     """Every run id of the study -> its folder: the two runs and the parent (shared stages)."""
     out = {r.info.run_id: study_dir / "runs" / "holds" / f"seed{r.data.tags['seed']}" for r in child_runs(mlflow_client, experiment)}
@@ -165,17 +181,11 @@ def test_a_run_through_a_server_restart_ends_with_every_run_whole_without_sync(r
     """The server stops while both jobs train and comes back before they end: each job sends what
     the store lacks itself; when `pae-lab run` returns the store holds every mirror, none twice."""
     server = restartable
-    path, env, hold = outage_study(tmp_path, "restart", server.uri, "2,4")
-    proc = start_run(path, env)
-    try:
-        wait_arrived(hold, 2, 2, proc, 300)
-        server.stop()
-        (hold / "go2").touch()  # steps 2 and 3 are logged while the server is down
-        wait_arrived(hold, 4, 2, proc, 120)
+    with run_losing_the_server(tmp_path, "restart", server, "2,4") as (path, env, hold, proc, printed):
+        wait_arrived(hold, 4, 2, proc, 120)  # steps 2 and 3 were logged while the server was down
         server.start()
         (hold / "go4").touch()
-    finally:
-        out = finish(proc, 300)
+    out = printed[0]
     assert proc.returncode == 0, out
     mlflow_client = client(server.uri)
     runs = folders(tmp_path / "restart", mlflow_client, "restart")
@@ -195,14 +205,9 @@ def test_a_server_that_never_comes_back_is_named_shown_and_synced(restartable, t
     """The run finishes while the server is down; its last line names the runs and points the store
     lacks, `status` shows them without waiting on the server, and `sync` later makes the store whole."""
     server = restartable
-    path, env, hold = outage_study(tmp_path, "gone", server.uri, "2")
-    proc = start_run(path, env)
-    try:
-        wait_arrived(hold, 2, 2, proc, 300)
-        server.stop()
-        (hold / "go2").touch()
-    finally:
-        out = finish(proc, 300)
+    with run_losing_the_server(tmp_path, "gone", server, "2") as (path, env, hold, proc, printed):
+        pass  # the server stays down
+    out = printed[0]
     assert proc.returncode == 0, out
     last = "\n".join(out.strip().splitlines()[-3:])  # the driver's last lines (an exiting worker may add one)
     said = re.search(r"lacks (\d+) point\(s\) of (\d+) run\(s\) \(([^)]*)\).*`pae-lab sync (\S+)` will add them", last)
