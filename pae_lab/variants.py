@@ -10,7 +10,7 @@ an omitted weight means the regularizer's default_weight; a weight of 0 or `null
 from __future__ import annotations
 
 import inspect
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
@@ -48,13 +48,18 @@ class Variant(BaseModel):
     @property
     def needs(self) -> frozenset[str]:
         """Context fields ('target', 'vfm') any of its regularizers needs: tells the trainer what prior to compute."""
-        return frozenset().union(*(REGULARIZERS.get(n).needs for n in self.regularizers))
+        return regularizer_needs(self.regularizers)
 
     def build(self, *, latent_channels: int | None = None, vfm_dim: int | None = None) -> nn.ModuleDict:
         """The regularizer modules by name (pair with `weights`); put their parameters in the optimizer."""
         return nn.ModuleDict(
             {n: build_regularizer(n, latent_channels=latent_channels, vfm_dim=vfm_dim, **self.params(n)) for n in self.regularizers}
         )
+
+
+def regularizer_needs(names: Iterable[str]) -> frozenset[str]:
+    """The context fields ('target', 'vfm') these regularizers read."""
+    return frozenset().union(*(REGULARIZERS.get(n).needs for n in names))
 
 
 def _normalize_entry(variant: str, reg: str, entry: Any) -> dict[str, Any] | None:

@@ -154,3 +154,19 @@ def test_ordinary_aliases_still_load(tmp_path: Path) -> None:
     path.write_text("name: s\nseeds: &s [0, 1]\ndescription: &d shared\ndata: {name: scenes, params: {note: *d}}\n")
     study = load_study(path)
     assert study.seeds == [0, 1] and study.data.params["note"] == "shared"
+
+
+def test_a_planned_study_with_a_width_arm_loads_again(tmp_path: Path) -> None:
+    """Once planned, a study's variants are read back as plain records: the width arm's check must not
+    need the resolved variant (a rerun of the ablation after a failed run crashed on it)."""
+    import yaml
+
+    from pae_lab.plan.runs import cached_variants, expand
+
+    cfg = yaml.safe_load((ROOT / "studies" / "ablation_properties.yaml").read_text())
+    path = tmp_path / "ablation.yaml"
+    path.write_text(yaml.safe_dump({**cfg, "output_dir": str(tmp_path / "out")}))
+    (tmp_path / "out").mkdir()
+    expand(load_study(path))  # plans it: the resolved variants are kept in the study folder
+    study = load_study(path)
+    assert cached_variants(study) is not None and any(v.get("tokenizer") for v in cached_variants(study))

@@ -171,7 +171,12 @@ def _check_variant_tokenizer(study: "StudyConfig", path: Path, key: str, variant
         _fail(path, f"{key}.tokenizer{where}", f"{first['msg'].removeprefix('Value error, ')} (got {first.get('input')!r})")
     if architecture(tok).trainable:
         theirs, ours = (tok.latent_channels, tok.downsample), (study.tokenizer.latent_channels, study.tokenizer.downsample)
-        if theirs[1] != ours[1] or (theirs[0] != ours[0] and "target" in variant.needs):
+        reads_target = False  # a variant planned before is a plain record (no `needs`): ask the registry
+        if theirs[0] != ours[0] and variant.regularizers:  # and only here (it imports torch)
+            from pae_lab.variants import regularizer_needs
+
+            reads_target = "target" in regularizer_needs(variant.regularizers)
+        if theirs[1] != ours[1] or reads_target:
             _fail(path, f"{key}.tokenizer", f"a trained variant tokenizer must keep the study's (latent_channels, downsample) "
                   f"{ours}, got {theirs}: the refined prior targets its regularizers read are shared by every run "
                   "(only the downsample must stay for a variant without ssr / scr)")
