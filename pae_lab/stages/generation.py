@@ -6,8 +6,9 @@ Per checkpoint, at the study's one N (pae_lab.stages.reference.fd_n):
   blur on both sides; it rewards a decoder that shows less: see the controls stage);
 - precision / recall / density / coverage against each of the two (fidelity and diversity apart);
 - the generator's flow-matching loss on held-out latents over a fixed t-grid with fixed noise, with
-  the null label too, beside the loss a Gaussian with the training latents' covariance allows
-  (analysis.flow_baseline) and the gap between the two.
+  the null label too at the last checkpoint (a tenth of the stage's time at every one), beside the
+  loss a Gaussian with the training latents' covariance allows (analysis.flow_baseline) and the gap
+  between the two.
 The reference features come from the shared reference stage; the reconstructions' features are
 computed once per run, the generated images' once per checkpoint. The last checkpoint's images
 and features and the reconstructions' features are kept for the controls stage.
@@ -55,11 +56,12 @@ def gaussian_baseline(tok_dir: Path, norm: LatentNorm, t_grid: list[float]) -> f
 
 
 def flow_losses(model, latents: torch.Tensor, labels: torch.Tensor, cols: FidelityColumns, gauss: float,
-                class_dropout: float, **kw) -> dict[str, float]:
-    """The held-out flow loss with the true labels and with the null label, beside its Gaussian baseline."""
+                class_dropout: float, with_null: bool = True, **kw) -> dict[str, float]:
+    """The held-out flow loss with the true labels and (`with_null`) with the null label, beside its
+    Gaussian baseline."""
     loss = validation_loss(model, latents, labels, **kw)
     null = (validation_loss(model, latents, torch.full_like(labels, model.null_class), **kw)
-            if class_dropout > 0 else float("nan"))  # never trained without class dropout
+            if class_dropout > 0 and with_null else float("nan"))  # never trained without class dropout
     return {cols.val_loss: loss, cols.val_loss_gauss: gauss, cols.val_loss_gap: loss - gauss, cols.val_loss_null: null}
 
 
@@ -91,7 +93,8 @@ def generation_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
         images = decode_all(tokenizer, norm, latents, device, ev.batch_size)
         gen = features(study, images, device)
         row = {"step": step, **set_scores(gen, real, own, cols, prdc_k=ev.prdc_k, **kw),
-               **flow_losses(model, val_latents, val_labels, cols, gauss, study.generator.class_dropout, **loss_kw)}
+               **flow_losses(model, val_latents, val_labels, cols, gauss, study.generator.class_dropout,
+                             with_null=step == steps[-1], **loss_kw)}
         rows.append(row)
         ctx.logger.metrics("generation", {k: v for k, v in row.items() if k != "step"}, step, prefixed=False)  # the curve, one name
     ctx.progress.update("generation", len(steps), len(steps), force=True)
