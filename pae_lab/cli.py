@@ -19,6 +19,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Ablation studies of latent-diffusion tokenizers: train, measure, generate, correlate, report.")
 # Piped output (CI, logs) gets a wide console instead of rich's 80 columns, so tables stay readable.
 console = Console() if sys.stdout.isatty() else Console(width=160)
+errors = Console(stderr=True)  # an error goes where a caller reading stdout for results will not take it as one
 
 
 def show(table: Table) -> None:
@@ -27,7 +28,6 @@ def show(table: Table) -> None:
         console.print(table)
     else:
         Console(width=max(160, Console(width=10_000).measure(table).maximum)).print(table)
-errors = Console(stderr=True)  # an error goes where a caller reading stdout for results will not take it as one
 
 
 def friendly(fn: Callable) -> Callable:

@@ -24,15 +24,14 @@ import torch
 from analysis.fidelity_names import FidelityColumns
 from analysis.flow_baseline import gaussian_flow_loss, latent_spectrum
 from analysis.set_scores import set_scores
-from pae_lab.fsutil import read_json, save_npy, write_json
+from pae_lab.fsutil import save_npy, write_json
 from pae_lab.plan import layout
 from pae_lab.generation.flow import validation_loss
 from pae_lab.generation.samplers import generate_latents
 from pae_lab.data.images import save_grid, to_uint8
-from pae_lab.models.generator import build_generator
 from pae_lab.models.latent_norm import LatentNorm
 from pae_lab.stages.context import StageContext
-from pae_lab.stages.generator import ema_path
+from pae_lab.stages.generator import SavedGenerator
 from pae_lab.stages.manifold import reconstruct
 from pae_lab.stages.reference import fd_n, features, fidelity_protocol, load_features
 from pae_lab.stages.tokenizer import load_tokenizer
@@ -70,8 +69,7 @@ def generation_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     tok_dir, gen_dir = ctx.input("tokenizer"), ctx.input("generator")
     tokenizer = load_tokenizer(tok_dir, device)
     norm = LatentNorm.load(tok_dir / layout.LATENT_NORM)
-    shape = read_json(gen_dir / layout.GENERATOR_SHAPE)
-    model = build_generator(study.generator, shape["in_channels"], shape["grid"], shape["num_classes"]).to(device).eval()
+    saved = SavedGenerator(study, gen_dir, device)
     cols = ev.columns()
     n = fd_n(study)
     kw = {"kid_subsets": ev.kid_subsets, "seed": ev.sampler.seed}
@@ -79,16 +77,15 @@ def generation_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     own = features(study, reconstruct(tokenizer, ctx.split("train").images[:n], device, ev.batch_size), device)
     val_latents = norm.normalize(torch.from_numpy(np.load(tok_dir / layout.latents("val"))[:ev.val_loss_images]))
     val_labels = torch.from_numpy(ctx.split("val").labels[:ev.val_loss_images]).long()
-    latent_shape = (shape["in_channels"], shape["grid"], shape["grid"])
     gauss = gaussian_baseline(tok_dir, norm, ev.val_loss_t)
     loss_kw = {"t_grid": ev.val_loss_t, "seed": ev.sampler.seed, "device": device, "batch_size": ev.batch_size}
 
     rows, images, labels = [], None, None
-    steps = shape["eval_steps"]
+    steps = saved.eval_steps
     for i, step in enumerate(steps):
         ctx.progress.update("generation", i, len(steps), force=True)
-        model.load_state_dict(torch.load(ema_path(gen_dir, step), map_location=device, weights_only=True))
-        latents, labels = generate_latents(model, n, latent_shape, ev.sampler, num_classes=shape["num_classes"],
+        model = saved.at(step)
+        latents, labels = generate_latents(model, n, saved.latent_shape, ev.sampler, num_classes=saved.num_classes,
                                            device=device)
         images = decode_all(tokenizer, norm, latents, device, ev.batch_size)
         gen = features(study, images, device)

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from pae_lab.data.diskarray import DiskArray
-from pae_lab.fsutil import save_torch, write_json
+from pae_lab.fsutil import read_json, save_torch, write_json
 from pae_lab.plan import layout
 from pae_lab.generation.flow import draw_path, flow_matching_loss
 from pae_lab.models.latent_norm import LatentNorm
@@ -19,6 +19,23 @@ from pae_lab.stages.training import TrainLoop, autocast, grad_norm
 
 def ema_path(stage_dir: Path, step: int) -> Path:
     return Path(stage_dir) / layout.ema_weights(step)
+
+
+class SavedGenerator:
+    """A generator stage's model, rebuilt from the shape it recorded, with the EMA weights of any kept step."""
+
+    def __init__(self, study, stage_dir: Path, device: torch.device):
+        self.dir, self.device = Path(stage_dir), device
+        self.shape = read_json(self.dir / layout.GENERATOR_SHAPE)
+        self.eval_steps: list[int] = self.shape["eval_steps"]
+        self.latent_shape = (self.shape["in_channels"], self.shape["grid"], self.shape["grid"])
+        self.num_classes: int = self.shape["num_classes"]
+        self.model = build_generator(study.generator, *self.latent_shape[:2], self.num_classes).to(device).eval()
+
+    def at(self, step: int) -> torch.nn.Module:
+        """The model with the EMA weights kept at `step`."""
+        self.model.load_state_dict(torch.load(ema_path(self.dir, step), map_location=self.device, weights_only=True))
+        return self.model
 
 
 def generator_shape(ctx: StageContext) -> dict[str, int]:

@@ -18,16 +18,15 @@ from torch import nn
 
 from analysis.fidelity import frechet_distance
 from analysis.reconstruction import psnr_per_image
-from pae_lab.fsutil import read_json, save_torch, write_json
+from pae_lab.fsutil import save_torch, write_json
 from pae_lab.generation.samplers import generate_latents
 from pae_lab.losses.perceptual import build_perceptual
 from pae_lab.losses.reconstruction import reconstruction_loss
-from pae_lab.models.generator import build_generator
 from pae_lab.models.latent_norm import LatentNorm
 from pae_lab.plan import layout
 from pae_lab.stages.context import StageContext
 from pae_lab.stages.generation import decode_all
-from pae_lab.stages.generator import ema_path
+from pae_lab.stages.generator import SavedGenerator
 from pae_lab.stages.manifold import reconstruct
 from pae_lab.stages.reference import fd_n, features, load_features
 from pae_lab.stages.tokenizer import load_tokenizer
@@ -98,13 +97,10 @@ def refit_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     held_out = ctx.split("val").images[:study.metrics.n_images]  # the images the panel's psnr reads
     rebuilt = reconstruct(model, held_out, device, ev.batch_size)
     psnr = float(psnr_per_image(rebuilt.float() / 255, torch.from_numpy(np.asarray(held_out)).float() / 255).mean())
-    gen_dir = ctx.input("generator")
-    shape = read_json(gen_dir / layout.GENERATOR_SHAPE)
-    generator = build_generator(study.generator, shape["in_channels"], shape["grid"], shape["num_classes"]).to(device).eval()
-    generator.load_state_dict(torch.load(ema_path(gen_dir, shape["eval_steps"][-1]), map_location=device, weights_only=True))
+    saved = SavedGenerator(study, ctx.input("generator"), device)
     n = fd_n(study)
-    latents, _ = generate_latents(generator, n, (shape["in_channels"], shape["grid"], shape["grid"]), ev.sampler,
-                                  num_classes=shape["num_classes"], device=device)
+    latents, _ = generate_latents(saved.at(saved.eval_steps[-1]), n, saved.latent_shape, ev.sampler,
+                                  num_classes=saved.num_classes, device=device)
     images = decode_all(model, LatentNorm.load(tok_dir / layout.LATENT_NORM), latents, device, ev.batch_size)
     real = load_features(ctx.input("reference"), layout.REFERENCE_FEATURES)
     summary = {cols.refit_fd: frechet_distance(features(study, images, device).double(), real), cols.refit_psnr: psnr}
