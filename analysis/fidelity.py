@@ -160,7 +160,7 @@ def compute_fidelity(samples: torch.Tensor, reference: torch.Tensor, *, extracto
     weights = _weights_path(name, spec, inception_weights)
 
     subset = kid_subset(n, n_ref, kid_subset_size)
-    notes = _small_n_notes(n, spec)
+    notes = small_n_notes(n, spec)
 
     device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     cache_name = None
@@ -209,7 +209,7 @@ def kid_subset(n: int, n_ref: int, kid_subset_size: int | None = None) -> int:
     return subset
 
 
-def _small_n_notes(n: int, spec: ExtractorSpec) -> list[str]:
+def small_n_notes(n: int, spec: ExtractorSpec) -> list[str]:
     """The small-N bias warning (also issued as a UserWarning)."""
     notes = []
     if n < max(MIN_RELIABLE_SAMPLES, spec.feature_dim):
@@ -258,6 +258,22 @@ def frechet_distance(f1: torch.Tensor, f2: torch.Tensor) -> float:
     diff = f1.mean(0) - f2.mean(0)
     nuclear = torch.linalg.svdvals(a1 @ a2.T).sum()
     return float(diff @ diff + (a1 * a1).sum() + (a2 * a2).sum() - 2 * nuclear)
+
+
+def frechet_distance_to_statistics(f1: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor) -> float:
+    """FD between features [N, D] and stored statistics (a reference file's mu, sigma), as
+    `frechet_distance` computes it: tr sqrt(S1 S2) from the eigenvalues of a symmetric matrix, A1 S2 A1^T
+    (N x N) when N <= D, else S2^1/2 S1 S2^1/2 (D x D)."""
+    a1 = (f1 - f1.mean(0)) / math.sqrt(len(f1) - 1)
+    if len(a1) <= len(sigma):
+        product = a1 @ sigma @ a1.T
+    else:
+        w, v = torch.linalg.eigh(sigma)
+        root = (v * w.clamp(min=0).sqrt()) @ v.T
+        product = root @ (a1.T @ a1) @ root
+    diff = f1.mean(0) - mu
+    nuclear = torch.linalg.eigvalsh(product).clamp(min=0).sqrt().sum()
+    return float(diff @ diff + (a1 * a1).sum() + torch.trace(sigma) - 2 * nuclear)
 
 
 def fd_kd(samples: torch.Tensor, reference: torch.Tensor, *, kid_subset_size: int | None = None,

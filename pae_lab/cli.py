@@ -302,6 +302,36 @@ def correlate(table: Path = typer.Argument(..., help="CSV with one row per run a
         console.print(result.round(3).to_string(index=False))
 
 
+@app.command()
+@friendly
+def evaluate(samples: Path = typer.Argument(..., help="Generated images in ADM's .npz format (arr_0: uint8 [N, H, W, 3]), "
+                                            "e.g. a run's generation/samples.npz."),
+             reference: Path = typer.Option(..., "--reference", help="Reference images in the same format (a study's "
+                                            "shared/reference/<hash>/reference.npz), or their statistics (mu, sigma)."),
+             extractor: str = typer.Option("auto", help="Feature network: effnet-lite0, effnet-lite0-96, or inception "
+                                           "(needs --inception-weights); auto: inception when its weights are given."),
+             inception_weights: Optional[Path] = typer.Option(None, help="Local Inception weights file (never downloaded)."),
+             k: int = typer.Option(3, "--k", help="Neighbours of precision / recall / density / coverage (ADM's: 3)."),
+             kid_subsets: int = typer.Option(100, help="KD subsets (each half the smaller set)."),
+             save_stats: Optional[Path] = typer.Option(None, "--save-reference-stats",
+                                                       help="Also write the reference images' mu / sigma here, to score against later."),
+             json_out: Optional[Path] = typer.Option(None, "--json", help="Write the scores here as JSON.")):
+    """Score a sample file against a reference file with a study's scores: FD, KD, precision / recall / density / coverage."""
+    from analysis.sample_scores import score_sample_file
+    from pae_lab.fsutil import write_json
+
+    values, notes = score_sample_file(samples, reference, extractor=extractor, inception_weights=inception_weights, k=k,
+                                      kid_subsets=kid_subsets, save_reference_statistics=save_stats)
+    table = Table("score", "value", title=f"{samples} vs {reference}")
+    for name, value in values.items():
+        table.add_row(name, f"{value:.6g}" if isinstance(value, float) else str(value))
+    show(table)
+    for note in notes:
+        errors.print(f"[yellow]note:[/] {note}", soft_wrap=True)
+    if json_out is not None:
+        write_json(json_out, {"samples": str(samples), "reference": str(reference), "scores": values, "notes": notes})
+
+
 def generation_score_column(table: Path) -> str:
     """The target a pae-lab results table names: its `correlation_target` column's value (what the study
     reads as generation quality), else its generation FD column (fid with Inception, else fd_<extractor>)."""

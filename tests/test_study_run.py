@@ -38,6 +38,25 @@ def finished(tmp_path_factory):
     return study, outcome
 
 
+def test_a_runs_samples_score_again_outside_the_study_as_it_scored_them(finished, tmp_path) -> None:
+    """samples.npz (ADM's format) against the study's reference.npz through `pae-lab evaluate`: the
+    run's gFD again, from the files alone."""
+    study, _ = finished
+    root = study.study_dir()
+    (reference,) = root.glob("shared/reference/*/reference.npz")
+    samples = root / "runs" / "pae" / "seed0" / "generation" / "samples.npz"
+    with np.load(samples) as raw:
+        assert raw["arr_0"].shape == (24, 16, 16, 3) and raw["arr_0"].dtype == np.uint8 and len(raw["arr_1"]) == 24
+    out = subprocess.run([sys.executable, "-m", "pae_lab", "evaluate", str(samples), "--reference", str(reference),
+                          "--extractor", "effnet-lite0-96", "--json", str(tmp_path / "scores.json")],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    results = pd.read_csv(root / "results.csv").set_index("variant")
+    scores = read_json(tmp_path / "scores.json")["scores"]
+    assert scores["fd_effnet_lite0_96"] == pytest.approx(results.loc["pae", "fd_effnet_lite0_96"], rel=1e-4)
+    assert scores["precision_effnet_lite0_96"] == pytest.approx(results.loc["pae", "precision_effnet_lite0_96"], abs=1e-9)
+
+
 def reuse_shared(finished, output_dir: Path) -> None:
     """Seed a study folder with the finished study's shared stages (data, prior, refine, reference,
     teacher: same config, same hashes), for tests about the runs: they train only their runs."""

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # The suffixes of every file pae-lab writes or reads.
-JSON, JSONL, CSV, NPY, PT, PNG = ".json", ".jsonl", ".csv", ".npy", ".pt", ".png"
+JSON, JSONL, CSV, NPY, NPZ, PT, PNG = ".json", ".jsonl", ".csv", ".npy", ".npz", ".pt", ".png"
 YAML, DB, LOCK, JOURNAL, IPYNB, HTML = ".yaml", ".db", ".lock", ".journal", ".ipynb", ".html"
-SUFFIXES = (JSON, JSONL, CSV, NPY, PT, PNG, YAML, DB, LOCK, JOURNAL, IPYNB, HTML)
+SUFFIXES = (JSON, JSONL, CSV, NPY, NPZ, PT, PNG, YAML, DB, LOCK, JOURNAL, IPYNB, HTML)
 
 # ------------------------------------------------------------------ inside any stage folder
 # (shared/<stage>/<hash>/ or runs/<variant>/seed<seed>/<stage>/)
@@ -50,6 +50,7 @@ def refined_targets(split: str) -> str:
 REFINER = f"refiner{PT}"  # the refiner's weights and its feature standardisation
 # reference
 REFERENCE_FEATURES = f"features_reference{NPY}"  # FD features of the first n train images
+REFERENCE_IMAGES = f"reference{NPZ}"  # those images (and labels) in ADM's format: `pae-lab evaluate --reference`
 HELDOUT_FEATURES = f"features_heldout{NPY}"  # FD features of the first n val images
 FIDELITY_PROTOCOL = f"protocol{JSON}"  # what every FD/KD column means and how it was computed
 # teacher
@@ -75,7 +76,8 @@ def ema_weights(step: int) -> str:
 
 # generation
 CONVERGENCE = f"convergence{JSON}"  # FD/KD and validation loss per evaluated generator step, with the protocol
-SAMPLES = f"samples{NPY}"  # the last checkpoint's generated images, uint8 [N, 3, H, W]
+SAMPLES = f"samples{NPZ}"  # the last checkpoint's generated images and labels in ADM's format (analysis.adm_files)
+SAMPLES_BEFORE_0_3 = f"samples{NPY}"  # the same images, uint8 [N, 3, H, W], as folders before 0.3 kept them
 SAMPLE_FEATURES = f"sample_features{NPY}"  # their FD features
 OWN_FEATURES = f"reconstruction_features{NPY}"  # FD features of the run's reconstructions of the reference set
 # controls

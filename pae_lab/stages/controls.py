@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from analysis.adm_files import load_images
 from analysis.controls import measure_controls
 from analysis.set_scores import scored_columns, set_scores
 from pae_lab.fsutil import write_json
@@ -30,6 +31,13 @@ def measured(ctx: StageContext) -> bool:
     return runs == "all" or (runs == "baseline" and not ctx.spec.regularizers)
 
 
+def last_samples(gen_dir: Path) -> torch.Tensor:
+    """The generation stage's last images, uint8 [N, 3, H, W] (a folder from before 0.3 kept them as .npy)."""
+    if (gen_dir / layout.SAMPLES).is_file() or not (gen_dir / layout.SAMPLES_BEFORE_0_3).is_file():
+        return load_images(gen_dir / layout.SAMPLES)[0]
+    return torch.from_numpy(np.load(gen_dir / layout.SAMPLES_BEFORE_0_3))
+
+
 def controls_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     study, device, ev = ctx.study, ctx.device, ctx.study.evaluation
     cfg = ev.controls
@@ -40,7 +48,7 @@ def controls_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
         return {"measured": False}
     cols, n = ev.columns(), fd_n(study)
     gen_dir = ctx.input("generation")
-    samples = torch.from_numpy(np.load(gen_dir / layout.SAMPLES))
+    samples = last_samples(gen_dir)
     generated, own = load_features(gen_dir, layout.SAMPLE_FEATURES), load_features(gen_dir, layout.OWN_FEATURES)
     real = load_features(ctx.input("reference"), layout.REFERENCE_FEATURES)
     tokenizer = load_tokenizer(ctx.input("tokenizer"), device)

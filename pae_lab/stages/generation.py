@@ -11,7 +11,8 @@ Per checkpoint, at the study's one N (pae_lab.stages.reference.fd_n):
   between the two.
 The reference features come from the shared reference stage; the reconstructions' features are
 computed once per run, the generated images' once per checkpoint. The last checkpoint's images
-and features and the reconstructions' features are kept for the controls stage.
+and features and the reconstructions' features are kept for the controls stage; the images, with
+their labels, as ADM's `samples.npz`, which the ADM evaluator and `pae-lab evaluate` read.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from analysis.adm_files import save_images
 from analysis.fidelity_names import FidelityColumns
 from analysis.flow_baseline import gaussian_flow_loss, latent_spectrum
 from analysis.set_scores import set_scores
@@ -95,8 +97,9 @@ def generation_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
         rows.append(row)
         ctx.logger.metrics("generation", {k: v for k, v in row.items() if k != "step"}, step, prefixed=False)  # the curve, one name
     ctx.progress.update("generation", len(steps), len(steps), force=True)
-    for name, array in ((layout.SAMPLES, images), (layout.SAMPLE_FEATURES, gen), (layout.OWN_FEATURES, own)):
-        save_npy(out / name, np.asarray(array))  # the last checkpoint's, for the controls stage
+    save_images(out / layout.SAMPLES, images, labels)  # the last checkpoint's, for the controls stage and for anyone
+    for name, array in ((layout.SAMPLE_FEATURES, gen), (layout.OWN_FEATURES, own)):
+        save_npy(out / name, np.asarray(array))
     protocol = {**fidelity_protocol(study), "generator_step": "per row", "prdc_k": ev.prdc_k, "sampler": ev.sampler.model_dump(mode="json"),
                 "val_loss_t": list(ev.val_loss_t), "val_loss_images": int(len(val_latents)),
                 "latent_norm": "per-channel mean/std of the tokenizer's training latents",

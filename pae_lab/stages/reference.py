@@ -2,7 +2,8 @@
 
 - `reference_stage`: FD features of the real reference set (the first N training images) and of
   the first N held-out images, and the sampling floor FD/KD(held-out real, reference) at that N.
-  Every run compares its generated images and reconstructions with these features.
+  Every run compares its generated images and reconstructions with these features. The reference
+  images themselves are kept in ADM's format, so any sample file can be scored against them.
 - `teacher_stage`: the teacher's ceiling (analysis.teacher) -- SSC, GSQ, probes and coherence of
   the raw prior features, the refined target and pooled pixels -- on the panel's held-out images.
 """
@@ -15,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from analysis.adm_files import save_images
 from analysis.fidelity import extract_features, fd_kd_named, kid_subset, shared_network_warning
 from analysis.teacher import pooled_pixels, teacher_ceiling
 from pae_lab.fsutil import save_npy, write_json
@@ -60,7 +62,9 @@ def reference_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     study, device = ctx.study, ctx.device
     n = fd_n(study)
     cols = study.evaluation.columns()
-    ref = features(study, ctx.split("train").images[:n], device)
+    train = ctx.split("train")
+    ref = features(study, train.images[:n], device)
+    save_images(out / layout.REFERENCE_IMAGES, np.asarray(train.images[:n]), train.labels[:n])  # for `pae-lab evaluate`
     held = features(study, ctx.split("val").images[:n], device)
     save_npy(out / layout.REFERENCE_FEATURES, ref.numpy())
     save_npy(out / layout.HELDOUT_FEATURES, held.numpy())
