@@ -321,6 +321,19 @@ class StudyConfig(Strict):
         """Side of the latent token grid (and of the prior features aligned to it)."""
         return self.data.resolution // self.tokenizer.downsample
 
+    @property
+    def fd_n(self) -> int:
+        """The one N of every FD/KD in a study: generated, reference, reconstructed and held-out sets."""
+        return min(self.evaluation.num_samples, self.data.train_size, self.data.val_size)
+
+    def fd_n_note(self) -> str | None:
+        """One line when the study scores fewer images than evaluation.num_samples asks for, else None."""
+        if self.fd_n == self.evaluation.num_samples:
+            return None
+        split = "val_size" if self.data.val_size == self.fd_n else "train_size"
+        return (f"evaluation.num_samples: {self.evaluation.num_samples} asked, every FD/KD scores {self.fd_n}: "
+                f"data.{split} holds {self.fd_n} (the reference and held-out sets come from the splits)")
+
     def study_dir(self) -> Path:
         return Path(self.output_dir or Path("outputs") / self.name).resolve()
 

@@ -25,8 +25,7 @@ from pae_lab.config.schema import StudyConfig
 from pae_lab.stages.context import StageContext
 
 def fd_n(study: StudyConfig) -> int:
-    """The one N of every FD/KD in a study: generated, reference, reconstructed and held-out sets."""
-    return min(study.evaluation.num_samples, study.data.train_size, study.data.val_size)
+    return study.fd_n
 
 
 def extractor_kwargs(study: StudyConfig) -> dict[str, Any]:
@@ -53,7 +52,7 @@ def fidelity_protocol(study: StudyConfig) -> dict[str, Any]:
     cols = study.evaluation.columns()
     warning = shared_network_warning(study.evaluation.extractor, study.evaluation.inception_weights,
                                      prior=study.prior.name, perceptual=study.training.perceptual.name)
-    return {"n": fd_n(study), "num_samples_asked": study.evaluation.num_samples, "reference": "first n train images",
+    return {"n": fd_n(study), "num_samples_asked": study.evaluation.num_samples, "n_lowered": study.fd_n_note(), "reference": "first n train images",
             "heldout": "first n val images", "columns": cols.meanings(), "extractor_shares_network": warning,
             "kid_subsets": study.evaluation.kid_subsets, "kid_subset_size": kid_subset(fd_n(study), fd_n(study))}
 
