@@ -2,8 +2,10 @@
 scored by the evaluator papers quote, and a peer's samples by pae-lab.
 
 Images: `arr_0` uint8 [N, H, W, 3] (channels last), labels, when known, in `arr_1`.
-Statistics: `mu` [D] and `sigma` [D, D] of the extractor's features (ADM's reference batches hold
-them beside the images); pae-lab adds `extractor`, so a file made with another network is refused.
+Statistics: `mu` [D] and `sigma` [D, D] of the extractor's features. ADM's reference batches hold
+both: the images (for precision / recall) and the statistics of the whole data set (for FID), and
+`mu_s` / `sigma_s` for sFID. pae-lab's own statistics files add `extractor`, so a file made with
+another network is refused; a file without it is assumed to match, and the scorer says so.
 """
 from __future__ import annotations
 
@@ -15,6 +17,13 @@ import torch
 
 IMAGES, LABELS = "arr_0", "arr_1"
 MU, SIGMA, EXTRACTOR = "mu", "sigma", "extractor"
+SPATIAL = ("mu_s", "sigma_s")  # ADM's sFID statistics (Inception's mixed_6/conv features)
+
+
+def _write(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> Path:
+    with open(path, "wb") as handle:  # np.savez(path) would append .npz to a path without it
+        np.savez(handle, **arrays)
+    return Path(path)
 
 
 def save_images(path: str | os.PathLike, images: torch.Tensor | np.ndarray, labels=None) -> Path:
@@ -25,8 +34,15 @@ def save_images(path: str | os.PathLike, images: torch.Tensor | np.ndarray, labe
     arrays = {IMAGES: np.ascontiguousarray(array.transpose(0, 2, 3, 1))}
     if labels is not None:
         arrays[LABELS] = np.asarray(labels, dtype=np.int64)
-    np.savez(path, **arrays)
-    return Path(path)
+        if arrays[LABELS].shape != (len(array),):
+            raise ValueError(f"{path}: {len(arrays[LABELS])} labels for {len(array)} images")
+    return _write(path, arrays)
+
+
+def contents(path: str | os.PathLike) -> set[str]:
+    """The arrays a file holds: IMAGES, MU and SIGMA, SPATIAL, ..."""
+    with _open(path) as data:
+        return set(data.files)
 
 
 def load_images(path: str | os.PathLike) -> tuple[torch.Tensor, np.ndarray | None]:
@@ -38,33 +54,38 @@ def load_images(path: str | os.PathLike) -> tuple[torch.Tensor, np.ndarray | Non
         labels = data[LABELS] if LABELS in data else None
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
         raise ValueError(f"{path}: {IMAGES} must be uint8 [N, H, W, 3] (ADM's sample format), got {images.dtype} {images.shape}")
+    if labels is not None and labels.shape != (len(images),):
+        raise ValueError(f"{path}: {LABELS} holds {labels.shape} labels for {len(images)} images")
     return torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))), labels
 
 
 def holds_statistics(path: str | os.PathLike) -> bool:
-    """Whether the file holds feature statistics (mu, sigma) rather than images."""
-    with _open(path) as data:
-        return MU in data and SIGMA in data and IMAGES not in data
+    """Whether the file holds feature statistics (mu and sigma), with or without images."""
+    held = contents(path)
+    if (MU in held) != (SIGMA in held):
+        raise ValueError(f"{path}: holds {MU if MU in held else SIGMA} without {SIGMA if MU in held else MU}")
+    return MU in held
 
 
 def save_statistics(path: str | os.PathLike, features: torch.Tensor, extractor: str) -> Path:
     """mu and sigma (the sample covariance, as torch-fidelity and ADM compute it) of features [N, D]."""
     feats = np.asarray(features, dtype=np.float64)
-    np.savez(path, **{MU: feats.mean(0), SIGMA: np.cov(feats, rowvar=False), EXTRACTOR: np.array(extractor)})
-    return Path(path)
+    return _write(path, {MU: feats.mean(0), SIGMA: np.cov(feats, rowvar=False), EXTRACTOR: np.array(extractor)})
 
 
-def load_statistics(path: str | os.PathLike, extractor: str, feature_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mu, sigma) as float64 tensors, refused in one line when made with another extractor."""
+def load_statistics(path: str | os.PathLike, extractor: str, feature_dim: int) -> tuple[torch.Tensor, torch.Tensor, str | None]:
+    """(mu, sigma as float64 tensors, the network the file names or None), refused in one line when made
+    with another extractor or for features of another size."""
     with _open(path) as data:
-        mu, sigma = data[MU].astype(np.float64), data[SIGMA].astype(np.float64)
+        mu, sigma = np.asarray(data[MU], np.float64), np.asarray(data[SIGMA], np.float64)
         made_with = str(data[EXTRACTOR]) if EXTRACTOR in data else None
-    if mu.shape != (feature_dim,) or sigma.shape != (feature_dim, feature_dim):
-        raise ValueError(f"{path}: statistics of {mu.shape[0]}-d features, but the {extractor} extractor gives "
-                         f"{feature_dim}-d ones: compare with statistics made by the same network")
     if made_with is not None and made_with != extractor:
         raise ValueError(f"{path}: statistics made with the {made_with} extractor, not {extractor}: pass --extractor {made_with}")
-    return torch.from_numpy(mu), torch.from_numpy(sigma)
+    if mu.shape != (feature_dim,) or sigma.shape != (feature_dim, feature_dim):
+        hint = " (ADM's files: --extractor inception --inception-weights FILE)" if mu.shape == (2048,) else ""
+        raise ValueError(f"{path}: mu {mu.shape} and sigma {sigma.shape}, but the {extractor} extractor gives "
+                         f"{feature_dim}-d features: compare with statistics made by the same network{hint}")
+    return torch.from_numpy(mu), torch.from_numpy(sigma), made_with
 
 
 def _open(path: str | os.PathLike):

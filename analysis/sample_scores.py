@@ -1,48 +1,73 @@
 """Score any file of generated images against a reference file, outside a study: a study's own
 `samples.npz`, or a peer's, with the scores and column names a study uses.
 
-Against reference images: FD, KD and precision / recall / density / coverage (k-NN in the same
-features; k = 3 is ADM's improved precision / recall). Against stored statistics (mu, sigma): FD
-alone, since the others need the images.
+FD comes from the reference's stored statistics when it has them (ADM's reference batches: the
+whole data set's), else from its images; KD and precision / recall / density / coverage (k-NN in
+the same features; k = 3 is ADM's improved precision / recall) need its images. Every choice is
+in the returned protocol, every caveat in the notes.
 """
 from __future__ import annotations
 
 import os
-import warnings
 from typing import Any
 
-from analysis.adm_files import holds_statistics, load_images, load_statistics, save_statistics
-from analysis.fidelity import extract_features, fd_kd_named, frechet_distance_to_statistics, small_n_notes
+import torch_fidelity
+
+from analysis.adm_files import IMAGES, SPATIAL, contents, holds_statistics, load_images, load_statistics, save_statistics
+from analysis.fidelity import extract_features, fd_kd_named, frechet_distance_to_statistics, kid_subset
 from analysis.fidelity_names import FIDELITY_EXTRACTORS, fidelity_columns, inception_weights_or_cached, resolve_extractor
 from analysis.knn_scores import knn_scores_named
+
+PAPER_N = 50_000  # FID-50K: what papers quote
 
 
 def score_sample_file(samples: str | os.PathLike, reference: str | os.PathLike, *, extractor: str = "auto",
                       inception_weights: str | os.PathLike | None = None, k: int = 3, kid_subsets: int = 100,
                       seed: int = 0, save_reference_statistics: str | os.PathLike | None = None,
-                      device: str | None = None) -> tuple[dict[str, Any], list[str]]:
-    """({"extractor", "n", "n_reference", score columns...}, notes) for ADM-format files (analysis.adm_files)."""
+                      device: str | None = None) -> tuple[dict[str, float], dict[str, Any], list[str]]:
+    """(scores, protocol, notes) for ADM-format files (analysis.adm_files)."""
     inception_weights = inception_weights_or_cached(inception_weights)
     name = resolve_extractor(extractor, inception_weights)
     spec, cols = FIDELITY_EXTRACTORS.get(name), fidelity_columns(name, inception_weights)
     images, _ = load_images(samples)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # said once, in the notes
-        notes = small_n_notes(len(images), spec)
+    held, with_stats = contents(reference), holds_statistics(reference)
+    if IMAGES not in held and not with_stats:
+        load_images(reference)  # names what the file lacks
+    n = len(images)
+    protocol: dict[str, Any] = {"extractor": name, "feature_dim": spec.feature_dim, "inception_weights": inception_weights,
+                                "n": n, "sample_resolution": list(images.shape[2:]), "k": k,
+                                "torch_fidelity": torch_fidelity.__version__}
+    notes = [f"N = {n}: FD falls with N; a paper's FID-50K uses {PAPER_N} samples, so compare only at equal N"] if n < PAPER_N else []
 
     def feats(x):
         return extract_features(x, extractor=name, inception_weights=inception_weights, device=device)
 
-    if holds_statistics(reference):
-        mu, sigma = load_statistics(reference, name, spec.feature_dim)
-        gen = feats(images)
+    gen, scores = feats(images), {}
+    if with_stats:
+        mu, sigma, made_with = load_statistics(reference, name, spec.feature_dim)
+        scores[cols.fd] = frechet_distance_to_statistics(gen, mu, sigma)
+        protocol["fd_against"] = "the reference file's stored mu / sigma"
+        if made_with is None:
+            notes.append(f"{reference} does not name the network its statistics come from: assumed {name}")
+    if set(SPATIAL) <= held:
+        notes.append(f"{reference} holds sFID statistics (mu_s / sigma_s): not used, pae-lab computes no sFID yet")
+    if IMAGES not in held:
         notes.append(f"{reference} holds statistics only: KD and the k-NN scores need its images")
-        return {"extractor": name, "n": len(gen), cols.fd: frechet_distance_to_statistics(gen, mu, sigma)}, notes
+        return scores, protocol, notes
     ref_images, _ = load_images(reference)
-    gen, real = feats(images), feats(ref_images)
+    real = feats(ref_images)
+    protocol.update(n_reference=len(real), reference_resolution=list(ref_images.shape[2:]), kid_subsets=kid_subsets,
+                    kid_subset_size=kid_subset(n, len(real)), seed=seed)
+    if ref_images.shape[2:] != images.shape[2:]:
+        notes.append(f"samples are {tuple(images.shape[2:])} px, the reference {tuple(ref_images.shape[2:])} px: both are "
+                     f"resized to the extractor's input, and every score also measures that difference")
+    kd = fd_kd_named(gen, real, cols.fd, cols.kd, kid_subsets=kid_subsets, seed=seed)
+    if with_stats:
+        kd.pop(cols.fd)  # FD from the stored statistics of the whole data set, as ADM computes it
+    else:
+        protocol["fd_against"] = "the reference images' features"
+    scores |= kd | knn_scores_named(gen, real, cols.knn("real"), k)
     if save_reference_statistics is not None:
         save_statistics(save_reference_statistics, real, name)
-    values = {"extractor": name, "n": len(gen), "n_reference": len(real),
-              **fd_kd_named(gen, real, cols.fd, cols.kd, kid_subsets=kid_subsets, seed=seed),
-              **knn_scores_named(gen, real, cols.knn("real"), k)}
-    return values, notes
+        notes.append(f"the reference images' statistics ({name}) written to {save_reference_statistics}")
+    return scores, protocol, notes

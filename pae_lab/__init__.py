@@ -1,2 +1,2 @@
 """pae-lab: ablation studies of latent-diffusion tokenizers, tracked end to end."""
-__version__ = "0.3.0"
+__version__ = "0.2.0"

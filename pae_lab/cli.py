@@ -314,7 +314,8 @@ def evaluate(samples: Path = typer.Argument(..., help="Generated images in ADM's
                                            "(needs --inception-weights); auto: inception when its weights are given."),
              inception_weights: Optional[Path] = typer.Option(None, help="Local Inception weights file (never downloaded)."),
              k: int = typer.Option(3, "--k", help="Neighbours of precision / recall / density / coverage (ADM's: 3)."),
-             kid_subsets: int = typer.Option(100, help="KD subsets (each half the smaller set)."),
+             kid_subsets: int = typer.Option(100, help="KD subsets (each of half the smaller set, at most 1000 images)."),
+             seed: int = typer.Option(0, help="KD's subset draws (a study uses its evaluation.sampler.seed)."),
              save_stats: Optional[Path] = typer.Option(None, "--save-reference-stats",
                                                        help="Also write the reference images' mu / sigma here, to score against later."),
              json_out: Optional[Path] = typer.Option(None, "--json", help="Write the scores here as JSON.")):
@@ -322,16 +323,17 @@ def evaluate(samples: Path = typer.Argument(..., help="Generated images in ADM's
     from analysis.sample_scores import score_sample_file
     from pae_lab.fsutil import write_json
 
-    values, notes = score_sample_file(samples, reference, extractor=extractor, inception_weights=inception_weights, k=k,
-                                      kid_subsets=kid_subsets, save_reference_statistics=save_stats)
+    scores, protocol, notes = score_sample_file(samples, reference, extractor=extractor, inception_weights=inception_weights,
+                                                k=k, kid_subsets=kid_subsets, seed=seed, save_reference_statistics=save_stats)
     table = Table("score", "value", title=f"{samples} vs {reference}")
-    for name, value in values.items():
+    for name, value in {**scores, **protocol}.items():
         table.add_row(name, f"{value:.6g}" if isinstance(value, float) else str(value))
     show(table)
     for note in notes:
         errors.print(f"[yellow]note:[/] {note}", soft_wrap=True)
     if json_out is not None:
-        write_json(json_out, {"samples": str(samples), "reference": str(reference), "scores": values, "notes": notes})
+        write_json(json_out, {"samples": str(samples), "reference": str(reference), "scores": scores,
+                              "protocol": protocol, "notes": notes})
 
 
 def generation_score_column(table: Path) -> str:

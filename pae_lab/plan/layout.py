@@ -77,7 +77,7 @@ def ema_weights(step: int) -> str:
 # generation
 CONVERGENCE = f"convergence{JSON}"  # FD/KD and validation loss per evaluated generator step, with the protocol
 SAMPLES = f"samples{NPZ}"  # the last checkpoint's generated images and labels in ADM's format (analysis.adm_files)
-SAMPLES_BEFORE_0_3 = f"samples{NPY}"  # the same images, uint8 [N, 3, H, W], as folders before 0.3 kept them
+SAMPLES_UNLABELLED = f"samples{NPY}"  # the same images, uint8 [N, 3, H, W], as generation folders kept them before samples.npz
 SAMPLE_FEATURES = f"sample_features{NPY}"  # their FD features
 OWN_FEATURES = f"reconstruction_features{NPY}"  # FD features of the run's reconstructions of the reference set
 # controls

@@ -32,10 +32,10 @@ def measured(ctx: StageContext) -> bool:
 
 
 def last_samples(gen_dir: Path) -> torch.Tensor:
-    """The generation stage's last images, uint8 [N, 3, H, W] (a folder from before 0.3 kept them as .npy)."""
-    if (gen_dir / layout.SAMPLES).is_file() or not (gen_dir / layout.SAMPLES_BEFORE_0_3).is_file():
+    """The generation stage's last images, uint8 [N, 3, H, W] (a folder written before samples.npz holds them as .npy)."""
+    if (gen_dir / layout.SAMPLES).is_file() or not (gen_dir / layout.SAMPLES_UNLABELLED).is_file():
         return load_images(gen_dir / layout.SAMPLES)[0]
-    return torch.from_numpy(np.load(gen_dir / layout.SAMPLES_BEFORE_0_3))
+    return torch.from_numpy(np.load(gen_dir / layout.SAMPLES_UNLABELLED))
 
 
 def controls_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
