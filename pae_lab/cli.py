@@ -306,6 +306,26 @@ def correlate(table: Path = typer.Argument(..., help="CSV with one row per run a
 
 @app.command()
 @friendly
+def teacher(study_file: Path = typer.Argument(..., help="Study YAML."),
+            steps: int = typer.Option(100, help="Tokenizer steps of the unregularized baseline the teacher is compared with."),
+            sets: Optional[List[str]] = SetOpt):
+    """Is the teacher stronger than the latent a plain tokenizer learns? Its ceiling rows (raw prior, refined target,
+    pooled pixels) against a briefly trained baseline latent, in minutes, before the study's hour."""
+    study = load(study_file, sets)
+    from pae_lab.execution.teacher_check import teacher_check, verdicts
+
+    rows = teacher_check(study, steps, log=console.log)
+    metrics = [m for m in ("ssc", "gsq", "linprobe", "knn", "coherence") if all(m in r for r in rows.values())]
+    table = Table("source", *metrics, title=f"teacher check: {study.prior.name} prior, latent grid {study.latent_grid}")
+    for name, row in rows.items():
+        table.add_row(name, *(f"{row[m]:.3f}" for m in metrics))
+    show(table)
+    for line in verdicts(rows, steps):
+        console.print(line)
+
+
+@app.command()
+@friendly
 def evaluate(samples: Path = typer.Argument(..., help="Generated images in ADM's .npz format (arr_0: uint8 [N, H, W, 3]), "
                                             "e.g. a run's generation/samples.npz."),
              reference: Path = typer.Option(..., "--reference", help="Reference images in the same format (a study's "

@@ -40,3 +40,40 @@ def test_ceiling_rows_know_their_answers(scenes):
     assert out["oracle"]["ssc"] > out["pooled_pixels"]["ssc"] - 0.05 and 0 <= out["pooled_pixels"]["ssc"] <= 1
     assert set(out["pooled_pixels"]) >= {"ssc", "coherence", "gsq", "linprobe", "knn"}
     assert row_name("refined") == "teacher:refined" and row_name("pooled_pixels") == "reference:pooled_pixels"
+
+
+def test_pae_lab_teacher_compares_the_oracle_with_a_brief_baseline_and_reuses_nothing_it_should_not(tmp_path):
+    """The oracle writes the class into every token (GSQ near 1): a baseline trained 4 steps cannot
+    match it, so the check must call the teacher stronger on GSQ. The shared stages land in the
+    study's own folder (the study then reuses them); the baseline run stays in a scratch folder."""
+    import copy
+    import subprocess
+    import sys
+
+    import yaml
+
+    from conftest import TINY
+
+    cfg = copy.deepcopy(TINY)
+    cfg.update(name="check", output_dir=str(tmp_path / "study"), prior={"name": "oracle"})
+    path = tmp_path / "check.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    out = subprocess.run([sys.executable, "-m", "pae_lab", "teacher", str(path), "--steps", "4"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "GSQ: refined teacher" in out.stdout and "the teacher is stronger: SCR has room to raise GSQ" in out.stdout
+    assert "baseline_latent" in out.stdout and "one seed, 4 tokenizer steps" in out.stdout
+    study = tmp_path / "study"
+    assert (study / "shared" / "teacher").is_dir() and not (study / "runs").exists()
+    assert (study / "teacher_check" / "shared").resolve() == (study / "shared").resolve()
+
+
+def test_a_teacher_below_the_latent_is_called_weaker():
+    from pae_lab.execution.teacher_check import verdicts
+
+    rows = {"raw_prior": {"ssc": 0.3, "gsq": 0.2}, "refined": {"ssc": 0.26, "gsq": 0.11},
+            "pooled_pixels": {"ssc": 0.59, "gsq": 0.15}, "baseline_latent": {"ssc": 0.45, "gsq": 0.10}}
+    lines = verdicts(rows, 100)
+    assert "the teacher is WEAKER: SSR can only pull SSC down" in lines[0]
+    assert "the teacher is stronger: SCR has room to raise GSQ" in lines[1]
+    assert "colour alone gives the segments away" in lines[2]

@@ -205,6 +205,7 @@ class StudyLayout:
     shared_root = property(lambda self: self.root / "shared")  # the shared stages' folders, their job and its logs
     runs_root = property(lambda self: self.root / "runs")  # one folder per run (`run`)
     shared_job = property(lambda self: self.shared_root / f"job{JSON}")  # the shared stages' job (execution.shared_job)
+    teacher_check = property(lambda self: self.root / "teacher_check")  # `pae-lab teacher`'s brief baseline (execution.teacher_check)
     # a search (`pae-lab tune`): its tables (pae_lab.tuning.outputs), its Optuna storage and its driver's lock
     trials = property(lambda self: self.root / f"trials{CSV}")  # one row per trial: state, params, values, error
     pareto = property(lambda self: self.root / f"pareto{CSV}")  # the trials on the Pareto front

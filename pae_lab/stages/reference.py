@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -76,18 +76,28 @@ def reference_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     return {**noise, "n": n, "warning": protocol["extractor_shares_network"]}
 
 
+def stage_array(ctx: StageContext, stage: str, name: Callable[[str], str]) -> Callable[[str, int | None], torch.Tensor]:
+    """A feature map a stage this one reads keeps per split, as (split, first n) -> float32 [n, C, g, g]."""
+    return lambda split, n: torch.from_numpy(np.asarray(ctx.array(stage, name(split))[:n], np.float32))
+
+
+def ceiling(ctx: StageContext, sources: dict[str, Callable[[str, int | None], torch.Tensor]]) -> dict[str, dict[str, float]]:
+    """The teacher's ceiling metrics (analysis.teacher) of each source's feature maps: every held-out
+    image, and as many train images as the manifold stage's probes fit on (bounded memory)."""
+    val, train = ctx.split("val"), ctx.split("train")
+    n_train = min(len(train), ctx.study.metrics.probe_train_images)
+    segments = None if val.segments is None else np.asarray(val.segments)
+    pairs = {name: (read("val", None), read("train", n_train)) for name, read in sources.items()}
+    return teacher_ceiling(pairs, val.labels, train.labels[:n_train], segments, ctx.study.metrics)
+
+
 def teacher_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     study = ctx.study
-    val, train = ctx.split("val"), ctx.split("train")
     grid = study.latent_grid
-    n_train = min(len(train), study.metrics.probe_train_images)  # as the manifold stage's probes: bounded memory
-    arr = lambda stage, f, n=None: torch.from_numpy(np.asarray(ctx.array(stage, f)[:n], np.float32))  # noqa: E731
-    sources = {
-        "raw_prior": (arr("prior", layout.prior_features("val")), arr("prior", layout.prior_features("train"), n_train)),
-        "refined": (arr("refine", layout.refined_targets("val")), arr("refine", layout.refined_targets("train"), n_train)),
-        "pooled_pixels": (pooled_pixels(np.asarray(val.images), grid), pooled_pixels(train.images[:n_train], grid)),
-    }
-    segments = None if val.segments is None else np.asarray(val.segments)
-    rows = teacher_ceiling(sources, val.labels, train.labels[:n_train], segments, study.metrics)
+    rows = ceiling(ctx, {
+        "raw_prior": stage_array(ctx, "prior", layout.prior_features),
+        "refined": stage_array(ctx, "refine", layout.refined_targets),
+        "pooled_pixels": lambda split, n: pooled_pixels(np.asarray(ctx.split(split).images[:n]), grid),
+    })
     write_json(out / layout.TEACHER_CEILING, {"rows": rows, "prior": study.prior.name, "grid": grid})
     return {f"{name}/{k}": v for name, row in rows.items() for k, v in row.items() if "_" not in k}

@@ -1,0 +1,80 @@
+"""`pae-lab teacher`: is the teacher stronger than what the tokenizer learns alone? Minutes, before a study's hour.
+
+SSR and SCR pull the latent toward the refined target. If that target scores below a plain
+autoencoder's latent on SSC or GSQ, the regularizers can only pull those metrics down. The check
+runs the study's shared stages in its own folder (content-addressed: the study reuses them), trains
+the study's tokenizer without regularizers for a few steps in a scratch study beside it, and scores
+that latent exactly as the teacher stage scores its sources (pae_lab.stages.reference.ceiling).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from pae_lab.config.schema import StudyConfig
+from pae_lab.fsutil import read_json
+from pae_lab.plan import layout
+from pae_lab.plan.graph import STAGES, ordered
+from pae_lab.plan.layout import StudyLayout
+from pae_lab.plan.progress import ProgressWriter
+from pae_lab.plan.runs import expand, shared_plan
+
+BASELINE = "baseline_latent"
+# metric -> the regularizer that pulls the latent toward the teacher on it
+PULLED_BY = {"ssc": "SSR", "gsq": "SCR"}
+
+
+def brief_baseline(study: StudyConfig, steps: int) -> StudyConfig:
+    """The study's tokenizer, unregularized, `steps` steps, its first seed, in the scratch folder."""
+    raw = study.model_dump(mode="json")
+    return StudyConfig.model_validate({**raw, "variants": ["baseline"], "seeds": study.seeds[:1],
+                                       "training": {**raw["training"], "steps": steps},
+                                       "output_dir": str(StudyLayout(study.study_dir()).teacher_check)})
+
+
+def teacher_check(study: StudyConfig, steps: int, log: Callable[[str], None] = print) -> dict[str, dict[str, float]]:
+    """{row: {metric: value}}: the teacher's ceiling rows and the briefly trained baseline latent's."""
+    from pae_lab.stages.context import StageContext
+    from pae_lab.stages.execute import run_stage
+    from pae_lab.stages.reference import ceiling, stage_array
+    from pae_lab.stages.training import resolve_device
+    from pae_lab.tracking.store import RunLogger
+
+    files = StudyLayout(study.study_dir())
+    hashes, folders = shared_plan(study)
+    quiet = RunLogger(files.shared_root, None, None, mirror=False)
+    for stage in ordered("shared"):
+        done = run_stage(stage, study, folders, hashes[stage.name], logger=quiet, progress=ProgressWriter(files.shared_root))
+        log(f"shared stage {stage.name}: {'cached' if done.skipped else f'done in {done.seconds:.1f}s'}")
+    rows = read_json(folders["teacher"] / layout.TEACHER_CEILING)["rows"]
+
+    brief = brief_baseline(study, steps)
+    scratch = StudyLayout(brief.study_dir())
+    scratch.root.mkdir(parents=True, exist_ok=True)
+    if not scratch.shared_root.exists():  # the same shared stages (same hashes): the study's own folders
+        scratch.shared_root.symlink_to(files.shared_root.resolve(), target_is_directory=True)
+    (run,) = expand(brief)
+    tokenizer = STAGES.get("tokenizer")
+    done = run_stage(tokenizer, run.study_config(), {n: run.stage_dir(n) for n in run.stage_paths}, run.hashes["tokenizer"],
+                     logger=RunLogger(run.run_dir, None, None, mirror=False), progress=ProgressWriter(run.run_dir), spec=run)
+    log(f"baseline tokenizer, {steps} steps: {'cached' if done.skipped else f'done in {done.seconds:.1f}s'}")
+    ctx = StageContext("teacher_check", brief, {"data": Path(folders["data"]), "tokenizer": run.stage_dir("tokenizer")},
+                       scratch, resolve_device(study.device))
+    return rows | ceiling(ctx, {BASELINE: stage_array(ctx, "tokenizer", layout.latents)})
+
+
+def verdicts(rows: dict[str, dict[str, float]], steps: int) -> list[str]:
+    """One line per pulled metric: is the refined teacher above the baseline latent; and what colour alone gives."""
+    base, refined, pixels = rows[BASELINE], rows["refined"], rows["pooled_pixels"]
+    lines = []
+    for metric, regularizer in PULLED_BY.items():
+        if metric not in base:
+            continue
+        weaker = refined[metric] <= base[metric]
+        lines.append(f"{metric.upper()}: refined teacher {refined[metric]:.3f} vs baseline latent {base[metric]:.3f} -> "
+                     + (f"the teacher is WEAKER: {regularizer} can only pull {metric.upper()} down" if weaker
+                        else f"the teacher is stronger: {regularizer} has room to raise {metric.upper()}"))
+    if "ssc" in base and pixels["ssc"] > base["ssc"]:
+        lines.append(f"SSC: pooled pixels {pixels['ssc']:.3f} beat the latent: colour alone gives the segments away")
+    lines.append(f"one seed, {steps} tokenizer steps: a screen before the study, not its reading")
+    return lines
