@@ -308,13 +308,14 @@ def correlate(table: Path = typer.Argument(..., help="CSV with one row per run a
 @friendly
 def teacher(study_file: Path = typer.Argument(..., help="Study YAML."),
             steps: int = typer.Option(100, help="Tokenizer steps of the unregularized baseline the teacher is compared with."),
+            seeds: int = typer.Option(3, help="Baseline seeds: their spread decides what is too close to call."),
             sets: Optional[List[str]] = SetOpt):
     """Is the teacher stronger than the latent a plain tokenizer learns? Its ceiling rows (raw prior, refined target,
     pooled pixels) against a briefly trained baseline latent, in minutes, before the study's hour."""
     study = load(study_file, sets)
     from pae_lab.execution.teacher_check import teacher_check, verdicts
 
-    rows = teacher_check(study, steps, log=console.log)
+    rows = teacher_check(study, steps, seeds, log=console.log)
     metrics = [m for m in ("ssc", "gsq", "linprobe", "knn", "coherence") if all(m in r for r in rows.values())]
     table = Table("source", *metrics, title=f"teacher check: {study.prior.name} prior, latent grid {study.latent_grid}")
     for name, row in rows.items():
