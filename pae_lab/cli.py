@@ -316,7 +316,7 @@ def teacher(study_file: Path = typer.Argument(..., help="Study YAML."),
     from pae_lab.execution.teacher_check import teacher_check, verdicts
 
     rows = teacher_check(study, steps, seeds, log=console.log)
-    metrics = [m for m in ("ssc", "gsq", "linprobe", "knn", "coherence") if all(m in r for r in rows.values())]
+    metrics = [m for m in ("ssc_ami", "ssc", "gsq", "linprobe", "knn", "coherence") if all(m in r for r in rows.values())]
     table = Table("source", *metrics, title=f"teacher check: {study.prior.name} prior, latent grid {study.latent_grid}")
     for name, row in rows.items():
         table.add_row(name, *(f"{row[m]:.3f}" for m in metrics))

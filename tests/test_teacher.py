@@ -71,15 +71,15 @@ def test_pae_lab_teacher_compares_the_oracle_with_a_brief_baseline_and_reuses_no
 def test_a_teacher_below_the_latent_is_called_weaker():
     from pae_lab.execution.teacher_check import verdicts
 
-    rows = {"raw_prior": {"ssc": 0.3, "gsq": 0.2}, "refined": {"ssc": 0.26, "gsq": 0.11},
-            "pooled_pixels": {"ssc": 0.59, "gsq": 0.15}, "baseline_latent": {"ssc": 0.45, "gsq": 0.10},
-            "baseline_latent_sd": {"ssc": 0.02, "gsq": 0.01}}
+    rows = {"raw_prior": {"ssc_ami": 0.3, "gsq": 0.2}, "refined": {"ssc_ami": 0.26, "gsq": 0.11},
+            "pooled_pixels": {"ssc_ami": 0.59, "gsq": 0.15}, "baseline_latent": {"ssc_ami": 0.45, "gsq": 0.10},
+            "baseline_latent_sd": {"ssc_ami": 0.02, "gsq": 0.01}}
     lines = verdicts(rows, 100)
-    assert "the teacher is WEAKER: SSR can only pull SSC down" in lines[0]
+    assert "the teacher is WEAKER: SSR can only pull SSC (AMI) down" in lines[0]
     assert "too close to call" in lines[1]  # 0.11 vs 0.10 with a seed sd of 0.01: not 2 sd apart
     assert "colour alone gives the segments away" in lines[2]
     rows["baseline_latent_sd"]["gsq"] = 0.004
     assert "the teacher is stronger: SCR has room to raise GSQ" in verdicts(rows, 100)[1]
-    rows["baseline_latent_sd"] = {"ssc": float("nan"), "gsq": float("nan")}  # one seed: no spread, the sign alone
+    rows["baseline_latent_sd"] = {"ssc_ami": float("nan"), "gsq": float("nan")}  # one seed: no spread, the sign alone
     lines = verdicts(rows, 100)
     assert "(one seed: no spread)" in lines[0] and "WEAKER" in lines[0] and "stronger" in lines[1]

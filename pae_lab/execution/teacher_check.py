@@ -20,8 +20,9 @@ from pae_lab.plan.progress import ProgressWriter
 from pae_lab.plan.runs import expand, shared_plan
 
 BASELINE, SPREAD = "baseline_latent", "baseline_latent_sd"  # mean over the brief baselines' seeds, and its sd
-# metric -> the regularizer that pulls the latent toward the teacher on it
-PULLED_BY = {"ssc": "SSR", "gsq": "SCR"}
+# metric (SSC chance-corrected) -> the regularizer that pulls the latent toward the teacher on it
+PULLED_BY = {"ssc_ami": "SSR", "gsq": "SCR"}
+SHOWN = {"ssc_ami": "SSC (AMI)", "gsq": "GSQ"}
 
 
 def brief_baseline(study: StudyConfig, steps: int, seeds: int) -> StudyConfig:
@@ -79,7 +80,7 @@ def verdicts(rows: dict[str, dict[str, float]], steps: int) -> list[str]:
     for metric, regularizer in PULLED_BY.items():
         if metric not in base:
             continue
-        name, margin, band = metric.upper(), refined[metric] - base[metric], 2 * spread[metric]
+        name, margin, band = SHOWN[metric], refined[metric] - base[metric], 2 * spread[metric]
         said = (f"{name}: refined teacher {refined[metric]:.3f} vs baseline latent {base[metric]:.3f} "
                 + (f"(2 sd over seeds {band:.3f}) -> " if band == band else "(one seed: no spread) -> "))
         band = band if band == band else 0.0
@@ -89,7 +90,7 @@ def verdicts(rows: dict[str, dict[str, float]], steps: int) -> list[str]:
             lines.append(said + f"the teacher is stronger: {regularizer} has room to raise {name}")
         else:
             lines.append(said + f"within 2 sd of the latent: too close to call; {regularizer} has little to pull toward")
-    if "ssc" in base and pixels["ssc"] > base["ssc"]:
-        lines.append(f"SSC: pooled pixels {pixels['ssc']:.3f} beat the latent: colour alone gives the segments away")
+    if "ssc_ami" in base and pixels["ssc_ami"] > base["ssc_ami"]:
+        lines.append(f"SSC (AMI): pooled pixels {pixels['ssc_ami']:.3f} beat the latent: colour alone gives the segments away")
     lines.append(f"{steps} tokenizer steps, a seed's spread from a few seeds: a screen before the study, not its reading")
     return lines
