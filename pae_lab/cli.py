@@ -307,21 +307,22 @@ def correlate(table: Path = typer.Argument(..., help="CSV with one row per run a
 @app.command()
 @friendly
 def teacher(study_file: Path = typer.Argument(..., help="Study YAML."),
-            steps: int = typer.Option(100, help="Tokenizer steps of the unregularized baseline the teacher is compared with."),
-            seeds: int = typer.Option(3, help="Baseline seeds: their spread decides what is too close to call."),
+            steps: Optional[int] = typer.Option(None, min=1, help="Baseline tokenizer steps (default: the study's "
+                                                "training.steps; fewer are quicker and score a less trained latent)."),
+            seeds: int = typer.Option(3, min=2, help="Baseline seeds: the 95% interval the teacher is judged against."),
             sets: Optional[List[str]] = SetOpt):
     """Is the teacher stronger than the latent a plain tokenizer learns? Its ceiling rows (raw prior, refined target,
-    pooled pixels) against a briefly trained baseline latent, in minutes, before the study's hour."""
+    pooled pixels) against the study's unregularized baseline latent, in minutes, before the study's hour."""
     study = load(study_file, sets)
     from pae_lab.execution.teacher_check import teacher_check, verdicts
 
-    rows = teacher_check(study, steps, seeds, log=console.log)
+    rows, how = teacher_check(study, steps, seeds, log=console.log)
     metrics = [m for m in ("ssc_ami", "ssc", "gsq", "linprobe", "knn", "coherence") if all(m in r for r in rows.values())]
     table = Table("source", *metrics, title=f"teacher check: {study.prior.name} prior, latent grid {study.latent_grid}")
     for name, row in rows.items():
         table.add_row(name, *(f"{row[m]:.3f}" for m in metrics))
     show(table)
-    for line in verdicts(rows, steps):
+    for line in verdicts(rows, how):
         console.print(line)
 
 

@@ -42,44 +42,79 @@ def test_ceiling_rows_know_their_answers(scenes):
     assert row_name("refined") == "teacher:refined" and row_name("pooled_pixels") == "reference:pooled_pixels"
 
 
-def test_pae_lab_teacher_compares_the_oracle_with_a_brief_baseline_and_reuses_nothing_it_should_not(tmp_path):
-    """The oracle writes the class into every token (GSQ near 1): a baseline trained 4 steps cannot
-    match it, so the check must call the teacher stronger on GSQ. The shared stages land in the
-    study's own folder (the study then reuses them); the baseline run stays in a scratch folder."""
+def _check_study(tmp_path, **overrides):
     import copy
-    import subprocess
-    import sys
 
     import yaml
 
     from conftest import TINY
+    from pae_lab.config.schema import StudyConfig
 
     cfg = copy.deepcopy(TINY)
-    cfg.update(name="check", output_dir=str(tmp_path / "study"), prior={"name": "oracle"})
+    cfg.update(name="check", output_dir=str(tmp_path / "study"), prior={"name": "oracle"}, **overrides)
     path = tmp_path / "check.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    out = subprocess.run([sys.executable, "-m", "pae_lab", "teacher", str(path), "--steps", "4", "--seeds", "2"],
+    return path, StudyConfig.model_validate(cfg)
+
+
+def test_pae_lab_teacher_calls_the_oracle_stronger_and_leaves_the_study_its_shared_stages(tmp_path):
+    """The oracle's segment embeddings give the segments away (SSC far above a 6-step latent's): the
+    check must call the teacher stronger on SSC. The shared stages the tokenizer reads land in the
+    study's own folder; the baseline runs stay in a scratch folder that links to them relatively."""
+    import os
+    import subprocess
+    import sys
+
+    path, _ = _check_study(tmp_path)
+    out = subprocess.run([sys.executable, "-m", "pae_lab", "teacher", str(path)],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "GSQ: refined teacher" in out.stdout and "the teacher is stronger: SCR has room to raise GSQ" in out.stdout
-    assert "baseline_latent" in out.stdout and "4 tokenizer steps" in out.stdout
+    assert "the teacher is stronger: SSR has room to raise SSC (AMI)" in out.stdout and "(95%, 3 seeds)" in out.stdout
     study = tmp_path / "study"
-    assert (study / "shared" / "teacher").is_dir() and not (study / "runs").exists()
-    assert (study / "teacher_check" / "shared").resolve() == (study / "shared").resolve()
+    assert (study / "shared" / "refine").is_dir() and not (study / "runs").exists()
+    assert not (study / "shared" / "reference").exists()  # not read by the tokenizer: left to the study
+    link = study / "teacher_check" / "shared"
+    assert os.readlink(link) == "../shared" and link.resolve() == (study / "shared").resolve()
+    assert len(list((study / "teacher_check" / "runs" / "baseline").glob("seed*"))) == 3
 
 
-def test_a_teacher_below_the_latent_is_called_weaker():
+def test_the_check_scores_every_row_as_the_teacher_stage_does(tmp_path):
+    """Its teacher rows equal the teacher stage's teacher.json to the last bit, and a baseline trained for the
+    study's own steps is the study's baseline: the same tokenizer hash as the study's run."""
+    import json
+
+    from rich.console import Console
+
+    from pae_lab.execution.driver import Driver
+    from pae_lab.execution.teacher_check import brief_baseline, teacher_check
+    from pae_lab.plan.runs import expand
+
+    _, study = _check_study(tmp_path, variants=["baseline"], seeds=[0])
+    rows, how = teacher_check(study, seeds=2, log=lambda _: None)
+    assert how == {"steps": study.training.steps, "seeds": 2, "trained": True, "study_steps": study.training.steps}
+    assert Driver(study, Console(quiet=True)).run().failed == []
+    (teacher,) = (study.study_dir() / "shared" / "teacher").iterdir()
+    stored = json.loads((teacher / "teacher.json").read_text())["rows"]
+    assert {name: rows[name] for name in stored} == stored
+    (own,) = expand(study)
+    check = [r for r in expand(brief_baseline(study, study.training.steps, 2)) if r.seed == 0][0]
+    assert check.hashes["tokenizer"] == own.hashes["tokenizer"]
+
+
+def test_a_teacher_outside_the_latents_interval_is_judged_and_one_inside_is_not():
     from pae_lab.execution.teacher_check import verdicts
 
     rows = {"raw_prior": {"ssc_ami": 0.3, "gsq": 0.2}, "refined": {"ssc_ami": 0.26, "gsq": 0.11},
             "pooled_pixels": {"ssc_ami": 0.59, "gsq": 0.15}, "baseline_latent": {"ssc_ami": 0.45, "gsq": 0.10},
             "baseline_latent_sd": {"ssc_ami": 0.02, "gsq": 0.01}}
-    lines = verdicts(rows, 100)
+    how = {"steps": 200, "seeds": 3, "trained": True, "study_steps": 200}
+    lines = verdicts(rows, how)
     assert "the teacher is WEAKER: SSR can only pull SSC (AMI) down" in lines[0]
-    assert "too close to call" in lines[1]  # 0.11 vs 0.10 with a seed sd of 0.01: not 2 sd apart
+    # 0.11 vs 0.10 +- t(0.975, 2) 0.01 / sqrt(3) = 0.025: inside
+    assert "not distinguishable at 3 seeds" in lines[1] and "[0.075, 0.125]" in lines[1]
     assert "colour alone gives the segments away" in lines[2]
-    rows["baseline_latent_sd"]["gsq"] = 0.004
-    assert "the teacher is stronger: SCR has room to raise GSQ" in verdicts(rows, 100)[1]
-    rows["baseline_latent_sd"] = {"ssc_ami": float("nan"), "gsq": float("nan")}  # one seed: no spread, the sign alone
-    lines = verdicts(rows, 100)
-    assert "(one seed: no spread)" in lines[0] and "WEAKER" in lines[0] and "stronger" in lines[1]
+    rows["baseline_latent_sd"]["gsq"] = 0.003  # half-width 0.0075: 0.11 is above
+    assert "the teacher is stronger: SCR has room to raise GSQ" in verdicts(rows, how)[1]
+    assert "(the study trains 400)" in verdicts(rows, {**how, "study_steps": 400})[-1]
+    del rows["refined"]["ssc_ami"]
+    assert "SSC (AMI): not judged" in verdicts(rows, how)[0]

@@ -2,95 +2,151 @@
 
 SSR and SCR pull the latent toward the refined target. If that target scores below a plain
 autoencoder's latent on SSC or GSQ, the regularizers can only pull those metrics down. The check
-runs the study's shared stages in its own folder (content-addressed: the study reuses them), trains
-the study's tokenizer without regularizers for a few steps in a scratch study beside it, and scores
-that latent exactly as the teacher stage scores its sources (pae_lab.stages.reference.ceiling).
+runs the shared stages the tokenizer reads, in the study's own folder (content-addressed: the study
+reuses them), trains the study's unregularized baseline (its tokenizer, `training.steps` unless
+told otherwise) at a few seeds in a scratch study beside the runs, and scores the raw prior, the
+refined target, pooled pixels and each seed's latent in one call of the teacher stage's reading
+(pae_lab.stages.reference.ceiling): same images, settings and metric code for every row.
 """
 from __future__ import annotations
 
+import math
+import os
 from pathlib import Path
 from typing import Callable
 
 from pae_lab.config.schema import StudyConfig
-from pae_lab.fsutil import read_json
 from pae_lab.plan import layout
 from pae_lab.plan.graph import STAGES, ordered
 from pae_lab.plan.layout import StudyLayout
 from pae_lab.plan.progress import ProgressWriter
-from pae_lab.plan.runs import expand, shared_plan
+from pae_lab.plan.runs import expand, resolved_variants, shared_plan
 
-BASELINE, SPREAD = "baseline_latent", "baseline_latent_sd"  # mean over the brief baselines' seeds, and its sd
+BASELINE, SPREAD = "baseline_latent", "baseline_latent_sd"  # mean over the baseline's seeds, and its sd
 # metric (SSC chance-corrected) -> the regularizer that pulls the latent toward the teacher on it
 PULLED_BY = {"ssc_ami": "SSR", "gsq": "SCR"}
 SHOWN = {"ssc_ami": "SSC (AMI)", "gsq": "GSQ"}
 
 
+def baseline_entry(study: StudyConfig) -> dict | str:
+    """The study's own unregularized variant (with its tokenizer block, if it brings one), else `baseline`."""
+    unregularized = {v["name"] for v in resolved_variants(study) if not v["regularizers"]}
+    for entry in study.variants:
+        name = entry if isinstance(entry, str) else entry.get("name")
+        if name in unregularized and (isinstance(entry, str) or "tokenizer" not in entry):
+            return entry
+    return next((e for e in study.variants if (e if isinstance(e, str) else e.get("name")) in unregularized), "baseline")
+
+
 def brief_baseline(study: StudyConfig, steps: int, seeds: int) -> StudyConfig:
-    """The study's tokenizer, unregularized, `steps` steps, seeds 0..seeds-1, in the scratch folder."""
+    """The study's unregularized baseline at `steps` steps and seeds 0..seeds-1, in the scratch folder."""
     raw = study.model_dump(mode="json")
-    return StudyConfig.model_validate({**raw, "variants": ["baseline"], "seeds": list(range(seeds)),
+    return StudyConfig.model_validate({**raw, "variants": [baseline_entry(study)], "seeds": list(range(seeds)),
                                        "training": {**raw["training"], "steps": steps},
                                        "output_dir": str(StudyLayout(study.study_dir()).teacher_check)})
 
 
-def teacher_check(study: StudyConfig, steps: int, seeds: int = 3,
-                  log: Callable[[str], None] = print) -> dict[str, dict[str, float]]:
-    """{row: {metric: value}}: the teacher's ceiling rows, the briefly trained baseline latents' mean
-    over seeds (BASELINE) and its standard deviation (SPREAD)."""
+def needed_shared(names: tuple[str, ...]) -> set[str]:
+    """The shared stages these stages read, directly or through others."""
+    found: set[str] = set()
+    todo = list(names)
+    while todo:
+        for read in STAGES.get(todo.pop()).reads:
+            if read not in found:
+                found.add(read)
+                todo.append(read)
+    return found
+
+
+def link_shared(scratch: StudyLayout, study: StudyLayout) -> None:
+    """The scratch study's shared/ is the study's (a relative link: it survives moving the study folder)."""
+    target = os.path.relpath(study.shared_root, scratch.root)
+    if scratch.shared_root.is_symlink() and os.readlink(scratch.shared_root) == target:
+        return
+    if scratch.shared_root.is_symlink():
+        scratch.shared_root.unlink()
+    scratch.shared_root.symlink_to(target, target_is_directory=True)
+
+
+def teacher_check(study: StudyConfig, steps: int | None = None, seeds: int = 3,
+                  log: Callable[[str], None] = print) -> tuple[dict[str, dict[str, float]], dict[str, object]]:
+    """({row: {metric: value}}, how it was measured): the teacher's ceiling rows, the baseline latents'
+    mean over seeds (BASELINE) and its standard deviation (SPREAD)."""
     import numpy as np
 
+    from pae_lab.architectures import architecture
     from pae_lab.stages.context import StageContext
     from pae_lab.stages.execute import run_stage
-    from pae_lab.stages.reference import ceiling, stage_array
+    from pae_lab.stages.reference import ceiling, pooled_pixels, stage_array
     from pae_lab.stages.training import resolve_device
     from pae_lab.tracking.store import RunLogger
 
     files = StudyLayout(study.study_dir())
     hashes, folders = shared_plan(study)
-    quiet = RunLogger(files.shared_root, None, None, mirror=False)
-    for stage in ordered("shared"):
-        done = run_stage(stage, study, folders, hashes[stage.name], logger=quiet, progress=ProgressWriter(files.shared_root))
+    needed = needed_shared(("tokenizer",))
+    shared_log = RunLogger(files.shared_root, None, None)  # the refiner's curve kept for the study (and `sync`)
+    for stage in (s for s in ordered("shared") if s.name in needed):
+        done = run_stage(stage, study, folders, hashes[stage.name], logger=shared_log, progress=ProgressWriter(files.shared_root))
         log(f"shared stage {stage.name}: {'cached' if done.skipped else f'done in {done.seconds:.1f}s'}")
-    rows = read_json(folders["teacher"] / layout.TEACHER_CEILING)["rows"]
 
-    brief = brief_baseline(study, steps, seeds)
+    steps = study.training.steps if steps is None else steps
+    (first,) = expand(brief_baseline(study, steps, 1))
+    trained = architecture(first.study_config().tokenizer).trainable
+    brief = brief_baseline(study, steps, seeds if trained else 1)  # a pretrained tokenizer has no seeds
     scratch = StudyLayout(brief.study_dir())
     scratch.root.mkdir(parents=True, exist_ok=True)
-    if not scratch.shared_root.exists():  # the same shared stages (same hashes): the study's own folders
-        scratch.shared_root.symlink_to(files.shared_root.resolve(), target_is_directory=True)
-    tokenizer, latents = STAGES.get("tokenizer"), []
+    link_shared(scratch, files)
+    tokenizer, latents = STAGES.get("tokenizer"), {}
     for run in expand(brief):
         done = run_stage(tokenizer, run.study_config(), {n: run.stage_dir(n) for n in run.stage_paths},
                          run.hashes["tokenizer"], logger=RunLogger(run.run_dir, None, None, mirror=False),
                          progress=ProgressWriter(run.run_dir), spec=run)
-        log(f"baseline tokenizer seed {run.seed}, {steps} steps: {'cached' if done.skipped else f'done in {done.seconds:.1f}s'}")
-        ctx = StageContext("teacher_check", brief, {"data": Path(folders["data"]), "tokenizer": run.stage_dir("tokenizer")},
-                           scratch, resolve_device(study.device))
-        latents.append(ceiling(ctx, {BASELINE: stage_array(ctx, "tokenizer", layout.latents)})[BASELINE])
-    values = {k: np.array([row[k] for row in latents]) for k in latents[0]}
-    return rows | {BASELINE: {k: float(v.mean()) for k, v in values.items()},
-                   SPREAD: {k: float(v.std(ddof=1)) if len(v) > 1 else float("nan") for k, v in values.items()}}
+        log(f"{run.variant} tokenizer seed {run.seed}: {'cached' if done.skipped else f'done in {done.seconds:.1f}s'}")
+        latents[f"{BASELINE}:seed{run.seed}"] = run.stage_dir("tokenizer")
+    ctx = StageContext("teacher_check", study, {"data": Path(folders["data"]), "prior": Path(folders["prior"]),
+                                                "refine": Path(folders["refine"]), **latents},
+                       files, resolve_device(study.device))
+    grid = study.latent_grid
+    rows = ceiling(ctx, {
+        "raw_prior": stage_array(ctx, "prior", layout.prior_features),
+        "refined": stage_array(ctx, "refine", layout.refined_targets),
+        "pooled_pixels": lambda split, n: pooled_pixels(np.asarray(ctx.split(split).images[:n]), grid),
+        **{name: stage_array(ctx, name, layout.latents) for name in latents},
+    })
+    seeds_rows = [rows.pop(name) for name in latents]
+    values = {k: np.array([r[k] for r in seeds_rows]) for k in seeds_rows[0]}
+    rows[BASELINE] = {k: float(v.mean()) for k, v in values.items()}
+    rows[SPREAD] = {k: float(v.std(ddof=1)) if len(v) > 1 else math.nan for k, v in values.items()}
+    return rows, {"steps": steps if trained else None, "seeds": len(seeds_rows), "trained": trained,
+                  "study_steps": study.training.steps}
 
 
-def verdicts(rows: dict[str, dict[str, float]], steps: int) -> list[str]:
-    """One line per pulled metric: is the refined teacher more than 2 seed sds above or below the
-    baseline latent (the margin the study's own reading asks for); and what colour alone gives."""
+def verdicts(rows: dict[str, dict[str, float]], how: dict[str, object]) -> list[str]:
+    """One line per pulled metric: is the refined teacher outside the baseline latent's 95% t interval
+    over seeds (the interval the study's readings use); and what colour alone gives."""
+    from scipy import stats
+
     base, spread, refined, pixels = rows[BASELINE], rows[SPREAD], rows["refined"], rows["pooled_pixels"]
-    lines = []
+    n, lines = int(how["seeds"]), []
+    half = stats.t.ppf(0.975, n - 1) / math.sqrt(n) if n > 1 else 0.0  # x the sd: the mean's 95% half-width
     for metric, regularizer in PULLED_BY.items():
-        if metric not in base:
+        name = SHOWN[metric]
+        if not all(metric in r for r in (base, refined)):
+            lines.append(f"{name}: not judged (the data has no {'segment maps' if metric == 'ssc_ami' else 'labels'})")
             continue
-        name, margin, band = SHOWN[metric], refined[metric] - base[metric], 2 * spread[metric]
+        margin, band = refined[metric] - base[metric], half * spread[metric] if n > 1 else 0.0
         said = (f"{name}: refined teacher {refined[metric]:.3f} vs baseline latent {base[metric]:.3f} "
-                + (f"(2 sd over seeds {band:.3f}) -> " if band == band else "(one seed: no spread) -> "))
-        band = band if band == band else 0.0
-        if margin <= -band:
+                + (f"[{base[metric] - band:.3f}, {base[metric] + band:.3f}] (95%, {n} seeds) -> " if n > 1
+                   else "(a pretrained tokenizer: no seeds) -> "))
+        if margin < -band:
             lines.append(said + f"the teacher is WEAKER: {regularizer} can only pull {name} down")
         elif margin > band:
             lines.append(said + f"the teacher is stronger: {regularizer} has room to raise {name}")
         else:
-            lines.append(said + f"within 2 sd of the latent: too close to call; {regularizer} has little to pull toward")
-    if "ssc_ami" in base and pixels["ssc_ami"] > base["ssc_ami"]:
+            lines.append(said + f"inside the interval: not distinguishable at {n} seeds")
+    if "ssc_ami" in base and "ssc_ami" in pixels and pixels["ssc_ami"] > base["ssc_ami"]:
         lines.append(f"SSC (AMI): pooled pixels {pixels['ssc_ami']:.3f} beat the latent: colour alone gives the segments away")
-    lines.append(f"{steps} tokenizer steps, a seed's spread from a few seeds: a screen before the study, not its reading")
+    trained = (f"{how['steps']} tokenizer steps" + (f" (the study trains {how['study_steps']})"
+                                                     if how["steps"] != how["study_steps"] else ""))
+    lines.append((trained if how["trained"] else "the pretrained tokenizer") + ": a screen before the study, not its reading")
     return lines
