@@ -83,7 +83,7 @@ OWN_FEATURES = f"reconstruction_features{NPY}"  # FD features of the run's recon
 # controls
 CONTROLS = f"controls{JSON}"  # every score under blur, a constant decoder, dropped modes; the floor
 REFIT = f"refit{JSON}"  # how the decoder refit stage measured (or why it did not)
-REFIT_DECODER = "refit_decoder.pt"  # the fresh decoder's weights
+REFIT_DECODER = f"refit_decoder{PT}"  # the fresh decoder's weights
 # manifold
 MANIFOLD_METRICS = f"metrics{JSON}"  # every manifold value and its protocol
 
