@@ -77,7 +77,7 @@ def teacher_check(study: StudyConfig, steps: int | None = None, seeds: int = 3,
     from pae_lab.architectures import architecture
     from pae_lab.stages.context import StageContext
     from pae_lab.stages.execute import run_stage
-    from pae_lab.stages.reference import ceiling, pooled_pixels, stage_array
+    from pae_lab.stages.reference import ceiling, stage_array, teacher_sources
     from pae_lab.stages.training import resolve_device
     from pae_lab.tracking.store import RunLogger
 
@@ -106,13 +106,7 @@ def teacher_check(study: StudyConfig, steps: int | None = None, seeds: int = 3,
     ctx = StageContext("teacher_check", study, {"data": Path(folders["data"]), "prior": Path(folders["prior"]),
                                                 "refine": Path(folders["refine"]), **latents},
                        files, resolve_device(study.device))
-    grid = study.latent_grid
-    rows = ceiling(ctx, {
-        "raw_prior": stage_array(ctx, "prior", layout.prior_features),
-        "refined": stage_array(ctx, "refine", layout.refined_targets),
-        "pooled_pixels": lambda split, n: pooled_pixels(np.asarray(ctx.split(split).images[:n]), grid),
-        **{name: stage_array(ctx, name, layout.latents) for name in latents},
-    })
+    rows = ceiling(ctx, {**teacher_sources(ctx), **{name: stage_array(ctx, name, layout.latents) for name in latents}})
     seeds_rows = [rows.pop(name) for name in latents]
     values = {k: np.array([r[k] for r in seeds_rows]) for k in seeds_rows[0]}
     rows[BASELINE] = {k: float(v.mean()) for k, v in values.items()}

@@ -22,7 +22,7 @@ from pae_lab.fsutil import write_json
 from pae_lab.plan import layout
 from pae_lab.stages.context import StageContext
 from pae_lab.stages.manifold import reconstruct
-from pae_lab.stages.reference import fd_n, features, load_features
+from pae_lab.stages.reference import features, load_features
 from pae_lab.stages.tokenizer import load_tokenizer
 
 
@@ -41,12 +41,12 @@ def last_samples(gen_dir: Path) -> torch.Tensor:
 def controls_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     study, device, ev = ctx.study, ctx.device, ctx.study.evaluation
     cfg = ev.controls
-    protocol = {**cfg.model_dump(mode="json"), "prdc_k": ev.prdc_k, "n": fd_n(study),
+    protocol = {**cfg.model_dump(mode="json"), "prdc_k": ev.prdc_k, "n": study.fd_n,
                 "compared_with": "the run's last checkpoint; for modes, the mean of mode_draws random subsets of the same size"}
     if not measured(ctx):
         write_json(out / layout.CONTROLS, {"rows": [], "protocol": protocol})
         return {"measured": False}
-    cols, n = ev.columns(), fd_n(study)
+    cols, n = ev.columns(), study.fd_n
     gen_dir = ctx.input("generation")
     samples = last_samples(gen_dir)
     generated, own = load_features(gen_dir, layout.SAMPLE_FEATURES), load_features(gen_dir, layout.OWN_FEATURES)

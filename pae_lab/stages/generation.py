@@ -1,6 +1,6 @@
 """Sample each kept generator checkpoint, decode with the same tokenizer and normalisation, and score it.
 
-Per checkpoint, at the study's one N (pae_lab.stages.reference.fd_n):
+Per checkpoint, at the study's one N (StudyConfig.fd_n):
 - gFD / gKD: generated vs the real reference set (learnability and decoder blur together);
 - lFD / lKD: generated vs this tokenizer's own reconstructions of that reference set (the decoder's
   blur on both sides; it rewards a decoder that shows less: see the controls stage);
@@ -35,7 +35,7 @@ from pae_lab.models.latent_norm import LatentNorm
 from pae_lab.stages.context import StageContext
 from pae_lab.stages.generator import SavedGenerator
 from pae_lab.stages.manifold import reconstruct
-from pae_lab.stages.reference import fd_n, features, fidelity_protocol, load_features
+from pae_lab.stages.reference import features, fidelity_protocol, load_features
 from pae_lab.stages.tokenizer import load_tokenizer
 from pae_lab.stages.training import batched
 
@@ -73,7 +73,7 @@ def generation_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     norm = LatentNorm.load(tok_dir / layout.LATENT_NORM)
     saved = SavedGenerator(study, gen_dir, device)
     cols = ev.columns()
-    n = fd_n(study)
+    n = study.fd_n
     kw = {"kid_subsets": ev.kid_subsets, "seed": ev.sampler.seed}
     real = load_features(ctx.input("reference"), layout.REFERENCE_FEATURES)
     own = features(study, reconstruct(tokenizer, ctx.split("train").images[:n], device, ev.batch_size), device)

@@ -14,7 +14,7 @@ from pae_lab.plan import layout
 from pae_lab.data.images import latent_pca_rgb, save_grid, to_uint8
 from pae_lab.losses.perceptual import build_perceptual
 from pae_lab.stages.context import StageContext
-from pae_lab.stages.reference import fd_n, features, fidelity_protocol, load_features
+from pae_lab.stages.reference import features, fidelity_protocol, load_features
 from pae_lab.stages.tokenizer import encode_all, load_tokenizer
 from pae_lab.stages.training import batched
 
@@ -37,7 +37,7 @@ def reconstruction_fidelity(ctx: StageContext, model) -> dict[str, Any]:
     against the features the shared reference stage computed once."""
     study, ev = ctx.study, ctx.study.evaluation
     cols = ev.columns()
-    n = fd_n(study)
+    n = study.fd_n
     rec = reconstruct(model, ctx.split("val").images[:n], ctx.device, ev.batch_size)
     rec_feats = features(study, rec, ctx.device)
     ref_dir = ctx.input("reference")

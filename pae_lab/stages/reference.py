@@ -24,10 +24,6 @@ from pae_lab.plan import layout
 from pae_lab.config.schema import StudyConfig
 from pae_lab.stages.context import StageContext
 
-def fd_n(study: StudyConfig) -> int:
-    return study.fd_n
-
-
 def extractor_kwargs(study: StudyConfig) -> dict[str, Any]:
     ev = study.evaluation
     return {"extractor": ev.extractor, "inception_weights": ev.inception_weights}
@@ -52,14 +48,14 @@ def fidelity_protocol(study: StudyConfig) -> dict[str, Any]:
     cols = study.evaluation.columns()
     warning = shared_network_warning(study.evaluation.extractor, study.evaluation.inception_weights,
                                      prior=study.prior.name, perceptual=study.training.perceptual.name)
-    return {"n": fd_n(study), "num_samples_asked": study.evaluation.num_samples, "n_lowered": study.fd_n_note(), "reference": "first n train images",
+    return {"n": study.fd_n, "num_samples_asked": study.evaluation.num_samples, "n_lowered": study.fd_n_note(), "reference": "first n train images",
             "heldout": "first n val images", "columns": cols.meanings(), "extractor_shares_network": warning,
-            "kid_subsets": study.evaluation.kid_subsets, "kid_subset_size": kid_subset(fd_n(study), fd_n(study))}
+            "kid_subsets": study.evaluation.kid_subsets, "kid_subset_size": kid_subset(study.fd_n, study.fd_n)}
 
 
 def reference_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     study, device = ctx.study, ctx.device
-    n = fd_n(study)
+    n = study.fd_n
     cols = study.evaluation.columns()
     train = ctx.split("train")
     ref = features(study, train.images[:n], device)
@@ -91,13 +87,16 @@ def ceiling(ctx: StageContext, sources: dict[str, Callable[[str, int | None], to
     return teacher_ceiling(pairs, val.labels, train.labels[:n_train], segments, ctx.study.metrics)
 
 
+def teacher_sources(ctx: StageContext) -> dict[str, Callable[[str, int | None], torch.Tensor]]:
+    """The teacher's rows: the raw prior, the refined target and pooled pixels, per split."""
+    grid = ctx.study.latent_grid
+    return {"raw_prior": stage_array(ctx, "prior", layout.prior_features),
+            "refined": stage_array(ctx, "refine", layout.refined_targets),
+            "pooled_pixels": lambda split, n: pooled_pixels(np.asarray(ctx.split(split).images[:n]), grid)}
+
+
 def teacher_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     study = ctx.study
-    grid = study.latent_grid
-    rows = ceiling(ctx, {
-        "raw_prior": stage_array(ctx, "prior", layout.prior_features),
-        "refined": stage_array(ctx, "refine", layout.refined_targets),
-        "pooled_pixels": lambda split, n: pooled_pixels(np.asarray(ctx.split(split).images[:n]), grid),
-    })
-    write_json(out / layout.TEACHER_CEILING, {"rows": rows, "prior": study.prior.name, "grid": grid})
+    rows = ceiling(ctx, teacher_sources(ctx))
+    write_json(out / layout.TEACHER_CEILING, {"rows": rows, "prior": study.prior.name, "grid": study.latent_grid})
     return {f"{name}/{k}": v for name, row in rows.items() for k, v in row.items() if "_" not in k}

@@ -28,7 +28,7 @@ from pae_lab.stages.context import StageContext
 from pae_lab.stages.generation import decode_all
 from pae_lab.stages.generator import SavedGenerator
 from pae_lab.stages.manifold import reconstruct
-from pae_lab.stages.reference import fd_n, features, load_features
+from pae_lab.stages.reference import features, load_features
 from pae_lab.stages.tokenizer import load_tokenizer
 from pae_lab.stages.training import TrainLoop, autocast, grad_norm
 
@@ -98,7 +98,7 @@ def refit_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     rebuilt = reconstruct(model, held_out, device, ev.batch_size)
     psnr = float(psnr_per_image(rebuilt.float() / 255, torch.from_numpy(np.asarray(held_out)).float() / 255).mean())
     saved = SavedGenerator(study, ctx.input("generator"), device)
-    n = fd_n(study)
+    n = study.fd_n
     latents, _ = generate_latents(saved.at(saved.eval_steps[-1]), n, saved.latent_shape, ev.sampler,
                                   num_classes=saved.num_classes, device=device)
     images = decode_all(model, LatentNorm.load(tok_dir / layout.LATENT_NORM), latents, device, ev.batch_size)
