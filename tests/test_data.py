@@ -91,6 +91,43 @@ def test_scenes_bad_params_name_the_fix():
         build_dataset("scenes", resoluton=32)
 
 
+@pytest.fixture(scope="module")
+def textures32() -> ImageSet:
+    return build_dataset("scenes", resolution=32, size=512, seed=0, cue="texture")
+
+
+def test_texture_scenes_deterministic_prefix_stable_balanced(textures32):
+    assert textures32.class_names == ["stripes", "checker", "dots", "hex", "waves", "rings", "crosshatch", "noise"]
+    small = build_dataset("scenes", resolution=32, size=300, seed=0, cue="texture")
+    assert np.array_equal(small.images, textures32.images[:300]) and np.array_equal(small.segments, textures32.segments[:300])
+    assert small.digest != build_dataset("scenes", resolution=32, size=300, seed=0).digest  # the cue is in the data
+    counts = np.bincount(textures32.labels, minlength=8)
+    assert counts.min() > 0.6 * 64 and counts.max() < 1.4 * 64
+
+
+def test_texture_scenes_hide_the_segments_from_average_colour(textures32):
+    """Only texture marks objects: an object's mean colour is near its background's (a shape-cue scene's is not),
+    yet its pixels differ from the background's pattern."""
+    def gaps(ds: ImageSet) -> np.ndarray:
+        out = []
+        for img, seg in zip(ds.images.astype(float), ds.segments):
+            fg, bg = img[:, seg == 1].mean(1), img[:, seg == 0].mean(1)
+            contrast = img[:, seg == 0].std(1).mean()  # the palette's spread inside the background
+            out.append(np.abs(fg - bg).mean() / max(contrast, 1.0))
+        return np.array(out)
+
+    shape_cue = build_dataset("scenes", resolution=32, size=512, seed=0)
+    assert np.median(gaps(textures32)) < 0.5 * np.median(gaps(shape_cue))
+    assert all(img.std() > 10 for img in textures32.images[:64])  # textured, not flat
+
+
+def test_texture_scenes_bad_cue_names_the_choices():
+    with pytest.raises(ValueError, match="cue must be one of shape, texture"):
+        build_dataset("scenes", cue="colour")
+    with pytest.raises(ValueError, match="stripes"):
+        build_dataset("scenes", cue="texture", num_classes=9)
+
+
 def test_digits():
     train = build_dataset("digits", resolution=16, size=200)
     val = build_dataset("digits", resolution=16, split="val")

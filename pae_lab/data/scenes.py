@@ -3,9 +3,18 @@
 Why procedural: the study needs images with known object layout (SSC compares latent clusters
 with instance segments) and known classes (GSQ and linear probes), on any machine, offline.
 
-Each image is a textured background with 1..max_objects shapes (own colour, own texture, rotated,
-possibly occluding each other). `labels` is the class of the object with the most visible pixels;
-`segments` holds instance ids after occlusion (0 = background, 1..K consecutive, every id visible).
+Each image is a textured background with 1..max_objects shapes (rotated, possibly occluding each
+other). `labels` is the class of the object with the most visible pixels; `segments` holds instance
+ids after occlusion (0 = background, 1..K consecutive, every id visible). What the class is depends
+on `cue`:
+- "shape" (the default): the class is the object's shape; each object has its own colours and a
+  random texture, so colour marks the segments and texture is noise.
+- "texture": the class is the object's texture family (`FAMILIES`: stripes, checker, dots, hex,
+  waves, rings, crosshatch, noise) at a random scale, angle and phase, on a random shape, drawn in
+  the background's own two colours, which itself carries another family. Only texture marks the
+  class and the boundaries, and every family covers about half of its area with each colour, so
+  average colour gives neither away: what an ImageNet network, biased toward texture, reads well
+  and a pixel autoencoder's local code does not.
 
 Every random number of image i comes from its own generator seeded by (seed, split, i), and
 shapes and textures are defined in continuous coordinates, so:
@@ -78,6 +87,33 @@ TEXTURES: dict[str, Callable[[Array, Array, Array, Array], Array]] = {
 }
 
 
+def _frac(x: Array) -> Array:
+    return x - np.floor(x)
+
+
+def _hex_dots(x: Array, y: Array) -> Array:
+    """Dots on a triangular lattice (unit spacing), radius 0.371: half the area."""
+    h = _SQ3
+    da = (_frac(x + 0.5) - 0.5) ** 2 + (_frac(y / h + 0.5) - 0.5) ** 2 * h * h
+    db = (_frac(x) - 0.5) ** 2 + (_frac(y / h) - 0.5) ** 2 * h * h
+    return (np.minimum(da, db) < 0.371 ** 2).astype(x.dtype)
+
+
+# Texture families of cue="texture": a mix weight in {0, 1} from coordinates x, y in units of the
+# texture's period (centred on the object, rotated, phase-shifted), each about half 1. The list
+# order fixes class ids.
+FAMILIES: dict[str, Callable[[Array, Array, Array, Array], Array]] = {
+    "stripes": lambda x, y, r, grid: (_frac(x) < 0.5).astype(x.dtype),
+    "checker": lambda x, y, r, grid: ((np.floor(2 * x) + np.floor(2 * y)) % 2).astype(x.dtype),
+    "dots": lambda x, y, r, grid: ((_frac(x) - 0.5) ** 2 + (_frac(y) - 0.5) ** 2 < 0.4 ** 2).astype(x.dtype),
+    "hex": lambda x, y, r, grid: _hex_dots(x, y),
+    "waves": lambda x, y, r, grid: (_frac(x + 0.3 * np.sin(2 * math.pi * y / 2)) < 0.5).astype(x.dtype),
+    "rings": lambda x, y, r, grid: (_frac(r) < 0.5).astype(x.dtype),
+    "crosshatch": lambda x, y, r, grid: ((_frac(x) < 0.293) | (_frac(y) < 0.293)).astype(x.dtype),
+    "noise": lambda x, y, r, grid: (_value_noise(grid, 1.5 * x, 1.5 * y) > 0.5).astype(x.dtype),
+}
+
+
 def _by_choice(fns: list[Callable[..., Array]], choice: Array, out: Array, *args: Array) -> Array:
     """out[i] = fns[choice[i]](*(a[i] for a in args)), evaluating each function once on its images."""
     for k, fn in enumerate(fns):
@@ -118,16 +154,40 @@ def _texture(u: Array, v: Array, choice: Array, freq: Array, grid: Array) -> Arr
     return _by_choice(fns, choice, np.empty_like(u), u, v, freq[:, None, None], grid)
 
 
-def _render(draws: Array, layout: _Layout, res: int, num_classes: int) -> tuple[Array, Array, Array]:
-    """Images float [b,3,res,res] in [0,1], instance map [b,res,res], per-slot class [b,max_objects]."""
-    b, n_tex = len(draws), len(TEXTURES)
+def _grid(b: int, res: int) -> tuple[Array, Array]:
     axis = (2.0 * (np.arange(res, dtype=np.float32) + 0.5) / res - 1.0)  # pixel centres in [-1, 1]
-    X = np.broadcast_to(axis[None, None, :], (b, res, res))
-    Y = np.broadcast_to(axis[None, :, None], (b, res, res))
-    noise = draws[:, layout.noise:].reshape(b, 2, NOISE_GRID, NOISE_GRID)
+    return np.broadcast_to(axis[None, None, :], (b, res, res)), np.broadcast_to(axis[None, :, None], (b, res, res))
 
+
+MAIN_RADIUS = {"shape": (0.28, 0.40), "texture": (0.36, 0.48)}  # of the image side, per cue
+
+
+def _object_frame(p: Array, is_main: Array, X: Array, Y: Array, main_radius: tuple[float, float] = MAIN_RADIUS["shape"]
+                  ) -> tuple[Array, Array, Array]:
+    """Object coordinates (u, v) of every pixel, radius 1 at the object's edge, and the radius."""
+    # main object: `main_radius` of the image side, near the centre; others 0.10-0.20 anywhere
+    low, high = main_radius
+    radius = np.where(is_main, low + (high - low) * p[:, 3], 0.10 + 0.10 * p[:, 3]) * 2.0
+    spread = np.where(is_main, 0.4, 0.8)[:, None]
+    centre = (2.0 * p[:, 1:3] - 1.0) * spread
+    ang = (p[:, 4] * 2 * math.pi)[:, None, None]
+    dx, dy = X - centre[:, 0, None, None], Y - centre[:, 1, None, None]
+    r = radius[:, None, None]
+    return (dx * np.cos(ang) + dy * np.sin(ang)) / r, (-dx * np.sin(ang) + dy * np.cos(ang)) / r, r
+
+
+def _counts(draws: Array, layout: _Layout) -> tuple[Array, Array]:
+    """Objects per image and the slot of the main (large) object."""
     n_obj = 1 + np.minimum((draws[:, 0] * layout.max_objects).astype(np.int64), layout.max_objects - 1)
-    main = np.minimum((draws[:, 1] * n_obj).astype(np.int64), n_obj - 1)
+    return n_obj, np.minimum((draws[:, 1] * n_obj).astype(np.int64), n_obj - 1)
+
+
+def _render(draws: Array, layout: _Layout, res: int, num_classes: int) -> tuple[Array, Array, Array]:
+    """cue="shape": images float [b,3,res,res] in [0,1], instance map [b,res,res], per-slot class [b,max_objects]."""
+    b, n_tex = len(draws), len(TEXTURES)
+    X, Y = _grid(b, res)
+    noise = draws[:, layout.noise:].reshape(b, 2, NOISE_GRID, NOISE_GRID)
+    n_obj, main = _counts(draws, layout)
 
     bg = draws[:, layout.bg:layout.bg + layout.BG]
     col_a = 0.3 + 0.4 * bg[:, 0:3]  # muted background colours, low contrast
@@ -146,16 +206,8 @@ def _render(draws: Array, layout: _Layout, res: int, num_classes: int) -> tuple[
         sel = np.nonzero(j < n_obj)[0]
         if not sel.size:
             continue
-        p, cls, is_main = p[sel], cls[sel], (main[sel] == j)
-        # main object: radius 0.28-0.40 of the image side, near the centre; others 0.10-0.20 anywhere
-        radius = np.where(is_main, 0.28 + 0.12 * p[:, 3], 0.10 + 0.10 * p[:, 3]) * 2.0
-        spread = np.where(is_main, 0.4, 0.8)[:, None]
-        centre = (2.0 * p[:, 1:3] - 1.0) * spread
-        ang = (p[:, 4] * 2 * math.pi)[:, None, None]
-        dx, dy = X[sel] - centre[:, 0, None, None], Y[sel] - centre[:, 1, None, None]
-        r = radius[:, None, None]
-        u = (dx * np.cos(ang) + dy * np.sin(ang)) / r
-        v = (-dx * np.sin(ang) + dy * np.cos(ang)) / r
+        p, cls = p[sel], cls[sel]
+        u, v, _ = _object_frame(p, main[sel] == j, X[sel], Y[sel])
         mask = _by_choice(list(SHAPES.values())[:num_classes], cls, np.empty(u.shape, bool), u, v)
         c1 = p[:, 5:8]
         c2 = np.clip(c1 + 0.9 * (p[:, 8:11] - 0.5), 0.0, 1.0)
@@ -166,6 +218,68 @@ def _render(draws: Array, layout: _Layout, res: int, num_classes: int) -> tuple[
         canvas[sel] = np.where(mask[:, None], colour, canvas[sel])
         seg[sel] = np.where(mask, j + 1, seg[sel])
     return canvas, seg, classes
+
+
+def _family(x: Array, y: Array, family: Array, period: Array, phase: Array, grid: Array) -> Array:
+    """Mix weight of each image's texture family at coordinates x, y (image units, centred on the object)."""
+    s = 1.0 / period[:, None, None]
+    r = np.hypot(x, y) * s
+    xs, ys = x * s + phase[:, 0, None, None], y * s + phase[:, 1, None, None]
+    return _by_choice(list(FAMILIES.values()), family, np.empty_like(x), xs, ys, r, grid)
+
+
+def _rotate(x: Array, y: Array, angle: Array) -> tuple[Array, Array]:
+    a = angle[:, None, None]
+    return x * np.cos(a) + y * np.sin(a), -x * np.sin(a) + y * np.cos(a)
+
+
+def _render_textured(draws: Array, layout: _Layout, res: int, num_classes: int) -> tuple[Array, Array, Array]:
+    """cue="texture": as `_render`, with the class a texture family and one palette per image.
+
+    Draw columns reused: an object's class column picks its family, its texture column its shape,
+    its angle rotates shape and texture, its frequency sets the period (0.12-0.22 of the image side,
+    4-7 px at 32 px), its first colour draw swaps the palette, its noise offsets are the phase. The
+    background's family differs from the main object's (else the main object would have no edge).
+    """
+    b = len(draws)
+    X, Y = _grid(b, res)
+    noise = draws[:, layout.noise:].reshape(b, 2, NOISE_GRID, NOISE_GRID)
+    n_obj, main = _counts(draws, layout)
+    period = lambda f: 2.0 * (0.12 + 0.10 * f)  # noqa: E731  (image units: the side is 2)
+
+    bg = draws[:, layout.bg:layout.bg + layout.BG]
+    col_a = 0.2 + 0.6 * bg[:, 0:3]
+    col_b = col_a + np.where(col_a > 0.5, -1.0, 1.0) * (0.25 + 0.15 * bg[:, 3:6])  # contrast 0.25-0.4 per channel
+    class_draw = np.stack([layout.slot(draws, j)[:, 0] for j in range(layout.max_objects)], 1)[np.arange(b), main]
+    main_cls = np.minimum((class_draw * num_classes).astype(np.int64), num_classes - 1)
+    bg_family = (main_cls + 1 + (bg[:, 6] * (num_classes - 1)).astype(np.int64)) % num_classes
+    bx, by = _rotate(X, Y, bg[:, 7] * 2 * math.pi)
+    t = _family(bx, by, bg_family, period(bg[:, 8]), bg[:, 3:5], noise[:, 0])
+    canvas = col_a[:, :, None, None] * (1 - t[:, None]) + col_b[:, :, None, None] * t[:, None]
+    seg = np.zeros((b, res, res), dtype=np.int64)
+    classes = np.zeros((b, layout.max_objects), dtype=np.int64)
+
+    for j in range(layout.max_objects):
+        p = layout.slot(draws, j)
+        cls = np.minimum((p[:, 0] * num_classes).astype(np.int64), num_classes - 1)
+        classes[:, j] = cls
+        sel = np.nonzero(j < n_obj)[0]
+        if not sel.size:
+            continue
+        p, cls = p[sel], cls[sel]
+        u, v, r = _object_frame(p, main[sel] == j, X[sel], Y[sel], MAIN_RADIUS["texture"])
+        shape = np.minimum((p[:, 11] * len(SHAPES)).astype(np.int64), len(SHAPES) - 1)
+        mask = _by_choice(list(SHAPES.values()), shape, np.empty(u.shape, bool), u, v)
+        t = _family(u * r, v * r, cls, period(p[:, 12]), p[:, 13:15], noise[sel, 1])
+        swap = (p[:, 5] < 0.5)[:, None, None, None]
+        lo, hi = col_a[sel][:, :, None, None], col_b[sel][:, :, None, None]
+        colour = np.where(swap, hi * (1 - t[:, None]) + lo * t[:, None], lo * (1 - t[:, None]) + hi * t[:, None])
+        canvas[sel] = np.where(mask[:, None], colour, canvas[sel])
+        seg[sel] = np.where(mask, j + 1, seg[sel])
+    return canvas, seg, classes
+
+
+RENDERERS = {"shape": _render, "texture": _render_textured}
 
 
 def _compact(seg: Array, classes: Array) -> tuple[Array, Array]:
@@ -182,12 +296,16 @@ def _compact(seg: Array, classes: Array) -> tuple[Array, Array]:
 
 @register_dataset("scenes")
 def scenes(resolution: int = 32, size: int = 2048, split: str = "train", seed: int = 0,
-           num_classes: int = 8, max_objects: int = 4, supersample: int = 1) -> ImageSet:
+           num_classes: int = 8, max_objects: int = 4, supersample: int = 1, cue: str = "shape") -> ImageSet:
     """Procedural scenes (see the module doc). `supersample` > 1 anti-aliases by rendering larger."""
     if split not in SPLITS:
         raise ValueError(f"scenes: split must be one of {', '.join(SPLITS)}, got {split!r}")
-    if not 2 <= num_classes <= len(SHAPES):
-        raise ValueError(f"scenes: num_classes must be in [2, {len(SHAPES)}] (shapes: {', '.join(SHAPES)}), got {num_classes}")
+    if cue not in RENDERERS:
+        raise ValueError(f"scenes: cue must be one of {', '.join(RENDERERS)}, got {cue!r}")
+    names = list(SHAPES if cue == "shape" else FAMILIES)
+    if not 2 <= num_classes <= len(names):
+        raise ValueError(f"scenes: with cue={cue!r} num_classes must be in [2, {len(names)}] ({', '.join(names)}), "
+                         f"got {num_classes}")
     if not 1 <= max_objects <= 8:
         raise ValueError(f"scenes: max_objects must be in [1, 8], got {max_objects}")
     if resolution < 8 or size < 1 or supersample < 1:
@@ -200,11 +318,11 @@ def scenes(resolution: int = 32, size: int = 2048, split: str = "train", seed: i
     ss, centre = supersample, supersample // 2
     for start in range(0, size, CHUNK):
         stop = min(start + CHUNK, size)
-        canvas, seg, classes = _render(_draw_uniforms(seed, split, start, stop, layout), layout,
-                                       resolution * ss, num_classes)
+        canvas, seg, classes = RENDERERS[cue](_draw_uniforms(seed, split, start, stop, layout), layout,
+                                              resolution * ss, num_classes)
         if ss > 1:
             canvas = canvas.reshape(stop - start, 3, resolution, ss, resolution, ss).mean(axis=(3, 5))
             seg = seg[:, centre::ss, centre::ss]
         segments[start:stop], labels[start:stop] = _compact(seg, classes)
         images[start:stop] = np.clip(canvas * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    return ImageSet(images, labels, list(SHAPES)[:num_classes], segments)
+    return ImageSet(images, labels, names[:num_classes], segments)
