@@ -113,6 +113,9 @@ def test_a_teacher_outside_the_latents_interval_is_judged_and_one_inside_is_not(
     # 0.11 vs 0.10 +- t(0.975, 2) 0.01 / sqrt(3) = 0.025: inside
     assert "not distinguishable at 3 seeds" in lines[1] and "[0.075, 0.125]" in lines[1]
     assert "colour alone gives the segments away" in lines[2]
+    rows["refined"]["ssc_ami"] = 0.7  # pixels beat the latent, not the teacher: colour is no giveaway
+    assert "not the teacher" in verdicts(rows, how)[2]
+    rows["refined"]["ssc_ami"] = 0.26
     rows["baseline_latent_sd"]["gsq"] = 0.003  # half-width 0.0075: 0.11 is above
     assert "the teacher is stronger: SCR has room to raise GSQ" in verdicts(rows, how)[1]
     assert "(the study trains 400)" in verdicts(rows, {**how, "study_steps": 400})[-1]

@@ -117,7 +117,7 @@ def teacher_check(study: StudyConfig, steps: int | None = None, seeds: int = 3,
 
 def verdicts(rows: dict[str, dict[str, float]], how: dict[str, object]) -> list[str]:
     """One line per pulled metric: is the refined teacher outside the baseline latent's 95% t interval
-    over seeds (the interval the study's readings use); and what colour alone gives."""
+    over seeds (the interval the study's readings use); and what colour alone gives, against both."""
     from scipy import stats
 
     base, spread, refined, pixels = rows[BASELINE], rows[SPREAD], rows["refined"], rows["pooled_pixels"]
@@ -139,7 +139,9 @@ def verdicts(rows: dict[str, dict[str, float]], how: dict[str, object]) -> list[
         else:
             lines.append(said + f"inside the interval: not distinguishable at {n} seeds")
     if "ssc_ami" in base and "ssc_ami" in pixels and pixels["ssc_ami"] > base["ssc_ami"]:
-        lines.append(f"SSC (AMI): pooled pixels {pixels['ssc_ami']:.3f} beat the latent: colour alone gives the segments away")
+        said = f"SSC (AMI): pooled pixels {pixels['ssc_ami']:.3f} beat the latent"
+        lines.append(said + (": colour alone gives the segments away" if pixels["ssc_ami"] >= refined.get("ssc_ami", -1.0)
+                             else ", not the teacher: colour tells a little, the teacher more"))
     trained = (f"{how['steps']} tokenizer steps" + (f" (the study trains {how['study_steps']})"
                                                      if how["steps"] != how["study_steps"] else ""))
     lines.append((trained if how["trained"] else "the pretrained tokenizer") + ": a screen before the study, not its reading")
