@@ -171,3 +171,21 @@ def test_a_planned_study_with_a_width_arm_loads_again(tmp_path: Path) -> None:
     expand(load_study(path))  # plans it: the resolved variants are kept in the study folder
     study = load_study(path)
     assert cached_variants(study) is not None and any(v.get("tokenizer") for v in cached_variants(study))
+
+
+def test_the_ablations_oracle_control_named_in_its_header_loads(tmp_path: Path) -> None:
+    """The study's header gives the positive control as --set flags: they must still load, give an
+    oracle without its class channels (the label the generator is conditioned on) and a folder of its own."""
+    import shlex
+
+    from pae_lab.cli import parse_sets
+
+    path = ROOT / "studies" / "ablation_properties.yaml"
+    (line,) = [s for s in path.read_text().splitlines() if s.startswith("#") and "--set" in s]
+    flags = shlex.split(line.lstrip("# "))
+    sets = [flags[i + 1] for i, flag in enumerate(flags) if flag == "--set"]
+    default = load_study(path, {"output_dir": str(tmp_path)}, preflight=False)
+    oracle = load_study(path, {**parse_sets(sets), "output_dir": str(tmp_path)}, preflight=False)
+    assert default.prior.name == "effnet_lite0" and default.data.params["cue"] == "texture"
+    assert oracle.prior.name == "oracle" and oracle.prior.params == {"semantic_weight": 0}
+    assert oracle.name != default.name and oracle.data == default.data
