@@ -5,7 +5,11 @@ baseline latent (on SSC, GSQ, probes, coherence), the regularizers can only make
 worse. So every study measures, on the same held-out images and with the same metric settings:
 - the raw prior features on the latent grid,
 - the refined target Z_T,
-- pooled pixels (the images average-pooled to the latent grid: what colour alone gives away).
+- pooled pixels (the images average-pooled to the latent grid: what colour alone gives away),
+- gradient energy (mean absolute grey-level differences along 4 directions per cell: what a fixed,
+  untrained filter bank gives; on texture data the bar a pretrained network has to clear),
+- position (each token's place on the grid, the same for every image: it knows nothing about the
+  image, so whatever it scores is the data's layout, e.g. SSC from objects sitting near the centre).
 These become reference rows of results.csv (`kind` = teacher / reference), next to the variants.
 """
 from __future__ import annotations
@@ -22,7 +26,10 @@ from analysis.panel_config import PanelConfig
 from analysis.result import MetricResult
 
 CEILING_METRICS = ("ssc", "coherence", "gsq", "linprobe", "knn")
-TEACHER_ROWS = {"raw_prior": "teacher", "refined": "teacher", "pooled_pixels": "reference"}  # name -> kind
+TEACHER_ROWS = {"raw_prior": "teacher", "refined": "teacher", "pooled_pixels": "reference",
+                "gradient_energy": "reference", "position": "reference"}  # name -> kind
+# the rows that use no network, and what each one's score stands for: the bars the teacher must clear
+CONTROL_ROWS = {"pooled_pixels": "colour alone", "gradient_energy": "a fixed filter bank", "position": "the layout alone"}
 
 
 def row_name(name: str) -> str:
@@ -33,6 +40,22 @@ def row_name(name: str) -> str:
 def pooled_pixels(images_u8: np.ndarray, grid: int) -> Tensor:
     """uint8 images [N, 3, H, W] -> [N, 3, grid, grid] average-pooled colours in [0, 1]."""
     return F.adaptive_avg_pool2d(torch.from_numpy(images_u8).float() / 255, grid)
+
+
+def gradient_energy(images_u8: np.ndarray, grid: int) -> Tensor:
+    """uint8 images [N, 3, H, W] -> [N, 4, grid, grid]: mean |difference| of the grey image to the
+    right, below and along both diagonals, average-pooled to the grid."""
+    grey = torch.from_numpy(images_u8).float().mean(dim=1, keepdim=True) / 255
+    steps = [grey[..., :, 1:] - grey[..., :, :-1], grey[..., 1:, :] - grey[..., :-1, :],
+             grey[..., 1:, 1:] - grey[..., :-1, :-1], grey[..., 1:, :-1] - grey[..., :-1, 1:]]
+    return torch.cat([F.adaptive_avg_pool2d(d.abs(), grid) for d in steps], dim=1)
+
+
+def position(n: int, grid: int) -> Tensor:
+    """[n, 3, grid, grid]: each token's x, y in [-1, 1] and distance from the centre, for every image."""
+    axis = torch.linspace(-1, 1, grid)
+    y, x = torch.meshgrid(axis, axis, indexing="ij")
+    return torch.stack([x, y, torch.hypot(x, y)]).expand(n, -1, -1, -1).contiguous()
 
 
 def feature_metrics(val: Tensor, train: Tensor, labels: np.ndarray, train_labels: np.ndarray,

@@ -72,7 +72,8 @@ def test_every_run_finishes_with_metrics(finished) -> None:
     assert (results["status"] == "done").all()
     # the teacher's ceiling and the sampling floor are reference rows beside the runs
     refs = table[table["kind"] != "variant"].set_index("variant")
-    assert set(refs.index) == {"teacher:raw_prior", "teacher:refined", "reference:pooled_pixels", "reference:heldout_real"}
+    assert set(refs.index) == {"teacher:raw_prior", "teacher:refined", "reference:pooled_pixels",
+                               "reference:gradient_energy", "reference:position", "reference:heldout_real"}
     assert refs.loc[["teacher:raw_prior", "teacher:refined", "reference:pooled_pixels"], ["ssc", "gsq", "linprobe"]].notna().all().all()
     assert refs.loc["reference:heldout_real", "noise_fd_effnet_lite0_96"] > 0
     # learnability beside gFD, at the one N, with the chosen target named in results.csv and columns.csv

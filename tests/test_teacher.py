@@ -42,6 +42,24 @@ def test_ceiling_rows_know_their_answers(scenes):
     assert row_name("refined") == "teacher:refined" and row_name("pooled_pixels") == "reference:pooled_pixels"
 
 
+def test_the_network_free_controls_see_what_they_claim(scenes):
+    """Gradient energy sees edges and texture, not colour; position is the same map for every image."""
+    from analysis.teacher import gradient_energy, position
+
+    images = scenes["val"].images
+    energy = gradient_energy(images, 4)
+    assert energy.shape == (len(images), 4, 4, 4) and (energy >= 0).all()
+    flat = np.full_like(images[:2], 200)
+    assert gradient_energy(flat, 4).abs().max() == 0  # a flat colour has no texture, whatever its colour
+    stripes = np.zeros((1, 3, 16, 16), np.uint8)
+    stripes[..., ::2] = 255  # vertical stripes: all horizontal change, no vertical
+    e = gradient_energy(stripes, 4)[0].mean(dim=(1, 2))
+    assert e[0] == pytest.approx(1.0) and e[1] == 0
+    where = position(3, 4)
+    assert where.shape == (3, 3, 4, 4) and torch.equal(where[0], where[2])
+    assert where[0, 0, 0, 0] == -1 and where[0, 0, 0, -1] == 1 and where[0, 1, -1, 0] == 1
+
+
 def _check_study(tmp_path, **overrides):
     import copy
 
@@ -112,10 +130,13 @@ def test_a_teacher_outside_the_latents_interval_is_judged_and_one_inside_is_not(
     assert "the teacher is WEAKER: SSR can only pull SSC (AMI) down" in lines[0]
     # 0.11 vs 0.10 +- t(0.975, 2) 0.01 / sqrt(3) = 0.025: inside
     assert "not distinguishable at 3 seeds" in lines[1] and "[0.075, 0.125]" in lines[1]
-    assert "colour alone gives the segments away" in lines[2]
-    rows["refined"]["ssc_ami"] = 0.7  # pixels beat the latent, not the teacher: colour is no giveaway
-    assert "not the teacher" in verdicts(rows, how)[2]
-    rows["refined"]["ssc_ami"] = 0.26
+    assert "colour alone gives it away: the teacher is no better; the latent lies below pooled pixels" in lines[2]
+    rows["position"] = {"ssc_ami": 0.18}
+    rows["refined"]["ssc_ami"] = 0.7  # above every control
+    assert "pooled pixels 0.590, position 0.180 -> the teacher beats them all" in verdicts(rows, how)[2]
+    rows["refined"]["ssc_ami"], rows["position"]["ssc_ami"] = 0.26, 0.65  # the layout alone beats the teacher
+    assert "the layout alone gives it away" in verdicts(rows, how)[2]
+    del rows["position"]
     rows["baseline_latent_sd"]["gsq"] = 0.003  # half-width 0.0075: 0.11 is above
     assert "the teacher is stronger: SCR has room to raise GSQ" in verdicts(rows, how)[1]
     assert "(the study trains 400)" in verdicts(rows, {**how, "study_steps": 400})[-1]

@@ -5,7 +5,7 @@ autoencoder's latent on SSC or GSQ, the regularizers can only pull those metrics
 runs the shared stages the tokenizer reads, in the study's own folder (content-addressed: the study
 reuses them), trains the study's unregularized baseline (its tokenizer, `training.steps` unless
 told otherwise) at a few seeds in a scratch study beside the runs, and scores the raw prior, the
-refined target, pooled pixels and each seed's latent in one call of the teacher stage's reading
+refined target, the network-free controls and each seed's latent in one call of the teacher stage's reading
 (pae_lab.stages.reference.ceiling): same images, settings and metric code for every row.
 """
 from __future__ import annotations
@@ -117,10 +117,13 @@ def teacher_check(study: StudyConfig, steps: int | None = None, seeds: int = 3,
 
 def verdicts(rows: dict[str, dict[str, float]], how: dict[str, object]) -> list[str]:
     """One line per pulled metric: is the refined teacher outside the baseline latent's 95% t interval
-    over seeds (the interval the study's readings use); and what colour alone gives, against both."""
+    over seeds (the interval the study's readings use); and whether the controls that use no network
+    (colour, a filter bank, position) reach the teacher's score, which would make its win no evidence."""
     from scipy import stats
 
-    base, spread, refined, pixels = rows[BASELINE], rows[SPREAD], rows["refined"], rows["pooled_pixels"]
+    from analysis.teacher import CONTROL_ROWS
+
+    base, spread, refined = rows[BASELINE], rows[SPREAD], rows["refined"]
     n, lines = int(how["seeds"]), []
     half = stats.t.ppf(0.975, n - 1) / math.sqrt(n) if n > 1 else 0.0  # x the sd: the mean's 95% half-width
     for metric, regularizer in PULLED_BY.items():
@@ -138,10 +141,16 @@ def verdicts(rows: dict[str, dict[str, float]], how: dict[str, object]) -> list[
             lines.append(said + f"the teacher is stronger: {regularizer} has room to raise {name}")
         else:
             lines.append(said + f"inside the interval: not distinguishable at {n} seeds")
-    if "ssc_ami" in base and "ssc_ami" in pixels and pixels["ssc_ami"] > base["ssc_ami"]:
-        said = f"SSC (AMI): pooled pixels {pixels['ssc_ami']:.3f} beat the latent"
-        lines.append(said + (": colour alone gives the segments away" if pixels["ssc_ami"] >= refined.get("ssc_ami", -1.0)
-                             else ", not the teacher: colour tells a little, the teacher more"))
+    for metric in PULLED_BY:
+        controls = {c: rows[c][metric] for c in CONTROL_ROWS if metric in rows.get(c, {})}
+        if metric not in refined or not controls:
+            continue
+        best = max(controls, key=controls.get)
+        listed = ", ".join(f"{c.replace('_', ' ')} {v:.3f}" for c, v in controls.items())
+        verdict = (f"{CONTROL_ROWS[best]} gives it away: the teacher is no better" if controls[best] >= refined[metric]
+                   else "the teacher beats them all")
+        below = f"; the latent lies below {best.replace('_', ' ')}" if metric in base and base[metric] < controls[best] else ""
+        lines.append(f"{SHOWN[metric]} without a network: {listed} -> {verdict}{below}")
     trained = (f"{how['steps']} tokenizer steps" + (f" (the study trains {how['study_steps']})"
                                                      if how["steps"] != how["study_steps"] else ""))
     lines.append((trained if how["trained"] else "the pretrained tokenizer") + ": a screen before the study, not its reading")

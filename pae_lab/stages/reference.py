@@ -18,7 +18,7 @@ import torch
 
 from analysis.adm_files import save_images
 from analysis.fidelity import extract_features, fd_kd_named, kid_subset, shared_network_warning
-from analysis.teacher import pooled_pixels, teacher_ceiling
+from analysis.teacher import gradient_energy, pooled_pixels, position, teacher_ceiling
 from pae_lab.fsutil import save_npy, write_json
 from pae_lab.plan import layout
 from pae_lab.config.schema import StudyConfig
@@ -88,11 +88,15 @@ def ceiling(ctx: StageContext, sources: dict[str, Callable[[str, int | None], to
 
 
 def teacher_sources(ctx: StageContext) -> dict[str, Callable[[str, int | None], torch.Tensor]]:
-    """The teacher's rows: the raw prior, the refined target and pooled pixels, per split."""
+    """The teacher's rows, per split: the raw prior and the refined target, and the controls that use
+    no network (analysis.teacher): pooled pixels, gradient energy, position."""
     grid = ctx.study.latent_grid
+    images = lambda split, n: np.asarray(ctx.split(split).images[:n])  # noqa: E731
     return {"raw_prior": stage_array(ctx, "prior", layout.prior_features),
             "refined": stage_array(ctx, "refine", layout.refined_targets),
-            "pooled_pixels": lambda split, n: pooled_pixels(np.asarray(ctx.split(split).images[:n]), grid)}
+            "pooled_pixels": lambda split, n: pooled_pixels(images(split, n), grid),
+            "gradient_energy": lambda split, n: gradient_energy(images(split, n), grid),
+            "position": lambda split, n: position(len(ctx.split(split).images[:n]), grid)}
 
 
 def teacher_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
