@@ -121,6 +121,36 @@ def test_texture_scenes_hide_the_segments_from_average_colour(textures32):
     assert all(img.std() > 10 for img in textures32.images[:64])  # textured, not flat
 
 
+def _non_texture_cues(ds: ImageSet) -> np.ndarray:
+    """Per image: its mean colour, and the area and centroid of its largest segment (the class's object)."""
+    rows = []
+    grid = np.arange(ds.images.shape[-1])
+    for img, seg in zip(ds.images.astype(float) / 255, ds.segments):
+        main = np.bincount(seg.ravel())[1:].argmax() + 1
+        ys, xs = np.nonzero(seg == main)
+        rows.append([*img.mean(axis=(1, 2)), len(ys) / seg.size, xs.mean() / len(grid), ys.mean() / len(grid)])
+    return np.array(rows)
+
+
+def test_texture_scenes_hide_the_class_from_colour_size_and_place():
+    """At the ablation's settings a 5-NN classifier on mean colour and the main object's area and centroid
+    scores chance on texture scenes; on shape scenes the same probe reads the class (area tells a ring
+    from a disk), so it has the power to see such a leak."""
+    from sklearn.model_selection import cross_val_score
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    def accuracy(cue: str) -> float:
+        ds = build_dataset("scenes", resolution=32, size=1024, seed=1, cue=cue, supersample=2)
+        probe = make_pipeline(StandardScaler(), KNeighborsClassifier(5))
+        return float(cross_val_score(probe, _non_texture_cues(ds), ds.labels, cv=4).mean())
+
+    chance, se = 1 / 8, np.sqrt(1 / 8 * 7 / 8 / 1024)
+    assert accuracy("texture") < chance + 3 * se
+    assert accuracy("shape") > chance + 6 * se
+
+
 def test_texture_scenes_bad_cue_names_the_choices():
     with pytest.raises(ValueError, match="cue must be one of shape, texture"):
         build_dataset("scenes", cue="colour")
