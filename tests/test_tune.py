@@ -307,6 +307,35 @@ def test_failed_trials_are_recorded_as_fail(tmp_path: Path, searched) -> None:
     assert read_json(nan_run / "failed.json")["stage"] == "tokenizer"
 
 
+def test_a_constraint_reaches_optuna_and_an_infeasible_trial_is_never_best(tmp_path: Path, searched) -> None:
+    """The driver stores each trial's violations before telling; Optuna's sampler reads them through
+    constraints_func (its own `constraints` record), and best.json keeps only feasible trials."""
+    search = {"params": WEIGHTS, "n_trials": 1, "sampler": {"name": "tpe", "seed": 0},
+              "constraints": [{"metric": "psnr", "min": 1000.0}]}  # no tokenizer reconstructs at 1000 dB
+    study = StudyConfig.model_validate(tiny(tmp_path, search))
+    reuse_shared(searched[0], study)
+    assert TuneDriver(study, QUIET).run().told == {0: "COMPLETE"}
+    root = study.study_dir()
+    psnr = pd.read_csv(root / "results.csv").set_index("variant").loc["trial-0000", "psnr"]
+    trials = pd.read_csv(root / "trials.csv")
+    assert trials.loc[0, "violation_psnr>=1000"] == pytest.approx(1000 - psnr) and not trials.loc[0, "feasible"]
+    (stored,) = optuna.load_study(study_name="tune", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(root / "optuna.journal")))).trials
+    assert stored.system_attrs["constraints"] == pytest.approx([1000 - psnr])
+    assert read_json(root / "best.json")["best"] == [] and read_json(root / "best.json")["constraints"] == ["psnr>=1000"]
+
+
+@pytest.mark.parametrize("constraint, expect", [({"metric": "psnr"}, "neither `min` nor `max`"),
+                                                ({"metric": "psnr", "min": 3, "max": 2}, "min 3.0 > max 2.0")])
+def test_a_constraint_needs_a_sensible_bound(constraint: dict, expect: str) -> None:
+    with pytest.raises(ValueError, match=expect):
+        SearchConfig.model_validate({"params": WEIGHTS, "constraints": [constraint]})
+    from pae_lab.config.search import ConstraintSpec
+
+    both = ConstraintSpec(metric="psnr", min=18, max=30)
+    assert both.label == "18<=psnr<=30" and both.violation(20) == -2 and both.violation(31) == 1
+
+
 def test_a_job_that_died_is_marked_fail_not_left_running(tmp_path: Path, searched, monkeypatch) -> None:
     def killed(run_json, threads=None):
         raise MemoryError("killed by the OOM killer")

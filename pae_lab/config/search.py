@@ -9,6 +9,8 @@
       objectives:
         - {metric: gfid, direction: minimize}                     # alias of the study's FD column
         - {name: proxy, terms: {lpc: 1.0, gsq: -1.0}, direction: minimize}
+      constraints:                      # trials outside are infeasible: never best, steered away from
+        - {metric: psnr, min: 18.0}
       n_trials: 8                       # trials the study holds in total (a rerun continues up to it)
       parallel: 2                       # trials asked and launched per batch
       sampler: {name: tpe, seed: 0, params: {n_startup_trials: 3}}
@@ -145,6 +147,34 @@ class ObjectiveSpec(_Strict):
         return dict(self.terms) if self.terms is not None else {self.metric: 1.0}
 
 
+class ConstraintSpec(_Strict):
+    """A bound on a column of the trial's results (mean over seeds), through Optuna's `constraints_func`:
+    e.g. the lowest gFD among trials that still reconstruct at PSNR >= x."""
+
+    metric: str = Field(..., description=f"A results.csv column, as for an objective; {ALIASES_DOC}.")
+    min: float | None = Field(None, description="Feasible when the value is >= min.")
+    max: float | None = Field(None, description="Feasible when the value is <= max.")
+
+    @model_validator(mode="after")
+    def _bounded(self) -> "ConstraintSpec":
+        if self.min is None and self.max is None:
+            raise ValueError(f"constraint on {self.metric!r} has neither `min` nor `max`")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"constraint on {self.metric!r}: min {self.min} > max {self.max}")
+        return self
+
+    @property
+    def label(self) -> str:
+        return f"{self.metric}>={self.min:g}" if self.max is None else (
+            f"{self.metric}<={self.max:g}" if self.min is None else f"{self.min:g}<={self.metric}<={self.max:g}")
+
+    def violation(self, value: float) -> float:
+        """Optuna's convention: <= 0 is feasible; the amount by which the value misses a bound."""
+        misses = [self.min - value if self.min is not None else -float("inf"),
+                  value - self.max if self.max is not None else -float("inf")]
+        return max(misses)
+
+
 def registered_name(registry, name: str) -> str:
     """`name` if `registry` holds (or declares) it; else a ValueError, which pydantic reports with its key path."""
     if name not in registry:
@@ -189,6 +219,9 @@ class SearchConfig(_Strict):
                               "of an inline variant in `variants:`.")
     objectives: list[ObjectiveSpec] = Field(default_factory=lambda: [ObjectiveSpec(metric="gfid")], min_length=1,
                                             description="One objective, or several for a Pareto front.")
+    constraints: list[ConstraintSpec] = Field(default_factory=list, description="Bounds a trial must meet to count "
+                                              "(Optuna's constraints_func; tpe and nsga2 use them): the best trials are "
+                                              "the feasible ones. trials.csv has each trial's `violation_<label>`.")
     n_trials: int = Field(20, ge=1, description="Trials the study holds in the end (every state counts); "
                           "`pae-lab tune --trials N` raises it to continue a finished search.")
     parallel: int = Field(1, ge=1, description="Trials asked per batch; the launcher runs the batch "

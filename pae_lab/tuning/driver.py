@@ -52,7 +52,8 @@ from pae_lab.tracking.outage import reconcile
 from pae_lab.tracking.store import RunLogger, StudyTracker
 from pae_lab.tuning.algorithms import PRUNERS, SAMPLER_FACTORIES, open_storage, storage_location
 from pae_lab.tuning.apply import TrialConfigError, check_search, default_values, trial_name, trial_study
-from pae_lab.tuning.objectives import MissingMetric, intermediate_source, objective_values, read_intermediate
+from pae_lab.tuning.objectives import (CONSTRAINTS_ATTR, MissingMetric, constraint_violations, intermediate_source,
+                                      objective_values, read_intermediate, stored_violations)
 from pae_lab.tuning.outputs import SearchSummary, write_search_outputs
 
 DASHBOARD_PORT = 8080
@@ -182,7 +183,12 @@ class TuneDriver:
                              "start a new search")
         n = len(study.get_trials(deepcopy=False))
         s = self.search.sampler
-        study.sampler = SAMPLER_FACTORIES.get(s.name)(None if s.seed is None else s.seed + n, **s.params)
+        constrained = {"constraints_func": stored_violations(len(self.search.constraints))} if self.search.constraints else {}
+        try:
+            study.sampler = SAMPLER_FACTORIES.get(s.name)(None if s.seed is None else s.seed + n, **s.params, **constrained)
+        except TypeError as exc:
+            raise StudyError(f"search.sampler: {s.name!r} with params {s.params}"
+                             + (" and search.constraints (use tpe or nsga2)" if constrained else "") + f": {exc}") from None
         study.pruner = PRUNERS.get(self.search.pruner.name)(**self.search.pruner.params)
         study.set_user_attr("objectives", self.search.objective_names)
         with warnings.catch_warnings():
@@ -271,6 +277,7 @@ class TuneDriver:
             rows = results_table(t.runs)
             try:
                 values = objective_values(self.search.objectives, rows, self.study)
+                t.trial.set_user_attr(CONSTRAINTS_ATTR, constraint_violations(self.search.constraints, rows, self.study))
             except MissingMetric as exc:
                 t.trial.set_user_attr("error", str(exc))
                 study.tell(t.trial, state=State.FAIL)

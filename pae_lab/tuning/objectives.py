@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import pandas as pd
 
 from pae_lab.results.aggregate import target_columns
 from pae_lab.config.schema import StudyConfig
 from pae_lab.tracking.store import iter_jsonl, mirror_path
-from pae_lab.config.search import ObjectiveSpec
+from pae_lab.config.search import ConstraintSpec, ObjectiveSpec
 
 INTERMEDIATE_STAGES = ("tokenizer", "generator", "generation")
 
@@ -31,22 +31,39 @@ def aliases(study: StudyConfig) -> dict[str, str]:
     return {"gfid": target, "kid": kid, "rfid": f"r{target}"}
 
 
+def column_mean(metric: str, rows: pd.DataFrame, study: StudyConfig, used_by: str) -> float:
+    """The mean over the trial's runs (seeds) of a column or alias; `used_by` names who asked, for the error."""
+    names = aliases(study)
+    column = names.get(metric, metric)
+    if column not in rows:
+        available = sorted(c for c in rows.columns if pd.api.types.is_numeric_dtype(rows[c]) and c != "seed")
+        raise MissingMetric(f"{used_by}: no column {column!r} in the trial's results; "
+                            f"available: {', '.join(available)} (aliases: {', '.join(names)})")
+    return float(pd.to_numeric(rows[column], errors="coerce").mean())
+
+
 def objective_value(objective: ObjectiveSpec, rows: pd.DataFrame, study: StudyConfig) -> float:
     """Weighted sum over the objective's columns of their mean over the trial's runs (seeds)."""
-    names = aliases(study)
-    total = 0.0
-    for metric, weight in objective.weights.items():
-        column = names.get(metric, metric)
-        if column not in rows:
-            available = sorted(c for c in rows.columns if pd.api.types.is_numeric_dtype(rows[c]) and c != "seed")
-            raise MissingMetric(f"objective {objective.label!r}: no column {column!r} in the trial's results; "
-                                f"available: {', '.join(available)} (aliases: {', '.join(names)})")
-        total += weight * float(pd.to_numeric(rows[column], errors="coerce").mean())
-    return total
+    return sum(weight * column_mean(metric, rows, study, f"objective {objective.label!r}")
+               for metric, weight in objective.weights.items())
 
 
 def objective_values(objectives: Iterable[ObjectiveSpec], rows: pd.DataFrame, study: StudyConfig) -> list[float]:
     return [objective_value(o, rows, study) for o in objectives]
+
+
+CONSTRAINTS_ATTR = "violations"  # the trial's user attribute the driver sets and constraints_func reads
+
+
+def constraint_violations(constraints: Iterable[ConstraintSpec], rows: pd.DataFrame, study: StudyConfig) -> list[float]:
+    """Per constraint, by how much the trial misses it (Optuna's convention: <= 0 is feasible)."""
+    return [c.violation(column_mean(c.metric, rows, study, f"constraint {c.label!r}")) for c in constraints]
+
+
+def stored_violations(n: int) -> Callable[[Any], list[float]]:
+    """Optuna's constraints_func for `n` constraints: what the driver stored before telling; a trial
+    stopped before it had values (pruned) counts as infeasible."""
+    return lambda trial: trial.user_attrs.get(CONSTRAINTS_ATTR) or [float("inf")] * n
 
 
 def intermediate_source(source: str, study: StudyConfig) -> tuple[str, str]:

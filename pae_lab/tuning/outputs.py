@@ -18,6 +18,7 @@ from pae_lab.results.aggregate import write_csv
 from pae_lab.fsutil import write_json
 from pae_lab.plan.layout import StudyLayout
 from pae_lab.config.search import SearchConfig
+from pae_lab.tuning.objectives import CONSTRAINTS_ATTR
 
 MIN_IMPORTANCE_TRIALS = 3  # fANOVA on fewer completed trials says nothing (and Optuna refuses one)
 
@@ -48,6 +49,10 @@ def trials_frame(trials: list, search: SearchConfig) -> pd.DataFrame:
         row.update({f"params_{name}": t.params.get(name) for name in labels})
         extra = sorted(set(t.params) - set(labels))  # params of an earlier search block
         row.update({f"params_{name}": t.params[name] for name in extra})
+        violations = t.user_attrs.get(CONSTRAINTS_ATTR) or [None] * len(search.constraints)
+        row.update({f"violation_{c.label}": v for c, v in zip(search.constraints, violations)})
+        if search.constraints:
+            row["feasible"] = all(v is not None and v <= 0 for v in violations)
         row["duration"] = t.duration.total_seconds() if t.duration is not None else None
         row["variant"] = t.user_attrs.get("variant", "")
         row["error"] = t.user_attrs.get("error", "")
@@ -112,6 +117,7 @@ def write_search_outputs(study, search: SearchConfig, root: Path) -> SearchSumma
     write_csv(importances, files.importances)
     states = trials["state"].value_counts().to_dict() if len(trials) else {}
     write_json(files.best, {"objectives": search.objective_names, "directions": search.directions,
+                            "constraints": [c.label for c in search.constraints],
                             "best": best, "states": states, "importance_note": note})
     return SearchSummary(trials, pareto, importances, best, note)
 
