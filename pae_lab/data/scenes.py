@@ -182,6 +182,18 @@ def _counts(draws: Array, layout: _Layout) -> tuple[Array, Array]:
     return n_obj, np.minimum((draws[:, 1] * n_obj).astype(np.int64), n_obj - 1)
 
 
+def _slots(draws: Array, layout: _Layout, n_obj: Array, num_classes: int, classes: Array):
+    """Per object slot j: its class for every image (written into `classes[:, j]`, drawn or not), then
+    (j, the images that draw it, their slot parameters, their classes) when any image does."""
+    for j in range(layout.max_objects):
+        p = layout.slot(draws, j)
+        cls = np.minimum((p[:, 0] * num_classes).astype(np.int64), num_classes - 1)
+        classes[:, j] = cls
+        sel = np.nonzero(j < n_obj)[0]
+        if sel.size:
+            yield j, sel, p[sel], cls[sel]
+
+
 def _render(draws: Array, layout: _Layout, res: int, num_classes: int) -> tuple[Array, Array, Array]:
     """cue="shape": images float [b,3,res,res] in [0,1], instance map [b,res,res], per-slot class [b,max_objects]."""
     b, n_tex = len(draws), len(TEXTURES)
@@ -196,17 +208,9 @@ def _render(draws: Array, layout: _Layout, res: int, num_classes: int) -> tuple[
     bu, bv = X * np.cos(ang) + Y * np.sin(ang), -X * np.sin(ang) + Y * np.cos(ang)
     t = _texture(bu, bv, (bg[:, 6] * n_tex).astype(np.int64), 1.0 + 3.0 * bg[:, 8], noise[:, 0])
     canvas = col_a[:, :, None, None] * (1 - t[:, None]) + col_b[:, :, None, None] * t[:, None]
-    seg = np.zeros((b, res, res), dtype=np.int64)
-    classes = np.zeros((b, layout.max_objects), dtype=np.int64)
+    seg, classes = np.zeros((b, res, res), dtype=np.int64), np.zeros((b, layout.max_objects), dtype=np.int64)
 
-    for j in range(layout.max_objects):
-        p = layout.slot(draws, j)
-        cls = np.minimum((p[:, 0] * num_classes).astype(np.int64), num_classes - 1)
-        classes[:, j] = cls
-        sel = np.nonzero(j < n_obj)[0]
-        if not sel.size:
-            continue
-        p, cls = p[sel], cls[sel]
+    for j, sel, p, cls in _slots(draws, layout, n_obj, num_classes, classes):
         u, v, _ = _object_frame(p, main[sel] == j, X[sel], Y[sel])
         mask = _by_choice(list(SHAPES.values())[:num_classes], cls, np.empty(u.shape, bool), u, v)
         c1 = p[:, 5:8]
@@ -256,17 +260,9 @@ def _render_textured(draws: Array, layout: _Layout, res: int, num_classes: int) 
     bx, by = _rotate(X, Y, bg[:, 7] * 2 * math.pi)
     t = _family(bx, by, bg_family, period(bg[:, 8]), bg[:, 3:5], noise[:, 0])
     canvas = col_a[:, :, None, None] * (1 - t[:, None]) + col_b[:, :, None, None] * t[:, None]
-    seg = np.zeros((b, res, res), dtype=np.int64)
-    classes = np.zeros((b, layout.max_objects), dtype=np.int64)
+    seg, classes = np.zeros((b, res, res), dtype=np.int64), np.zeros((b, layout.max_objects), dtype=np.int64)
 
-    for j in range(layout.max_objects):
-        p = layout.slot(draws, j)
-        cls = np.minimum((p[:, 0] * num_classes).astype(np.int64), num_classes - 1)
-        classes[:, j] = cls
-        sel = np.nonzero(j < n_obj)[0]
-        if not sel.size:
-            continue
-        p, cls = p[sel], cls[sel]
+    for j, sel, p, cls in _slots(draws, layout, n_obj, num_classes, classes):
         u, v, r = _object_frame(p, main[sel] == j, X[sel], Y[sel], MAIN_RADIUS["texture"])
         shape = np.minimum((p[:, 11] * len(SHAPES)).astype(np.int64), len(SHAPES) - 1)
         mask = _by_choice(list(SHAPES.values()), shape, np.empty(u.shape, bool), u, v)
