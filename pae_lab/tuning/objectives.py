@@ -56,8 +56,10 @@ CONSTRAINTS_ATTR = "violations"  # the trial's user attribute the driver sets an
 
 
 def constraint_violations(constraints: Iterable[ConstraintSpec], rows: pd.DataFrame, study: StudyConfig) -> list[float]:
-    """Per constraint, by how much the trial misses it (Optuna's convention: <= 0 is feasible)."""
-    return [c.violation(column_mean(c.metric, rows, study, f"constraint {c.label!r}")) for c in constraints]
+    """Per constraint, by how much the trial misses it (Optuna's convention: <= 0 is feasible); a value
+    the trial did not produce (NaN) misses it by infinity, which Optuna takes and NaN it would not."""
+    misses = [c.violation(column_mean(c.metric, rows, study, f"constraint {c.label!r}")) for c in constraints]
+    return [m if math.isfinite(m) else float("inf") for m in misses]
 
 
 def stored_violations(n: int) -> Callable[[Any], list[float]]:
