@@ -117,6 +117,9 @@ def test_the_check_scores_every_row_as_the_teacher_stage_does(tmp_path):
     (own,) = expand(study)
     check = [r for r in expand(brief_baseline(study, study.training.steps, 2)) if r.seed == 0][0]
     assert check.hashes["tokenizer"] == own.hashes["tokenizer"]
+    assert (study.study_dir() / "teacher_check" / "runs").is_dir()
+    Driver(study, Console(quiet=True)).prepare(force=True)  # `run --force`: the check's baselines go too
+    assert not (study.study_dir() / "teacher_check").exists() and not (study.study_dir() / "shared").exists()
 
 
 def test_a_teacher_outside_the_latents_interval_is_judged_and_one_inside_is_not():

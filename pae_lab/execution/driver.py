@@ -90,7 +90,7 @@ class Driver:
     def prepare(self, force: bool = False) -> tuple[StudyTracker, str]:
         root = self.layout.root
         if force:
-            for path in (self.layout.shared_root, self.layout.runs_root):
+            for path in (self.layout.shared_root, self.layout.runs_root, self.layout.teacher_check):
                 shutil.rmtree(path, ignore_errors=True)
         root.mkdir(parents=True, exist_ok=True)
         self.layout.settled.unlink(missing_ok=True)  # until this run has settled every status again
