@@ -154,6 +154,21 @@ def _texture(u: Array, v: Array, choice: Array, freq: Array, grid: Array) -> Arr
     return _by_choice(fns, choice, np.empty_like(u), u, v, freq[:, None, None], grid)
 
 
+def _rotate(x: Array, y: Array, angle: Array) -> tuple[Array, Array]:
+    a = angle[:, None, None]
+    return x * np.cos(a) + y * np.sin(a), -x * np.sin(a) + y * np.cos(a)
+
+
+def _mix(a: Array, b: Array, t: Array) -> Array:
+    """Per-image colours a, b [n, 3] blended by the mix weight t [n, H, W] -> [n, 3, H, W]."""
+    return a[:, :, None, None] * (1 - t[:, None]) + b[:, :, None, None] * t[:, None]
+
+
+def _class_of(draw: Array, num_classes: int) -> Array:
+    """A slot's class from its class draw in [0, 1)."""
+    return np.minimum((draw * num_classes).astype(np.int64), num_classes - 1)
+
+
 def _grid(b: int, res: int) -> tuple[Array, Array]:
     axis = (2.0 * (np.arange(res, dtype=np.float32) + 0.5) / res - 1.0)  # pixel centres in [-1, 1]
     return np.broadcast_to(axis[None, None, :], (b, res, res)), np.broadcast_to(axis[None, :, None], (b, res, res))
@@ -170,10 +185,9 @@ def _object_frame(p: Array, is_main: Array, X: Array, Y: Array, main_radius: tup
     radius = np.where(is_main, low + (high - low) * p[:, 3], 0.10 + 0.10 * p[:, 3]) * 2.0
     spread = np.where(is_main, 0.4, 0.8)[:, None]
     centre = (2.0 * p[:, 1:3] - 1.0) * spread
-    ang = (p[:, 4] * 2 * math.pi)[:, None, None]
-    dx, dy = X - centre[:, 0, None, None], Y - centre[:, 1, None, None]
+    u, v = _rotate(X - centre[:, 0, None, None], Y - centre[:, 1, None, None], p[:, 4] * 2 * math.pi)
     r = radius[:, None, None]
-    return (dx * np.cos(ang) + dy * np.sin(ang)) / r, (-dx * np.sin(ang) + dy * np.cos(ang)) / r, r
+    return u / r, v / r, r
 
 
 def _counts(draws: Array, layout: _Layout) -> tuple[Array, Array]:
@@ -187,7 +201,7 @@ def _slots(draws: Array, layout: _Layout, n_obj: Array, num_classes: int, classe
     (j, the images that draw it, their slot parameters, their classes) when any image does."""
     for j in range(layout.max_objects):
         p = layout.slot(draws, j)
-        cls = np.minimum((p[:, 0] * num_classes).astype(np.int64), num_classes - 1)
+        cls = _class_of(p[:, 0], num_classes)
         classes[:, j] = cls
         sel = np.nonzero(j < n_obj)[0]
         if sel.size:
@@ -204,10 +218,9 @@ def _render(draws: Array, layout: _Layout, res: int, num_classes: int) -> tuple[
     bg = draws[:, layout.bg:layout.bg + layout.BG]
     col_a = 0.3 + 0.4 * bg[:, 0:3]  # muted background colours, low contrast
     col_b = np.clip(col_a + 0.35 * (bg[:, 3:6] - 0.5), 0.0, 1.0)
-    ang = bg[:, 7, None, None] * 2 * math.pi
-    bu, bv = X * np.cos(ang) + Y * np.sin(ang), -X * np.sin(ang) + Y * np.cos(ang)
+    bu, bv = _rotate(X, Y, bg[:, 7] * 2 * math.pi)
     t = _texture(bu, bv, (bg[:, 6] * n_tex).astype(np.int64), 1.0 + 3.0 * bg[:, 8], noise[:, 0])
-    canvas = col_a[:, :, None, None] * (1 - t[:, None]) + col_b[:, :, None, None] * t[:, None]
+    canvas = _mix(col_a, col_b, t)
     seg, classes = np.zeros((b, res, res), dtype=np.int64), np.zeros((b, layout.max_objects), dtype=np.int64)
 
     for j, sel, p, cls in _slots(draws, layout, n_obj, num_classes, classes):
@@ -218,7 +231,7 @@ def _render(draws: Array, layout: _Layout, res: int, num_classes: int) -> tuple[
         # noise offset shifts the shared object lattice so objects of one image differ
         t = _texture(u + 2 * p[:, 13, None, None], v + 2 * p[:, 14, None, None],
                      (p[:, 11] * n_tex).astype(np.int64), 1.5 + 2.5 * p[:, 12], noise[sel, 1])
-        colour = c1[:, :, None, None] * (1 - t[:, None]) + c2[:, :, None, None] * t[:, None]
+        colour = _mix(c1, c2, t)
         canvas[sel] = np.where(mask[:, None], colour, canvas[sel])
         seg[sel] = np.where(mask, j + 1, seg[sel])
     return canvas, seg, classes
@@ -230,11 +243,6 @@ def _family(x: Array, y: Array, family: Array, period: Array, phase: Array, grid
     r = np.hypot(x, y) * s
     xs, ys = x * s + phase[:, 0, None, None], y * s + phase[:, 1, None, None]
     return _by_choice(list(FAMILIES.values()), family, np.empty_like(x), xs, ys, r, grid)
-
-
-def _rotate(x: Array, y: Array, angle: Array) -> tuple[Array, Array]:
-    a = angle[:, None, None]
-    return x * np.cos(a) + y * np.sin(a), -x * np.sin(a) + y * np.cos(a)
 
 
 def _render_textured(draws: Array, layout: _Layout, res: int, num_classes: int) -> tuple[Array, Array, Array]:
@@ -255,11 +263,11 @@ def _render_textured(draws: Array, layout: _Layout, res: int, num_classes: int) 
     col_a = 0.2 + 0.6 * bg[:, 0:3]
     col_b = col_a + np.where(col_a > 0.5, -1.0, 1.0) * (0.25 + 0.15 * bg[:, 3:6])  # contrast 0.25-0.4 per channel
     class_draw = np.stack([layout.slot(draws, j)[:, 0] for j in range(layout.max_objects)], 1)[np.arange(b), main]
-    main_cls = np.minimum((class_draw * num_classes).astype(np.int64), num_classes - 1)
+    main_cls = _class_of(class_draw, num_classes)
     bg_family = (main_cls + 1 + (bg[:, 6] * (num_classes - 1)).astype(np.int64)) % num_classes
     bx, by = _rotate(X, Y, bg[:, 7] * 2 * math.pi)
     t = _family(bx, by, bg_family, period(bg[:, 8]), bg[:, 3:5], noise[:, 0])
-    canvas = col_a[:, :, None, None] * (1 - t[:, None]) + col_b[:, :, None, None] * t[:, None]
+    canvas = _mix(col_a, col_b, t)
     seg, classes = np.zeros((b, res, res), dtype=np.int64), np.zeros((b, layout.max_objects), dtype=np.int64)
 
     for j, sel, p, cls in _slots(draws, layout, n_obj, num_classes, classes):
@@ -268,8 +276,8 @@ def _render_textured(draws: Array, layout: _Layout, res: int, num_classes: int) 
         mask = _by_choice(list(SHAPES.values()), shape, np.empty(u.shape, bool), u, v)
         t = _family(u * r, v * r, cls, period(p[:, 12]), p[:, 13:15], noise[sel, 1])
         swap = (p[:, 5] < 0.5)[:, None, None, None]
-        lo, hi = col_a[sel][:, :, None, None], col_b[sel][:, :, None, None]
-        colour = np.where(swap, hi * (1 - t[:, None]) + lo * t[:, None], lo * (1 - t[:, None]) + hi * t[:, None])
+        lo, hi = col_a[sel], col_b[sel]
+        colour = np.where(swap, _mix(hi, lo, t), _mix(lo, hi, t))
         canvas[sel] = np.where(mask[:, None], colour, canvas[sel])
         seg[sel] = np.where(mask, j + 1, seg[sel])
     return canvas, seg, classes
