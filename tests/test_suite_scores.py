@@ -1,0 +1,145 @@
+"""The scores papers quote beside FD / KD, pinned by known answers on networks with random weights
+(the real ones cannot be downloaded here; each loader takes any state dict of the right shape):
+sFID's features are ADM's (7 x 17 x 17 of TF's mixed_6/conv, channels-last), IS of uniform logits
+is 1 and of confident distinct classes the class count, FD-DINOv2 runs EDM2's preprocessing on a
+tiny timm ViT, and precision / recall match a brute-force count.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from weights_fixture import TINY_VIT, random_inception_weights, random_vit_weights
+
+from analysis.fidelity import extract_features, extract_layers, frechet_distance
+from analysis.fidelity_names import fidelity_columns
+from analysis.inception_score import inception_score
+from analysis.knn_scores import knn_scores
+from analysis.suite_scores import Suite, suite_scores
+
+
+def scenes(n: int, seed: int, size: int = 32) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(n, 3, 4, 4, generator=g)
+    return (F.interpolate(coarse, size=size, mode="bilinear", align_corners=False) * 255).round().to(torch.uint8)
+
+
+@pytest.fixture(scope="module")
+def inception(tmp_path_factory):
+    path = tmp_path_factory.mktemp("inception") / "pt_inception-random.pth"
+    random_inception_weights(path)
+    return path
+
+
+def test_sfid_features_are_adms_mixed_6_conv_first_7_channels_channels_last(inception) -> None:
+    """TF's mixed_6/conv is Mixed_6d's 1x1 branch after its ReLU: [N, 192, 17, 17] from 299 px; ADM keeps
+    channels :7 and flattens [N, 17, 17, 7]. The pool features are torch-fidelity's own, unchanged."""
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    images = scenes(3, 0)
+    ours = extract_layers(images, extractor="inception", inception_weights=inception, roles=("fid", "isc", "sfid"))
+    assert ours["sfid"].shape == (3, 7 * 17 * 17) == (3, 2023)
+    assert ours["fid"].shape == (3, 2048) and ours["isc"].shape == (3, 1008)
+    stock = FeatureExtractorInceptionV3("inception-v3-compat", ["2048", "logits_unbiased"],
+                                        feature_extractor_weights_path=str(inception))
+    seen = []
+    stock.Mixed_6d.branch1x1.register_forward_hook(lambda m, a, out: seen.append(out))
+    with torch.no_grad():
+        pool, logits = stock(images)
+    (act,) = seen
+    assert act.shape == (3, 192, 17, 17) and (act >= 0).all()  # after the ReLU
+    assert torch.allclose(ours["fid"], pool.double(), atol=1e-5) and torch.allclose(ours["isc"], logits.double(), atol=1e-5)
+    for i, h, w, c in ((0, 0, 0, 0), (1, 3, 11, 6), (2, 16, 2, 4), (1, 16, 16, 6)):
+        assert ours["sfid"][i, (h * 17 + w) * 7 + c] == pytest.approx(float(act[i, c, h, w]), abs=1e-6)
+    assert act[:, :7].abs().sum() > 0  # not a dead layer: the check above could not pass by zeros
+    assert frechet_distance(ours["sfid"], ours["sfid"]) == pytest.approx(0.0, abs=1e-8)
+
+
+def test_is_of_uniform_logits_is_one(tmp_path) -> None:
+    """An Inception whose classifier is zero gives every image the uniform class distribution: IS = 1."""
+    weights = tmp_path / "uniform.pth"
+    random_inception_weights(weights, uniform_logits=True)
+    suite = Suite(extractor="inception", inception_weights=weights)
+    feats = suite.features(scenes(2, 1))
+    scores = suite_scores(feats, feats, suite.columns())
+    assert scores["is"] == pytest.approx(1.0, abs=1e-12) and math.isnan(scores["is_std"])
+    assert scores["sfid"] == pytest.approx(0.0, abs=1e-8) and "fd_dinov2" not in scores
+
+
+def test_is_counts_confident_distinct_classes_over_adms_splits() -> None:
+    """Each sample certain of its own class, classes equally used: IS = the number of classes. Over
+    ADM's consecutive splits of 5000 (no shuffle), the mean and spread of the per-split scores."""
+    assert inception_score(100.0 * torch.eye(10).repeat(3, 1))["is"] == pytest.approx(10.0, rel=1e-9)
+    # 10,000 samples: split 1 uses 4 classes, split 2 uses 8 -> IS 4 and 8, as ADM's loop computes them
+    logits = torch.cat([100.0 * torch.eye(8)[torch.arange(5000) % 4], 100.0 * torch.eye(8)[torch.arange(5000) % 8]])
+    found = inception_score(logits)
+    assert found["is_splits"] == 2 and found["is"] == pytest.approx(6.0, rel=1e-9) and found["is_std"] == pytest.approx(2.0, rel=1e-9)
+
+
+def test_precision_recall_match_a_brute_force_count() -> None:
+    """Kynkaanniemi et al.: precision = share of samples inside some real's k-NN ball, recall = share of
+    reals inside some sample's k-NN ball (radius: distance to the k-th nearest other point of its set)."""
+    g = np.random.default_rng(0)
+    real, fake = g.normal(size=(30, 4)), g.normal(loc=1.5, size=(25, 4))
+    k = 3
+
+    def radii(points):
+        return np.array([sorted(np.linalg.norm(points - p, axis=1))[k] for p in points])  # [0] is the point itself
+
+    def covered(points, centres, r):
+        return np.mean([any(np.linalg.norm(p - c) < rc for c, rc in zip(centres, r)) for p in points])
+
+    found = knn_scores(torch.from_numpy(fake), torch.from_numpy(real), k)
+    assert found["precision"] == pytest.approx(covered(fake, real, radii(real)), abs=1e-12)
+    assert found["recall"] == pytest.approx(covered(real, fake, radii(fake)), abs=1e-12)
+    assert 0 < found["precision"] < 1 and 0 < found["recall"] < 1  # a case that tells the two sides apart
+
+
+@pytest.fixture(scope="module")
+def tiny_vit(tmp_path_factory):
+    path = tmp_path_factory.mktemp("vit") / "vit_tiny_random.pth"
+    random_vit_weights(path)
+    return path
+
+
+def test_fd_dinov2_runs_edm2s_preprocessing_on_the_named_timm_network(tiny_vit) -> None:
+    import timm
+    from timm.models import load_checkpoint
+
+    images = scenes(4, 2)
+    feats = extract_features(images, extractor="dinov2", weights=tiny_vit, timm_model=TINY_VIT)
+    net = timm.create_model(TINY_VIT, pretrained=False, num_classes=0, dynamic_img_size=True).eval()
+    load_checkpoint(net, str(tiny_vit))
+    x = F.interpolate(images.float(), size=(224, 224), mode="bicubic", antialias=True) / 255  # EDM2: bicubic 224, ImageNet norm
+    x = (x - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        expected = net(x)
+    assert feats.shape == (4, 192) and torch.allclose(feats, expected.double(), atol=1e-5)
+    suite = Suite(extractor="effnet-lite0-96", dinov2_weights=tiny_vit, dinov2_model=TINY_VIT)
+    both = suite.features(images)
+    other = suite.features(scenes(4, 3))
+    same, apart = suite_scores(both, both, suite.columns()), suite_scores(both, other, suite.columns())
+    assert same["fd_dinov2"] == pytest.approx(0.0, abs=1e-8) and apart["fd_dinov2"] > 1e-3
+    assert "is_effnet_lite0_96" in same and "is" not in same and "sfid" not in same  # named after their extractor
+    assert [line.split(" ")[0] for line in suite.skipped()] == ["sFID"]
+    assert suite.shared_network(prior="dinov2_vitb14") and not suite.shared_network(prior="effnet_lite0")
+
+
+def test_missing_dinov2_weights_are_named(tmp_path) -> None:
+    missing = tmp_path / "model.safetensors"
+    with pytest.raises(FileNotFoundError, match=f"dinov2 weights file '{missing}' does not exist"):
+        extract_features(scenes(2, 0), extractor="dinov2", weights=missing)
+
+
+def test_every_suite_column_is_named_once_after_its_extractor() -> None:
+    inception, effnet = fidelity_columns("inception"), fidelity_columns("effnet-lite0")
+    assert (inception.isc, inception.sfd, inception.dino_fd) == ("is", "sfid", "fd_dinov2")
+    assert (effnet.isc, effnet.sfd) == ("is_effnet_lite0", "")
+    assert "" not in effnet.roles() and "" not in effnet.meanings()
+    assert effnet.direction("is_effnet_lite0") == "higher" and inception.direction("sfid") == "lower"
+    assert inception.direction("fd_dinov2") == "lower"
+    skipped = Suite(extractor="effnet-lite0").skipped()
+    assert len(skipped) == 2 and "--dinov2-weights" in skipped[1] and "--inception-weights" in skipped[0]
