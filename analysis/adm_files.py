@@ -67,23 +67,33 @@ def holds_statistics(path: str | os.PathLike) -> bool:
     return MU in held
 
 
-def save_statistics(path: str | os.PathLike, features: torch.Tensor, extractor: str) -> Path:
-    """mu and sigma (the sample covariance, as torch-fidelity and ADM compute it) of features [N, D]."""
+def _moments(features: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     feats = np.asarray(features, dtype=np.float64)
-    return _write(path, {MU: feats.mean(0), SIGMA: np.cov(feats, rowvar=False), EXTRACTOR: np.array(extractor)})
+    return feats.mean(0), np.cov(feats, rowvar=False)
 
 
-def load_statistics(path: str | os.PathLike, extractor: str, feature_dim: int) -> tuple[torch.Tensor, torch.Tensor, str | None]:
+def save_statistics(path: str | os.PathLike, features: torch.Tensor, extractor: str,
+                    spatial: torch.Tensor | None = None) -> Path:
+    """mu and sigma (the sample covariance, as torch-fidelity and ADM compute it) of features [N, D], and
+    mu_s / sigma_s of sFID's `spatial` features when given (Inception's)."""
+    arrays = dict(zip((MU, SIGMA), _moments(features)))
+    if spatial is not None:
+        arrays |= dict(zip(SPATIAL, _moments(spatial)))
+    return _write(path, {**arrays, EXTRACTOR: np.array(extractor)})
+
+
+def load_statistics(path: str | os.PathLike, extractor: str, feature_dim: int,
+                    keys: tuple[str, str] = (MU, SIGMA)) -> tuple[torch.Tensor, torch.Tensor, str | None]:
     """(mu, sigma as float64 tensors, the network the file names or None), refused in one line when made
-    with another extractor or for features of another size."""
+    with another extractor or for features of another size; `keys=SPATIAL`: sFID's mu_s / sigma_s."""
     with _open(path) as data:
-        mu, sigma = np.asarray(data[MU], np.float64), np.asarray(data[SIGMA], np.float64)
+        mu, sigma = np.asarray(data[keys[0]], np.float64), np.asarray(data[keys[1]], np.float64)
         made_with = str(data[EXTRACTOR]) if EXTRACTOR in data else None
     if made_with is not None and made_with != extractor:
         raise ValueError(f"{path}: statistics made with the {made_with} extractor, not {extractor}: pass --extractor {made_with}")
     if mu.shape != (feature_dim,) or sigma.shape != (feature_dim, feature_dim):
         hint = " (ADM's files: --extractor inception --inception-weights FILE)" if mu.shape == (2048,) else ""
-        raise ValueError(f"{path}: mu {mu.shape} and sigma {sigma.shape}, but the {extractor} extractor gives "
+        raise ValueError(f"{path}: {keys[0]} {mu.shape} and {keys[1]} {sigma.shape}, but the {extractor} extractor gives "
                          f"{feature_dim}-d features: compare with statistics made by the same network{hint}")
     return torch.from_numpy(mu), torch.from_numpy(sigma), made_with
 

@@ -13,6 +13,8 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from analysis.fidelity_names import DINOV2_TIMM_MODEL
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a hub lookup fails at once instead of retrying
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -334,19 +336,25 @@ def evaluate(samples: Path = typer.Argument(..., help="Generated images in ADM's
                                             "shared/reference/<hash>/reference.npz), or their statistics (mu, sigma)."),
              extractor: str = typer.Option("auto", help="Feature network: effnet-lite0, effnet-lite0-96, or inception "
                                            "(needs --inception-weights); auto: inception when its weights are given."),
-             inception_weights: Optional[Path] = typer.Option(None, help="Local Inception weights file (never downloaded)."),
+             inception_weights: Optional[Path] = typer.Option(None, help="Local Inception weights file (never downloaded): "
+                                                              "FID, IS and sFID as ADM's evaluator computes them."),
+             dinov2_weights: Optional[Path] = typer.Option(None, help="Local DINOv2 ViT-L/14 weights file (timm's "
+                                                           "vit_large_patch14_dinov2.lvd142m): adds fd_dinov2 (EDM2's FD-DINOv2)."),
+             dinov2_model: str = typer.Option(DINOV2_TIMM_MODEL, help="The timm architecture of --dinov2-weights."),
              k: int = typer.Option(3, "--k", help="Neighbours of precision / recall / density / coverage (ADM's: 3)."),
              kid_subsets: int = typer.Option(100, help="KD subsets (each of half the smaller set, at most 1000 images)."),
              seed: int = typer.Option(0, help="KD's subset draws (a study uses its evaluation.sampler.seed)."),
              save_stats: Optional[Path] = typer.Option(None, "--save-reference-stats",
                                                        help="Also write the reference images' mu / sigma here, to score against later."),
              json_out: Optional[Path] = typer.Option(None, "--json", help="Write the scores here as JSON.")):
-    """Score a sample file against a reference file with a study's scores: FD, KD, precision / recall / density / coverage."""
+    """Score a sample file against a reference file with a study's scores: FD, KD, precision / recall / density / coverage,
+    IS, and sFID and FD-DINOv2 where their weights are given."""
     from analysis.sample_scores import score_sample_file
     from pae_lab.fsutil import write_json
 
     scores, protocol, notes = score_sample_file(samples, reference, extractor=extractor, inception_weights=inception_weights,
-                                                k=k, kid_subsets=kid_subsets, seed=seed, save_reference_statistics=save_stats)
+                                                k=k, kid_subsets=kid_subsets, seed=seed, save_reference_statistics=save_stats,
+                                                dinov2_weights=dinov2_weights, dinov2_model=dinov2_model)
     table = Table("score", "value", title=f"{samples} vs {reference}")
     for name, value in {**scores, **protocol}.items():
         table.add_row(name, f"{value:.6g}" if isinstance(value, float) else str(value))

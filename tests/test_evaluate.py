@@ -122,3 +122,35 @@ def test_the_controls_read_samples_a_generation_folder_kept_before_samples_npz(t
     assert torch.equal(last_samples(tmp_path), images)
     save_images(tmp_path / layout.SAMPLES, scenes(4, 7))
     assert torch.equal(last_samples(tmp_path), scenes(4, 7))  # the labelled file first
+
+
+def test_evaluate_gives_adms_suite_against_images_and_against_their_statistics(tmp_path) -> None:
+    """With Inception (random weights of the real architecture) and a DINOv2-shaped timm ViT: IS, sFID and
+    fd_dinov2 beside FID; the reference's statistics file holds mu_s / sigma_s under ADM's keys, and FID and
+    sFID from it equal FID and sFID from the reference images' features (5 images: the networks are slow
+    on a CPU)."""
+    from weights_fixture import TINY_VIT, random_inception_weights, random_vit_weights
+
+    inception, vit = tmp_path / "inception.pth", tmp_path / "vit.pth"
+    random_inception_weights(inception)
+    random_vit_weights(vit)
+    ref, samples = save_images(tmp_path / "ref.npz", scenes(5, 1)), save_images(tmp_path / "samples.npz", scenes(5, 2))
+    args = ["--extractor", "inception", "--inception-weights", str(inception), "--kid-subsets", "5"]
+    runner, stats = CliRunner(), tmp_path / "ref_stats.npz"
+    out = runner.invoke(app, ["evaluate", str(samples), "--reference", str(ref), *args, "--dinov2-weights", str(vit),
+                              "--dinov2-model", TINY_VIT, "--save-reference-stats", str(stats), "--json", str(tmp_path / "images.json")])
+    assert out.exit_code == 0, out.output
+    found = json.loads((tmp_path / "images.json").read_text())
+    by_images, protocol = found["scores"], found["protocol"]
+    assert by_images["sfid"] > 0 and by_images["fid"] > 0 and by_images["is"] >= 1 and by_images["fd_dinov2"] > 0
+    assert {"precision", "recall", "kid"} <= set(by_images) and protocol["sfid_against"] == "the reference images' features"
+    assert protocol["dinov2_model"] == TINY_VIT and not any("skipped" in n for n in found["notes"])
+    with np.load(stats) as stored:
+        assert stored["mu_s"].shape == (2023,) and stored["sigma_s"].shape == (2023, 2023)
+    out = runner.invoke(app, ["evaluate", str(samples), "--reference", str(stats), *args, "--json", str(tmp_path / "stats.json")])
+    assert out.exit_code == 0, out.output
+    found = json.loads((tmp_path / "stats.json").read_text())
+    by_stats = found["scores"]
+    assert by_stats["fid"] == pytest.approx(by_images["fid"], rel=1e-6) and by_stats["sfid"] == pytest.approx(by_images["sfid"], rel=1e-6)
+    assert by_stats["is"] == by_images["is"] and found["protocol"]["sfid_against"] == "the reference file's stored mu_s / sigma_s"
+    assert sum("fd_dinov2 skipped" in n for n in found["notes"]) == 1  # no DINOv2 weights named this time: one line
