@@ -40,7 +40,7 @@ def finished(tmp_path_factory):
 
 def test_a_runs_samples_score_again_outside_the_study_as_it_scored_them(finished, tmp_path) -> None:
     """samples.npz (ADM's format) against the study's reference.npz through `pae-lab evaluate`: the
-    run's gFD again, from the files alone."""
+    run's gFD, precision and IS again, from the files alone."""
     study, _ = finished
     root = study.study_dir()
     (reference,) = root.glob("shared/reference/*/reference.npz")
@@ -55,6 +55,8 @@ def test_a_runs_samples_score_again_outside_the_study_as_it_scored_them(finished
     scores = read_json(tmp_path / "scores.json")["scores"]
     assert scores["fd_effnet_lite0_96"] == pytest.approx(results.loc["pae", "fd_effnet_lite0_96"], rel=1e-4)
     assert scores["precision_effnet_lite0_96"] == pytest.approx(results.loc["pae", "precision_effnet_lite0_96"], abs=1e-9)
+    assert scores["is_effnet_lite0_96"] == pytest.approx(results.loc["pae", "is_effnet_lite0_96"], rel=1e-9)  # IS, named after its network
+    assert "sfid" not in results and "fd_dinov2" not in results  # no Inception / DINOv2 weights here: skipped, not faked
 
 
 def reuse_shared(finished, output_dir: Path) -> None:

@@ -27,18 +27,13 @@ def scenes(n: int, seed: int, size: int = 32) -> torch.Tensor:
     return (F.interpolate(coarse, size=size, mode="bilinear", align_corners=False) * 255).round().to(torch.uint8)
 
 
-@pytest.fixture(scope="module")
-def inception(tmp_path_factory):
-    path = tmp_path_factory.mktemp("inception") / "pt_inception-random.pth"
-    random_inception_weights(path)
-    return path
-
-
-def test_sfid_features_are_adms_mixed_6_conv_first_7_channels_channels_last(inception) -> None:
+def test_sfid_features_are_adms_mixed_6_conv_first_7_channels_channels_last(tmp_path) -> None:
     """TF's mixed_6/conv is Mixed_6d's 1x1 branch after its ReLU: [N, 192, 17, 17] from 299 px; ADM keeps
     channels :7 and flattens [N, 17, 17, 7]. The pool features are torch-fidelity's own, unchanged."""
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
+    inception = tmp_path / "pt_inception-random.pth"
+    random_inception_weights(inception)
     images = scenes(3, 0)
     ours = extract_layers(images, extractor="inception", inception_weights=inception, roles=("fid", "isc", "sfid"))
     assert ours["sfid"].shape == (3, 7 * 17 * 17) == (3, 2023)
@@ -98,17 +93,12 @@ def test_precision_recall_match_a_brute_force_count() -> None:
     assert 0 < found["precision"] < 1 and 0 < found["recall"] < 1  # a case that tells the two sides apart
 
 
-@pytest.fixture(scope="module")
-def tiny_vit(tmp_path_factory):
-    path = tmp_path_factory.mktemp("vit") / "vit_tiny_random.pth"
-    random_vit_weights(path)
-    return path
-
-
-def test_fd_dinov2_runs_edm2s_preprocessing_on_the_named_timm_network(tiny_vit) -> None:
+def test_fd_dinov2_runs_edm2s_preprocessing_on_the_named_timm_network(tmp_path) -> None:
     import timm
     from timm.models import load_checkpoint
 
+    tiny_vit = tmp_path / "vit_tiny_random.pth"
+    random_vit_weights(tiny_vit)
     images = scenes(4, 2)
     feats = extract_features(images, extractor="dinov2", weights=tiny_vit, timm_model=TINY_VIT)
     net = timm.create_model(TINY_VIT, pretrained=False, num_classes=0, dynamic_img_size=True).eval()

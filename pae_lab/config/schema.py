@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from analysis.fidelity_names import FidelityColumns, fidelity_columns
+from analysis.fidelity_names import DINOV2_TIMM_MODEL, FidelityColumns, fidelity_columns
 from analysis.panel_config import PanelConfig
 from analysis.primary import MAX_PRIMARY, parse_test
 from pae_lab.architectures import TokenizerSpec
@@ -237,7 +237,11 @@ class EvaluationConfig(Strict):
     val_loss_t: list[float] = Field(default_factory=lambda: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
                                     min_length=1, description="Fixed t-grid of the held-out flow-matching loss (t = 1 is data).")
     val_loss_images: int = Field(256, ge=1, description="Held-out latents the validation loss averages over (first n of val).")
-    inception_weights: str | None = Field(None, description="Local path of torch-fidelity's Inception weights (pt_inception-2015-12-05).")
+    inception_weights: str | None = Field(None, description="Local path of torch-fidelity's Inception weights (pt_inception-2015-12-05); "
+                                          "with them the generation stage also scores IS and sFID as ADM's evaluator does.")
+    dinov2_weights: str | None = Field(None, description="Local path of DINOv2 ViT-L/14 weights (timm's vit_large_patch14_dinov2.lvd142m "
+                                       "model.safetensors): the generation stage then adds fd_dinov2 (EDM2's FD-DINOv2); never downloaded.")
+    dinov2_model: str = Field(DINOV2_TIMM_MODEL, description="The timm architecture of `dinov2_weights` (EDM2's: ViT-L/14).")
     sampler: SamplerConfig = Field(default_factory=SamplerConfig, description="How samples are drawn for gFID.")
     batch_size: int = Field(256, ge=1, description="Decoding batch size (memory only).", json_schema_extra=NO_IDENTITY)
 

@@ -9,7 +9,7 @@ plugin (the registry is declared, with the built-ins' names, in `pae_lab.catalog
 marked `identity=False`, such as `training.log_every`, are left out) or a name in `RESOLVED`,
 for inputs that are not plain config: the latent grid, the variant's regularizers, the seed, the
 tokenizer a run trains or loads (a variant may bring its own), the resolved FD extractor and its
-weights file, the contents of the files a study names. The stage
+weights file, the scores beside FD (`suite`: DINOv2's network and weights), the contents of the files a study names. The stage
 function is named as "module:function" and imported only when the stage runs, so planning, the
 status table and hashing never import torch.
 """
@@ -122,6 +122,14 @@ def _extractor(study: "StudyConfig", run: RunKey | None) -> dict[str, Any]:
     return {"name": name, "weights": path_digest(weights), "kd_subset": "half"}
 
 
+def _suite(study: "StudyConfig", run: RunKey | None) -> dict[str, Any]:
+    """The scores beside FD (IS, sFID with Inception, FD-DINOv2 with its weights: analysis.suite_scores):
+    the DINOv2 network and the digest of its weights file, none without them."""
+    ev = study.evaluation
+    dinov2 = None if ev.dinov2_weights is None else {"model": ev.dinov2_model, "weights": path_digest(ev.dinov2_weights)}
+    return {"scores": ("is", "sfid", "fd_dinov2"), "dinov2": dinov2}
+
+
 def _files(*keys: str) -> Callable[["StudyConfig", RunKey | None], dict[str, str | None]]:
     """Digests of the files or folders named by params keys (a data root, a weights file)."""
 
@@ -151,6 +159,7 @@ RESOLVED: dict[str, Callable[["StudyConfig", RunKey | None], Any]] = {
     "variant": lambda study, run: run.regularizers,
     "seed": lambda study, run: run.seed,
     "extractor": _extractor,
+    "suite": _suite,
     "data_files": _files("data.params.root", "data.params.masks_root"),
     "prior_files": _files("prior.params.weights"),
     "run_tokenizer": lambda study, run: identity_dump(run_tokenizer(study, run)),
@@ -218,7 +227,7 @@ for _stage in (
           depends=("refine", "tokenizer.latent_channels", "device"), scope="shared", distributed=True,
           doc="refined prior targets Z_T = P(H)"),
     Stage("reference", "pae_lab.stages.reference:reference_stage", reads=("data",),
-          depends=("extractor", "evaluation.num_samples", "evaluation.kid_subsets", "evaluation.sampler.seed",
+          depends=("extractor", "suite", "evaluation.num_samples", "evaluation.kid_subsets", "evaluation.sampler.seed",
                    "prior.name", "training.perceptual.name"), scope="shared",
           doc="FD features of the real reference and held-out sets, once per study; sampling floor"),
     Stage("teacher", "pae_lab.stages.reference:teacher_stage", reads=("data", "prior", "refine"),
@@ -236,9 +245,10 @@ for _stage in (
           doc="latent flow-matching DiT; EMA weights at the eval steps"),
     Stage("generation", "pae_lab.stages.generation:generation_stage", reads=("data", "tokenizer", "generator", "reference"),
           depends=("evaluation.sampler", "evaluation.kid_subsets", "evaluation.prdc_k", "evaluation.val_loss_t",
-                   "evaluation.val_loss_images"),
+                   "evaluation.val_loss_images", "suite"),
           columns="summary", protocols=layout.CONVERGENCE,
-          doc="sample, decode; gFD/gKD, lFD/lKD (vs own reconstructions), precision/recall/density/coverage, held-out flow loss per checkpoint"),
+          doc="sample, decode; gFD/gKD, lFD/lKD (vs own reconstructions), precision/recall/density/coverage, IS, "
+              "sFID (Inception), FD-DINOv2 (its weights), held-out flow loss per checkpoint"),
     Stage("controls", "pae_lab.stages.controls:controls_stage", reads=("data", "tokenizer", "generation", "reference"),
           depends=("evaluation.controls",), protocols=layout.CONTROLS,
           doc="every generation score under blur, a constant decoder and dropped modes, and its floor (baseline runs)"),

@@ -52,6 +52,13 @@ REFINER = f"refiner{PT}"  # the refiner's weights and its feature standardisatio
 REFERENCE_FEATURES = f"features_reference{NPY}"  # FD features of the first n train images
 REFERENCE_IMAGES = f"reference{NPZ}"  # those images (and labels) in ADM's format: `pae-lab evaluate --reference`
 HELDOUT_FEATURES = f"features_heldout{NPY}"  # FD features of the first n val images
+
+
+def reference_features(role: str) -> str:
+    """The reference images' features of a suite score beyond FD ("sfid": Inception's spatial ones, "dinov2")."""
+    return f"features_reference_{role}{NPY}"
+
+
 FIDELITY_PROTOCOL = f"protocol{JSON}"  # what every FD/KD column means and how it was computed
 # teacher
 TEACHER_CEILING = f"teacher{JSON}"  # the teacher's ceiling rows (analysis.teacher)

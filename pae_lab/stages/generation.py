@@ -5,6 +5,8 @@ Per checkpoint, at the study's one N (StudyConfig.fd_n):
 - lFD / lKD: generated vs this tokenizer's own reconstructions of that reference set (the decoder's
   blur on both sides; it rewards a decoder that shows less: see the controls stage);
 - precision / recall / density / coverage against each of the two (fidelity and diversity apart);
+- beside them, the suite papers quote (analysis.suite_scores): IS, sFID with Inception, FD-DINOv2
+  with its weights, each against the reference stage's features;
 - the generator's flow-matching loss on held-out latents over a fixed t-grid with fixed noise, with
   the null label too at the last checkpoint (a tenth of the stage's time at every one), beside the
   loss a Gaussian with the training latents' covariance allows (analysis.flow_baseline) and the gap
@@ -26,6 +28,7 @@ from analysis.adm_files import save_images
 from analysis.fidelity_names import FidelityColumns
 from analysis.flow_baseline import gaussian_flow_loss, latent_spectrum
 from analysis.set_scores import set_scores
+from analysis.suite_scores import suite_scores
 from pae_lab.fsutil import save_npy, write_json
 from pae_lab.plan import layout
 from pae_lab.generation.flow import validation_loss
@@ -35,7 +38,7 @@ from pae_lab.models.latent_norm import LatentNorm
 from pae_lab.stages.context import StageContext
 from pae_lab.stages.generator import SavedGenerator
 from pae_lab.stages.manifold import reconstruct
-from pae_lab.stages.reference import features, fidelity_protocol, load_features
+from pae_lab.stages.reference import features, fidelity_protocol, load_features, load_suite_reference, suite_features
 from pae_lab.stages.tokenizer import load_tokenizer
 from pae_lab.stages.training import batched
 
@@ -76,6 +79,7 @@ def generation_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     n = study.fd_n
     kw = {"kid_subsets": ev.kid_subsets, "seed": ev.sampler.seed}
     real = load_features(ctx.input("reference"), layout.REFERENCE_FEATURES)
+    real_suite = load_suite_reference(ctx.input("reference"))
     own = features(study, reconstruct(tokenizer, ctx.split("train").images[:n], device, ev.batch_size), device)
     val_latents = norm.normalize(torch.from_numpy(np.load(tok_dir / layout.latents("val"))[:ev.val_loss_images]))
     val_labels = torch.from_numpy(ctx.split("val").labels[:ev.val_loss_images]).long()
@@ -90,8 +94,9 @@ def generation_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
         latents, labels = generate_latents(model, n, saved.latent_shape, ev.sampler, num_classes=saved.num_classes,
                                            device=device)
         images = decode_all(tokenizer, norm, latents, device, ev.batch_size)
-        gen = features(study, images, device)
-        row = {"step": step, **set_scores(gen, real, own, cols, prdc_k=ev.prdc_k, **kw),
+        generated = suite_features(study, images, device)
+        gen = generated["fid"]
+        row = {"step": step, **set_scores(gen, real, own, cols, prdc_k=ev.prdc_k, **kw), **suite_scores(generated, real_suite, cols),
                **flow_losses(model, val_latents, val_labels, cols, gauss, study.generator.class_dropout,
                              with_null=step == steps[-1], **loss_kw)}
         rows.append(row)

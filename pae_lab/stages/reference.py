@@ -1,7 +1,9 @@
 """Shared evaluation stages, computed once per study instead of inside the first jobs:
 
 - `reference_stage`: FD features of the real reference set (the first N training images) and of
-  the first N held-out images, and the sampling floor FD/KD(held-out real, reference) at that N.
+  the first N held-out images, and the sampling floor FD/KD(held-out real, reference) at that N;
+  the reference's features of the scores beside FD (sFID's with Inception, DINOv2's with its
+  weights: analysis.suite_scores).
   Every run compares its generated images and reconstructions with these features. The reference
   images themselves are kept in ADM's format, so any sample file can be scored against them.
 - `teacher_stage`: the teacher's ceiling (analysis.teacher) -- SSC, GSQ, probes and coherence of
@@ -18,6 +20,7 @@ import torch
 
 from analysis.adm_files import save_images
 from analysis.fidelity import extract_features, fd_kd_named, kid_subset, shared_network_warning
+from analysis.suite_scores import Suite
 from analysis.teacher import gradient_energy, pooled_pixels, position, teacher_ceiling
 from pae_lab.fsutil import save_npy, write_json
 from pae_lab.plan import layout
@@ -43,13 +46,36 @@ def load_features(stage_dir: Path, name: str) -> torch.Tensor:
     return torch.from_numpy(np.load(Path(stage_dir) / name)).double()
 
 
+SUITE_REFERENCE_ROLES = ("sfid", "dinov2")  # the suite's features the reference stage keeps beside FD's
+
+
+def suite(study: StudyConfig) -> Suite:
+    """The networks that score the study's sets: its extractor, and DINOv2 when its weights are named."""
+    ev = study.evaluation
+    return Suite(ev.extractor, ev.inception_weights, ev.dinov2_weights, ev.dinov2_model)
+
+
+def suite_features(study: StudyConfig, images_u8: torch.Tensor | np.ndarray, device: torch.device) -> dict[str, torch.Tensor]:
+    """Every feature set of the suite (FD's as "fid") of some images, each network run once."""
+    return suite(study).features(torch.as_tensor(images_u8), batch_size=FD_BATCH, device=device)
+
+
+def load_suite_reference(stage_dir: Path) -> dict[str, torch.Tensor]:
+    """The reference stage's suite features, by role, those it kept."""
+    return {role: load_features(stage_dir, layout.reference_features(role)) for role in SUITE_REFERENCE_ROLES
+            if (Path(stage_dir) / layout.reference_features(role)).is_file()}
+
+
 def fidelity_protocol(study: StudyConfig) -> dict[str, Any]:
     """What every FD/KD column of the study means and how it was computed (stored beside the values)."""
     cols = study.evaluation.columns()
     warning = shared_network_warning(study.evaluation.extractor, study.evaluation.inception_weights,
                                      prior=study.prior.name, perceptual=study.training.perceptual.name)
+    scores = suite(study)
     return {"n": study.fd_n, "num_samples_asked": study.evaluation.num_samples, "n_lowered": study.fd_n_note(), "reference": "first n train images",
             "heldout": "first n val images", "columns": cols.meanings(), "extractor_shares_network": warning,
+            "dinov2_shares_network": scores.shared_network(prior=study.prior.name, perceptual=study.training.perceptual.name),
+            "suite": scores.protocol(),
             "kid_subsets": study.evaluation.kid_subsets, "kid_subset_size": kid_subset(study.fd_n, study.fd_n)}
 
 
@@ -58,7 +84,10 @@ def reference_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     n = study.fd_n
     cols = study.evaluation.columns()
     train = ctx.split("train")
-    ref = features(study, train.images[:n], device)
+    ref_sets = suite_features(study, train.images[:n], device)
+    ref = ref_sets["fid"]
+    for role in set(SUITE_REFERENCE_ROLES) & set(ref_sets):
+        save_npy(out / layout.reference_features(role), ref_sets[role].numpy())
     save_images(out / layout.REFERENCE_IMAGES, np.asarray(train.images[:n]), train.labels[:n])  # for `pae-lab evaluate`
     held = features(study, ctx.split("val").images[:n], device)
     save_npy(out / layout.REFERENCE_FEATURES, ref.numpy())
@@ -66,8 +95,9 @@ def reference_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     noise = fd_kd_named(held, ref, cols.noise_fd, cols.noise_kd, kid_subsets=study.evaluation.kid_subsets,
                         seed=study.evaluation.sampler.seed)
     protocol = fidelity_protocol(study)
-    if protocol["extractor_shares_network"]:
-        warnings.warn(protocol["extractor_shares_network"], stacklevel=2)
+    for line in (protocol["extractor_shares_network"], protocol["dinov2_shares_network"], *protocol["suite"]["skipped"]):
+        if line:
+            warnings.warn(line, stacklevel=2)
     write_json(out / layout.FIDELITY_PROTOCOL, protocol)
     return {**noise, "n": n, "warning": protocol["extractor_shares_network"]}
 
