@@ -50,6 +50,8 @@ class DinoV2Timm(FeatureExtractorBase):
 
     @staticmethod
     def get_default_feature_layer_for_metric(metric: str) -> str:
+        if metric == "isc":
+            raise ValueError("DINOv2 has no class logits: it gives no Inception Score")
         return DINOV2_LAYER
 
     @staticmethod

@@ -29,6 +29,11 @@ class Suite:
     dinov2_weights: str | os.PathLike | None = None
     dinov2_model: str = DINOV2_TIMM_MODEL
 
+    def __post_init__(self) -> None:
+        if self.name == DINOV2:  # it has no class logits and takes its own weights: a score beside, not the extractor
+            raise ValueError(f"extractor {DINOV2!r} is scored beside the study's extractor: name its weights as "
+                             f"dinov2_weights (--dinov2-weights) and pick effnet-lite0, effnet-lite0-96 or inception")
+
     @property
     def name(self) -> str:
         return resolve_extractor(self.extractor, inception_weights_or_cached(self.inception_weights))

@@ -133,3 +133,5 @@ def test_every_suite_column_is_named_once_after_its_extractor() -> None:
     assert inception.direction("fd_dinov2") == "lower"
     skipped = Suite(extractor="effnet-lite0").skipped()
     assert len(skipped) == 2 and "--dinov2-weights" in skipped[1] and "--inception-weights" in skipped[0]
+    with pytest.raises(ValueError, match="scored beside the study's extractor"):
+        Suite(extractor="dinov2")
