@@ -279,9 +279,10 @@ def fidelity_columns(extractor: str = "auto", inception_weights: str | os.PathLi
 
 def shared_network_warning(extractor: str, inception_weights: str | os.PathLike | None, **roles: str) -> str:
     """A warning when the FD network is also the prior or the perceptual loss (roles: role -> network
-    name, e.g. prior="effnet_lite0"): FD then rewards latents tuned to that network's features."""
+    name, e.g. prior="effnet_lite0", or a timm name, "vit_base_patch14_dinov2.lvd142m"): FD then rewards
+    latents tuned to that network's features."""
     network = FIDELITY_EXTRACTORS.get(resolve_extractor(extractor, inception_weights)).network
-    same = [role for role, name in roles.items() if name and name.replace("-", "_").startswith(network)]
+    same = [role for role, name in roles.items() if name and network in name.replace("-", "_")]
     if not same:
         return ""
     return (f"the FD extractor ({network}) is also the {' and the '.join(same)}: FD then rewards images that "

@@ -115,6 +115,7 @@ def test_fd_dinov2_runs_edm2s_preprocessing_on_the_named_timm_network(tmp_path) 
     assert same["fd_dinov2"] == pytest.approx(0.0, abs=1e-8) and apart["fd_dinov2"] > 1e-3
     assert "is_effnet_lite0_96" in same and "is" not in same and "sfid" not in same  # named after their extractor
     assert [line.split(" ")[0] for line in suite.skipped()] == ["sFID"]
+    assert suite.shared_network(prior="vit_base_patch14_dinov2.lvd142m")  # a timm prior on DINOv2 (studies/imagenet256.yaml)
     assert suite.shared_network(prior="dinov2_vitb14") and not suite.shared_network(prior="effnet_lite0")
 
 

@@ -66,15 +66,20 @@ def load_suite_reference(stage_dir: Path) -> dict[str, torch.Tensor]:
             if (Path(stage_dir) / layout.reference_features(role)).is_file()}
 
 
+def prior_network(study: StudyConfig) -> str:
+    """The prior's network: its timm model where it names one ("vit_base_patch14_dinov2.lvd142m"), else its name."""
+    return str(study.prior.params.get("model", study.prior.name))
+
+
 def fidelity_protocol(study: StudyConfig) -> dict[str, Any]:
     """What every FD/KD column of the study means and how it was computed (stored beside the values)."""
     cols = study.evaluation.columns()
     warning = shared_network_warning(study.evaluation.extractor, study.evaluation.inception_weights,
-                                     prior=study.prior.name, perceptual=study.training.perceptual.name)
+                                     prior=prior_network(study), perceptual=study.training.perceptual.name)
     scores = suite(study)
     return {"n": study.fd_n, "num_samples_asked": study.evaluation.num_samples, "n_lowered": study.fd_n_note(), "reference": "first n train images",
             "heldout": "first n val images", "columns": cols.meanings(), "extractor_shares_network": warning,
-            "dinov2_shares_network": scores.shared_network(prior=study.prior.name, perceptual=study.training.perceptual.name),
+            "dinov2_shares_network": scores.shared_network(prior=prior_network(study), perceptual=study.training.perceptual.name),
             "suite": scores.protocol(),
             "kid_subsets": study.evaluation.kid_subsets, "kid_subset_size": kid_subset(study.fd_n, study.fd_n)}
 
