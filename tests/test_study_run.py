@@ -65,6 +65,34 @@ def reuse_shared(finished, output_dir: Path) -> None:
     shutil.copytree(finished[0].study_dir() / "shared", output_dir / "shared")
 
 
+def test_dinov2_weights_add_fd_dinov2_that_evaluate_scores_again(finished, tmp_path: Path) -> None:
+    """With DINOv2 weights named (a tiny random timm ViT in their place: same code path), the reference
+    stage keeps the reference's DINOv2 features, the run's row gains fd_dinov2, `pae-lab evaluate` on its
+    samples.npz gives the same number, and sFID is skipped in one line (no Inception here)."""
+    from typer.testing import CliRunner
+    from weights_fixture import TINY_VIT, random_vit_weights
+
+    from pae_lab.cli import app
+
+    vit = tmp_path / "vit.pth"
+    random_vit_weights(vit)
+    study = make_study(tmp_path, variants=["baseline"], generator={**TINY["generator"], "eval_at": []},  # one checkpoint scored
+                       evaluation={**TINY["evaluation"], "dinov2_weights": str(vit), "dinov2_model": TINY_VIT})
+    reuse_shared(finished, study.study_dir())
+    assert Driver(study, Console(quiet=True)).run().failed == []
+    results = pd.read_csv(study.study_dir() / "results.csv").set_index("variant")
+    (kept,) = study.study_dir().glob("shared/reference/*/features_reference_dinov2.npy")  # the redone reference stage's
+    samples = study.study_dir() / "runs" / "baseline" / "seed0" / "generation" / "samples.npz"
+    out = CliRunner().invoke(app, ["evaluate", str(samples), "--reference", str(kept.parent / "reference.npz"), "--extractor",
+                                   "effnet-lite0-96", "--dinov2-weights", str(vit), "--dinov2-model", TINY_VIT,
+                                   "--kid-subsets", "10", "--json", str(tmp_path / "scores.json")])
+    assert out.exit_code == 0, out.output
+    assert read_json(tmp_path / "scores.json")["scores"]["fd_dinov2"] == pytest.approx(results.loc["baseline", "fd_dinov2"], rel=1e-9)
+    assert results.loc["baseline", "fd_dinov2"] > 0 and "sfid" not in results
+    suite = read_json(kept.parent / "protocol.json")["suite"]
+    assert suite["dinov2_model"] == TINY_VIT and [line.split(" ")[0] for line in suite["skipped"]] == ["sFID"]
+
+
 def test_every_run_finishes_with_metrics(finished) -> None:
     study, outcome = finished
     assert outcome.failed == [] and outcome.launched == 3
