@@ -371,7 +371,7 @@ def generation_score_column(table: Path) -> str:
     reads as generation quality), else its generation FD column (fid with Inception, else fd_<extractor>)."""
     import pandas as pd
 
-    from analysis.fidelity_names import FIDELITY_EXTRACTORS
+    from analysis.fidelity_names import DINOV2, FIDELITY_EXTRACTORS
 
     try:
         head = pd.read_csv(table, nrows=1)
@@ -379,7 +379,7 @@ def generation_score_column(table: Path) -> str:
         return "fid"  # correlate_file reports the unreadable file
     if "correlation_target" in head and head["correlation_target"].notna().any():
         return str(head["correlation_target"].iloc[0])
-    names = [FIDELITY_EXTRACTORS.get(n).fid_key for n in FIDELITY_EXTRACTORS.names()]
+    names = [FIDELITY_EXTRACTORS.get(n).fid_key for n in FIDELITY_EXTRACTORS.names() if n != DINOV2]  # fd_dinov2 is scored beside
     return next((c for c in names if c in head.columns), names[0])
 
 

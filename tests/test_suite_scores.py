@@ -136,3 +136,12 @@ def test_every_suite_column_is_named_once_after_its_extractor() -> None:
     assert len(skipped) == 2 and "--dinov2-weights" in skipped[1] and "--inception-weights" in skipped[0]
     with pytest.raises(ValueError, match="scored beside the study's extractor"):
         Suite(extractor="dinov2")
+
+
+def test_a_results_table_with_fd_dinov2_still_reads_its_own_fid(tmp_path) -> None:
+    """fd_dinov2 sorts first among the extractors' FD keys but is scored beside the study's FD: a table
+    without a correlation target reads the study's own FD."""
+    from pae_lab.cli import generation_score_column
+
+    (tmp_path / "results.csv").write_text("variant,fd_dinov2,fid\nbaseline,3.0,2.0\n")
+    assert generation_score_column(tmp_path / "results.csv") == "fid"
