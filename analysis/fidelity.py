@@ -287,10 +287,19 @@ def fd_kd(samples: torch.Tensor, reference: torch.Tensor, *, kid_subset_size: in
             "kd_std": float(kid[torch_fidelity.KEY_METRIC_KID_STD])}
 
 
-def fd_kd_named(samples: torch.Tensor, reference: torch.Tensor, fd_key: str, kd_key: str, **kw: Any) -> dict[str, float]:
-    """`fd_kd` under a study's column names (see FidelityColumns)."""
+def fd_kd_named(samples: torch.Tensor, reference: torch.Tensor, fd_key: str, kd_key: str,
+                stats: tuple[torch.Tensor, torch.Tensor] | None = None, **kw: Any) -> dict[str, float]:
+    """`fd_kd` under a study's column names (see FidelityColumns); with `stats` (a reference file's mu,
+    sigma: the whole data set's, as FID-50K is quoted) FD reads them instead of `reference`'s features."""
     out = fd_kd(samples, reference, **kw)
-    return {fd_key: out["fd"], kd_key: out["kd"], f"{kd_key}_std": out["kd_std"]}
+    fd = out["fd"] if stats is None else fd_to_reference(samples, reference, stats)
+    return {fd_key: fd, kd_key: out["kd"], f"{kd_key}_std": out["kd_std"]}
+
+
+def fd_to_reference(samples: torch.Tensor, reference: torch.Tensor,
+                    stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> float:
+    """FD of features [N, D] against a reference: its named statistics (mu, sigma) when there are, else its features."""
+    return frechet_distance(samples, reference) if stats is None else frechet_distance_to_statistics(samples, *stats)
 
 
 def _check_images(what: str, images: torch.Tensor) -> None:

@@ -86,7 +86,8 @@ def test_dry_run_of_the_zoo_lists_every_missing_checkpoint() -> None:
                           capture_output=True, text=True, cwd=ROOT, env={**os.environ, "COLUMNS": "300"})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "valid (4 runs, launcher slurm)" in proc.stdout
-    assert "evaluation.num_samples: 10000 asked, every FD/KD scores 5000: data.val_size holds 5000" in proc.stdout
+    assert ("evaluation.num_samples: 10000 generated images per score, but the held-out set (rFD, floors) 5000 "
+            "(data.val_size holds 5000)") in proc.stdout
     for key in ("variants[1].tokenizer.path: external tokenizer (diffusers) not found: '/checkpoints/sd-vae-ft-ema'",
                 "variants[2].tokenizer.path", "variants[3].tokenizer.path: external tokenizer (torchscript)"):
         assert key in proc.stdout, key

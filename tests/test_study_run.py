@@ -340,3 +340,47 @@ def test_changed_config_gets_new_child_runs_and_old_ones_keep_theirs(finished) -
         assert client.get_run(spec.mlflow_run_id).data.tags["config_hash"] == spec.identity
     history = client.get_metric_history(next(iter(new_ids)), "tokenizer/loss/total")
     assert [m.step for m in history] == [2, 4, 6, 8]  # the new run's own curve, not appended to the old one  # last: the fixture's study now holds the changed config
+
+
+def test_a_named_reference_file_and_statistics_replace_the_train_split(finished, tmp_path) -> None:
+    """evaluation.reference_images / reference_stats (ADM's formats): gFD from the named mu / sigma,
+    the k-NN scores against the named images; num_samples above val_size still generates num_samples,
+    while the held-out scores carry their own N and the study says so."""
+    import torch
+
+    from analysis.adm_files import load_images, save_images, save_statistics
+    from analysis.fidelity import frechet_distance_to_statistics
+    from analysis.knn_scores import knn_scores
+    from pae_lab.plan import layout
+
+    done = finished[0].study_dir()
+    images, labels = load_images(next(done.glob("shared/reference/*/reference.npz")))
+    named_images = save_images(tmp_path / "ref_images.npz", images[:20], labels[:20])
+    wider = torch.from_numpy(np.load(next(done.glob(f"shared/reference/*/{layout.HELDOUT_FEATURES}"))))
+    named_stats = save_statistics(tmp_path / "ref_stats.npz", wider, "effnet-lite0-96")
+    output = tmp_path / "named"
+    reuse_shared(finished, output)
+    study = make_study(tmp_path, output_dir=str(output), variants=["baseline"],
+                       evaluation={**TINY["evaluation"], "num_samples": 64, "reference_images": str(named_images),
+                                   "reference_stats": str(named_stats)})
+    assert Driver(study, Console(quiet=True)).run().failed == []
+    gen_dir = output / "runs" / "baseline" / "seed0" / "generation"
+    assert len(load_images(gen_dir / layout.SAMPLES)[0]) == 64  # num_samples, not min(num_samples, val_size = 48)
+    generated = torch.from_numpy(np.load(gen_dir / layout.SAMPLE_FEATURES)).double()
+    from pae_lab.plan.graph import stage_hashes
+    from pae_lab.plan.layout import StudyLayout
+
+    ref_dir = StudyLayout(output).shared("reference", stage_hashes(study)["reference"])
+    reference = torch.from_numpy(np.load(ref_dir / layout.REFERENCE_FEATURES)).double()
+    assert len(reference) == 20
+    table = pd.read_csv(output / "results.csv").set_index("variant")
+    mu, sigma = wider.mean(0), torch.from_numpy(np.cov(wider.numpy(), rowvar=False))
+    assert table.loc["baseline", "fd_effnet_lite0_96"] == pytest.approx(frechet_distance_to_statistics(generated, mu, sigma), rel=1e-6)
+    held = torch.from_numpy(np.load(ref_dir / layout.HELDOUT_FEATURES)).double()
+    assert table.loc["reference:heldout_real", "noise_fd_effnet_lite0_96"] == pytest.approx(
+        frechet_distance_to_statistics(held, mu, sigma), abs=1e-4)  # the held-out set against the same statistics: 0
+    assert table.loc["baseline", "precision_effnet_lite0_96"] == pytest.approx(knn_scores(generated, reference, 3)["precision"])
+    protocol = read_json(ref_dir / layout.FIDELITY_PROTOCOL)
+    assert (protocol["n"], protocol["n_reference"], protocol["n_heldout"]) == (64, 20, 48)
+    assert "reference_stats" in protocol["fd_against"] and "ref_images.npz" in protocol["reference"]
+    assert any("held-out set (rFD, floors) 48" in n for n in read_json(output / "study.json")["notes"])

@@ -213,8 +213,16 @@ class DecoderRefitConfig(Strict):
 class EvaluationConfig(Strict):
     """The gFID / rFID protocol, fixed per study and stored beside every value."""
 
-    num_samples: int = Field(1024, ge=16, description="Generated images per gFID evaluation; also the N of every other FD/KD "
-                             "of the study (reference set, reconstructions, held-out reals): compare at equal N only.")
+    num_samples: int = Field(1024, ge=16, description="Generated images per evaluation (50000 for a paper's FID-50K), and "
+                             "the N of the reference set drawn from the train split and of the held-out reals, where the "
+                             "splits hold that many; a score on fewer carries its own N (`run` says so): compare at equal N only.")
+    reference_images: str | None = Field(None, description="ADM-format .npz (`arr_0` uint8 [N, H, W, 3] at data.resolution): "
+                                         "the real reference set of gFD / gKD, precision / recall and lFD. Default: the first "
+                                         "num_samples train images.")
+    reference_stats: str | None = Field(None, description="ADM-format .npz with `mu` / `sigma` of the extractor's features "
+                                        "(e.g. ADM's VIRTUAL_imagenet256_labeled.npz with the Inception extractor): gFD and "
+                                        "the floors come from these statistics, as FID-50K is quoted; a file made by "
+                                        "another network or feature size is refused.")
     extractor: Literal["auto", "inception", "effnet-lite0", "effnet-lite0-96"] = Field(
         "auto", description="auto: Inception when `inception_weights` is set or the file is in the torch hub cache, else the embedded "
         "EfficientNet-Lite0 (named fd_effnet_lite0); effnet-lite0-96: the same network on 96 px resizes, ~10x cheaper on a CPU.")
@@ -322,17 +330,34 @@ class StudyConfig(Strict):
         return self.data.resolution // self.tokenizer.downsample
 
     @property
+    def sample_n(self) -> int:
+        """Generated images per evaluation: evaluation.num_samples, whatever the splits hold."""
+        return self.evaluation.num_samples
+
+    @property
+    def reference_n(self) -> int:
+        """Real reference images drawn from the train split (evaluation.reference_images replaces them)."""
+        return min(self.evaluation.num_samples, self.data.train_size)
+
+    @property
+    def heldout_n(self) -> int:
+        """Held-out reals: the rFD originals and the sampling floor's set."""
+        return min(self.evaluation.num_samples, self.data.val_size)
+
+    @property
     def fd_n(self) -> int:
-        """The one N of every FD/KD in a study: generated, reference, reconstructed and held-out sets."""
-        return min(self.evaluation.num_samples, self.data.train_size, self.data.val_size)
+        """The equal N at which the controls compare generated images with reconstructions and originals."""
+        return min(self.sample_n, self.reference_n, self.heldout_n)
 
     def fd_n_note(self) -> str | None:
-        """One line when the study scores fewer images than evaluation.num_samples asks for, else None."""
-        if self.fd_n == self.evaluation.num_samples:
+        """One line when a score reads fewer images than evaluation.num_samples asks for, else None."""
+        lowered = [f"{what} {n} (data.{key} holds {n})" for what, n, key in (
+            ("the train reference set", self.reference_n, "train_size"), ("the held-out set (rFD, floors)", self.heldout_n, "val_size"))
+            if n < self.sample_n and not (key == "train_size" and self.evaluation.reference_images)]
+        if not lowered:
             return None
-        split = "val_size" if self.data.val_size == self.fd_n else "train_size"
-        return (f"evaluation.num_samples: {self.evaluation.num_samples} asked, every FD/KD scores {self.fd_n}: "
-                f"data.{split} holds {self.fd_n} (the reference and held-out sets come from the splits)")
+        return (f"evaluation.num_samples: {self.sample_n} generated images per score, but {' and '.join(lowered)}: "
+                f"those scores carry their own N (protocol `n_*`), and the controls compare at {self.fd_n}")
 
     def study_dir(self) -> Path:
         return Path(self.output_dir or Path("outputs") / self.name).resolve()

@@ -155,6 +155,8 @@ RESOLVED: dict[str, Callable[["StudyConfig", RunKey | None], Any]] = {
     "prior_files": _files("prior.params.weights"),
     "run_tokenizer": lambda study, run: identity_dump(run_tokenizer(study, run)),
     "tokenizer_files": _tokenizer_files,
+    "reference_files": lambda study, run: {key: path_digest(getattr(study.evaluation, key))
+                                           for key in ("reference_images", "reference_stats")},
 }
 
 
@@ -219,8 +221,8 @@ for _stage in (
           doc="refined prior targets Z_T = P(H)"),
     Stage("reference", "pae_lab.stages.reference:reference_stage", reads=("data",),
           depends=("extractor", "evaluation.num_samples", "evaluation.kid_subsets", "evaluation.sampler.seed",
-                   "prior.name", "training.perceptual.name"), scope="shared",
-          doc="FD features of the real reference and held-out sets, once per study; sampling floor"),
+                   "prior.name", "training.perceptual.name", "reference_files"), scope="shared",
+          doc="FD features of the real reference (the train split's, or a named ADM file's) and held-out sets, once per study; sampling floor"),
     Stage("teacher", "pae_lab.stages.reference:teacher_stage", reads=("data", "prior", "refine"),
           depends=("metrics",), scope="shared",
           doc="the teacher's ceiling: SSC, GSQ, probes of raw prior, refined target and the network-free controls (pooled pixels, gradient energy, position)"),

@@ -49,8 +49,9 @@ def refined_targets(split: str) -> str:
 
 REFINER = f"refiner{PT}"  # the refiner's weights and its feature standardisation
 # reference
-REFERENCE_FEATURES = f"features_reference{NPY}"  # FD features of the first n train images
+REFERENCE_FEATURES = f"features_reference{NPY}"  # FD features of the real reference images (train split or evaluation.reference_images)
 REFERENCE_IMAGES = f"reference{NPZ}"  # those images (and labels) in ADM's format: `pae-lab evaluate --reference`
+REFERENCE_STATS = f"reference_stats{NPZ}"  # mu / sigma of evaluation.reference_stats, checked against the extractor
 HELDOUT_FEATURES = f"features_heldout{NPY}"  # FD features of the first n val images
 FIDELITY_PROTOCOL = f"protocol{JSON}"  # what every FD/KD column means and how it was computed
 # teacher

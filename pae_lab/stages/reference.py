@@ -1,7 +1,9 @@
 """Shared evaluation stages, computed once per study instead of inside the first jobs:
 
-- `reference_stage`: FD features of the real reference set (the first N training images) and of
-  the first N held-out images, and the sampling floor FD/KD(held-out real, reference) at that N.
+- `reference_stage`: FD features of the real reference set (the first N training images, or the
+  ADM file `evaluation.reference_images` names) and of the first N held-out images, and the sampling
+  floor FD/KD(held-out real, reference) at the held-out N; FD against `evaluation.reference_stats`'
+  mu / sigma when the study names them (the whole data set's, as FID-50K is quoted).
   Every run compares its generated images and reconstructions with these features. The reference
   images themselves are kept in ADM's format, so any sample file can be scored against them.
 - `teacher_stage`: the teacher's ceiling (analysis.teacher) -- SSC, GSQ, probes and coherence of
@@ -16,8 +18,9 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from analysis.adm_files import save_images
-from analysis.fidelity import extract_features, fd_kd_named, kid_subset, shared_network_warning
+from analysis.adm_files import MU, SIGMA, load_images, load_statistics, save_images
+from analysis.fidelity import (FIDELITY_EXTRACTORS, extract_features, fd_kd_named, kid_subset, resolve_extractor,
+                               shared_network_warning)
 from analysis.teacher import gradient_energy, pooled_pixels, position, teacher_ceiling
 from pae_lab.fsutil import save_npy, write_json
 from pae_lab.plan import layout
@@ -45,31 +48,75 @@ def load_features(stage_dir: Path, name: str) -> torch.Tensor:
 
 def fidelity_protocol(study: StudyConfig) -> dict[str, Any]:
     """What every FD/KD column of the study means and how it was computed (stored beside the values)."""
-    cols = study.evaluation.columns()
-    warning = shared_network_warning(study.evaluation.extractor, study.evaluation.inception_weights,
+    ev = study.evaluation
+    cols = ev.columns()
+    warning = shared_network_warning(ev.extractor, ev.inception_weights,
                                      prior=study.prior.name, perceptual=study.training.perceptual.name)
-    return {"n": study.fd_n, "num_samples_asked": study.evaluation.num_samples, "n_lowered": study.fd_n_note(), "reference": "first n train images",
-            "heldout": "first n val images", "columns": cols.meanings(), "extractor_shares_network": warning,
-            "kid_subsets": study.evaluation.kid_subsets, "kid_subset_size": kid_subset(study.fd_n, study.fd_n)}
+    reference = (f"{ev.reference_images} (evaluation.reference_images)" if ev.reference_images
+                 else f"first {study.reference_n} train images")
+    return {"n": study.sample_n, "n_reference": None if ev.reference_images else study.reference_n,
+            "n_heldout": study.heldout_n, "n_controls": study.fd_n, "num_samples_asked": ev.num_samples,
+            "n_lowered": study.fd_n_note(), "reference": reference,
+            "fd_against": (f"{ev.reference_stats} (evaluation.reference_stats: mu / sigma)" if ev.reference_stats
+                           else "the reference images' features"),
+            "heldout": f"first {study.heldout_n} val images", "columns": cols.meanings(), "extractor_shares_network": warning,
+            "kid_subsets": ev.kid_subsets, "kid_subset_size": kid_subset(study.sample_n, study.reference_n)}
+
+
+def reference_images(study: StudyConfig, train) -> tuple[np.ndarray, np.ndarray | None]:
+    """The real reference set: evaluation.reference_images when named (at the data's resolution), else the
+    first reference_n train images."""
+    path = study.evaluation.reference_images
+    if path is None:
+        return np.asarray(train.images[:study.reference_n]), train.labels[:study.reference_n]
+    images, labels = load_images(path)
+    side = study.data.resolution
+    if tuple(images.shape[2:]) != (side, side):
+        raise ValueError(f"evaluation.reference_images: {path} holds {tuple(images.shape[2:])} px images, but the study "
+                         f"generates {side} x {side} (data.resolution): use a reference made at that resolution")
+    return images.numpy(), labels
+
+
+def reference_statistics(study: StudyConfig) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(mu, sigma) of evaluation.reference_stats, refused when made by another network or feature size."""
+    path = study.evaluation.reference_stats
+    if path is None:
+        return None
+    name = resolve_extractor(study.evaluation.extractor, study.evaluation.inception_weights)
+    mu, sigma, _ = load_statistics(path, name, FIDELITY_EXTRACTORS.get(name).feature_dim)
+    return mu, sigma
+
+
+def load_reference(stage_dir: Path) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
+    """(the reference images' features, the named statistics file's (mu, sigma) or None) a reference stage wrote."""
+    stats = Path(stage_dir) / layout.REFERENCE_STATS
+    named = None
+    if stats.is_file():
+        with np.load(stats) as data:
+            named = torch.from_numpy(data[MU]), torch.from_numpy(data[SIGMA])
+    return load_features(stage_dir, layout.REFERENCE_FEATURES), named
 
 
 def reference_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     study, device = ctx.study, ctx.device
-    n = study.fd_n
     cols = study.evaluation.columns()
-    train = ctx.split("train")
-    ref = features(study, train.images[:n], device)
-    save_images(out / layout.REFERENCE_IMAGES, np.asarray(train.images[:n]), train.labels[:n])  # for `pae-lab evaluate`
-    held = features(study, ctx.split("val").images[:n], device)
+    images, labels = reference_images(study, ctx.split("train"))
+    stats = reference_statistics(study)
+    ref = features(study, images, device)
+    save_images(out / layout.REFERENCE_IMAGES, images, labels)  # for `pae-lab evaluate`
+    if stats is not None:
+        np.savez(out / layout.REFERENCE_STATS, **{MU: stats[0].numpy(), SIGMA: stats[1].numpy()})
+    held = features(study, ctx.split("val").images[:study.heldout_n], device)
     save_npy(out / layout.REFERENCE_FEATURES, ref.numpy())
     save_npy(out / layout.HELDOUT_FEATURES, held.numpy())
-    noise = fd_kd_named(held, ref, cols.noise_fd, cols.noise_kd, kid_subsets=study.evaluation.kid_subsets,
+    noise = fd_kd_named(held, ref, cols.noise_fd, cols.noise_kd, stats=stats, kid_subsets=study.evaluation.kid_subsets,
                         seed=study.evaluation.sampler.seed)
-    protocol = fidelity_protocol(study)
+    protocol = fidelity_protocol(study) | {"n_reference": len(ref), "kid_subset_size": kid_subset(study.sample_n, len(ref))}
     if protocol["extractor_shares_network"]:
         warnings.warn(protocol["extractor_shares_network"], stacklevel=2)
     write_json(out / layout.FIDELITY_PROTOCOL, protocol)
-    return {**noise, "n": n, "warning": protocol["extractor_shares_network"]}
+    return {**noise, "n": study.sample_n, "n_reference": len(ref), "n_heldout": len(held),
+            "warning": protocol["extractor_shares_network"]}
 
 
 def stage_array(ctx: StageContext, stage: str, name: Callable[[str], str]) -> Callable[[str, int | None], torch.Tensor]:
