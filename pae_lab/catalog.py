@@ -55,7 +55,7 @@ for _name in ("uniform", "logit_normal"):
 for _name in ("conv", "pae", "external"):
     ARCHITECTURES.declare(_name, "pae_lab.config.tokenizers")
 for _name in ("data", "prior", "refine", "reference", "teacher", "tokenizer", "manifold", "generator", "generation", "controls",
-              "refit"):
+              "guidance", "refit"):
     STAGES.declare(_name, "pae_lab.plan.graph")
 for _name in ("inline", "local", "slurm"):
     LAUNCHERS.declare(_name, f"pae_lab.execution.launchers.{_name}")

@@ -384,3 +384,35 @@ def test_a_named_reference_file_and_statistics_replace_the_train_split(finished,
     assert (protocol["n"], protocol["n_reference"], protocol["n_heldout"]) == (64, 20, 48)
     assert "reference_stats" in protocol["fd_against"] and "ref_images.npz" in protocol["reference"]
     assert any("held-out set (rFD, floors) 48" in n for n in read_json(output / "study.json")["notes"])
+
+
+def test_a_guidance_sweep_runs_only_its_own_stage_and_scores_the_best_scale_at_full_n(finished, tmp_path) -> None:
+    """evaluation.sampler.cfg_grid on a finished study: every other stage keeps its hash (nothing retrains or
+    resamples); per variant the best scale of the sweep, gFD at it and without guidance at the full N, and
+    the correlations against both."""
+    from pae_lab.plan import layout
+
+    swept_dir = tmp_path / "swept"
+    shutil.copytree(finished[0].study_dir(), swept_dir)
+    sampler = {**TINY["evaluation"]["sampler"], "cfg_grid": [1.0, 4.0], "cfg_grid_samples": 16}
+    swept = make_study(tmp_path, output_dir=str(swept_dir), evaluation={**TINY["evaluation"], "sampler": sampler})
+    others = lambda: {p: p.stat().st_mtime_ns for p in swept_dir.glob("runs/*/seed0/*/done.json")  # noqa: E731
+                      if p.parent.name != "guidance"}
+    before = others()
+    assert Driver(swept, Console(quiet=True)).run().failed == []
+    assert others() == before
+    table = pd.read_csv(swept_dir / "results.csv").set_index("variant")
+    runs = table[table["kind"] == "variant"]
+    assert set(runs["cfg_best"]) <= {1.0, 4.0} and runs["fd_effnet_lite0_96_cfg"].notna().all()
+    # unguided = the generation stage's own score: it sampled the same checkpoint at scale 1
+    assert np.allclose(runs["fd_effnet_lite0_96_nocfg"], runs["fd_effnet_lite0_96"])
+    for variant in runs.index:
+        sweep = read_json(swept_dir / "runs" / variant / "seed0" / "guidance" / layout.GUIDANCE)
+        assert [r["cfg_scale"] for r in sweep["rows"]] == [1.0, 4.0] and sweep["protocol"]["grid_samples"] == 16
+        assert sweep["best"] == min(sweep["rows"], key=lambda r: r["fd_effnet_lite0_96"])["cfg_scale"]
+        if sweep["best"] == 1.0:  # the same scale, noise and labels as the generation stage: the same images
+            assert runs.loc[variant, "fd_effnet_lite0_96_cfg"] == pytest.approx(runs.loc[variant, "fd_effnet_lite0_96"])
+    guidance = pd.read_csv(swept_dir / "correlations_guidance.csv")
+    assert set(guidance["target"]) == {"fd_effnet_lite0_96_cfg", "fd_effnet_lite0_96_nocfg"} and "gsq" in set(guidance["metric"])
+    unswept = read_json(finished[0].study_dir() / "runs" / "pae" / "seed0" / "guidance" / layout.GUIDANCE)
+    assert unswept["protocol"] == {"measured": False, "why": "evaluation.sampler.cfg_grid is not set"}

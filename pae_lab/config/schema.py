@@ -21,7 +21,7 @@ from pae_lab.config.tokenizers import TokenizerConfig
 from pae_lab.catalog import TIME_SAMPLING
 from pae_lab.config.search import SearchConfig, registered_name
 
-NO_IDENTITY = {"identity": False}  # json_schema_extra of a field that cannot change a result
+NO_IDENTITY = {"identity": False}  # json_schema_extra of a field that cannot change a result, or that only a stage naming it reads
 
 
 class SamplerConfig(BaseModel):
@@ -42,6 +42,15 @@ class SamplerConfig(BaseModel):
                             "only: the noise is drawn for the whole set first, so results do not depend on it).",
                             json_schema_extra={"identity": False})
     seed: int = Field(0, description="Seed for the starting noise and the class-balanced labels.")
+    # The sweep's two keys are read by the guidance stage alone, which depends on them by name: they
+    # leave every other stage's hash (the generation stage's among them) as it was.
+    cfg_grid: list[Annotated[float, Field(ge=0)]] | None = Field(
+        None, min_length=1, json_schema_extra=NO_IDENTITY,
+        description="Guidance scales the guidance stage scores on the final EMA checkpoint at cfg_grid_samples images "
+        "(the same noise and labels for each); the best is scored again at num_samples beside the score without "
+        "guidance (scale 1). null: no sweep.")
+    cfg_grid_samples: int = Field(256, ge=16, json_schema_extra=NO_IDENTITY,
+                                  description="Generated images per scale of the sweep: cheap, and compared at equal N only.")
 
     @field_validator("cfg_interval")
     @classmethod
