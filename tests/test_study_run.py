@@ -33,7 +33,7 @@ def make_study(tmp: Path, **overrides) -> StudyConfig:
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("e2e")
-    study = make_study(tmp)
+    study = make_study(tmp, tracking={"system_metrics": "on", "system_metrics_interval": 0.5})
     outcome = Driver(study, Console(quiet=True)).run()
     return study, outcome
 
@@ -135,6 +135,30 @@ def test_mlflow_holds_parent_and_children_with_loss_curves(finished) -> None:
     assert child.data.tags["config_hash"]
     mirror = (Path(study.study_dir()) / "runs" / "pae" / "seed0" / "tokenizer" / "metrics.jsonl").read_text().splitlines()
     assert len(mirror) == 3
+
+
+def test_mlflow_holds_each_runs_lineage_and_system_metrics(finished) -> None:
+    """Dataset inputs (the splits and the reference, with the digests of the shared stages that wrote them),
+    the tokenizer as a logged model with its latent statistics, and the job's system/* curves."""
+    import mlflow
+
+    from pae_lab.plan.graph import stage_hashes
+
+    study, _ = finished
+    client = mlflow.MlflowClient(f"sqlite:///{study.study_dir() / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("tiny")
+    child = next(r for r in client.search_runs([exp.experiment_id]) if r.data.tags.get("variant") == "pae")
+    inputs = {d.dataset.name: d for d in child.inputs.dataset_inputs}
+    assert set(inputs) == {"scenes:train", "scenes:val", "reference"}
+    hashes = stage_hashes(study)
+    assert inputs["scenes:train"].dataset.digest == hashes["data"][:16] and inputs["reference"].dataset.digest == hashes["reference"][:16]
+    assert {t.value for t in inputs["scenes:val"].tags} == {"validation"}
+    (model,) = client.search_logged_models([exp.experiment_id], filter_string=f"source_run_id = '{child.info.run_id}'")
+    assert model.name == "tokenizer-pae-seed0" and model.status.to_int() == mlflow.entities.LoggedModelStatus.READY.to_int()
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model.artifact_location, tracking_uri=client.tracking_uri))
+    assert {p.name for p in local.iterdir()} == {"model.pt", "latent_norm.json"}
+    assert [o.model_id for o in child.outputs.model_outputs] == [model.model_id]
+    assert any(k.startswith("system/cpu_utilization_percentage") for k in child.data.metrics)
 
 
 def test_rerun_retrains_nothing(finished) -> None:

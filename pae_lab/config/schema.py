@@ -291,6 +291,10 @@ class TrackingConfig(Strict):
     uri: str | None = Field(None, description="MLflow tracking URI; default: sqlite:///<study dir>/mlflow.db. http(s):// works.")
     experiment: str | None = Field(None, description="Experiment name; default: the study name.")
     log_images: bool = Field(True, description="Log reconstruction and sample grids as images.")
+    system_metrics: Literal["auto", "on", "off"] = Field(
+        "auto", description="MLflow system metrics (CPU, memory, disk, network, and GPU memory and utilisation through "
+        "nvidia-ml-py) of each run's job as system/* curves: auto = on for CUDA jobs.")
+    system_metrics_interval: float = Field(10.0, gt=0, description="Seconds between system-metric samples.")
 
 
 class StudyConfig(Strict):
