@@ -46,8 +46,10 @@ for _name in ("digits", "scenes", "imagefolder"):
 PRIORS.declare("effnet_lite0", "pae_lab.priors.effnet_prior")
 PRIORS.declare("timm", "pae_lab.priors.timm_prior")
 PRIORS.declare("oracle", "pae_lab.priors.oracle")
-for _name in ("diffusers", "torchscript", "state_dict", "python"):
+for _name in ("torchscript", "state_dict", "python"):
     ADAPTERS.declare(_name, "pae_lab.models.external")
+ADAPTERS.declare("diffusers", "pae_lab.models.external_diffusers")
+ADAPTERS.declare("ldm_kl", "pae_lab.models.external_ldm")
 for _name in ("euler", "heun"):
     SAMPLERS.declare(_name, "pae_lab.generation.samplers")
 for _name in ("uniform", "logit_normal"):
