@@ -97,6 +97,17 @@ def test_ldm_kl_refuses_a_config_autoencoder_kl_cannot_be(tmp_path: Path, change
     assert str(err.value).startswith(f"tokenizer.config: {config} {key}={value!r} cannot be rebuilt as a diffusers AutoencoderKL: ")
 
 
+def test_ldm_kl_names_the_ddconfig_keys_it_lacks(tmp_path: Path) -> None:
+    save_ldm(tmp_path)
+    config = tmp_path / "vae.yaml"
+    raw = yaml.safe_load(config.read_text())
+    del raw["model"]["params"]["ddconfig"]["ch"], raw["model"]["params"]["ddconfig"]["resolution"]
+    config.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ValueError) as err:
+        _external(adapter="ldm_kl", path=str(tmp_path / "vae.pt"), config=str(config), downsample=2)
+    assert str(err.value) == f"tokenizer.config: {config} model.params.ddconfig lacks ch, resolution"
+
+
 def _shipped(**cfg) -> tuple[tuple[float, ...], tuple[float, ...], str]:
     norm = _external(latent_norm="checkpoint", **cfg).shipped_norm()
     return tuple(round(v, 6) for v in norm.mean), tuple(round(v, 6) for v in norm.std), norm.source

@@ -11,16 +11,17 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-import yaml
 from torch import nn
 
 from pae_lab.config.tokenizers import ExternalConfig
+from pae_lab.config.yaml_strict import load_strict
 from pae_lab.models.external import local_path, register_adapter
 from pae_lab.models.external_diffusers import CLASSES, DiffusersAutoencoder, import_diffusers
 
 WRAPPERS = ("state_dict", "model")  # Lightning checkpoints nest the weights under state_dict, MAR under model
 PARTS = ("encoder.", "decoder.", "quant_conv.", "post_quant_conv.")  # the rest (loss., foundation_model., ...) is training-only
 
+NEEDED = ("ch", "ch_mult", "num_res_blocks", "z_channels", "resolution")  # the ddconfig keys the mapping reads
 # ddconfig keys AutoencoderKL has no counterpart for: the value it needs, and why.
 FIXED: dict[str, tuple[Any, str]] = {
     "double_z": (True, "AutoencoderKL's encoder always outputs mean and log-variance"),
@@ -38,7 +39,7 @@ def _refuse(where: Path, key: str, value: Any, why: str) -> None:
 
 def model_params(where: Path) -> dict[str, Any]:
     """`model.params` of an LDM YAML (a first-stage config), or of its `first_stage_config` (a full LDM config)."""
-    raw = yaml.safe_load(where.read_text()) or {}
+    raw = load_strict(where) or {}  # a duplicate key or a syntax error: one line with file and line
     params = (raw.get("model") or {}).get("params") or {}
     params = (params.get("first_stage_config") or {}).get("params", params)
     for key in ("ddconfig", "embed_dim"):
@@ -55,6 +56,9 @@ def _levels_with_attention(dd: dict[str, Any]) -> list[bool]:
 def autoencoder_kl_config(params: dict[str, Any], where: Path) -> dict[str, Any]:
     """AutoencoderKL's arguments for an LDM ddconfig + embed_dim, or one line naming the key it cannot take."""
     dd = params["ddconfig"]
+    lacking = [key for key in NEEDED if key not in dd]
+    if lacking:
+        raise ValueError(f"tokenizer.config: {where} model.params.ddconfig lacks {', '.join(lacking)}")
     for key, (needed, why) in FIXED.items():
         if key in dd and dd[key] != needed:
             _refuse(where, f"model.params.ddconfig.{key}", dd[key], why)
