@@ -56,11 +56,13 @@ def test_autoencoder_rae_folder_unit_range_fixed_grid(tmp_path: Path) -> None:
         tok.probe(32)  # ... and at any other resolution it is still 4 x 4
 
 
-def test_a_class_without_its_extra_or_entry_is_one_line(tmp_path: Path, monkeypatch) -> None:
-    from pae_lab.models import external_diffusers as ed
+def test_a_class_without_its_extra_or_entry_is_one_line(tmp_path: Path) -> None:
+    from pae_lab.catalog import DIFFUSERS_CLASSES
+    from pae_lab.models.external_diffusers import DiffusersClass
 
-    save_kl(tmp_path / "kl")
-    monkeypatch.setitem(ed.CLASSES, "AutoencoderKL", ed.DiffusersClass(signed=True, needs=("pae_lab_no_such_module", "rae")))
+    save_kl(tmp_path / "kl")  # the conftest fixture restores the registry afterwards
+    DIFFUSERS_CLASSES.register("AutoencoderKL", DiffusersClass(signed=True, needs=("pae_lab_no_such_module", "rae")),
+                               overwrite=True)
     with pytest.raises(ImportError) as err:
         _external(adapter="diffusers", path=str(tmp_path / "kl"), downsample=4)
     assert str(err.value) == (f"tokenizer.path: {tmp_path / 'kl'} holds an AutoencoderKL, which needs "

@@ -1,9 +1,10 @@
 """The `diffusers` adapter: a saved diffusers autoencoder folder, its class read from config.json.
 
-`diffusers.AutoModel` builds whichever class `_class_name` names; `CLASSES` says how each one
-meets the pae-lab contract (its image range, whether its own `encode` already applies the
-checkpoint's latent statistics, the extra it needs). A new class is one `register_diffusers_class`
-call. Needs the `[diffusers]` extra; AutoencoderRAE also `[rae]` (transformers).
+`diffusers.AutoModel` builds whichever class `_class_name` names; the `diffusers_classes` registry
+(`pae-lab registry diffusers_classes`) says how each one meets the pae-lab contract (its image
+range, whether its own `encode` already applies the checkpoint's latent statistics, the extra it
+needs). A new class is one `register_diffusers_class` call, a plugin's too. Needs the
+`[diffusers]` extra; AutoencoderRAE also `[rae]` (transformers).
 """
 from __future__ import annotations
 
@@ -17,9 +18,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pae_lab.catalog import DIFFUSERS_CLASSES
 from pae_lab.config.tokenizers import ExternalConfig
 from pae_lab.models.external import local_path, register_adapter
 from pae_lab.models.latent_norm import LatentNorm
+from pae_lab.registry import RegistryError
 
 
 @dataclass(frozen=True)
@@ -33,14 +36,11 @@ class DiffusersClass:
     needs: tuple[str, str] | None = None
 
 
-CLASSES: dict[str, DiffusersClass] = {}
-
-
 def register_diffusers_class(name: str, convention: DiffusersClass) -> None:
     """How the diffusers class `name` (a config.json `_class_name`) is read by the `diffusers` adapter."""
-    if name in CLASSES:
-        raise ValueError(f"diffusers class {name!r} is already registered")
-    CLASSES[name] = convention
+    if not isinstance(convention, DiffusersClass):
+        raise RegistryError(f"diffusers autoencoder class {name!r}: give a DiffusersClass, got {convention!r}")
+    DIFFUSERS_CLASSES.register(name, convention)
 
 
 register_diffusers_class("AutoencoderKL", DiffusersClass(signed=True))  # SD-VAE, FLUX VAE
@@ -101,25 +101,25 @@ def import_diffusers(adapter: str):
     return diffusers
 
 
-def _convention(folder: Path) -> tuple[str, DiffusersClass]:
+def _convention(folder: Path) -> DiffusersClass:
     config_file = folder / "config.json"
     if not config_file.is_file():
         raise FileNotFoundError(f"tokenizer.path: {config_file} does not exist (adapter 'diffusers' reads the class from it)")
     name = json.loads(config_file.read_text()).get("_class_name")
-    if name not in CLASSES:
+    if name not in DIFFUSERS_CLASSES:
         raise ValueError(f"tokenizer.path: {config_file} has _class_name={name!r}; the diffusers adapter reads "
-                         f"{', '.join(sorted(CLASSES))} (register_diffusers_class adds one)")
-    convention = CLASSES[name]
+                         f"{', '.join(DIFFUSERS_CLASSES.names())} (register_diffusers_class adds one)")
+    convention = DIFFUSERS_CLASSES.get(name)
     if convention.needs and importlib.util.find_spec(convention.needs[0]) is None:
         module, extra = convention.needs
         raise ImportError(f"tokenizer.path: {folder} holds an {name}, which needs {module}: pip install 'pae-lab[{extra}]'")
-    return name, convention
+    return convention
 
 
 @register_adapter("diffusers")
 def diffusers_adapter(cfg: ExternalConfig) -> nn.Module:
     folder = local_path(cfg, "folder")
     diffusers = import_diffusers(cfg.adapter)
-    _, convention = _convention(folder)
+    convention = _convention(folder)
     vae = diffusers.AutoModel.from_pretrained(str(folder), local_files_only=True, **cfg.params)
     return DiffusersAutoencoder(vae, convention, cfg.downsample, f"{folder / 'config.json'}", shipped_scale(vae.config))

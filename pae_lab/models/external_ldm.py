@@ -16,7 +16,8 @@ from torch import nn
 from pae_lab.config.tokenizers import ExternalConfig
 from pae_lab.config.yaml_strict import load_strict
 from pae_lab.models.external import local_path, register_adapter
-from pae_lab.models.external_diffusers import CLASSES, DiffusersAutoencoder, import_diffusers
+from pae_lab.catalog import DIFFUSERS_CLASSES
+from pae_lab.models.external_diffusers import DiffusersAutoencoder, import_diffusers
 
 WRAPPERS = ("state_dict", "model")  # Lightning checkpoints nest the weights under state_dict, MAR under model
 PARTS = ("encoder.", "decoder.", "quant_conv.", "post_quant_conv.")  # the rest (loss., foundation_model., ...) is training-only
@@ -124,4 +125,4 @@ def ldm_kl_adapter(cfg: ExternalConfig) -> nn.Module:
         raise ValueError(f"tokenizer.path: {weights} does not fit the AutoencoderKL that {yaml_file} describes: "
                          f"missing {missing[:3]}{'...' if len(missing) > 3 else ''}, unexpected {unexpected[:3]}")
     scale = (float(params["scale_factor"]), 0.0) if params["scale_factor"] else None
-    return DiffusersAutoencoder(vae, CLASSES["AutoencoderKL"], cfg.downsample, str(yaml_file), scale)
+    return DiffusersAutoencoder(vae, DIFFUSERS_CLASSES.get("AutoencoderKL"), cfg.downsample, str(yaml_file), scale)
