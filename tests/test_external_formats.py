@@ -56,6 +56,16 @@ def test_autoencoder_rae_folder_unit_range_fixed_grid(tmp_path: Path) -> None:
         tok.probe(32)  # ... and at any other resolution it is still 4 x 4
 
 
+def test_a_decoder_writing_another_size_comes_back_at_grid_times_downsample(tmp_path: Path) -> None:
+    pytest.importorskip("transformers")
+    rae = save_rae(tmp_path / "rae", patch=8)  # 4 x 4 tokens -> 32 px; the study's 16 px / downsample 4 wants 16 px
+    tok = _external(adapter="diffusers", path=str(tmp_path / "rae"), latent_channels=64, downsample=4)
+    with torch.no_grad():
+        z = tok.encode(X)
+        torch.testing.assert_close(tok.decode(z), torch.nn.functional.interpolate(
+            rae.decode(z).sample, size=(16, 16), mode="bicubic", align_corners=False))
+
+
 def test_a_class_without_its_extra_or_entry_is_one_line(tmp_path: Path) -> None:
     from pae_lab.catalog import DIFFUSERS_CLASSES
     from pae_lab.models.external_diffusers import DiffusersClass

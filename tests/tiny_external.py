@@ -60,15 +60,15 @@ def save_dc(folder, seed: int = 0):
     return dc
 
 
-def save_rae(folder, seed: int = 0):
+def save_rae(folder, seed: int = 0, patch: int = 4):
     """An AutoencoderRAE folder: a 1-layer DINOv2 encoder reading 32 px (patch 8: a fixed 4 x 4 grid of 64
-    channels) and a 1-layer decoder writing 4 px patches, so 16 px images in, 16 px out (needs transformers)."""
+    channels) and a 1-layer decoder writing `patch` px patches, so 16 px images in, 4 * patch px out (needs transformers)."""
     from diffusers import AutoencoderRAE
 
     torch.manual_seed(seed)
     rae = AutoencoderRAE(encoder_type="dinov2", encoder_hidden_size=64, encoder_patch_size=8, encoder_num_hidden_layers=1,
                          decoder_hidden_size=32, decoder_num_hidden_layers=1, decoder_num_attention_heads=2,
-                         decoder_intermediate_size=64, patch_size=4, encoder_input_size=32).eval()
+                         decoder_intermediate_size=64, patch_size=patch, encoder_input_size=32).eval()
     rae.save_pretrained(folder)
     return rae
 
