@@ -84,11 +84,19 @@ def test_a_class_without_its_extra_or_entry_is_one_line(tmp_path: Path) -> None:
         _external(adapter="diffusers", path=str(tmp_path / "kl"), downsample=4)
 
 
-def test_ldm_kl_reproduces_the_ldm_checkpoint(tmp_path: Path) -> None:
-    """Known answer: the LDM-named weights (level attention included), rebuilt from the YAML, give the original's numbers."""
+@pytest.mark.parametrize("layout", ["vavae", "whole_ldm"])
+def test_ldm_kl_reproduces_the_ldm_checkpoint(tmp_path: Path, layout: str) -> None:
+    """Known answer: the LDM-named weights (level attention included), rebuilt from the YAML, give the original's
+    numbers; from VA-VAE's {"state_dict": ...} and from a whole latent-diffusion checkpoint (first_stage_model.*)."""
     vae = save_ldm(tmp_path / "vavae")
-    tok = _external(adapter="ldm_kl", path=str(tmp_path / "vavae" / "vae.pt"), config=str(tmp_path / "vavae" / "vae.yaml"),
-                    downsample=2)
+    weights = tmp_path / "vavae" / "vae.pt"
+    if layout == "whole_ldm":
+        state = torch.load(weights, weights_only=True)["state_dict"]
+        weights = tmp_path / "vavae" / "ldm.ckpt"
+        torch.save({"state_dict": {**{f"first_stage_model.{k}": v for k, v in state.items()},
+                                   "model.diffusion_model.out.2.weight": torch.zeros(1), "encoder.stray": torch.zeros(1)}},
+                   weights)
+    tok = _external(adapter="ldm_kl", path=str(weights), config=str(tmp_path / "vavae" / "vae.yaml"), downsample=2)
     _close(tok, lambda x: vae.encode(x * 2 - 1).latent_dist.mode(), lambda z: vae.decode(z).sample * 0.5 + 0.5)
     tok.probe(16)
 

@@ -82,7 +82,10 @@ def autoencoder_kl_config(params: dict[str, Any], where: Path) -> dict[str, Any]
 
 
 def read_weights(path: Path) -> dict[str, torch.Tensor]:
-    """The autoencoder's tensors from an LDM checkpoint, unwrapped from Lightning's `state_dict` or MAR's `model`."""
+    """The autoencoder's tensors from an LDM checkpoint, unwrapped from Lightning's `state_dict` or MAR's `model`,
+    without the prefix a whole latent-diffusion checkpoint puts on them (`first_stage_model.`, diffusers' list)."""
+    from diffusers.loaders.single_file_utils import LDM_VAE_KEYS
+
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle errors have no common type
@@ -91,7 +94,9 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
     for key in WRAPPERS:
         if isinstance(blob, dict) and isinstance(blob.get(key), dict):
             blob = blob[key]
-    return {k: v for k, v in blob.items() if k.startswith(PARTS)}
+    prefix = next((p for p in LDM_VAE_KEYS if any(k.startswith(p + PARTS[0]) for k in blob)), "")
+    ours = {k[len(prefix):]: v for k, v in blob.items() if k.startswith(prefix)}
+    return {k: v for k, v in ours.items() if k.startswith(PARTS)}
 
 
 def _block_attentions(state: dict[str, torch.Tensor], config: dict[str, Any], out: dict[str, torch.Tensor],
