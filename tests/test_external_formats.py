@@ -12,7 +12,7 @@ import yaml
 from pae_lab.architectures import build_tokenizer
 from pae_lab.config.errors import StudyError
 from pae_lab.plan.preflight import load_study
-from tiny_external import LDM_DDCONFIG, TinyAE, save_dc, save_kl, save_ldm, save_rae
+from tiny_external import LDM_DDCONFIG, TinyAE, ldm_twin, save_dc, save_kl, save_ldm, save_rae, to_ldm_state
 
 diffusers = pytest.importorskip("diffusers")
 X = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
@@ -84,12 +84,20 @@ def test_a_class_without_its_extra_or_entry_is_one_line(tmp_path: Path) -> None:
         _external(adapter="diffusers", path=str(tmp_path / "kl"), downsample=4)
 
 
-@pytest.mark.parametrize("layout", ["vavae", "whole_ldm"])
+@pytest.mark.parametrize("layout", ["vavae", "whole_ldm", "mar"])
 def test_ldm_kl_reproduces_the_ldm_checkpoint(tmp_path: Path, layout: str) -> None:
     """Known answer: the LDM-named weights (level attention included), rebuilt from the YAML, give the original's
-    numbers; from VA-VAE's {"state_dict": ...} and from a whole latent-diffusion checkpoint (first_stage_model.*)."""
+    numbers; from VA-VAE's {"state_dict": ...}, a whole latent-diffusion checkpoint (first_stage_model.*) and
+    MAR's {"model": ...} with attention in the encoder only."""
     vae = save_ldm(tmp_path / "vavae")
     weights = tmp_path / "vavae" / "vae.pt"
+    if layout == "mar":
+        vae = ldm_twin(seed=1, decoder_attention=False)
+        torch.save({"model": to_ldm_state(vae)}, weights)
+        config = tmp_path / "vavae" / "vae.yaml"
+        raw = yaml.safe_load(config.read_text())
+        raw["model"]["params"]["ddconfig"]["decoder_attn_resolutions"] = []
+        config.write_text(yaml.safe_dump(raw))
     if layout == "whole_ldm":
         state = torch.load(weights, weights_only=True)["state_dict"]
         weights = tmp_path / "vavae" / "ldm.ckpt"

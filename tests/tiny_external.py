@@ -77,14 +77,16 @@ LDM_DDCONFIG = {"double_z": True, "z_channels": 4, "resolution": 16, "in_channel
                 "ch_mult": [1, 2], "num_res_blocks": 1, "attn_resolutions": [8], "dropout": 0.0}
 
 
-def ldm_twin(seed: int = 0):
+def ldm_twin(seed: int = 0, decoder_attention: bool = True):
     """The AutoencoderKL that LDM_DDCONFIG describes, written out independently of the adapter: level 1
-    works at 16 / 2 = 8 px, in attn_resolutions, so it has attention in the encoder and the decoder."""
+    works at 16 / 2 = 8 px, in attn_resolutions, so it has attention in the encoder and (unless MAR's
+    layout, `decoder_attention=False`) in the decoder, whose first up block is level 1."""
     from diffusers import AutoencoderKL
 
     torch.manual_seed(seed)
+    up = "AttnUpDecoderBlock2D" if decoder_attention else "UpDecoderBlock2D"
     return AutoencoderKL(down_block_types=("DownEncoderBlock2D", "AttnDownEncoderBlock2D"),
-                         up_block_types=("AttnUpDecoderBlock2D", "UpDecoderBlock2D"), block_out_channels=(32, 64),
+                         up_block_types=(up, "UpDecoderBlock2D"), block_out_channels=(32, 64),
                          layers_per_block=1, latent_channels=4, norm_num_groups=32, sample_size=16).eval()
 
 

@@ -22,6 +22,9 @@ from pae_lab.models.external_diffusers import DiffusersAutoencoder, import_diffu
 WRAPPERS = ("state_dict", "model")  # Lightning checkpoints nest the weights under state_dict, MAR under model
 PARTS = ("encoder.", "decoder.", "quant_conv.", "post_quant_conv.")  # the rest (loss., foundation_model., ...) is training-only
 
+# LDM gives encoder and decoder one attn_resolutions; MAR's decoder has none while its encoder has
+# (16,), which `decoder_attn_resolutions` (pae-lab's key, absent: the same as the encoder) says.
+ATTENTION_KEYS = ("attn_resolutions", "decoder_attn_resolutions")
 NEEDED = ("ch", "ch_mult", "num_res_blocks", "z_channels", "resolution")  # the ddconfig keys the mapping reads
 # ddconfig keys AutoencoderKL has no counterpart for: the value it needs, and why.
 FIXED: dict[str, tuple[Any, str]] = {
@@ -49,9 +52,9 @@ def model_params(where: Path) -> dict[str, Any]:
     return {**params, "scale_factor": ((raw.get("model") or {}).get("params") or {}).get("scale_factor")}
 
 
-def _levels_with_attention(dd: dict[str, Any]) -> list[bool]:
+def _levels_with_attention(dd: dict[str, Any], key: str) -> list[bool]:
     """Per level, whether LDM puts attention there: level i works at resolution / 2**i."""
-    return [dd["resolution"] // 2**i in set(dd.get("attn_resolutions") or ()) for i in range(len(dd["ch_mult"]))]
+    return [dd["resolution"] // 2**i in set(dd.get(key) or ()) for i in range(len(dd["ch_mult"]))]
 
 
 def autoencoder_kl_config(params: dict[str, Any], where: Path) -> dict[str, Any]:
@@ -66,15 +69,17 @@ def autoencoder_kl_config(params: dict[str, Any], where: Path) -> dict[str, Any]
     if params["embed_dim"] != dd["z_channels"]:
         _refuse(where, "model.params.embed_dim", params["embed_dim"],
                 f"its quant_conv keeps the width z_channels={dd['z_channels']}")
-    attention = _levels_with_attention(dd)
     resolutions = {dd["resolution"] // 2**i for i in range(len(dd["ch_mult"]))}
-    stray = sorted(set(dd.get("attn_resolutions") or ()) - resolutions)
-    if stray:
-        _refuse(where, "model.params.ddconfig.attn_resolutions", stray, f"no level works at that resolution ({sorted(resolutions)})")
+    for key in ATTENTION_KEYS:
+        stray = sorted(set(dd.get(key) or ()) - resolutions)
+        if stray:
+            _refuse(where, f"model.params.ddconfig.{key}", stray, f"no level works at that resolution ({sorted(resolutions)})")
+    encoder = _levels_with_attention(dd, "attn_resolutions")
+    decoder = _levels_with_attention(dd, "decoder_attn_resolutions") if "decoder_attn_resolutions" in dd else encoder
     return {
         "in_channels": dd.get("in_channels", 3), "out_channels": dd.get("out_ch", 3),
-        "down_block_types": ["AttnDownEncoderBlock2D" if a else "DownEncoderBlock2D" for a in attention],
-        "up_block_types": ["AttnUpDecoderBlock2D" if a else "UpDecoderBlock2D" for a in reversed(attention)],
+        "down_block_types": ["AttnDownEncoderBlock2D" if a else "DownEncoderBlock2D" for a in encoder],
+        "up_block_types": ["AttnUpDecoderBlock2D" if a else "UpDecoderBlock2D" for a in reversed(decoder)],
         "block_out_channels": [dd["ch"] * m for m in dd["ch_mult"]], "layers_per_block": dd["num_res_blocks"],
         "latent_channels": dd["z_channels"], "norm_num_groups": 32, "sample_size": dd["resolution"],
         "scaling_factor": params["scale_factor"] or 1.0,
