@@ -102,7 +102,7 @@ def generation_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
         save_npy(out / name, np.asarray(array))
     protocol = {**fidelity_protocol(study), "generator_step": "per row", "prdc_k": ev.prdc_k, "sampler": ev.sampler.model_dump(mode="json"),
                 "val_loss_t": list(ev.val_loss_t), "val_loss_images": int(len(val_latents)),
-                "latent_norm": "per-channel mean/std of the tokenizer's training latents",
+                "latent_norm": norm.source,
                 "val_loss_gauss_rows": GAUSS_ROWS}
     write_json(out / layout.CONVERGENCE, {"rows": rows, "protocol": protocol})
     order = torch.argsort(labels[:64], stable=True)
