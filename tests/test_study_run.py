@@ -438,5 +438,12 @@ def test_a_guidance_sweep_runs_only_its_own_stage_and_scores_the_best_scale_at_f
             assert runs.loc[variant, "fd_effnet_lite0_96_cfg"] == pytest.approx(runs.loc[variant, "fd_effnet_lite0_96"])
     guidance = pd.read_csv(swept_dir / "correlations_guidance.csv")
     assert set(guidance["target"]) == {"fd_effnet_lite0_96_cfg", "fd_effnet_lite0_96_nocfg"} and "gsq" in set(guidance["metric"])
+    from pae_lab.results import plots
+    from pae_lab.results.study_data import load_study
+
+    report = load_study(swept_dir)  # the report's guidance figure: one line per variant over the grid
+    assert sorted(report.guidance["cfg_scale"].unique()) == [1.0, 4.0] and set(report.guidance["variant"]) == set(runs.index)
+    assert len(plots.guidance_curves(report.guidance, report.generation).axes[0].lines) == 3
+    assert load_study(finished[0].study_dir()).guidance is None
     unswept = read_json(finished[0].study_dir() / "runs" / "pae" / "seed0" / "guidance" / layout.GUIDANCE)
     assert unswept["protocol"] == {"measured": False, "why": "evaluation.sampler.cfg_grid is not set"}
