@@ -401,6 +401,7 @@ def test_a_named_reference_file_and_statistics_replace_the_train_split(finished,
     mu, sigma = wider.mean(0), torch.from_numpy(np.cov(wider.numpy(), rowvar=False))
     assert table.loc["baseline", "fd_effnet_lite0_96"] == pytest.approx(frechet_distance_to_statistics(generated, mu, sigma), rel=1e-6)
     held = torch.from_numpy(np.load(ref_dir / layout.HELDOUT_FEATURES)).double()
+    assert table.loc["reference:heldout_real", "n_images"] == 48
     assert table.loc["reference:heldout_real", "noise_fd_effnet_lite0_96"] == pytest.approx(
         frechet_distance_to_statistics(held, mu, sigma), abs=1e-4)  # the held-out set against the same statistics: 0
     assert table.loc["baseline", "precision_effnet_lite0_96"] == pytest.approx(knn_scores(generated, reference, 3)["precision"])

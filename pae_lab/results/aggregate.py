@@ -107,8 +107,9 @@ def reference_rows(runs: list[RunSpec]) -> pd.DataFrame:
                      **values})
     reference = spec.summary("reference")
     noise = {k: v for k, v in reference.items() if k.startswith("noise_")}
-    if noise:
-        rows.append({"variant": "reference:heldout_real", "kind": "reference", "status": "reference", **noise})
+    if noise:  # at the held-out split's N, which may be below the generated images' (its own N beside it)
+        rows.append({"variant": "reference:heldout_real", "kind": "reference", "status": "reference", **noise,
+                     "n_images": reference.get("n_heldout")})
     return pd.DataFrame(rows)
 
 
