@@ -287,7 +287,11 @@ def frechet_distance(f1: torch.Tensor, f2: torch.Tensor) -> float:
     """FD between two feature sets, exactly as torch-fidelity defines it (sample covariances), computed
     through the N x N cross-product: tr sqrt(S1 S2) = nuclear norm of A1 A2^T with A = centred X /
     sqrt(n - 1), since S1 S2 = A1^T (A1 A2^T) A2 has the squared singular values of A1 A2^T as its
-    non-zero eigenvalues. Cheaper than a D x D eigendecomposition when N < D, and 0 for equal sets."""
+    non-zero eigenvalues. Cheaper than a D x D eigendecomposition when N < D, and 0 for equal sets.
+    Where the N1 x N2 product outgrows D x D (FID-50K: 50 000^2 float64 is 20 GB, 2048^2 is 34 MB), the
+    second set's statistics take its place (`frechet_distance_to_statistics`, the same number)."""
+    if len(f1) * len(f2) > f1.shape[1] ** 2:
+        return frechet_distance_to_statistics(f1, f2.mean(0), torch.cov(f2.T))
     a1 = (f1 - f1.mean(0)) / math.sqrt(len(f1) - 1)
     a2 = (f2 - f2.mean(0)) / math.sqrt(len(f2) - 1)
     diff = f1.mean(0) - f2.mean(0)
@@ -322,10 +326,19 @@ def fd_kd(samples: torch.Tensor, reference: torch.Tensor, *, kid_subset_size: in
             "kd_std": float(kid[torch_fidelity.KEY_METRIC_KID_STD])}
 
 
-def fd_kd_named(samples: torch.Tensor, reference: torch.Tensor, fd_key: str, kd_key: str, **kw: Any) -> dict[str, float]:
-    """`fd_kd` under a study's column names (see FidelityColumns)."""
+def fd_kd_named(samples: torch.Tensor, reference: torch.Tensor, fd_key: str, kd_key: str,
+                stats: tuple[torch.Tensor, torch.Tensor] | None = None, **kw: Any) -> dict[str, float]:
+    """`fd_kd` under a study's column names (see FidelityColumns); with `stats` (a reference file's mu,
+    sigma: the whole data set's, as FID-50K is quoted) FD reads them instead of `reference`'s features."""
     out = fd_kd(samples, reference, **kw)
-    return {fd_key: out["fd"], kd_key: out["kd"], f"{kd_key}_std": out["kd_std"]}
+    fd = out["fd"] if stats is None else fd_to_reference(samples, reference, stats)
+    return {fd_key: fd, kd_key: out["kd"], f"{kd_key}_std": out["kd_std"]}
+
+
+def fd_to_reference(samples: torch.Tensor, reference: torch.Tensor,
+                    stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> float:
+    """FD of features [N, D] against a reference: its named statistics (mu, sigma) when there are, else its features."""
+    return frechet_distance(samples, reference) if stats is None else frechet_distance_to_statistics(samples, *stats)
 
 
 def _check_images(what: str, images: torch.Tensor) -> None:

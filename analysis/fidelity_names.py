@@ -116,6 +116,8 @@ class FidelityColumns:
     refit_fd / refit_psnr: gFD and PSNR with a fresh decoder trained on the frozen encoder (the
                          optional decoder refit stage): what the latent allows, whatever the
                          regularizers taught the tokenizer's own decoder
+    cfg_best, guided_fd / guided_kd, unguided_fd / unguided_kd: the guidance sweep's best scale, and gFD /
+                         gKD at it and without guidance, at the full N (the optional guidance stage)
     """
 
     fd: str
@@ -146,9 +148,14 @@ class FidelityColumns:
     val_loss_null: str = f"{VAL_LOSS}_null"
     refit_fd: str = "refit_fd"
     refit_psnr: str = "refit_psnr"
+    cfg_best: str = "cfg_best"
+    guided_fd: str = "fd_cfg"
+    guided_kd: str = "kd_cfg"
+    unguided_fd: str = "fd_nocfg"
+    unguided_kd: str = "kd_nocfg"
 
-    # Roles that score the tokenizer's latent statistics, not the generator: better neither way.
-    NO_DIRECTION: ClassVar[frozenset[str]] = frozenset({"val_loss_gauss"})
+    # Roles that describe the latent or a setting, not how well the generator does: better neither way.
+    NO_DIRECTION: ClassVar[frozenset[str]] = frozenset({"val_loss_gauss", "cfg_best"})
     HIGHER: ClassVar[frozenset[str]] = frozenset({*KNN_ROLES, "refit_psnr", "isc"})
 
     @classmethod
@@ -160,7 +167,8 @@ class FidelityColumns:
         knn = {f"{prefix}{role}": f"{prefix}{role}{network}" for prefix in ("", "l") for role in KNN_ROLES}
         return cls(fd, kd, f"l{fd}", f"l{kd}", f"floor_{fd}", f"floor_{kd}", f"noise_{fd}", f"noise_{kd}", f"r{fd}", f"r{kd}",
                    f"frontier_{fd}", **knn, isc=f"is{network}", sfd=f"s{fd}" if spatial else "",
-                   dino_fd=FIDELITY_EXTRACTORS.get(DINOV2).fid_key, refit_fd=f"refit_{fd}")
+                   dino_fd=FIDELITY_EXTRACTORS.get(DINOV2).fid_key, refit_fd=f"refit_{fd}", guided_fd=f"{fd}_cfg",
+                   guided_kd=f"{kd}_cfg", unguided_fd=f"{fd}_nocfg", unguided_kd=f"{kd}_nocfg")
 
     @classmethod
     def of(cls, spec: ExtractorSpec) -> FidelityColumns:
@@ -231,6 +239,12 @@ class FidelityColumns:
                            "encoder (evaluation.decoder_refit): generation apart from what the regularizers did to the decoder",
             self.refit_psnr: "PSNR of that fresh decoder on the held-out images psnr reads: the information the latent keeps, apart from "
                              "what the regularizers cost the tokenizer's own decoder",
+            self.cfg_best: "the guidance scale of evaluation.sampler.cfg_grid with the lowest gFD at cfg_grid_samples images "
+                           "(final EMA checkpoint)",
+            self.guided_fd: "FD(generated, real reference) at the best guidance scale, at the full N",
+            self.guided_kd: "KD(generated, real reference) at the best guidance scale, at the full N",
+            self.unguided_fd: "FD(generated, real reference) without guidance (scale 1), final EMA checkpoint, full N",
+            self.unguided_kd: "KD(generated, real reference) without guidance (scale 1), final EMA checkpoint, full N",
         }
         return {column: meaning for column, meaning in meanings.items() if column}
 

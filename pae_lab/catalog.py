@@ -23,6 +23,7 @@ PRIORS: Registry[Any] = Registry("prior", returns="pae_lab.priors.base:Prior")
 SAMPLERS: Registry[Any] = Registry("sampler")
 VARIANTS: Registry[Any] = Registry("variant")
 ADAPTERS: Registry[Any] = Registry("tokenizer adapter")  # how an external tokenizer is loaded
+DIFFUSERS_CLASSES: Registry[Any] = Registry("diffusers autoencoder class")  # what the `diffusers` adapter reads
 ARCHITECTURES: Registry[Any] = Registry("tokenizer architecture")  # pae_lab.architectures.register_architecture
 TIME_SAMPLING: Registry[Any] = Registry("time sampling")  # the flow time t of generator training
 STAGES: Registry[Any] = Registry("stage")  # pae_lab.plan.graph.register_stage; runs in registration order
@@ -46,8 +47,12 @@ for _name in ("digits", "scenes", "imagefolder"):
 PRIORS.declare("effnet_lite0", "pae_lab.priors.effnet_prior")
 PRIORS.declare("timm", "pae_lab.priors.timm_prior")
 PRIORS.declare("oracle", "pae_lab.priors.oracle")
-for _name in ("diffusers", "torchscript", "state_dict", "python"):
+for _name in ("torchscript", "state_dict", "python"):
     ADAPTERS.declare(_name, "pae_lab.models.external")
+ADAPTERS.declare("diffusers", "pae_lab.models.external_diffusers")
+ADAPTERS.declare("ldm_kl", "pae_lab.models.external_ldm")
+for _name in ("AutoencoderKL", "AutoencoderDC", "AutoencoderRAE"):
+    DIFFUSERS_CLASSES.declare(_name, "pae_lab.models.external_diffusers")
 for _name in ("euler", "heun"):
     SAMPLERS.declare(_name, "pae_lab.generation.samplers")
 for _name in ("uniform", "logit_normal"):
@@ -55,7 +60,7 @@ for _name in ("uniform", "logit_normal"):
 for _name in ("conv", "pae", "external"):
     ARCHITECTURES.declare(_name, "pae_lab.config.tokenizers")
 for _name in ("data", "prior", "refine", "reference", "teacher", "tokenizer", "manifold", "generator", "generation", "controls",
-              "refit"):
+              "guidance", "refit"):
     STAGES.declare(_name, "pae_lab.plan.graph")
 for _name in ("inline", "local", "slurm"):
     LAUNCHERS.declare(_name, f"pae_lab.execution.launchers.{_name}")

@@ -121,7 +121,7 @@ def test_nan_loss_raises_with_terms(tmp_path: Path) -> None:
 
 
 # --- identity covers resolved inputs, and nothing that cannot change a result ------------------------
-RUN_STAGES = ("tokenizer", "manifold", "generator", "generation", "controls", "refit")
+RUN_STAGES = ("tokenizer", "manifold", "generator", "generation", "controls", "guidance", "refit")
 
 
 def changed(a: StudyConfig | dict, b: StudyConfig | dict) -> set[str]:
@@ -139,12 +139,12 @@ def test_logging_and_checkpoint_cadence_change_nothing() -> None:
 def test_sampler_seed_reruns_only_the_stages_that_draw_from_it() -> None:
     """KD subsets (reference floor, rKD, lKD) and the sampler's noise use it (the refit decodes the same
     samples); nothing is retrained."""
-    assert changed(study(), study(evaluation={"sampler": {"seed": 5}})) == {"reference", "manifold", "generation", "controls", "refit"}
+    assert changed(study(), study(evaluation={"sampler": {"seed": 5}})) == {"reference", "manifold", "generation", "controls", "guidance", "refit"}
 
 
 def test_controls_settings_rerun_only_the_controls() -> None:
     assert changed(study(), study(evaluation={"controls": {"blur_sigmas": [1.0]}})) == {"controls"}
-    assert changed(study(), study(evaluation={"prdc_k": 5})) == {"generation", "controls"}
+    assert changed(study(), study(evaluation={"prdc_k": 5})) == {"generation", "controls", "guidance"}
 
 
 def test_auto_extractor_is_hashed_resolved(tmp_path: Path, monkeypatch) -> None:
@@ -154,10 +154,10 @@ def test_auto_extractor_is_hashed_resolved(tmp_path: Path, monkeypatch) -> None:
     weights = tmp_path / "hub" / "checkpoints" / "pt_inception-2015-12-05-6726825d.pth"
     weights.parent.mkdir(parents=True)
     weights.write_bytes(b"weights v1")
-    assert changed(before, study()) == {"reference", "manifold", "generation", "controls", "refit"}
+    assert changed(before, study()) == {"reference", "manifold", "generation", "controls", "guidance", "refit"}
     with_v1 = hashes(study())
     weights.write_bytes(b"weights v2, another file")
-    assert changed(with_v1, study()) == {"reference", "manifold", "generation", "controls", "refit"}
+    assert changed(with_v1, study()) == {"reference", "manifold", "generation", "controls", "guidance", "refit"}
 
 
 def test_folder_dataset_contents_are_hashed(tmp_path: Path) -> None:
@@ -203,3 +203,10 @@ def test_a_new_stage_is_one_row(tmp_path: Path) -> None:
     assert again.hashes["probe_extra"] != run.hashes["probe_extra"]
     assert again.hashes["tokenizer"] == run.hashes["tokenizer"]
     STAGES.unregister("probe_extra")
+
+
+def test_a_guidance_sweep_reruns_only_the_guidance_stage() -> None:
+    """cfg_grid and cfg_grid_samples are read by the guidance stage alone: generation keeps its samples."""
+    grid = {"sampler": {"cfg_grid": [1.0, 2.0], "cfg_grid_samples": 32}}
+    assert changed(study(), study(evaluation=grid)) == {"guidance"}
+    assert changed(study(evaluation=grid), study(evaluation={"sampler": {"cfg_grid": [1.0, 2.0], "cfg_grid_samples": 64}})) == {"guidance"}

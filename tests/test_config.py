@@ -85,10 +85,13 @@ def test_dry_run_of_the_zoo_lists_every_missing_checkpoint() -> None:
     proc = subprocess.run([sys.executable, "-m", "pae_lab", "run", "studies/tokenizer_zoo.yaml", "--dry-run"],
                           capture_output=True, text=True, cwd=ROOT, env={**os.environ, "COLUMNS": "300"})
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "valid (4 runs, launcher slurm)" in proc.stdout
-    assert "evaluation.num_samples: 10000 asked, every FD/KD scores 5000: data.val_size holds 5000" in proc.stdout
+    assert "valid (6 runs, launcher slurm)" in proc.stdout
+    assert ("evaluation.num_samples: 10000 generated images per score, but the held-out set (rFD, floors) 5000 "
+            "(data.val_size holds 5000)") in proc.stdout
     for key in ("variants[1].tokenizer.path: external tokenizer (diffusers) not found: '/checkpoints/sd-vae-ft-ema'",
-                "variants[2].tokenizer.path", "variants[3].tokenizer.path: external tokenizer (torchscript)"):
+                "variants[2].tokenizer.path", "variants[3].tokenizer.path",
+                "variants[4].tokenizer.path: external tokenizer (ldm_kl)", "variants[4].tokenizer.config: LDM model config",
+                "variants[4].tokenizer.latent_stats: latent statistics file", "variants[5].tokenizer.path: external tokenizer (torchscript)"):
         assert key in proc.stdout, key
 
 

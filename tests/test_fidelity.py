@@ -152,14 +152,15 @@ def test_inception_weights_in_the_torch_cache_are_used(tmp_path, monkeypatch) ->
 
 
 def test_frechet_distance_matches_torch_fidelity_statistics():
-    """The N x N nuclear-norm form equals torch-fidelity's D x D eigenvalue form (N > D and N < D)."""
+    """Both forms (the N1 x N2 nuclear norm, and the statistics where N1 x N2 outgrows D x D) equal
+    torch-fidelity's D x D eigenvalue form."""
     import numpy as np
     from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
 
     from analysis.fidelity import frechet_distance
 
     gen = torch.Generator().manual_seed(0)
-    for n1, n2, d in ((200, 150, 16), (30, 40, 64)):
+    for n1, n2, d in ((200, 150, 16), (30, 40, 64), (10, 300, 16)):  # D x D, N1 x N2, and N1 < D < N2
         f1 = torch.randn(n1, d, generator=gen, dtype=torch.float64)
         f2 = 1.5 * torch.randn(n2, d, generator=gen, dtype=torch.float64) + 0.3
         ref = fid_statistics_to_metric(fid_features_to_statistics(f1), fid_features_to_statistics(f2), False)

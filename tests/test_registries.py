@@ -27,7 +27,7 @@ def test_registry_command_lists_every_registry() -> None:
     assert out.exit_code == 0, out.output
     sections = dict(line.split(": ", 1) for line in out.output.splitlines())
     assert sections["stages"].split(", ") == sorted(["data", "prior", "refine", "reference", "teacher", "tokenizer",
-                                                      "manifold", "generator", "generation", "controls", "refit"])
+                                                      "manifold", "generator", "generation", "controls", "guidance", "refit"])
     assert sections["extractors"] == "dinov2, effnet-lite0, effnet-lite0-96, inception"
     assert sections["launchers"] == "inline, local, slurm"
     assert sections["tuning_samplers"] == "nsga2, random, tpe"

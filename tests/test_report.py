@@ -41,7 +41,7 @@ EXTRAS = ["lpc_rho0.1", "linprobe_C"]  # secondary columns of registered metrics
 HEADINGS = ["Study report", "Summary", "Main results", "All metrics", "Teacher's ceiling",
             "Effects and correlations",
             "Correlations with the generation score", "Metric–metric correlations", "Convergence", "Training curves",
-            "Images", "Tuning", "Configuration and protocols", "Controls"]
+            "Images", "Tuning", "Configuration and protocols", "Controls", "Guidance"]
 
 
 def _results(rng: np.random.Generator) -> pd.DataFrame:
@@ -117,6 +117,7 @@ def make_study(root: Path, *, kind: str = "tune") -> Path:
         root / "columns.csv", index=False)
     (root / "study.json").write_text(json.dumps({
         "name": "synthetic_ablation", "target": TARGET, "kind": kind, "code_version": "abc1234",
+        "notes": ["evaluation.num_samples: 512 generated images per score, but the held-out set (rFD, floors) 256"],
         "declared_target": LFD, "target_controls": f"{LFD} fails its controls: a constant decoder does not make it "
         f"worse (2 of 2 runs); the study reads {TARGET} instead",
         "config": {"name": "synthetic_ablation", "seeds": [0, 1], "variants": list(ABLATION),
@@ -140,6 +141,9 @@ def make_study(root: Path, *, kind: str = "tune") -> Path:
                                  **({"loss/ssr": 0.5 / step} if "ssr" in variant or variant == "pae" else {}),
                                  "grad_norm/encoder": 1.0 + i / 10, "grad_norm/decoder": 2.0})
                      for step in range(1, 11)]
+            (run / "guidance").mkdir(parents=True)
+            sweep = [{"cfg_scale": s, TARGET: ABLATION[variant][-1] * (1 + (s - 1.5 - i / 4) ** 2 / 4)} for s in (1.0, 1.5, 2.0, 3.0)]
+            (run / "guidance" / "guidance.json").write_text(json.dumps({"rows": sweep}))
             (run / "tokenizer").mkdir(parents=True)
             (run / "tokenizer" / "metrics.jsonl").write_text("\n".join(lines) + "\n{\"step\": 11, \"loss/to")
     for k, variant in enumerate(("baseline", "pae")):
@@ -191,7 +195,7 @@ def test_full_report_writes_every_figure(full_report):
     names = {p.stem for p in paths.figures}
     assert names == {"metric_vs_target", "correlation_forest", "metric_heatmap", "convergence", "speedups",
                      "training_loss", "training_grad_norm", "pictures", "trials", "pareto", "importances", "effects",
-                     "controls"}
+                     "controls", "guidance"}
     for path in paths.figures:
         assert path.parent == study / "report" / "figures"
         width, height = Image.open(path).size
@@ -211,6 +215,7 @@ def test_html_has_no_code_but_has_the_summary(full_report):
     assert first in html and html.index(first) < html.index("has the strongest rank correlation")
     assert "so the study reads <code>fd_effnet_lite0</code> instead" in html
     assert "<details><summary><b>Resolved study config</b>" in html
+    assert "held-out set (rFD, floors) 256" in html  # study.json's notes: a lowered N is said in the report too
     assert "<img" in html and "data:image/png;base64" in html
 
 

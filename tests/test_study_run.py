@@ -33,7 +33,7 @@ def make_study(tmp: Path, **overrides) -> StudyConfig:
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("e2e")
-    study = make_study(tmp)
+    study = make_study(tmp, tracking={"system_metrics": "on", "system_metrics_interval": 0.5})
     outcome = Driver(study, Console(quiet=True)).run()
     return study, outcome
 
@@ -165,6 +165,30 @@ def test_mlflow_holds_parent_and_children_with_loss_curves(finished) -> None:
     assert child.data.tags["config_hash"]
     mirror = (Path(study.study_dir()) / "runs" / "pae" / "seed0" / "tokenizer" / "metrics.jsonl").read_text().splitlines()
     assert len(mirror) == 3
+
+
+def test_mlflow_holds_each_runs_lineage_and_system_metrics(finished) -> None:
+    """Dataset inputs (the splits and the reference, with the digests of the shared stages that wrote them),
+    the tokenizer as a logged model with its latent statistics, and the job's system/* curves."""
+    import mlflow
+
+    from pae_lab.plan.graph import stage_hashes
+
+    study, _ = finished
+    client = mlflow.MlflowClient(f"sqlite:///{study.study_dir() / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("tiny")
+    child = next(r for r in client.search_runs([exp.experiment_id]) if r.data.tags.get("variant") == "pae")
+    inputs = {d.dataset.name: d for d in child.inputs.dataset_inputs}
+    assert set(inputs) == {"scenes:train", "scenes:val", "reference"}
+    hashes = stage_hashes(study)
+    assert inputs["scenes:train"].dataset.digest == hashes["data"][:16] and inputs["reference"].dataset.digest == hashes["reference"][:16]
+    assert {t.value for t in inputs["scenes:val"].tags} == {"validation"}
+    (model,) = client.search_logged_models([exp.experiment_id], filter_string=f"source_run_id = '{child.info.run_id}'")
+    assert model.name == "tokenizer-pae-seed0" and model.status.to_int() == mlflow.entities.LoggedModelStatus.READY.to_int()
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model.artifact_location, tracking_uri=client.tracking_uri))
+    assert {p.name for p in local.iterdir()} == {"model.pt", "latent_norm.json"}
+    assert [o.model_id for o in child.outputs.model_outputs] == [model.model_id]
+    assert any(k.startswith("system/cpu_utilization_percentage") for k in child.data.metrics)
 
 
 def test_rerun_retrains_nothing(finished) -> None:
@@ -326,7 +350,7 @@ def test_sampler_seed_reruns_exactly_the_stages_that_draw_samples(finished, tmp_
                                                                "seed": 9}}})
     assert Driver(reseeded, Console(quiet=True)).run().launched == 3
     rerun = {p.parent.name for p, t in stamps().items() if before.get(p) != t}
-    assert rerun == {"manifold", "generation", "controls", "refit"}  # controls and the refit read the samples
+    assert rerun == {"manifold", "generation", "controls", "guidance", "refit"}  # controls, guidance and the refit read the samples
 
 
 def test_copied_study_folder_writes_only_into_itself(finished, tmp_path: Path) -> None:
@@ -370,3 +394,87 @@ def test_changed_config_gets_new_child_runs_and_old_ones_keep_theirs(finished) -
         assert client.get_run(spec.mlflow_run_id).data.tags["config_hash"] == spec.identity
     history = client.get_metric_history(next(iter(new_ids)), "tokenizer/loss/total")
     assert [m.step for m in history] == [2, 4, 6, 8]  # the new run's own curve, not appended to the old one  # last: the fixture's study now holds the changed config
+
+
+def test_a_named_reference_file_and_statistics_replace_the_train_split(finished, tmp_path) -> None:
+    """evaluation.reference_images / reference_stats (ADM's formats): gFD from the named mu / sigma,
+    the k-NN scores against the named images; num_samples above val_size still generates num_samples,
+    while the held-out scores carry their own N and the study says so."""
+    import torch
+
+    from analysis.adm_files import load_images, save_images, save_statistics
+    from analysis.fidelity import frechet_distance_to_statistics
+    from analysis.knn_scores import knn_scores
+    from pae_lab.plan import layout
+
+    done = finished[0].study_dir()
+    images, labels = load_images(next(done.glob("shared/reference/*/reference.npz")))
+    named_images = save_images(tmp_path / "ref_images.npz", images[:20], labels[:20])
+    wider = torch.from_numpy(np.load(next(done.glob(f"shared/reference/*/{layout.HELDOUT_FEATURES}"))))
+    named_stats = save_statistics(tmp_path / "ref_stats.npz", wider, "effnet-lite0-96")
+    output = tmp_path / "named"
+    reuse_shared(finished, output)
+    study = make_study(tmp_path, output_dir=str(output), variants=["baseline"],
+                       evaluation={**TINY["evaluation"], "num_samples": 64, "reference_images": str(named_images),
+                                   "reference_stats": str(named_stats)})
+    assert Driver(study, Console(quiet=True)).run().failed == []
+    gen_dir = output / "runs" / "baseline" / "seed0" / "generation"
+    assert len(load_images(gen_dir / layout.SAMPLES)[0]) == 64  # num_samples, not min(num_samples, val_size = 48)
+    generated = torch.from_numpy(np.load(gen_dir / layout.SAMPLE_FEATURES)).double()
+    from pae_lab.plan.graph import stage_hashes
+    from pae_lab.plan.layout import StudyLayout
+
+    ref_dir = StudyLayout(output).shared("reference", stage_hashes(study)["reference"])
+    reference = torch.from_numpy(np.load(ref_dir / layout.REFERENCE_FEATURES)).double()
+    assert len(reference) == 20
+    table = pd.read_csv(output / "results.csv").set_index("variant")
+    mu, sigma = wider.mean(0), torch.from_numpy(np.cov(wider.numpy(), rowvar=False))
+    assert table.loc["baseline", "fd_effnet_lite0_96"] == pytest.approx(frechet_distance_to_statistics(generated, mu, sigma), rel=1e-6)
+    held = torch.from_numpy(np.load(ref_dir / layout.HELDOUT_FEATURES)).double()
+    assert table.loc["reference:heldout_real", "n_images"] == 48
+    assert table.loc["reference:heldout_real", "noise_fd_effnet_lite0_96"] == pytest.approx(
+        frechet_distance_to_statistics(held, mu, sigma), abs=1e-4)  # the held-out set against the same statistics: 0
+    assert table.loc["baseline", "precision_effnet_lite0_96"] == pytest.approx(knn_scores(generated, reference, 3)["precision"])
+    protocol = read_json(ref_dir / layout.FIDELITY_PROTOCOL)
+    assert (protocol["n"], protocol["n_reference"], protocol["n_heldout"]) == (64, 20, 48)
+    assert "reference_stats" in protocol["fd_against"] and "ref_images.npz" in protocol["reference"]
+    assert any("held-out set (rFD, floors) 48" in n for n in read_json(output / "study.json")["notes"])
+
+
+def test_a_guidance_sweep_runs_only_its_own_stage_and_scores_the_best_scale_at_full_n(finished, tmp_path) -> None:
+    """evaluation.sampler.cfg_grid on a finished study: every other stage keeps its hash (nothing retrains or
+    resamples); per variant the best scale of the sweep, gFD at it and without guidance at the full N, and
+    the correlations against both."""
+    from pae_lab.plan import layout
+
+    swept_dir = tmp_path / "swept"
+    shutil.copytree(finished[0].study_dir(), swept_dir)
+    sampler = {**TINY["evaluation"]["sampler"], "cfg_grid": [1.0, 4.0], "cfg_grid_samples": 16}
+    swept = make_study(tmp_path, output_dir=str(swept_dir), evaluation={**TINY["evaluation"], "sampler": sampler})
+    others = lambda: {p: p.stat().st_mtime_ns for p in swept_dir.glob("runs/*/seed0/*/done.json")  # noqa: E731
+                      if p.parent.name != "guidance"}
+    before = others()
+    assert Driver(swept, Console(quiet=True)).run().failed == []
+    assert others() == before
+    table = pd.read_csv(swept_dir / "results.csv").set_index("variant")
+    runs = table[table["kind"] == "variant"]
+    assert set(runs["cfg_best"]) <= {1.0, 4.0} and runs["fd_effnet_lite0_96_cfg"].notna().all()
+    # unguided = the generation stage's own score: it sampled the same checkpoint at scale 1
+    assert np.allclose(runs["fd_effnet_lite0_96_nocfg"], runs["fd_effnet_lite0_96"])
+    for variant in runs.index:
+        sweep = read_json(swept_dir / "runs" / variant / "seed0" / "guidance" / layout.GUIDANCE)
+        assert [r["cfg_scale"] for r in sweep["rows"]] == [1.0, 4.0] and sweep["protocol"]["grid_samples"] == 16
+        assert sweep["best"] == min(sweep["rows"], key=lambda r: r["fd_effnet_lite0_96"])["cfg_scale"]
+        if sweep["best"] == 1.0:  # the same scale, noise and labels as the generation stage: the same images
+            assert runs.loc[variant, "fd_effnet_lite0_96_cfg"] == pytest.approx(runs.loc[variant, "fd_effnet_lite0_96"])
+    guidance = pd.read_csv(swept_dir / "correlations_guidance.csv")
+    assert set(guidance["target"]) == {"fd_effnet_lite0_96_cfg", "fd_effnet_lite0_96_nocfg"} and "gsq" in set(guidance["metric"])
+    from pae_lab.results import plots
+    from pae_lab.results.study_data import load_study
+
+    report = load_study(swept_dir)  # the report's guidance figure: one line per variant over the grid
+    assert sorted(report.guidance["cfg_scale"].unique()) == [1.0, 4.0] and set(report.guidance["variant"]) == set(runs.index)
+    assert len(plots.guidance_curves(report.guidance, report.generation).axes[0].lines) == 3
+    assert load_study(finished[0].study_dir()).guidance is None
+    unswept = read_json(finished[0].study_dir() / "runs" / "pae" / "seed0" / "guidance" / layout.GUIDANCE)
+    assert unswept["protocol"] == {"measured": False, "why": "evaluation.sampler.cfg_grid is not set"}

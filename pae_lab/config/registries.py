@@ -7,7 +7,8 @@ from pae_lab.registry import Registry
 
 def all_registries() -> dict[str, Registry]:
     """Section name -> registry, from the declarations in `pae_lab.catalog`."""
-    return {"architectures": catalog.ARCHITECTURES, "adapters": catalog.ADAPTERS, "datasets": catalog.DATASETS,
+    return {"architectures": catalog.ARCHITECTURES, "adapters": catalog.ADAPTERS,
+            "diffusers_classes": catalog.DIFFUSERS_CLASSES, "datasets": catalog.DATASETS,
             "priors": catalog.PRIORS, "perceptual": catalog.PERCEPTUAL, "regularizers": catalog.REGULARIZERS,
             "variants": catalog.VARIANTS, "samplers": catalog.SAMPLERS, "time_sampling": catalog.TIME_SAMPLING,
             "metrics": catalog.METRICS, "extractors": catalog.FIDELITY_EXTRACTORS, "stages": catalog.STAGES,

@@ -21,7 +21,7 @@ from pae_lab.config.tokenizers import TokenizerConfig
 from pae_lab.catalog import TIME_SAMPLING
 from pae_lab.config.search import SearchConfig, registered_name
 
-NO_IDENTITY = {"identity": False}  # json_schema_extra of a field that cannot change a result
+NO_IDENTITY = {"identity": False}  # json_schema_extra of a field that cannot change a result, or that only a stage naming it reads
 
 
 class SamplerConfig(BaseModel):
@@ -42,6 +42,15 @@ class SamplerConfig(BaseModel):
                             "only: the noise is drawn for the whole set first, so results do not depend on it).",
                             json_schema_extra={"identity": False})
     seed: int = Field(0, description="Seed for the starting noise and the class-balanced labels.")
+    # The sweep's two keys are read by the guidance stage alone, which depends on them by name: they
+    # leave every other stage's hash (the generation stage's among them) as it was.
+    cfg_grid: list[Annotated[float, Field(ge=0)]] | None = Field(
+        None, min_length=1, json_schema_extra=NO_IDENTITY,
+        description="Guidance scales the guidance stage scores on the final EMA checkpoint at cfg_grid_samples images "
+        "(the same noise and labels for each); the best is scored again at num_samples beside the score without "
+        "guidance (scale 1). null: no sweep.")
+    cfg_grid_samples: int = Field(256, ge=16, json_schema_extra=NO_IDENTITY,
+                                  description="Generated images per scale of the sweep: cheap, and compared at equal N only.")
 
     @field_validator("cfg_interval")
     @classmethod
@@ -213,8 +222,16 @@ class DecoderRefitConfig(Strict):
 class EvaluationConfig(Strict):
     """The gFID / rFID protocol, fixed per study and stored beside every value."""
 
-    num_samples: int = Field(1024, ge=16, description="Generated images per gFID evaluation; also the N of every other FD/KD "
-                             "of the study (reference set, reconstructions, held-out reals): compare at equal N only.")
+    num_samples: int = Field(1024, ge=16, description="Generated images per evaluation (50000 for a paper's FID-50K), and "
+                             "the N of the reference set drawn from the train split and of the held-out reals, where the "
+                             "splits hold that many; a score on fewer carries its own N (`run` says so): compare at equal N only.")
+    reference_images: str | None = Field(None, description="ADM-format .npz (`arr_0` uint8 [N, H, W, 3] at data.resolution): "
+                                         "the real reference set of gFD / gKD, precision / recall and lFD. Default: the first "
+                                         "num_samples train images.")
+    reference_stats: str | None = Field(None, description="ADM-format .npz with `mu` / `sigma` of the extractor's features "
+                                        "(e.g. ADM's VIRTUAL_imagenet256_labeled.npz with the Inception extractor): gFD and "
+                                        "the floors come from these statistics, as FID-50K is quoted; a file made by "
+                                        "another network or feature size is refused.")
     extractor: Literal["auto", "inception", "effnet-lite0", "effnet-lite0-96"] = Field(
         "auto", description="auto: Inception when `inception_weights` is set or the file is in the torch hub cache, else the embedded "
         "EfficientNet-Lite0 (named fd_effnet_lite0); effnet-lite0-96: the same network on 96 px resizes, ~10x cheaper on a CPU.")
@@ -278,6 +295,10 @@ class TrackingConfig(Strict):
     uri: str | None = Field(None, description="MLflow tracking URI; default: sqlite:///<study dir>/mlflow.db. http(s):// works.")
     experiment: str | None = Field(None, description="Experiment name; default: the study name.")
     log_images: bool = Field(True, description="Log reconstruction and sample grids as images.")
+    system_metrics: Literal["auto", "on", "off"] = Field(
+        "auto", description="MLflow system metrics (CPU, memory, disk, network, and GPU memory and utilisation through "
+        "nvidia-ml-py) of each run's job as system/* curves: auto = on for CUDA jobs.")
+    system_metrics_interval: float = Field(10.0, gt=0, description="Seconds between system-metric samples.")
 
 
 class StudyConfig(Strict):
@@ -326,17 +347,34 @@ class StudyConfig(Strict):
         return self.data.resolution // self.tokenizer.downsample
 
     @property
+    def sample_n(self) -> int:
+        """Generated images per evaluation: evaluation.num_samples, whatever the splits hold."""
+        return self.evaluation.num_samples
+
+    @property
+    def reference_n(self) -> int:
+        """Real reference images drawn from the train split (evaluation.reference_images replaces them)."""
+        return min(self.evaluation.num_samples, self.data.train_size)
+
+    @property
+    def heldout_n(self) -> int:
+        """Held-out reals: the rFD originals and the sampling floor's set."""
+        return min(self.evaluation.num_samples, self.data.val_size)
+
+    @property
     def fd_n(self) -> int:
-        """The one N of every FD/KD in a study: generated, reference, reconstructed and held-out sets."""
-        return min(self.evaluation.num_samples, self.data.train_size, self.data.val_size)
+        """The equal N at which the controls compare generated images with reconstructions and originals."""
+        return min(self.sample_n, self.reference_n, self.heldout_n)
 
     def fd_n_note(self) -> str | None:
-        """One line when the study scores fewer images than evaluation.num_samples asks for, else None."""
-        if self.fd_n == self.evaluation.num_samples:
+        """One line when a score reads fewer images than evaluation.num_samples asks for, else None."""
+        lowered = [f"{what} {n} (data.{key} holds {n})" for what, n, key in (
+            ("the train reference set", self.reference_n, "train_size"), ("the held-out set (rFD, floors)", self.heldout_n, "val_size"))
+            if n < self.sample_n and not (key == "train_size" and self.evaluation.reference_images)]
+        if not lowered:
             return None
-        split = "val_size" if self.data.val_size == self.fd_n else "train_size"
-        return (f"evaluation.num_samples: {self.evaluation.num_samples} asked, every FD/KD scores {self.fd_n}: "
-                f"data.{split} holds {self.fd_n} (the reference and held-out sets come from the splits)")
+        return (f"evaluation.num_samples: {self.sample_n} generated images per score, but {' and '.join(lowered)}: "
+                f"those scores carry their own N (protocol `n_*`), and the controls compare at {self.fd_n}")
 
     def study_dir(self) -> Path:
         return Path(self.output_dir or Path("outputs") / self.name).resolve()

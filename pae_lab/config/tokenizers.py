@@ -100,14 +100,29 @@ class ExternalConfig(ArchitectureConfig):
     name: Literal["external"] = Field("external", description="`external`: a pretrained tokenizer through an adapter.")
     latent_channels: int = Field(..., ge=1, description="Channels of the model's latent (checked when it is loaded).")
     downsample: int = Field(..., ge=1, description="The model's spatial downsample factor (checked when it is loaded).")
-    adapter: str = Field("torchscript", description="Adapter registry entry: diffusers, torchscript, state_dict, python "
+    adapter: str = Field("torchscript", description="Adapter registry entry: diffusers, ldm_kl, torchscript, state_dict, python "
                          "(`pae-lab registry adapters`).")
-    path: str | None = Field(None, description="Local folder (diffusers) or file (torchscript, state_dict) of the model.")
+    path: str | None = Field(None, description="Local folder (diffusers) or file (ldm_kl .pt/.ckpt, torchscript, state_dict) of the model.")
+    config: str | None = Field(None, description="The LDM YAML beside an ldm_kl checkpoint (`model.params.ddconfig`, `embed_dim`).")
     factory: str | None = Field(None, description="`module:callable` building the model (state_dict, python); the module may be a plugin.")
     params: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of the factory (or of from_pretrained).")
+    latent_norm: Literal["fit", "checkpoint"] = Field(
+        "fit", description="Latent statistics the generator trains on: `fit` (per-channel mean/std of the training "
+        "latents) or `checkpoint` (the ones the checkpoint ships: `latent_stats`, else its scaling/shift factor).")
+    latent_stats: str | None = Field(None, description="With latent_norm: checkpoint, a torch file of per-channel "
+                                     "`mean` and `std` (VA-VAE's latents_stats.pt).")
 
     def local_files(self) -> list[tuple[str, str, str]]:
-        return [("path", self.path, f"external tokenizer ({self.adapter})")] if self.path else []
+        files = (("path", self.path, f"external tokenizer ({self.adapter})"), ("config", self.config, "LDM model config"),
+                 ("latent_stats", self.latent_stats, "latent statistics file"))
+        return [entry for entry in files if entry[1]]
+
+    @model_validator(mode="after")
+    def _stats_need_checkpoint_norm(self) -> "ExternalConfig":
+        if self.latent_stats and self.latent_norm != "checkpoint":
+            raise ValueError(f"latent_stats={self.latent_stats!r} is read only with latent_norm: checkpoint "
+                             f"(got latent_norm: {self.latent_norm})")
+        return self
 
 
 register_architecture("conv", TokenizerConfig, "pae_lab.models.tokenizer:build_conv")

@@ -25,7 +25,9 @@ from pae_lab.plan.runs import RunSpec
 from pae_lab.plan.progress import ProgressWriter
 from pae_lab.execution.shared_job import execute_shared, is_shared_job
 from pae_lab.stages.execute import run_stage
+from pae_lab.tracking.lineage import run_datasets
 from pae_lab.tracking.store import RunLogger
+from pae_lab.tracking.system import system_metrics
 from pae_lab.tracking.study_runs import tracking_uri
 from pae_lab.stages.training import resolve_device, set_threads
 
@@ -58,9 +60,15 @@ def _follow(spec: RunSpec, study, folders: dict[str, Path], dist, device) -> dic
 
 
 def _execute(spec: RunSpec, study, folders: dict[str, Path], dist, device) -> dict[str, Any]:
-    files = spec.layout
     logger = RunLogger(spec.run_dir, tracking_uri(spec.tracking_uri, spec.study_dir), spec.mlflow_run_id)
+    with system_metrics(study, device.type, logger):
+        return _stages(spec, study, folders, dist, device, logger)
+
+
+def _stages(spec: RunSpec, study, folders: dict[str, Path], dist, device, logger: RunLogger) -> dict[str, Any]:
+    files = spec.layout
     logger.started()
+    logger.inputs(run_datasets(study, spec))
     if dist.world > 1:
         logger.tags({"pae.processes_per_job": dist.world})
     progress = ProgressWriter(spec.run_dir)

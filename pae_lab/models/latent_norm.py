@@ -1,7 +1,8 @@
 """Latent normalisation as a versioned artefact of the tokenizer run.
 
-The same object (per-channel mean/std of the training latents) normalises latents for the
-generator and de-normalises its samples before decoding: a mismatch here silently ruins gFID.
+The same object (per-channel mean/std, fitted on the training latents or shipped with a
+checkpoint) normalises latents for the generator and de-normalises its samples before decoding: a
+mismatch here silently ruins gFID. `source` says where the numbers came from.
 """
 from __future__ import annotations
 
@@ -12,11 +13,14 @@ import torch
 
 from pae_lab.fsutil import read_json, write_json
 
+FITTED = "fit: per-channel mean/std of the tokenizer's training latents"
+
 
 @dataclass(frozen=True)
 class LatentNorm:
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    source: str = FITTED
 
     @classmethod
     def fit(cls, latents: torch.Tensor, eps: float = 1e-6) -> "LatentNorm":
@@ -34,6 +38,24 @@ class LatentNorm:
         var = (s2 - count * mean.pow(2)).clamp_min(0) / max(count - 1, 1)  # unbiased, as torch.std
         return cls(tuple(mean.tolist()), tuple((var.sqrt() + eps).tolist()))
 
+    @classmethod
+    def from_scale(cls, channels: int, scaling_factor: float, shift_factor: float, source: str) -> "LatentNorm":
+        """A diffusion model's `(z - shift) * scale` as per-channel statistics: mean = shift, std = 1 / scale."""
+        return cls((float(shift_factor),) * channels, (1.0 / float(scaling_factor),) * channels, source)
+
+    @classmethod
+    def from_file(cls, path: Path, channels: int) -> "LatentNorm":
+        """A shipped torch file {"mean", "std"} of C values each (any shape holding C, e.g. [1, C, 1, 1])."""
+        stats = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(stats, dict) or not {"mean", "std"} <= stats.keys():
+            found = sorted(stats) if isinstance(stats, dict) else type(stats).__name__
+            raise ValueError(f"tokenizer.latent_stats: {path} needs keys 'mean' and 'std', found {found}")
+        mean, std = (torch.as_tensor(stats[k]).double().flatten() for k in ("mean", "std"))
+        if mean.numel() != channels or std.numel() != channels:
+            raise ValueError(f"tokenizer.latent_stats: {path} holds {mean.numel()} means and {std.numel()} stds; "
+                             f"latent_channels={channels}")
+        return cls(tuple(mean.tolist()), tuple(std.tolist()), f"checkpoint: mean/std from {path}")
+
     def _stats(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         shape = (1, -1, 1, 1)
         return (torch.tensor(self.mean, dtype=like.dtype, device=like.device).view(shape),
@@ -48,11 +70,11 @@ class LatentNorm:
         return z * std + mean
 
     def save(self, path: Path) -> None:
-        write_json(path, {"mean": list(self.mean), "std": list(self.std)})
+        write_json(path, {"mean": list(self.mean), "std": list(self.std), "source": self.source})
 
     @classmethod
     def load(cls, path: Path) -> "LatentNorm":
         data = read_json(path)
         if data is None:
             raise FileNotFoundError(f"latent normalisation statistics missing: {path}")
-        return cls(tuple(data["mean"]), tuple(data["std"]))
+        return cls(tuple(data["mean"]), tuple(data["std"]), data.get("source", FITTED))

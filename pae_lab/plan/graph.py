@@ -164,6 +164,8 @@ RESOLVED: dict[str, Callable[["StudyConfig", RunKey | None], Any]] = {
     "prior_files": _files("prior.params.weights"),
     "run_tokenizer": lambda study, run: identity_dump(run_tokenizer(study, run)),
     "tokenizer_files": _tokenizer_files,
+    "reference_files": lambda study, run: {key: path_digest(getattr(study.evaluation, key))
+                                           for key in ("reference_images", "reference_stats")},
 }
 
 
@@ -228,8 +230,8 @@ for _stage in (
           doc="refined prior targets Z_T = P(H)"),
     Stage("reference", "pae_lab.stages.reference:reference_stage", reads=("data",),
           depends=("extractor", "suite", "evaluation.num_samples", "evaluation.kid_subsets", "evaluation.sampler.seed",
-                   "prior.name", "training.perceptual.name"), scope="shared",
-          doc="FD features of the real reference and held-out sets, once per study; sampling floor"),
+                   "prior.name", "training.perceptual.name", "reference_files"), scope="shared",
+          doc="FD features of the real reference (the train split's, or a named ADM file's) and held-out sets, once per study; sampling floor"),
     Stage("teacher", "pae_lab.stages.reference:teacher_stage", reads=("data", "prior", "refine"),
           depends=("metrics",), scope="shared",
           doc="the teacher's ceiling: SSC, GSQ, probes of raw prior, refined target and the network-free controls (pooled pixels, gradient energy, position)"),
@@ -252,6 +254,11 @@ for _stage in (
     Stage("controls", "pae_lab.stages.controls:controls_stage", reads=("data", "tokenizer", "generation", "reference"),
           depends=("evaluation.controls",), protocols=layout.CONTROLS,
           doc="every generation score under blur, a constant decoder and dropped modes, and its floor (baseline runs)"),
+    Stage("guidance", "pae_lab.stages.guidance:guidance_stage", reads=("data", "tokenizer", "generator", "reference", "generation"),
+          depends=("evaluation.sampler", "evaluation.sampler.cfg_grid", "evaluation.sampler.cfg_grid_samples",
+                   "evaluation.kid_subsets"),
+          columns="summary", protocols=layout.GUIDANCE,
+          doc="optional: gFD at each scale of evaluation.sampler.cfg_grid (cheap N), then the best scale and no guidance at the full N"),
     Stage("refit", "pae_lab.stages.refit:refit_stage", reads=("data", "tokenizer", "generator", "reference"),
           depends=("evaluation.decoder_refit", "training", "evaluation.sampler", "extractor", "seed", "device"),
           columns="summary", protocols=layout.REFIT,

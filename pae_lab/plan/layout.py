@@ -49,8 +49,9 @@ def refined_targets(split: str) -> str:
 
 REFINER = f"refiner{PT}"  # the refiner's weights and its feature standardisation
 # reference
-REFERENCE_FEATURES = f"features_reference{NPY}"  # FD features of the first n train images
+REFERENCE_FEATURES = f"features_reference{NPY}"  # FD features of the real reference images (train split or evaluation.reference_images)
 REFERENCE_IMAGES = f"reference{NPZ}"  # those images (and labels) in ADM's format: `pae-lab evaluate --reference`
+REFERENCE_STATS = f"reference_stats{NPZ}"  # mu / sigma of evaluation.reference_stats, checked against the extractor
 HELDOUT_FEATURES = f"features_heldout{NPY}"  # FD features of the first n val images
 
 
@@ -89,6 +90,7 @@ SAMPLE_FEATURES = f"sample_features{NPY}"  # their FD features
 OWN_FEATURES = f"reconstruction_features{NPY}"  # FD features of the run's reconstructions of the reference set
 # controls
 CONTROLS = f"controls{JSON}"  # every score under blur, a constant decoder, dropped modes; the floor
+GUIDANCE = f"guidance{JSON}"  # the guidance sweep's rows, its best scale and protocol (or why it did not run)
 REFIT = f"refit{JSON}"  # how the decoder refit stage measured (or why it did not)
 REFIT_DECODER = f"refit_decoder{PT}"  # the fresh decoder's weights
 # manifold
@@ -197,6 +199,7 @@ class StudyLayout:
     results = property(lambda self: self.root / f"results{CSV}")
     correlations = property(lambda self: self.root / f"correlations{CSV}")
     correlations_strata = property(lambda self: self.root / f"correlations_strata{CSV}")  # within on/off strata
+    correlations_guidance = property(lambda self: self.root / f"correlations_guidance{CSV}")  # vs gFD at the best scale and unguided
     controls = property(lambda self: self.root / f"controls{CSV}")  # every score under its controls, per measured run
     effects = property(lambda self: self.root / f"effects{CSV}")  # factorial main effects and interactions
     columns = property(lambda self: self.root / f"columns{CSV}")  # what each generation column means
@@ -223,7 +226,7 @@ class StudyLayout:
 
     def tables(self) -> tuple[Path, ...]:
         """The study-level outputs logged to the parent run and read by the report."""
-        return (self.results, self.columns, self.correlations, self.correlations_strata, self.effects,
+        return (self.results, self.columns, self.correlations, self.correlations_strata, self.correlations_guidance, self.effects,
                 self.frontier, self.convergence, self.speedups, self.controls, self.study_json)
 
     def search_tables(self) -> tuple[Path, ...]:

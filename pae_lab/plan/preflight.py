@@ -54,7 +54,9 @@ def missing_files(study: "StudyConfig") -> list[tuple[str, str]]:
     named = [("data.params.root", study.data.params.get("root"), "image folder"),
              ("prior.params.weights", study.prior.params.get("weights"), "prior weights file"),
              ("evaluation.inception_weights", study.evaluation.inception_weights, "Inception weights file"),
-             ("evaluation.dinov2_weights", study.evaluation.dinov2_weights, "DINOv2 weights file")]
+             ("evaluation.dinov2_weights", study.evaluation.dinov2_weights, "DINOv2 weights file"),
+             ("evaluation.reference_images", study.evaluation.reference_images, "reference images file"),
+             ("evaluation.reference_stats", study.evaluation.reference_stats, "reference statistics file")]
     named += [(f"{key}.{sub}", value, what) for key, tok in variant_tokenizers(study) for sub, value, what in tok.local_files()]
     return [(key, f"{what} not found: {value!r} (paths are relative to the working directory)")
             for key, value, what in named if value is not None and not Path(value).expanduser().exists()]

@@ -10,6 +10,7 @@ import pandas as pd
 
 from analysis.controls import frontier_rows, verdicts
 from analysis.correlation import correlate
+from analysis.fidelity_names import FidelityColumns
 from analysis.convergence import speedups
 from analysis.metric_info import direction_of, panel_names
 from analysis.factorial import (Design, default_primary, design_gap, effect_name, factorial_effects, find_design, paper_effects,
@@ -106,8 +107,9 @@ def reference_rows(runs: list[RunSpec]) -> pd.DataFrame:
                      **values})
     reference = spec.summary("reference")
     noise = {k: v for k, v in reference.items() if k.startswith("noise_")}
-    if noise:
-        rows.append({"variant": "reference:heldout_real", "kind": "reference", "status": "reference", **noise})
+    if noise:  # at the held-out split's N, which may be below the generated images' (its own N beside it)
+        rows.append({"variant": "reference:heldout_real", "kind": "reference", "status": "reference", **noise,
+                     "n_images": reference.get("n_heldout")})
     return pd.DataFrame(rows)
 
 
@@ -249,6 +251,14 @@ def contrast_columns(study: StudyConfig) -> list[str]:
     return [cols.rfd, cols.rkd, cols.floor_fd, cols.floor_kd]
 
 
+def guidance_correlations(done: pd.DataFrame, cols: FidelityColumns, metrics: list[str]) -> pd.DataFrame:
+    """The metrics against gFD at each variant's best guidance scale and without guidance (the guidance
+    stage's columns), one block per target; empty when the study swept no guidance."""
+    blocks = [correlate(done, target, metrics, unit="variant", partial=PSNR if PSNR in done else None).assign(target=target)
+              for target in (cols.guided_fd, cols.unguided_fd) if target in done and done[target].notna().any()]
+    return pd.concat(blocks, ignore_index=True) if blocks else pd.DataFrame()
+
+
 def write_csv(frame: pd.DataFrame, path: Path) -> Path:
     return atomic_write(path, lambda p: frame.to_csv(p, index=False))
 
@@ -290,12 +300,14 @@ def aggregate(study: StudyConfig, runs: list[RunSpec], root: Path) -> dict[str, 
     write_csv(frontier, files.frontier)
     write_csv(convergence, files.convergence)
     write_csv(speed, files.speedups)
-    correlations, effects, strata = pd.DataFrame(), pd.DataFrame(), pd.DataFrame()
+    correlations, effects, strata, guidance = pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), pd.DataFrame()
     if target in done and done["variant"].nunique() >= 3:
         metrics = correlated_metrics(done, contrast_columns(study))
         correlations = correlate(done, target, metrics, unit="variant", partial=PSNR if PSNR in done else None)
         effects, strata = factorial_tables(study, runs, done, target, metrics, verdict)
+        guidance = guidance_correlations(done, cols, metrics)
     write_csv(correlations, files.correlations)
+    write_csv(guidance, files.correlations_guidance)
     write_csv(effects, files.effects)
     write_csv(strata, files.correlations_strata)
     notes = [n for n in (target_note, design_gap(*design_variants(study, runs)), study.fd_n_note()) if n]

@@ -275,6 +275,22 @@ def convergence_curves(
 
 
 @_styled
+def guidance_curves(guidance: pd.DataFrame, column: str, *, palette: Mapping[str, tuple] | None = None) -> Figure:
+    """The generation score against the classifier-free guidance scale on the final checkpoint, one line
+    per variant (band: std over seeds): where each tokenizer's best scale lies, and how much guidance buys."""
+    variants = list(dict.fromkeys(guidance["variant"]))
+    palette = palette or variant_palette(variants)
+    fig, (ax,) = _grid(1, 1, (6.0, 4.0))
+    for variant in variants:
+        _mean_band(ax, guidance[guidance["variant"] == variant], "cfg_scale", column, palette[variant], variant)
+    ax.set_xlabel("guidance scale (1 = none)")
+    ax.set_ylabel(f"{metric_label(column)} (lower is better)")
+    ax.set_title(f"{metric_label(column)} at each guidance scale (the sweep's N)")
+    _variant_legend(fig, variants, palette)
+    return fig
+
+
+@_styled
 def speedup_bars(speedups: pd.DataFrame, *, palette: Mapping[str, tuple] | None = None) -> Figure:
     """Speed-up of each variant over the baseline; variants that never reach it say so."""
     variants = list(speedups["variant"])

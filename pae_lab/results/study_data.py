@@ -15,7 +15,7 @@ import pandas as pd
 
 from analysis.metric import METRICS
 from analysis.metric_info import direction_of
-from pae_lab.plan.layout import IMAGES, METRIC_LOG, RunLayout, StudyLayout
+from pae_lab.plan.layout import GUIDANCE, IMAGES, METRIC_LOG, RunLayout, StudyLayout
 from pae_lab.results.plots import metric_label, objective_columns
 from pae_lab.results.report_columns import (GENERATION_OUTPUTS, ID_COLUMNS, SPREAD_SUFFIXES, first_column,
                                             is_generation_fd, is_generation_kd, is_reconstruction_fd)
@@ -57,6 +57,16 @@ def _training_curves(runs: Path) -> pd.DataFrame | None:
     return pd.concat(frames, ignore_index=True) if frames else None
 
 
+def _guidance(runs: Path) -> pd.DataFrame | None:
+    """Long table (variant, seed, cfg_scale, scores) of every run's guidance sweep (guidance/guidance.json)."""
+    frames = []
+    for path in sorted(runs.glob(f"*/*/guidance/{GUIDANCE}")):
+        rows = json.loads(path.read_text()).get("rows") or []
+        if rows:
+            frames.append(pd.DataFrame(rows).assign(variant=path.parts[-4], seed=_seed_value(path.parts[-3])))
+    return pd.concat(frames, ignore_index=True) if frames else None
+
+
 def _images(runs: Path, variants: Sequence[str]) -> dict[str, dict[str, Path]]:
     """Per variant, the pictures of its first seed (by name) that has any."""
     found: dict[str, dict[str, Path]] = {}
@@ -93,6 +103,7 @@ class StudyData:
     effects: pd.DataFrame | None = None  # effects.csv: factorial main effects and interactions
     controls: pd.DataFrame | None = None  # controls.csv: every score under blur, a constant decoder, dropped modes
     column_notes: pd.DataFrame | None = None  # columns.csv: what each generation column means, its controls' verdict
+    guidance: pd.DataFrame | None = None  # every run's guidance sweep: gFD per cfg scale (evaluation.sampler.cfg_grid)
 
     def verdict(self, column: object) -> tuple[bool | None, str]:
         """(passed its controls: True / False / None when not measured, what it failed) from columns.csv."""
@@ -239,6 +250,7 @@ def load_study(study_dir: Path | str, *, kind: str | None = None) -> StudyData:
         convergence=_read_csv(files.convergence),
         speedups=_read_csv(files.speedups),
         training=_training_curves(runs),
+        guidance=_guidance(runs),
         images=_images(runs, list(dict.fromkeys(results["variant"]))),
         trials=_read_csv(files.trials),
         pareto=_read_csv(files.pareto),

@@ -22,7 +22,7 @@ from pae_lab.fsutil import write_json
 from pae_lab.plan import layout
 from pae_lab.stages.context import StageContext
 from pae_lab.stages.manifold import reconstruct
-from pae_lab.stages.reference import features, load_features
+from pae_lab.stages.reference import features, load_features, load_reference, reference_images
 from pae_lab.stages.tokenizer import load_tokenizer
 
 
@@ -48,15 +48,15 @@ def controls_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
         return {"measured": False}
     cols, n = ev.columns(), study.fd_n
     gen_dir = ctx.input("generation")
-    samples = last_samples(gen_dir)
-    generated, own = load_features(gen_dir, layout.SAMPLE_FEATURES), load_features(gen_dir, layout.OWN_FEATURES)
-    real = load_features(ctx.input("reference"), layout.REFERENCE_FEATURES)
+    samples = last_samples(gen_dir)[:n]  # at the equal N of reconstructions and originals
+    generated, own = load_features(gen_dir, layout.SAMPLE_FEATURES)[:n], load_features(gen_dir, layout.OWN_FEATURES)[:n]
+    real, real_stats = load_reference(ctx.input("reference"))
     tokenizer = load_tokenizer(ctx.input("tokenizer"), device)
     rows = measure_controls(
-        samples, reconstruct(tokenizer, ctx.split("train").images[:n], device, ev.batch_size),
+        samples, reconstruct(tokenizer, reference_images(study, ctx.split("train"))[0][:n], device, ev.batch_size),
         reconstruct(tokenizer, ctx.split("val").images[:n], device, ev.batch_size), ctx.split("val").labels[:n],
         originals=torch.from_numpy(np.asarray(ctx.split("val").images[:n])), generated=generated, own=own, extract=lambda images: features(study, images, device),
-        score=lambda gen, own_set: set_scores(gen, real, own_set, cols, prdc_k=ev.prdc_k, kid_subsets=ev.kid_subsets,
+        score=lambda gen, own_set: set_scores(gen, real, own_set, cols, prdc_k=ev.prdc_k, real_stats=real_stats, kid_subsets=ev.kid_subsets,
                                               seed=ev.sampler.seed),
         directions={c: cols.direction(c) for c in scored_columns(cols)}, roles=cols.roles(),
         knn_own=list(cols.knn("own").values()), blur_sigmas=cfg.blur_sigmas, mode_keep=cfg.mode_keep, mode_draws=cfg.mode_draws,

@@ -1,6 +1,6 @@
 """Sample each kept generator checkpoint, decode with the same tokenizer and normalisation, and score it.
 
-Per checkpoint, at the study's one N (StudyConfig.fd_n):
+Per checkpoint, on evaluation.num_samples generated images (StudyConfig.sample_n):
 - gFD / gKD: generated vs the real reference set (learnability and decoder blur together);
 - lFD / lKD: generated vs this tokenizer's own reconstructions of that reference set (the decoder's
   blur on both sides; it rewards a decoder that shows less: see the controls stage);
@@ -38,7 +38,7 @@ from pae_lab.models.latent_norm import LatentNorm
 from pae_lab.stages.context import StageContext
 from pae_lab.stages.generator import SavedGenerator
 from pae_lab.stages.manifold import reconstruct
-from pae_lab.stages.reference import features, fidelity_protocol, load_features, load_suite_reference, suite_features
+from pae_lab.stages.reference import features, fidelity_protocol, load_reference, load_suite_reference, reference_images, suite_features
 from pae_lab.stages.tokenizer import load_tokenizer
 from pae_lab.stages.training import batched
 
@@ -76,11 +76,11 @@ def generation_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     norm = LatentNorm.load(tok_dir / layout.LATENT_NORM)
     saved = SavedGenerator(study, gen_dir, device)
     cols = ev.columns()
-    n = study.fd_n
+    n = study.sample_n
     kw = {"kid_subsets": ev.kid_subsets, "seed": ev.sampler.seed}
-    real = load_features(ctx.input("reference"), layout.REFERENCE_FEATURES)
+    real, real_stats = load_reference(ctx.input("reference"))
     real_suite = load_suite_reference(ctx.input("reference"))
-    own = features(study, reconstruct(tokenizer, ctx.split("train").images[:n], device, ev.batch_size), device)
+    own = features(study, reconstruct(tokenizer, reference_images(study, ctx.split("train"))[0], device, ev.batch_size), device)
     val_latents = norm.normalize(torch.from_numpy(np.load(tok_dir / layout.latents("val"))[:ev.val_loss_images]))
     val_labels = torch.from_numpy(ctx.split("val").labels[:ev.val_loss_images]).long()
     gauss = gaussian_baseline(tok_dir, norm, ev.val_loss_t)
@@ -96,7 +96,8 @@ def generation_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
         images = decode_all(tokenizer, norm, latents, device, ev.batch_size)
         generated = suite_features(study, images, device)
         gen = generated["fid"]
-        row = {"step": step, **set_scores(gen, real, own, cols, prdc_k=ev.prdc_k, **kw), **suite_scores(generated, real_suite, cols),
+        row = {"step": step, **set_scores(gen, real, own, cols, prdc_k=ev.prdc_k, real_stats=real_stats, **kw),
+               **suite_scores(generated, real_suite, cols),
                **flow_losses(model, val_latents, val_labels, cols, gauss, study.generator.class_dropout,
                              with_null=step == steps[-1], **loss_kw)}
         rows.append(row)
@@ -107,7 +108,7 @@ def generation_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
         save_npy(out / name, np.asarray(array))
     protocol = {**fidelity_protocol(study), "generator_step": "per row", "prdc_k": ev.prdc_k, "sampler": ev.sampler.model_dump(mode="json"),
                 "val_loss_t": list(ev.val_loss_t), "val_loss_images": int(len(val_latents)),
-                "latent_norm": "per-channel mean/std of the tokenizer's training latents",
+                "latent_norm": norm.source,
                 "val_loss_gauss_rows": GAUSS_ROWS}
     write_json(out / layout.CONVERGENCE, {"rows": rows, "protocol": protocol})
     order = torch.argsort(labels[:64], stable=True)

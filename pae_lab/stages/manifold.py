@@ -14,7 +14,7 @@ from pae_lab.plan import layout
 from pae_lab.data.images import latent_pca_rgb, save_grid, to_uint8
 from pae_lab.losses.perceptual import build_perceptual
 from pae_lab.stages.context import StageContext
-from pae_lab.stages.reference import features, fidelity_protocol, load_features
+from pae_lab.stages.reference import features, fidelity_protocol, load_features, load_reference
 from pae_lab.stages.tokenizer import encode_all, load_tokenizer
 from pae_lab.stages.training import batched
 
@@ -37,15 +37,15 @@ def reconstruction_fidelity(ctx: StageContext, model) -> dict[str, Any]:
     against the features the shared reference stage computed once."""
     study, ev = ctx.study, ctx.study.evaluation
     cols = ev.columns()
-    n = study.fd_n
-    rec = reconstruct(model, ctx.split("val").images[:n], ctx.device, ev.batch_size)
+    rec = reconstruct(model, ctx.split("val").images[:study.heldout_n], ctx.device, ev.batch_size)
     rec_feats = features(study, rec, ctx.device)
     ref_dir = ctx.input("reference")
     kw = {"kid_subsets": ev.kid_subsets, "seed": ev.sampler.seed}
+    real, real_stats = load_reference(ref_dir)
     values = {**fd_kd_named(rec_feats, load_features(ref_dir, layout.HELDOUT_FEATURES), cols.rfd, cols.rkd, **kw),
-              **fd_kd_named(rec_feats, load_features(ref_dir, layout.REFERENCE_FEATURES), cols.floor_fd, cols.floor_kd, **kw)}
+              **fd_kd_named(rec_feats, real, cols.floor_fd, cols.floor_kd, stats=real_stats, **kw)}
     protocol = {**fidelity_protocol(study), "split": "val", "rfd_reference": "the same held-out originals",
-                "floor_reference": "real reference set (first n train images)"}
+                "floor_reference": "the real reference set (protocol `reference`, FD against `fd_against`)"}
     return values | {"protocol": protocol}
 
 

@@ -1,9 +1,11 @@
 """Shared evaluation stages, computed once per study instead of inside the first jobs:
 
-- `reference_stage`: FD features of the real reference set (the first N training images) and of
-  the first N held-out images, and the sampling floor FD/KD(held-out real, reference) at that N;
-  the reference's features of the scores beside FD (sFID's with Inception, DINOv2's with its
-  weights: analysis.suite_scores).
+- `reference_stage`: FD features of the real reference set (the first N training images, or the
+  ADM file `evaluation.reference_images` names) and of the first N held-out images, and the sampling
+  floor FD/KD(held-out real, reference) at the held-out N; FD (and sFID) against
+  `evaluation.reference_stats`' mu / sigma (mu_s / sigma_s) when the study names them (the whole data
+  set's, as FID-50K is quoted); the reference's features of the scores beside FD (sFID's with
+  Inception, DINOv2's with its weights: analysis.suite_scores).
   Every run compares its generated images and reconstructions with these features. The reference
   images themselves are kept in ADM's format, so any sample file can be scored against them.
 - `teacher_stage`: the teacher's ceiling (analysis.teacher) -- SSC, GSQ, probes and coherence of
@@ -18,9 +20,11 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from analysis.adm_files import save_images
-from analysis.fidelity import extract_features, fd_kd_named, kid_subset, shared_network_warning
-from analysis.suite_scores import Suite
+from analysis.adm_files import MU, SIGMA, SPATIAL, contents, load_images, load_statistics, save_images
+from analysis.fidelity import (FIDELITY_EXTRACTORS, extract_features, fd_kd_named, kid_subset, resolve_extractor,
+                               shared_network_warning)
+from analysis.inception_spatial import SPATIAL_DIM
+from analysis.suite_scores import Reference, Suite
 from analysis.teacher import gradient_energy, pooled_pixels, position, teacher_ceiling
 from pae_lab.fsutil import save_npy, write_json
 from pae_lab.plan import layout
@@ -60,10 +64,15 @@ def suite_features(study: StudyConfig, images_u8: torch.Tensor | np.ndarray, dev
     return suite(study).features(torch.as_tensor(images_u8), batch_size=FD_BATCH, device=device)
 
 
-def load_suite_reference(stage_dir: Path) -> dict[str, torch.Tensor]:
-    """The reference stage's suite features, by role, those it kept."""
-    return {role: load_features(stage_dir, layout.reference_features(role)) for role in SUITE_REFERENCE_ROLES
-            if (Path(stage_dir) / layout.reference_features(role)).is_file()}
+def load_suite_reference(stage_dir: Path) -> dict[str, Reference]:
+    """The reference stage's suite features, by role, those it kept; sFID's as the named statistics
+    file's (mu_s, sigma_s) when it held them."""
+    found: dict[str, Reference] = {role: load_features(stage_dir, layout.reference_features(role)) for role in SUITE_REFERENCE_ROLES
+                                   if (Path(stage_dir) / layout.reference_features(role)).is_file()}
+    spatial = _stored(stage_dir, SPATIAL)
+    if spatial is not None:
+        found["sfid"] = spatial
+    return found
 
 
 def prior_network(study: StudyConfig) -> str:
@@ -73,38 +82,88 @@ def prior_network(study: StudyConfig) -> str:
 
 def fidelity_protocol(study: StudyConfig) -> dict[str, Any]:
     """What every FD/KD column of the study means and how it was computed (stored beside the values)."""
-    cols = study.evaluation.columns()
-    warning = shared_network_warning(study.evaluation.extractor, study.evaluation.inception_weights,
+    ev = study.evaluation
+    cols = ev.columns()
+    warning = shared_network_warning(ev.extractor, ev.inception_weights,
                                      prior=prior_network(study), perceptual=study.training.perceptual.name)
     scores = suite(study)
-    return {"n": study.fd_n, "num_samples_asked": study.evaluation.num_samples, "n_lowered": study.fd_n_note(), "reference": "first n train images",
-            "heldout": "first n val images", "columns": cols.meanings(), "extractor_shares_network": warning,
+    reference = (f"{ev.reference_images} (evaluation.reference_images)" if ev.reference_images
+                 else f"first {study.reference_n} train images")
+    return {"n": study.sample_n, "n_reference": None if ev.reference_images else study.reference_n,
+            "n_heldout": study.heldout_n, "n_controls": study.fd_n, "num_samples_asked": ev.num_samples,
+            "n_lowered": study.fd_n_note(), "reference": reference,
+            "fd_against": (f"{ev.reference_stats} (evaluation.reference_stats: mu / sigma)" if ev.reference_stats
+                           else "the reference images' features"),
+            "heldout": f"first {study.heldout_n} val images", "columns": cols.meanings(), "extractor_shares_network": warning,
             "dinov2_shares_network": scores.shared_network(prior=prior_network(study), perceptual=study.training.perceptual.name),
             "suite": scores.protocol(),
-            "kid_subsets": study.evaluation.kid_subsets, "kid_subset_size": kid_subset(study.fd_n, study.fd_n)}
+            "kid_subsets": ev.kid_subsets, "kid_subset_size": kid_subset(study.sample_n, study.reference_n)}
+
+
+def reference_images(study: StudyConfig, train) -> tuple[np.ndarray, np.ndarray | None]:
+    """The real reference set: evaluation.reference_images when named (at the data's resolution), else the
+    first reference_n train images."""
+    path = study.evaluation.reference_images
+    if path is None:
+        return np.asarray(train.images[:study.reference_n]), train.labels[:study.reference_n]
+    images, labels = load_images(path)
+    side = study.data.resolution
+    if tuple(images.shape[2:]) != (side, side):
+        raise ValueError(f"evaluation.reference_images: {path} holds {tuple(images.shape[2:])} px images, but the study "
+                         f"generates {side} x {side} (data.resolution): use a reference made at that resolution")
+    return images.numpy(), labels
+
+
+def reference_statistics(study: StudyConfig) -> dict[str, np.ndarray]:
+    """mu / sigma of evaluation.reference_stats (and sFID's mu_s / sigma_s when it holds them and the study
+    scores sFID), refused when made by another network or feature size; {} when the study names none."""
+    path = study.evaluation.reference_stats
+    if path is None:
+        return {}
+    name = resolve_extractor(study.evaluation.extractor, study.evaluation.inception_weights)
+    found = dict(zip((MU, SIGMA), load_statistics(path, name, FIDELITY_EXTRACTORS.get(name).feature_dim)[:2]))
+    if "sfid" in suite(study).roles() and set(SPATIAL) <= contents(path):
+        found |= dict(zip(SPATIAL, load_statistics(path, name, SPATIAL_DIM, keys=SPATIAL)[:2]))
+    return {key: np.asarray(value) for key, value in found.items()}
+
+
+def _stored(stage_dir: Path, keys: tuple[str, str]) -> tuple[torch.Tensor, torch.Tensor] | None:
+    path = Path(stage_dir) / layout.REFERENCE_STATS
+    if not path.is_file():
+        return None
+    with np.load(path) as data:
+        return (torch.from_numpy(data[keys[0]]), torch.from_numpy(data[keys[1]])) if keys[0] in data else None
+
+
+def load_reference(stage_dir: Path) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
+    """(the reference images' features, the named statistics file's (mu, sigma) or None) a reference stage wrote."""
+    return load_features(stage_dir, layout.REFERENCE_FEATURES), _stored(stage_dir, (MU, SIGMA))
 
 
 def reference_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     study, device = ctx.study, ctx.device
-    n = study.fd_n
     cols = study.evaluation.columns()
-    train = ctx.split("train")
-    ref_sets = suite_features(study, train.images[:n], device)
+    images, labels = reference_images(study, ctx.split("train"))
+    stats = reference_statistics(study)
+    ref_sets = suite_features(study, images, device)
     ref = ref_sets["fid"]
     for role in set(SUITE_REFERENCE_ROLES) & set(ref_sets):
         save_npy(out / layout.reference_features(role), ref_sets[role].numpy())
-    save_images(out / layout.REFERENCE_IMAGES, np.asarray(train.images[:n]), train.labels[:n])  # for `pae-lab evaluate`
-    held = features(study, ctx.split("val").images[:n], device)
+    save_images(out / layout.REFERENCE_IMAGES, images, labels)  # for `pae-lab evaluate`
+    if stats:
+        np.savez(out / layout.REFERENCE_STATS, **stats)
+    held = features(study, ctx.split("val").images[:study.heldout_n], device)
     save_npy(out / layout.REFERENCE_FEATURES, ref.numpy())
     save_npy(out / layout.HELDOUT_FEATURES, held.numpy())
-    noise = fd_kd_named(held, ref, cols.noise_fd, cols.noise_kd, kid_subsets=study.evaluation.kid_subsets,
+    noise = fd_kd_named(held, ref, cols.noise_fd, cols.noise_kd, stats=_stored(out, (MU, SIGMA)), kid_subsets=study.evaluation.kid_subsets,
                         seed=study.evaluation.sampler.seed)
-    protocol = fidelity_protocol(study)
+    protocol = fidelity_protocol(study) | {"n_reference": len(ref), "kid_subset_size": kid_subset(study.sample_n, len(ref))}
     for line in (protocol["extractor_shares_network"], protocol["dinov2_shares_network"], *protocol["suite"]["skipped"]):
         if line:
             warnings.warn(line, stacklevel=2)
     write_json(out / layout.FIDELITY_PROTOCOL, protocol)
-    return {**noise, "n": n, "warning": protocol["extractor_shares_network"]}
+    return {**noise, "n": study.sample_n, "n_reference": len(ref), "n_heldout": len(held),
+            "warning": protocol["extractor_shares_network"]}
 
 
 def stage_array(ctx: StageContext, stage: str, name: Callable[[str], str]) -> Callable[[str, int | None], torch.Tensor]:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from analysis.fidelity import frechet_distance
+from analysis.fidelity import fd_to_reference
 from analysis.reconstruction import psnr_per_image
 from pae_lab.fsutil import save_torch, write_json
 from pae_lab.generation.samplers import generate_latents
@@ -28,7 +28,7 @@ from pae_lab.stages.context import StageContext
 from pae_lab.stages.generation import decode_all
 from pae_lab.stages.generator import SavedGenerator
 from pae_lab.stages.manifold import reconstruct
-from pae_lab.stages.reference import features, load_features
+from pae_lab.stages.reference import features, load_reference
 from pae_lab.stages.tokenizer import load_tokenizer
 from pae_lab.stages.training import TrainLoop, autocast, grad_norm
 
@@ -98,12 +98,12 @@ def refit_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     rebuilt = reconstruct(model, held_out, device, ev.batch_size)
     psnr = float(psnr_per_image(rebuilt.float() / 255, torch.from_numpy(np.asarray(held_out)).float() / 255).mean())
     saved = SavedGenerator(study, ctx.input("generator"), device)
-    n = study.fd_n
+    n = study.sample_n
     latents, _ = generate_latents(saved.at(saved.eval_steps[-1]), n, saved.latent_shape, ev.sampler,
                                   num_classes=saved.num_classes, device=device)
     images = decode_all(model, LatentNorm.load(tok_dir / layout.LATENT_NORM), latents, device, ev.batch_size)
-    real = load_features(ctx.input("reference"), layout.REFERENCE_FEATURES)
-    summary = {cols.refit_fd: frechet_distance(features(study, images, device).double(), real), cols.refit_psnr: psnr}
+    real, real_stats = load_reference(ctx.input("reference"))
+    summary = {cols.refit_fd: fd_to_reference(features(study, images, device).double(), real, real_stats), cols.refit_psnr: psnr}
     write_json(out / layout.REFIT, {"protocol": {"measured": True, "steps": steps, "lr": lr, "batch_size": train_cfg.batch_size,
                                                  "loss": "the tokenizer's reconstruction loss, no regularizer",
                                                  "samples": "the last generator checkpoint's, redrawn with evaluation.sampler.seed",

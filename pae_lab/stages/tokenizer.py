@@ -46,13 +46,21 @@ def tokenizer_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     torch.manual_seed(ctx.seed)
     model = build_tokenizer(ctx.study.tokenizer).to(ctx.device)
     trainable = architecture(ctx.study.tokenizer).trainable
+    shipped = None
+    if hasattr(model, "probe"):  # a loaded (external) model: its shape contract at the study's resolution,
+        model.probe(ctx.study.data.resolution, ctx.device)
+        shipped = model.shipped_norm()  # and its shipped statistics, read before any latent is written
     summary = train_tokenizer(ctx, model, out) if trainable else {"pretrained": True}
     if not ctx.dist.is_main:
         return summary  # rank 0 alone exports; the others wait for it at the stage's barrier
     model.eval()
     save_torch(out / layout.TOKENIZER_MODEL, {"config": ctx.study.tokenizer.model_dump(mode="json"),
                                   "state": model.state_dict() if trainable else None})
-    export_latents(ctx, model, out)
+    export_latents(ctx, model, out, shipped)
+    ctx.logger.model(f"tokenizer-{ctx.spec.variant}-seed{ctx.spec.seed}", [out / layout.TOKENIZER_MODEL, out / layout.LATENT_NORM],
+                     {"architecture": ctx.study.tokenizer.name, "latent_channels": ctx.study.tokenizer.latent_channels,
+                      "downsample": ctx.study.tokenizer.downsample, "trained": trainable},
+                     step=ctx.study.training.steps if trainable else 0)
     return summary
 
 
@@ -127,8 +135,8 @@ def train_tokenizer(ctx: StageContext, model: nn.Module, out: Path) -> dict[str,
     return summary
 
 
-def export_latents(ctx: StageContext, model: nn.Module, out: Path) -> None:
-    """Latents of both splits, their normalisation, and a reconstruction grid."""
+def export_latents(ctx: StageContext, model: nn.Module, out: Path, shipped: LatentNorm | None = None) -> None:
+    """Latents of both splits, their normalisation (fitted, or the one a checkpoint ships), and a reconstruction grid."""
     device = ctx.device
     for split in ("train", "val"):
         images = ctx.split(split).images
@@ -137,7 +145,8 @@ def export_latents(ctx: StageContext, model: nn.Module, out: Path) -> None:
             for i in range(0, len(images), LATENT_CHUNK):  # streamed: the latents never sit in memory whole
                 writer.write(encode_all(model, images[i:i + LATENT_CHUNK], device))
     train = DiskArray(out / layout.latents("train"))
-    norm = LatentNorm.fit_batches(torch.from_numpy(train[i:i + LATENT_CHUNK]) for i in range(0, len(train), LATENT_CHUNK))
+    norm = shipped or LatentNorm.fit_batches(torch.from_numpy(train[i:i + LATENT_CHUNK])
+                                             for i in range(0, len(train), LATENT_CHUNK))
     norm.save(out / layout.LATENT_NORM)
 
     val = torch.from_numpy(ctx.split("val").images[:16]).float() / 255

@@ -289,6 +289,21 @@ class RunLogger:
     def artifact(self, path: Path, artifact_path: str | None = None) -> None:
         self._safe(lambda: self._client.log_artifact(self.run_id, str(path), artifact_path), hold=True)
 
+    @property
+    def connected(self) -> bool:
+        """Whether the store answered and no outage is under way."""
+        return self._client is not None and self._link is not None and not self._link.down
+
+    def inputs(self, datasets: list) -> None:
+        """Dataset inputs of the run (tracking.lineage.run_datasets)."""
+        self._safe(lambda: self._client.log_inputs(self.run_id, datasets=datasets), hold=True)
+
+    def model(self, name: str, files: list[Path], params: dict[str, Any], step: int) -> None:
+        """Files as a logged model of the run (tracking.lineage.log_tokenizer)."""
+        from pae_lab.tracking.lineage import log_tokenizer
+
+        self._safe(lambda: log_tokenizer(self._client, self.run_id, name, files, params, step), hold=True)
+
     def params(self, params: dict[str, Any]) -> None:
         self._safe(lambda: log_params(self._client, self.run_id, params), hold=True)
 

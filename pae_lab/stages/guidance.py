@@ -1,0 +1,79 @@
+"""The guidance sweep: each tokenizer at the classifier-free guidance scale that suits it, and without.
+
+Papers report generation with and without guidance, the scale tuned per tokenizer; one study-wide
+`cfg_scale` favours whichever tokenizer it happens to suit. Each scale of
+`evaluation.sampler.cfg_grid` is scored (gFD) on the final EMA checkpoint at `cfg_grid_samples`
+images, all with the same noise and labels; the best scale is then scored at the full N, beside the
+score without guidance (scale 1), which is the generation stage's own when it sampled at scale 1.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from analysis.fidelity import fd_kd_named, fd_to_reference
+from pae_lab.fsutil import read_json, write_json
+from pae_lab.generation.samplers import generate_latents
+from pae_lab.models.latent_norm import LatentNorm
+from pae_lab.plan import layout
+from pae_lab.stages.context import StageContext
+from pae_lab.stages.generation import decode_all
+from pae_lab.stages.generator import SavedGenerator
+from pae_lab.stages.reference import features, load_reference
+from pae_lab.stages.tokenizer import load_tokenizer
+
+UNGUIDED = 1.0  # the scale at which the conditional model alone samples
+
+
+def skipped(ctx: StageContext) -> str | None:
+    """Why the sweep does not run, or None."""
+    if ctx.study.evaluation.sampler.cfg_grid is None:
+        return "evaluation.sampler.cfg_grid is not set"
+    if ctx.study.generator.class_dropout == 0:
+        return "generator.class_dropout is 0: the generator never learned the unconditional model guidance needs"
+    return None
+
+
+def guidance_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
+    study, device, ev = ctx.study, ctx.device, ctx.study.evaluation
+    sampler = ev.sampler
+    why = skipped(ctx)
+    if why is not None:
+        write_json(out / layout.GUIDANCE, {"protocol": {"measured": False, "why": why}})
+        return {}
+    cols = ev.columns()
+    tok_dir = ctx.input("tokenizer")
+    tokenizer, norm = load_tokenizer(tok_dir, device), LatentNorm.load(tok_dir / layout.LATENT_NORM)
+    saved = SavedGenerator(study, ctx.input("generator"), device)
+    final = saved.eval_steps[-1]
+    model = saved.at(final)
+    real, real_stats = load_reference(ctx.input("reference"))
+
+    def generated(scale: float, n: int):
+        latents, _ = generate_latents(model, n, saved.latent_shape, sampler.model_copy(update={"cfg_scale": scale}),
+                                      num_classes=saved.num_classes, device=device)
+        return features(study, decode_all(tokenizer, norm, latents, device, ev.batch_size), device)
+
+    grid = list(sampler.cfg_grid)
+    rows = []
+    for i, scale in enumerate(grid):
+        ctx.progress.update("guidance", i, len(grid) + 2, force=True)
+        rows.append({"cfg_scale": scale, cols.fd: fd_to_reference(generated(scale, sampler.cfg_grid_samples), real, real_stats)})
+    best = min(rows, key=lambda row: row[cols.fd])["cfg_scale"]
+    kw = {"kid_subsets": ev.kid_subsets, "seed": sampler.seed, "stats": real_stats}
+    ctx.progress.update("guidance", len(grid), len(grid) + 2, force=True)
+    guided = fd_kd_named(generated(best, study.sample_n), real, cols.guided_fd, cols.guided_kd, **kw)
+    reused = sampler.cfg_scale == UNGUIDED
+    if reused:  # the generation stage sampled this checkpoint at scale 1 with the same noise and labels
+        last = read_json(ctx.input("generation") / layout.CONVERGENCE)["rows"][-1]
+        unguided = {cols.unguided_fd: last[cols.fd], cols.unguided_kd: last[cols.kd], f"{cols.unguided_kd}_std": last[f"{cols.kd}_std"]}
+    else:
+        unguided = fd_kd_named(generated(UNGUIDED, study.sample_n), real, cols.unguided_fd, cols.unguided_kd, **kw)
+    ctx.progress.update("guidance", len(grid) + 2, len(grid) + 2, force=True)
+    summary = {cols.cfg_best: best, **guided, **unguided}
+    protocol = {"measured": True, "generator_step": final, "grid": grid, "grid_samples": sampler.cfg_grid_samples,
+                "n": study.sample_n, "chosen_by": f"lowest {cols.fd} at grid_samples images",
+                "unguided": "the generation stage's last row" if reused else "sampled here at scale 1"}
+    write_json(out / layout.GUIDANCE, {"rows": rows, "best": best, "summary": summary, "protocol": protocol})
+    ctx.logger.artifact(out / layout.GUIDANCE, "guidance")
+    return summary
