@@ -145,3 +145,29 @@ def test_a_results_table_with_fd_dinov2_still_reads_its_own_fid(tmp_path) -> Non
 
     (tmp_path / "results.csv").write_text("variant,fd_dinov2,fid\nbaseline,3.0,2.0\n")
     assert generation_score_column(tmp_path / "results.csv") == "fid"
+
+
+def test_a_named_statistics_file_gives_the_study_fd_and_sfid_from_its_moments(tmp_path) -> None:
+    """evaluation.reference_stats in ADM's layout (mu / sigma, mu_s / sigma_s): the reference stage keeps
+    both pairs, and the generation stage reads sFID against mu_s / sigma_s, not the reference images."""
+    import numpy as np
+
+    from analysis.adm_files import save_statistics
+    from pae_lab.config.schema import StudyConfig
+    from pae_lab.plan import layout
+    from pae_lab.stages.reference import load_suite_reference, reference_statistics
+
+    g = torch.Generator().manual_seed(0)
+    stats = save_statistics(tmp_path / "VIRTUAL_ref.npz", torch.randn(30, 2048, generator=g, dtype=torch.float64),
+                            "inception", spatial=torch.randn(30, 2023, generator=g, dtype=torch.float64))
+    study = StudyConfig.model_validate({"name": "s", "evaluation": {"extractor": "inception", "reference_stats": str(stats),
+                                                                    "inception_weights": str(tmp_path / "inception.pth")}})
+    kept = reference_statistics(study)
+    assert set(kept) == {"mu", "sigma", "mu_s", "sigma_s"} and kept["sigma_s"].shape == (2023, 2023)
+    np.savez(tmp_path / layout.REFERENCE_STATS, **kept)
+    mu_s, sigma_s = load_suite_reference(tmp_path)["sfid"]
+    with np.load(stats) as raw:
+        assert np.array_equal(mu_s.numpy(), raw["mu_s"]) and np.array_equal(sigma_s.numpy(), raw["sigma_s"])
+    effnet = StudyConfig.model_validate({"name": "s", "evaluation": {"extractor": "effnet-lite0", "reference_stats": str(stats)}})
+    with pytest.raises(ValueError, match=r"VIRTUAL_ref\.npz: statistics made with the inception extractor"):
+        reference_statistics(effnet)  # a file of another network is refused in one line
