@@ -230,3 +230,25 @@ def test_a_server_that_never_comes_back_is_named_shown_and_synced(restartable, t
     assert {r.info.status for r in child_runs(mlflow_client, "gone")} == {"FINISHED"}
     again = pae_lab(["status", str(path)], env, timeout=60)
     assert again.stdout.count("complete") == 2 and "unreachable" not in again.stdout, again.stdout
+
+
+def test_a_half_made_logged_model_is_replaced_and_a_ready_one_linked_once(tmp_path) -> None:
+    """A job that died between creating the tokenizer's logged model and finishing it leaves it PENDING,
+    without its files: the next job replaces it; a READY one is kept and the run links it once."""
+    import mlflow
+    from mlflow.entities import LoggedModelStatus
+
+    from pae_lab.tracking.lineage import log_tokenizer
+
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.create_experiment("lineage", artifact_location=(tmp_path / "artifacts").as_uri())
+    run_id = client.create_run(experiment).info.run_id
+    dead = client.create_logged_model(experiment, name="tokenizer-pae-seed0", source_run_id=run_id).model_id
+    files = [tmp_path / "model.pt", tmp_path / "latent_norm.json"]
+    for path in files:
+        path.write_text(path.name)
+    first = log_tokenizer(client, run_id, "tokenizer-pae-seed0", files, {"trained": True}, 6)
+    again = log_tokenizer(client, run_id, "tokenizer-pae-seed0", files, {"trained": True}, 6)
+    (model,) = client.search_logged_models([experiment], filter_string=f"source_run_id = '{run_id}'")
+    assert first == again == model.model_id != dead and model.status == LoggedModelStatus.READY
+    assert [o.model_id for o in client.get_run(run_id).outputs.model_outputs] == [first]

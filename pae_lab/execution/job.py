@@ -25,7 +25,7 @@ from pae_lab.plan.runs import RunSpec
 from pae_lab.plan.progress import ProgressWriter
 from pae_lab.execution.shared_job import execute_shared, is_shared_job
 from pae_lab.stages.execute import run_stage
-from pae_lab.tracking.lineage import run_datasets
+from pae_lab.tracking.lineage import run_datasets, tokenizer_model
 from pae_lab.tracking.store import RunLogger
 from pae_lab.tracking.system import system_metrics
 from pae_lab.tracking.study_runs import tracking_uri
@@ -61,13 +61,13 @@ def _follow(spec: RunSpec, study, folders: dict[str, Path], dist, device) -> dic
 
 def _execute(spec: RunSpec, study, folders: dict[str, Path], dist, device) -> dict[str, Any]:
     logger = RunLogger(spec.run_dir, tracking_uri(spec.tracking_uri, spec.study_dir), spec.mlflow_run_id)
+    logger.started()  # a store left down by an earlier job is asked again here, before the monitor needs it
     with system_metrics(study, device.type, logger):
         return _stages(spec, study, folders, dist, device, logger)
 
 
 def _stages(spec: RunSpec, study, folders: dict[str, Path], dist, device, logger: RunLogger) -> dict[str, Any]:
     files = spec.layout
-    logger.started()
     logger.inputs(run_datasets(study, spec))
     if dist.world > 1:
         logger.tags({"pae.processes_per_job": dist.world})
@@ -86,6 +86,7 @@ def _stages(spec: RunSpec, study, folders: dict[str, Path], dist, device, logger
             logger.finish("FAILED")
             return {"status": "failed", "stage": stage.name, "error": error}
     files.failed.unlink(missing_ok=True)
+    logger.model(*tokenizer_model(study, spec))  # every run, also one whose tokenizer stage was cached
     write_json(files.result, summaries)
     progress.update("done", 1, 1, status="done", force=True)
     logger.finish("FINISHED")

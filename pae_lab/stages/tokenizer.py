@@ -57,10 +57,6 @@ def tokenizer_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     save_torch(out / layout.TOKENIZER_MODEL, {"config": ctx.study.tokenizer.model_dump(mode="json"),
                                   "state": model.state_dict() if trainable else None})
     export_latents(ctx, model, out, shipped)
-    ctx.logger.model(f"tokenizer-{ctx.spec.variant}-seed{ctx.spec.seed}", [out / layout.TOKENIZER_MODEL, out / layout.LATENT_NORM],
-                     {"architecture": ctx.study.tokenizer.name, "latent_channels": ctx.study.tokenizer.latent_channels,
-                      "downsample": ctx.study.tokenizer.downsample, "trained": trainable},
-                     step=ctx.study.training.steps if trainable else 0)
     return summary
 
 

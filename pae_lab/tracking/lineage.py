@@ -33,23 +33,44 @@ def run_datasets(study, spec) -> list:
         _dataset(f"{study.data.name}:val", data, data.name, "validation", {"num_images": study.data.val_size, **size}),
         _dataset("reference", reference, reference.name, "evaluation",
                  {"images": ev.reference_images or f"first {study.reference_n} train images",
-                  "statistics": ev.reference_stats, **size}),
+                  "num_images": spec.summary("reference").get("n_reference"), "statistics": ev.reference_stats, **size}),
     ]
 
 
+def tokenizer_model(study, spec) -> tuple[str, list[Path], dict[str, Any], int]:
+    """(name, files, params, step) of the run's tokenizer as a logged model: the files a generator needs."""
+    from pae_lab.plan import layout
+
+    from pae_lab.architectures import architecture
+
+    folder, tokenizer = Path(spec.stage_dir("tokenizer")), study.tokenizer
+    trained = architecture(tokenizer).trainable
+    return (f"tokenizer-{spec.variant}-seed{spec.seed}", [folder / layout.TOKENIZER_MODEL, folder / layout.LATENT_NORM],
+            {"architecture": tokenizer.name, "latent_channels": tokenizer.latent_channels,
+             "downsample": tokenizer.downsample, "trained": trained}, study.training.steps if trained else 0)
+
+
 def log_tokenizer(client, run_id: str, name: str, files: list[Path], params: dict[str, Any], step: int) -> str:
-    """The tokenizer's files as a logged model of the run (found again, not duplicated, when a job logs it twice)."""
+    """The tokenizer's files as a logged model, the run's output. Idempotent: a READY model of the run is
+    kept (and linked, if a job died before linking it); one a dead job left half-made is replaced."""
     from mlflow.entities import LoggedModelOutput, LoggedModelStatus
 
-    experiment = client.get_run(run_id).info.experiment_id
-    found = client.search_logged_models([experiment], filter_string=f"source_run_id = '{run_id}' AND name = '{name}'",
-                                        max_results=1)
-    if found:
-        return found[0].model_id
-    model = client.create_logged_model(experiment, name=name, source_run_id=run_id, model_type="pae-lab tokenizer",
-                                       params={k: str(v) for k, v in params.items()})
-    for path in files:
-        client.log_model_artifact(model.model_id, str(path))
-    client.finalize_logged_model(model.model_id, LoggedModelStatus.READY)
-    client.log_outputs(run_id, [LoggedModelOutput(model.model_id, step)])
-    return model.model_id
+    run = client.get_run(run_id)
+    found = client.search_logged_models([run.info.experiment_id],
+                                        filter_string=f"source_run_id = '{run_id}' AND name = '{name}'")
+    ready = [m for m in found if m.status == LoggedModelStatus.READY]
+    for model in found:
+        if model.status != LoggedModelStatus.READY:
+            client.delete_logged_model(model.model_id)
+    if ready:
+        model_id = ready[0].model_id
+    else:
+        model_id = client.create_logged_model(run.info.experiment_id, name=name, source_run_id=run_id,
+                                              model_type="pae-lab tokenizer",
+                                              params={k: str(v) for k, v in params.items()}).model_id
+        for path in files:
+            client.log_model_artifact(model_id, str(path))
+        client.finalize_logged_model(model_id, LoggedModelStatus.READY)
+    if model_id not in {o.model_id for o in (run.outputs.model_outputs if run.outputs else [])}:
+        client.log_outputs(run_id, [LoggedModelOutput(model_id, step)])
+    return model_id
