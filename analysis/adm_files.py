@@ -10,6 +10,7 @@ another network is refused; a file without it is assumed to match, and the score
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +58,18 @@ def load_images(path: str | os.PathLike) -> tuple[torch.Tensor, np.ndarray | Non
     if labels is not None and labels.shape != (len(images),):
         raise ValueError(f"{path}: {LABELS} holds {labels.shape} labels for {len(images)} images")
     return torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))), labels
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(H, W) of the file's images from the array's header alone: a reference batch's 10 000 images need
+    not be read to check their resolution."""
+    with zipfile.ZipFile(path) as archive, archive.open(f"{IMAGES}.npy") as raw:
+        major, _ = np.lib.format.read_magic(raw)
+        read = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+        shape = read(raw)[0]
+    if len(shape) != 4 or shape[-1] != 3:
+        raise ValueError(f"{path}: {IMAGES} must be [N, H, W, 3] (ADM's sample format), got shape {shape}")
+    return shape[1], shape[2]
 
 
 def holds_statistics(path: str | os.PathLike) -> bool:

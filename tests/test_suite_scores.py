@@ -162,8 +162,8 @@ def test_a_named_statistics_file_gives_the_study_fd_and_sfid_from_its_moments(tm
                             "inception", spatial=torch.randn(30, 2023, generator=g, dtype=torch.float64))
     study = StudyConfig.model_validate({"name": "s", "evaluation": {"extractor": "inception", "reference_stats": str(stats),
                                                                     "inception_weights": str(tmp_path / "inception.pth")}})
-    kept = reference_statistics(study)
-    assert set(kept) == {"mu", "sigma", "mu_s", "sigma_s"} and kept["sigma_s"].shape == (2023, 2023)
+    kept, notes = reference_statistics(study)
+    assert set(kept) == {"mu", "sigma", "mu_s", "sigma_s"} and kept["sigma_s"].shape == (2023, 2023) and notes == []
     np.savez(tmp_path / layout.REFERENCE_STATS, **kept)
     mu_s, sigma_s = load_suite_reference(tmp_path)["sfid"]
     with np.load(stats) as raw:
@@ -171,3 +171,28 @@ def test_a_named_statistics_file_gives_the_study_fd_and_sfid_from_its_moments(tm
     effnet = StudyConfig.model_validate({"name": "s", "evaluation": {"extractor": "effnet-lite0", "reference_stats": str(stats)}})
     with pytest.raises(ValueError, match=r"VIRTUAL_ref\.npz: statistics made with the inception extractor"):
         reference_statistics(effnet)  # a file of another network is refused in one line
+    adm = tmp_path / "adm.npz"  # ADM's reference batches name no network, and hold their 256 px images beside
+    np.savez(adm, arr_0=np.zeros((4, 256, 256, 3), np.uint8), mu=np.zeros(2048), sigma=np.eye(2048))
+    study = StudyConfig.model_validate({"name": "s", "data": {"resolution": 256}, "evaluation": {
+        "extractor": "inception", "inception_weights": str(tmp_path / "inception.pth"), "reference_stats": str(adm)}})
+    _, notes = reference_statistics(study)
+    assert notes == [f"evaluation.reference_stats: {adm} does not name the network its statistics come from: assumed inception"]
+    small = StudyConfig.model_validate({**study.model_dump(mode="json"), "data": {"resolution": 64}})
+    with pytest.raises(ValueError, match=r"evaluation.reference_stats: .*adm\.npz holds \(256, 256\) px images, but the study generates 64 x 64"):
+        reference_statistics(small)  # statistics of 256 px images would score a 64 px study
+
+
+def test_named_reference_images_say_what_they_leave_unequal_and_refuse_too_few(tmp_path) -> None:
+    import numpy as np
+
+    from pae_lab.config.schema import StudyConfig
+    from pae_lab.stages.reference import reference_notes
+
+    batch = tmp_path / "VIRTUAL_ref.npz"  # images and their statistics, as ADM ships them
+    np.savez(batch, arr_0=np.zeros((8, 32, 32, 3), np.uint8), mu=np.zeros(1280), sigma=np.eye(1280))
+    study = StudyConfig.model_validate({"name": "s", "evaluation": {"num_samples": 64, "reference_images": str(batch)}})
+    notes = reference_notes(study, 8)
+    assert any("holds 8 images, fewer than the 64 generated" in n for n in notes)
+    assert any("also holds mu / sigma, which only evaluation.reference_stats reads" in n for n in notes)
+    with pytest.raises(ValueError, match="holds 3 images; precision / recall need more than evaluation.prdc_k = 3"):
+        reference_notes(study, 3)  # before any run trains, not in its generation stage

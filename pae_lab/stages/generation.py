@@ -38,7 +38,8 @@ from pae_lab.models.latent_norm import LatentNorm
 from pae_lab.stages.context import StageContext
 from pae_lab.stages.generator import SavedGenerator
 from pae_lab.stages.manifold import reconstruct
-from pae_lab.stages.reference import features, fidelity_protocol, load_reference, load_suite_reference, reference_images, suite_features
+from pae_lab.stages.reference import (features, load_reference, load_suite_reference, reference_images, reference_protocol,
+                                      suite_features)
 from pae_lab.stages.tokenizer import load_tokenizer
 from pae_lab.stages.training import batched
 
@@ -106,7 +107,7 @@ def generation_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     save_images(out / layout.SAMPLES, images, labels)  # the last checkpoint's, for the controls stage and for anyone
     for name, array in ((layout.SAMPLE_FEATURES, gen), (layout.OWN_FEATURES, own)):
         save_npy(out / name, np.asarray(array))
-    protocol = {**fidelity_protocol(study), "generator_step": "per row", "prdc_k": ev.prdc_k, "sampler": ev.sampler.model_dump(mode="json"),
+    protocol = {**reference_protocol(ctx.input("reference")), "generator_step": "per row", "prdc_k": ev.prdc_k, "sampler": ev.sampler.model_dump(mode="json"),
                 "val_loss_t": list(ev.val_loss_t), "val_loss_images": int(len(val_latents)),
                 "latent_norm": norm.source,
                 "val_loss_gauss_rows": GAUSS_ROWS}

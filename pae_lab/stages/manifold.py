@@ -14,7 +14,7 @@ from pae_lab.plan import layout
 from pae_lab.data.images import latent_pca_rgb, save_grid, to_uint8
 from pae_lab.losses.perceptual import build_perceptual
 from pae_lab.stages.context import StageContext
-from pae_lab.stages.reference import features, fidelity_protocol, load_features, load_reference
+from pae_lab.stages.reference import features, load_features, load_reference, reference_protocol
 from pae_lab.stages.tokenizer import encode_all, load_tokenizer
 from pae_lab.stages.training import batched
 
@@ -44,7 +44,7 @@ def reconstruction_fidelity(ctx: StageContext, model) -> dict[str, Any]:
     real, real_stats = load_reference(ref_dir)
     values = {**fd_kd_named(rec_feats, load_features(ref_dir, layout.HELDOUT_FEATURES), cols.rfd, cols.rkd, **kw),
               **fd_kd_named(rec_feats, real, cols.floor_fd, cols.floor_kd, stats=real_stats, **kw)}
-    protocol = {**fidelity_protocol(study), "split": "val", "rfd_reference": "the same held-out originals",
+    protocol = {**reference_protocol(ref_dir), "split": "val", "rfd_reference": "the same held-out originals",
                 "floor_reference": "the real reference set (protocol `reference`, FD against `fd_against`)"}
     return values | {"protocol": protocol}
 

@@ -20,13 +20,14 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from analysis.adm_files import MU, SIGMA, SPATIAL, contents, load_images, load_statistics, save_images
+from analysis.adm_files import (IMAGES, MU, SIGMA, SPATIAL, contents, holds_statistics, image_size, load_images,
+                                load_statistics, save_images)
 from analysis.fidelity import (FIDELITY_EXTRACTORS, extract_features, fd_kd_named, kid_subset, resolve_extractor,
                                shared_network_warning)
 from analysis.inception_spatial import SPATIAL_DIM
 from analysis.suite_scores import Reference, Suite
 from analysis.teacher import gradient_energy, pooled_pixels, position, teacher_ceiling
-from pae_lab.fsutil import save_npy, write_json
+from pae_lab.fsutil import read_json, save_npy, write_json
 from pae_lab.plan import layout
 from pae_lab.config.schema import StudyConfig
 from pae_lab.stages.context import StageContext
@@ -101,30 +102,61 @@ def fidelity_protocol(study: StudyConfig) -> dict[str, Any]:
 
 
 def reference_images(study: StudyConfig, train) -> tuple[np.ndarray, np.ndarray | None]:
-    """The real reference set: evaluation.reference_images when named (at the data's resolution), else the
-    first reference_n train images."""
+    """The real reference set: evaluation.reference_images (at the data's resolution), else the first
+    reference_n train images."""
     path = study.evaluation.reference_images
     if path is None:
         return np.asarray(train.images[:study.reference_n]), train.labels[:study.reference_n]
+    check_resolution(study, path, "evaluation.reference_images")
     images, labels = load_images(path)
-    side = study.data.resolution
-    if tuple(images.shape[2:]) != (side, side):
-        raise ValueError(f"evaluation.reference_images: {path} holds {tuple(images.shape[2:])} px images, but the study "
-                         f"generates {side} x {side} (data.resolution): use a reference made at that resolution")
     return images.numpy(), labels
 
 
-def reference_statistics(study: StudyConfig) -> dict[str, np.ndarray]:
-    """mu / sigma of evaluation.reference_stats (and sFID's mu_s / sigma_s when it holds them and the study
-    scores sFID), refused when made by another network or feature size; {} when the study names none."""
+def check_resolution(study: StudyConfig, path: str, key: str) -> None:
+    """A reference file's images must be what the study generates: data.resolution square."""
+    side = study.data.resolution
+    if image_size(path) != (side, side):
+        raise ValueError(f"{key}: {path} holds {image_size(path)} px images, but the study "
+                         f"generates {side} x {side} (data.resolution): use a reference made at that resolution")
+
+
+def reference_notes(study: StudyConfig, n_reference: int) -> list[str]:
+    """What the named reference images leave unequal, one line each; refused when too few for precision / recall."""
+    ev, path = study.evaluation, study.evaluation.reference_images
+    if path is None:
+        return []
+    if n_reference <= ev.prdc_k:
+        raise ValueError(f"evaluation.reference_images: {path} holds {n_reference} images; precision / recall need more "
+                         f"than evaluation.prdc_k = {ev.prdc_k}")
+    notes = []
+    if n_reference < study.sample_n:
+        notes.append(f"evaluation.reference_images: {path} holds {n_reference} images, fewer than the {study.sample_n} "
+                     f"generated: KD and precision / recall compare sets of unequal N (as ADM's 10 000 vs 50 000)")
+    if ev.reference_stats is None and holds_statistics(path):
+        notes.append(f"evaluation.reference_images: {path} also holds mu / sigma, which only evaluation.reference_stats "
+                     f"reads: gFD here is against its {n_reference} images, `pae-lab evaluate` against its statistics")
+    return notes
+
+
+def reference_statistics(study: StudyConfig) -> tuple[dict[str, np.ndarray], list[str]]:
+    """(mu / sigma of evaluation.reference_stats, and sFID's mu_s / sigma_s when it holds them and the study
+    scores sFID; what the file cannot vouch for). Refused when made by another network or feature size, or
+    beside images of another resolution (ADM's reference batches hold both); ({}, []) when the study names none."""
     path = study.evaluation.reference_stats
     if path is None:
-        return {}
+        return {}, []
     name = resolve_extractor(study.evaluation.extractor, study.evaluation.inception_weights)
-    found = dict(zip((MU, SIGMA), load_statistics(path, name, FIDELITY_EXTRACTORS.get(name).feature_dim)[:2]))
-    if "sfid" in suite(study).roles() and set(SPATIAL) <= contents(path):
+    held = contents(path)
+    if IMAGES in held:  # ADM's reference batches: the statistics of the images beside them
+        check_resolution(study, path, "evaluation.reference_stats")
+    mu, sigma, made_with = load_statistics(path, name, FIDELITY_EXTRACTORS.get(name).feature_dim)
+    found = {MU: mu, SIGMA: sigma}
+    if "sfid" in suite(study).roles() and set(SPATIAL) <= held:
         found |= dict(zip(SPATIAL, load_statistics(path, name, SPATIAL_DIM, keys=SPATIAL)[:2]))
-    return {key: np.asarray(value) for key, value in found.items()}
+    notes = [] if made_with is not None else [
+        f"evaluation.reference_stats: {path} does not name the network its statistics come from: assumed {name}"
+        + ("" if IMAGES in held else f" on {study.data.resolution} px images, which nothing here can check")]
+    return {key: np.asarray(value) for key, value in found.items()}, notes
 
 
 def _stored(stage_dir: Path, keys: tuple[str, str]) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -133,6 +165,11 @@ def _stored(stage_dir: Path, keys: tuple[str, str]) -> tuple[torch.Tensor, torch
         return None
     with np.load(path) as data:
         return (torch.from_numpy(data[keys[0]]), torch.from_numpy(data[keys[1]])) if keys[0] in data else None
+
+
+def reference_protocol(stage_dir: Path) -> dict[str, Any]:
+    """How the reference stage measured: the study's fidelity protocol with the reference set's own N and notes."""
+    return read_json(Path(stage_dir) / layout.FIDELITY_PROTOCOL, {})
 
 
 def load_reference(stage_dir: Path) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
@@ -144,7 +181,8 @@ def reference_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     study, device = ctx.study, ctx.device
     cols = study.evaluation.columns()
     images, labels = reference_images(study, ctx.split("train"))
-    stats = reference_statistics(study)
+    stats, notes = reference_statistics(study)
+    notes += reference_notes(study, len(images))
     ref_sets = suite_features(study, images, device)
     ref = ref_sets["fid"]
     for role in set(SUITE_REFERENCE_ROLES) & set(ref_sets):
@@ -157,8 +195,9 @@ def reference_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     save_npy(out / layout.HELDOUT_FEATURES, held.numpy())
     noise = fd_kd_named(held, ref, cols.noise_fd, cols.noise_kd, stats=_stored(out, (MU, SIGMA)), kid_subsets=study.evaluation.kid_subsets,
                         seed=study.evaluation.sampler.seed)
-    protocol = fidelity_protocol(study) | {"n_reference": len(ref), "kid_subset_size": kid_subset(study.sample_n, len(ref))}
-    for line in (protocol["extractor_shares_network"], protocol["dinov2_shares_network"], *protocol["suite"]["skipped"]):
+    protocol = fidelity_protocol(study) | {"n_reference": len(ref), "kid_subset_size": kid_subset(study.sample_n, len(ref)),
+                                           "reference_notes": notes}
+    for line in (protocol["extractor_shares_network"], protocol["dinov2_shares_network"], *protocol["suite"]["skipped"], *notes):
         if line:
             warnings.warn(line, stacklevel=2)
     write_json(out / layout.FIDELITY_PROTOCOL, protocol)
