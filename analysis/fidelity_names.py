@@ -77,6 +77,11 @@ def resolve_extractor(extractor: str = "auto", inception_weights: str | os.PathL
     return extractor
 
 
+def fidelity_feature_dim(extractor: str = "auto", inception_weights: str | os.PathLike | None = None) -> int:
+    """The FD features' dimension under the resolved extractor (2048 for Inception)."""
+    return FIDELITY_EXTRACTORS.get(resolve_extractor(extractor, inception_weights)).feature_dim
+
+
 def metric_names(extractor: str = "auto", inception_weights: str | os.PathLike | None = None) -> tuple[str, str]:
     """(fid_key, kid_key) that compute_fidelity will use, for naming columns without computing."""
     spec = FIDELITY_EXTRACTORS.get(resolve_extractor(extractor, inception_weights))
@@ -206,9 +211,11 @@ class FidelityColumns:
             self.kd: "KD(generated, real reference)",
             self.lfd: "FD(generated, own reconstructions of the reference): learnability alone, 0 = generator reproduces the decoder's images",
             self.lkd: "KD(generated, own reconstructions of the reference)",
-            self.floor_fd: "FD(reconstructions of held-out images, real reference): decoder floor of gFD at the same N",
+            self.floor_fd: "FD(reconstructions of held-out images, real reference): decoder floor of gFD, at the held-out N "
+                           "(protocol n_heldout; below num_samples its small-N bias is larger than gFD's)",
             self.floor_kd: "KD(reconstructions of held-out images, real reference)",
-            self.noise_fd: "FD(held-out real, real reference): sampling floor at the same N",
+            self.noise_fd: "FD(held-out real, real reference): sampling floor, at the held-out N (protocol n_heldout; "
+                           "results.csv's n_images)",
             self.noise_kd: "KD(held-out real, real reference)",
             self.rfd: "FD(reconstructions, their originals): rFID protocol",
             self.rkd: "KD(reconstructions, their originals)",
@@ -240,7 +247,7 @@ class FidelityColumns:
             self.refit_psnr: "PSNR of that fresh decoder on the held-out images psnr reads: the information the latent keeps, apart from "
                              "what the regularizers cost the tokenizer's own decoder",
             self.cfg_best: "the guidance scale of evaluation.sampler.cfg_grid with the lowest gFD at cfg_grid_samples images "
-                           "(final EMA checkpoint)",
+                           "(final EMA checkpoint; below the features' dimension the choice leans to strong guidance)",
             self.guided_fd: "FD(generated, real reference) at the best guidance scale, at the full N",
             self.guided_kd: "KD(generated, real reference) at the best guidance scale, at the full N",
             self.unguided_fd: "FD(generated, real reference) without guidance (scale 1), final EMA checkpoint, full N",

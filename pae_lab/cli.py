@@ -104,8 +104,8 @@ def run(study_file: Path = typer.Argument(..., help="Study YAML."),
     from pae_lab.plan.status import plan_table, status_table
 
     files, runs = StudyLayout(study.study_dir()), expand(study)  # planned once, handed down
-    if study.fd_n_note():
-        console.print(f"[yellow]note:[/] {study_file}: {study.fd_n_note()}")
+    for note in study.notes():
+        console.print(f"[yellow]note:[/] {study_file}: {note}")
     if not (dry_run or force) and is_settled(study, runs):  # before MLflow, pandas and torch are imported
         from pae_lab.tracking.lag import status_column
 

@@ -192,3 +192,15 @@ def test_the_ablations_oracle_control_named_in_its_header_loads(tmp_path: Path) 
     assert default.prior.name == "effnet_lite0" and default.data.params["cue"] == "texture"
     assert oracle.prior.name == "oracle" and oracle.prior.params == {"semantic_weight": 0}
     assert oracle.name != default.name and oracle.data == default.data
+
+
+def test_a_guidance_grid_without_class_dropout_is_refused() -> None:
+    """The sweep would have no unconditional model to guide with: said at load, not after training."""
+    from pydantic import ValidationError
+
+    from pae_lab.config.schema import StudyConfig
+
+    with pytest.raises(ValidationError, match="cfg_grid: \\[1.0, 2.0\\] needs the unconditional model"):
+        StudyConfig.model_validate({"name": "g", "generator": {"class_dropout": 0},
+                                    "evaluation": {"sampler": {"cfg_grid": [1.0, 2.0]}}})
+    StudyConfig.model_validate({"name": "g", "generator": {"class_dropout": 0}})  # no grid: nothing to refuse

@@ -26,6 +26,8 @@ NAME = re.compile(r"^\S*[^\s/.]\.(" + "|".join(s[1:] for s in SUFFIXES) + r")$",
 # Names that are no file the pipeline writes or reads, each with why it may stay where it is.
 ALLOWED = {
     ("plan/schema_doc.py", "README.md"): "the repository's README, which `pae-lab schema --readme` rewrites",
+    ("models/external_diffusers.py", "config.json"): "a diffusers checkpoint folder's own config: diffusers fixes "
+                                                     "the name, pae-lab only reads it",
 }
 
 

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from analysis.fidelity_names import DINOV2_TIMM_MODEL, FidelityColumns, fidelity_columns
+from analysis.fidelity_names import DINOV2_TIMM_MODEL, FidelityColumns, fidelity_columns, fidelity_feature_dim
 from analysis.panel_config import PanelConfig
 from analysis.primary import MAX_PRIMARY, parse_test
 from pae_lab.architectures import TokenizerSpec
@@ -47,10 +47,11 @@ class SamplerConfig(BaseModel):
     cfg_grid: list[Annotated[float, Field(ge=0)]] | None = Field(
         None, min_length=1, json_schema_extra=NO_IDENTITY,
         description="Guidance scales the guidance stage scores on the final EMA checkpoint at cfg_grid_samples images "
-        "(the same noise and labels for each); the best is scored again at num_samples beside the score without "
-        "guidance (scale 1). null: no sweep.")
+        "(the same noise and labels for each); the best (lowest gFD) is scored again at num_samples beside the score "
+        "without guidance (scale 1). Needs generator.class_dropout > 0. null: no sweep.")
     cfg_grid_samples: int = Field(256, ge=16, json_schema_extra=NO_IDENTITY,
-                                  description="Generated images per scale of the sweep: cheap, and compared at equal N only.")
+                                  description="Generated images per scale of the sweep. Below the FD features' dimension "
+                                  "(2048 for Inception) FD's small-N bias leans the choice to strong guidance (`run` says so).")
 
     @field_validator("cfg_interval")
     @classmethod
@@ -330,6 +331,15 @@ class StudyConfig(Strict):
         return seeds
 
     @model_validator(mode="after")
+    def _guidance_has_a_null_label(self) -> "StudyConfig":
+        """Classifier-free guidance mixes in the unconditional model, which only class dropout trains."""
+        if self.evaluation.sampler.cfg_grid and self.generator.class_dropout == 0:
+            raise ValueError(f"evaluation.sampler.cfg_grid: {self.evaluation.sampler.cfg_grid} needs the unconditional "
+                             "model guidance mixes in, which generator.class_dropout: 0 never trains: set it above 0 "
+                             "(0.1 is the default) or drop the grid")
+        return self
+
+    @model_validator(mode="after")
     def _batches_split(self) -> "StudyConfig":
         """Data-parallel steps give each process an equal slice of the global batch."""
         n = self.launcher.processes_per_job()
@@ -375,6 +385,21 @@ class StudyConfig(Strict):
             return None
         return (f"evaluation.num_samples: {self.sample_n} generated images per score, but {' and '.join(lowered)}: "
                 f"those scores carry their own N (protocol `n_*`), and the controls compare at {self.fd_n}")
+
+    def guidance_note(self) -> str | None:
+        """One line when the guidance sweep scores fewer images than the FD features have dimensions, else None."""
+        sampler, ev = self.evaluation.sampler, self.evaluation
+        if not sampler.cfg_grid:
+            return None
+        dim = fidelity_feature_dim(ev.extractor, ev.inception_weights)
+        if sampler.cfg_grid_samples >= dim:
+            return None
+        return (f"evaluation.sampler.cfg_grid_samples: {sampler.cfg_grid_samples} images for {dim}-d features: FD's "
+                f"small-N bias shrinks with the samples' spread, so the sweep leans to strong guidance; use at least {dim}")
+
+    def notes(self) -> list[str]:
+        """What the study's settings leave unequal or biased, one line each (console, study.json, report)."""
+        return [note for note in (self.fd_n_note(), self.guidance_note()) if note]
 
     def study_dir(self) -> Path:
         return Path(self.output_dir or Path("outputs") / self.name).resolve()

@@ -310,7 +310,7 @@ def aggregate(study: StudyConfig, runs: list[RunSpec], root: Path) -> dict[str, 
     write_csv(guidance, files.correlations_guidance)
     write_csv(effects, files.effects)
     write_csv(strata, files.correlations_strata)
-    notes = [n for n in (target_note, design_gap(*design_variants(study, runs)), study.fd_n_note()) if n]
+    notes = [n for n in (target_note, design_gap(*design_variants(study, runs)), *study.notes()) if n]
     return {"target": target, "target_controls": target_note, "declared_target": correlation_target(study),
             "kid": kid, "gfd": gfd, "curves": generation_columns(study), "baseline": baseline,
             "results": results, "correlations": correlations, "effects": effects, "frontier": frontier,
