@@ -42,15 +42,16 @@ class ExtractorSpec:
     needs_weights: bool = False  # True: a local weights file is mandatory (we never download)
     network: str = ""  # the underlying network, to warn when a prior or perceptual loss is the same one
     spatial: str = ""  # the layer of ADM's sFID features, "" when the network has none (only Inception)
+    logits: bool = False  # whether it has class logits (an Inception Score); an embedding network has none
 
 
 FIDELITY_EXTRACTORS: Registry[ExtractorSpec] = Registry("fidelity extractor")
 FIDELITY_EXTRACTORS.register("effnet-lite0", ExtractorSpec(EFFNET_FIDELITY_NAME, "fd_effnet_lite0",
-                                                           "kd_effnet_lite0", 1280, network="effnet_lite0"))
+                                                           "kd_effnet_lite0", 1280, network="effnet_lite0", logits=True))
 FIDELITY_EXTRACTORS.register("effnet-lite0-96", ExtractorSpec(EFFNET96_FIDELITY_NAME, "fd_effnet_lite0_96",
-                                                              "kd_effnet_lite0_96", 1280, network="effnet_lite0"))
+                                                              "kd_effnet_lite0_96", 1280, network="effnet_lite0", logits=True))
 FIDELITY_EXTRACTORS.register("inception", ExtractorSpec(INCEPTION_FIDELITY_NAME, "fid", "kid", 2048, needs_weights=True,
-                                                        network="inception_v3", spatial=SPATIAL_LAYER))
+                                                        network="inception_v3", spatial=SPATIAL_LAYER, logits=True))
 FIDELITY_EXTRACTORS.register("dinov2", ExtractorSpec(DINOV2_FIDELITY_NAME, "fd_dinov2", "kd_dinov2", 1024,
                                                      needs_weights=True, network="dinov2"))
 DINOV2 = "dinov2"  # the extractor of FD-DINOv2, scored beside the study's own
@@ -167,8 +168,9 @@ class FidelityColumns:
     def from_keys(cls, fd: str, kd: str, spatial: bool = False) -> FidelityColumns:
         """Every column from the extractor's FD / KD keys (prefixes l, floor_, noise_, r, frontier_); the k-NN
         scores and IS carry the extractor's name as FD does ("precision_effnet_lite0", "is_effnet_lite0";
-        Inception's plain); sFID ("sfid") only for an extractor with ADM's `spatial` layer."""
-        network = fd.removeprefix("fd") if fd.startswith("fd_") else ""
+        Inception's plain, any other key's after it: "precision_fid_clip"); sFID ("sfid") only for an
+        extractor with ADM's `spatial` layer."""
+        network = fd.removeprefix("fd") if fd.startswith("fd_") else "" if fd == "fid" else f"_{fd}"
         knn = {f"{prefix}{role}": f"{prefix}{role}{network}" for prefix in ("", "l") for role in KNN_ROLES}
         return cls(fd, kd, f"l{fd}", f"l{kd}", f"floor_{fd}", f"floor_{kd}", f"noise_{fd}", f"noise_{kd}", f"r{fd}", f"r{kd}",
                    f"frontier_{fd}", **knn, isc=f"is{network}", sfd=f"s{fd}" if spatial else "",

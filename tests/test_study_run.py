@@ -91,7 +91,7 @@ def test_dinov2_weights_add_fd_dinov2_that_evaluate_scores_again(finished, tmp_p
     assert read_json(tmp_path / "scores.json")["scores"]["fd_dinov2"] == pytest.approx(results.loc["baseline", "fd_dinov2"], rel=1e-9)
     assert results.loc["baseline", "fd_dinov2"] > 0 and "sfid" not in results
     suite = read_json(kept.parent / "protocol.json")["suite"]
-    assert suite["dinov2_model"] == TINY_VIT and [line.split(" ")[0] for line in suite["skipped"]] == ["sFID"]
+    assert suite["dinov2_model"] == TINY_VIT and [line.split(" ")[0] for line in suite["skipped"]] == ["fd_dinov2", "sFID"]  # a ViT-S stands in: said, as sFID without Inception
 
 
 def test_every_run_finishes_with_metrics(finished) -> None:

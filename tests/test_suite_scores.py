@@ -74,6 +74,19 @@ def test_is_counts_confident_distinct_classes_over_adms_splits() -> None:
     assert found["is_splits"] == 2 and found["is"] == pytest.approx(6.0, rel=1e-9) and found["is_std"] == pytest.approx(2.0, rel=1e-9)
 
 
+@pytest.mark.parametrize("n", [7000, 12_500])
+def test_is_takes_adms_splits_when_n_is_no_multiple_of_5000(n) -> None:
+    """ADM's evaluator: `for i in range(0, len(preds), 5000)`, KL of each part against its own marginal,
+    exp, mean over parts; the last part shorter. Written out here apart from the implementation."""
+    logits = torch.randn(n, 20, generator=torch.Generator().manual_seed(n), dtype=torch.float64) * 3
+    preds = torch.softmax(logits, 1).numpy()
+    parts = [preds[i:i + 5000] for i in range(0, n, 5000)]
+    scores = [np.exp(np.mean(np.sum(p * (np.log(p) - np.log(p.mean(0, keepdims=True))), 1))) for p in parts]
+    found = inception_score(logits)
+    assert found["is_splits"] == len(parts) and found["is"] == pytest.approx(np.mean(scores), rel=1e-9)
+    assert found["is_std"] == pytest.approx(np.std(scores), rel=1e-9)
+
+
 def test_precision_recall_match_a_brute_force_count() -> None:
     """Kynkaanniemi et al.: precision = share of samples inside some real's k-NN ball, recall = share of
     reals inside some sample's k-NN ball (radius: distance to the k-th nearest other point of its set)."""
@@ -94,27 +107,36 @@ def test_precision_recall_match_a_brute_force_count() -> None:
 
 
 def test_fd_dinov2_runs_edm2s_preprocessing_on_the_named_timm_network(tmp_path) -> None:
+    """EDM2 loads torch.hub's DINOv2, whose 37 x 37 position embedding is resampled to 224 px's 16 x 16 grid by
+    `interpolate_pos_encoding`: bicubic by scale factor (16 + 0.1) / 37, no antialias (written out here);
+    timm's own resampling (by size, antialiased) gives other features, which this test tells apart."""
     import timm
-    from timm.models import load_checkpoint
 
-    tiny_vit = tmp_path / "vit_tiny_random.pth"
+    tiny_vit = tmp_path / "vit_small_dinov2_random.pth"
     random_vit_weights(tiny_vit)
     images = scenes(4, 2)
     feats = extract_features(images, extractor="dinov2", weights=tiny_vit, timm_model=TINY_VIT)
-    net = timm.create_model(TINY_VIT, pretrained=False, num_classes=0, dynamic_img_size=True).eval()
-    load_checkpoint(net, str(tiny_vit))
+    state = torch.load(tiny_vit)
+    patches = state["pos_embed"][:, 1:].reshape(1, 37, 37, -1).permute(0, 3, 1, 2)
+    patches = F.interpolate(patches, scale_factor=(16.1 / 37, 16.1 / 37), mode="bicubic", antialias=False)
+    state["pos_embed"] = torch.cat([state["pos_embed"][:, :1], patches.permute(0, 2, 3, 1).reshape(1, 256, -1)], 1)
+    net = timm.create_model(TINY_VIT, pretrained=False, num_classes=0, img_size=224).eval()
+    net.load_state_dict(state)
     x = F.interpolate(images.float(), size=(224, 224), mode="bicubic", antialias=True) / 255  # EDM2: bicubic 224, ImageNet norm
     x = (x - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    timm_way = timm.create_model(TINY_VIT, pretrained=False, num_classes=0, dynamic_img_size=True).eval()
+    timm_way.load_state_dict(torch.load(tiny_vit))
     with torch.no_grad():
-        expected = net(x)
-    assert feats.shape == (4, 192) and torch.allclose(feats, expected.double(), atol=1e-5)
+        expected, resampled_by_timm = net(x), timm_way(x)
+    assert feats.shape == (4, 384) and torch.allclose(feats, expected.double(), atol=1e-5)
+    assert not torch.allclose(feats, resampled_by_timm.double(), atol=1e-3)
     suite = Suite(extractor="effnet-lite0-96", dinov2_weights=tiny_vit, dinov2_model=TINY_VIT)
     both = suite.features(images)
     other = suite.features(scenes(4, 3))
     same, apart = suite_scores(both, both, suite.columns()), suite_scores(both, other, suite.columns())
     assert same["fd_dinov2"] == pytest.approx(0.0, abs=1e-8) and apart["fd_dinov2"] > 1e-3
     assert "is_effnet_lite0_96" in same and "is" not in same and "sfid" not in same  # named after their extractor
-    assert [line.split(" ")[0] for line in suite.skipped()] == ["sFID"]
+    assert [line.split(" ")[0] for line in suite.skipped()] == ["fd_dinov2", "sFID"]  # not EDM2's ViT-L (said), no Inception
     assert suite.shared_network(prior="vit_base_patch14_dinov2.lvd142m")  # a timm prior on DINOv2 (studies/imagenet256.yaml)
     assert suite.shared_network(prior="dinov2_vitb14") and not suite.shared_network(prior="effnet_lite0")
 
@@ -196,3 +218,24 @@ def test_named_reference_images_say_what_they_leave_unequal_and_refuse_too_few(t
     assert any("also holds mu / sigma, which only evaluation.reference_stats reads" in n for n in notes)
     with pytest.raises(ValueError, match="holds 3 images; precision / recall need more than evaluation.prdc_k = 3"):
         reference_notes(study, 3)  # before any run trains, not in its generation stage
+
+
+def test_fd_dinov2_refuses_a_network_that_is_no_dinov2() -> None:
+    with pytest.raises(ValueError, match="dinov2_model: 'vit_tiny_patch16_224' is no DINOv2"):
+        Suite(dinov2_model="vit_tiny_patch16_224")
+
+
+def test_an_embedding_network_gives_no_inception_score_and_its_columns_carry_its_name() -> None:
+    """A plugin's FD network without class logits (CLIP, DINOv2, VGG features): no IS at all, and no column
+    that reads like Inception's ("is", "precision")."""
+    from analysis.fidelity_names import FIDELITY_EXTRACTORS, ExtractorSpec
+
+    FIDELITY_EXTRACTORS.register("clip-plugin", ExtractorSpec("clip-vit-b-32", "fid_clip", "kid_clip", 512))
+    try:
+        suite = Suite(extractor="clip-plugin")
+        assert suite.roles() == ("fid",)
+        cols = suite.columns()
+        assert (cols.isc, cols.precision) == ("is_fid_clip", "precision_fid_clip")
+        assert suite_scores({"fid": torch.zeros(4, 512)}, {}, cols) == {}
+    finally:
+        FIDELITY_EXTRACTORS._entries.pop("clip-plugin")

@@ -6,7 +6,7 @@ from unittest import mock
 
 import torch
 
-TINY_VIT = "vit_tiny_patch16_224"  # a 5.7M-parameter timm ViT standing in for DINOv2 ViT-L/14 (same code path)
+TINY_VIT = "vit_small_patch14_dinov2.lvd142m"  # DINOv2 ViT-S/14 (22M parameters, 518 px position embedding) for ViT-L/14
 
 
 def random_inception_weights(path, uniform_logits: bool = False) -> None:
@@ -31,8 +31,15 @@ def random_inception_weights(path, uniform_logits: bool = False) -> None:
 
 
 def random_vit_weights(path, model: str = TINY_VIT) -> None:
-    """A randomly initialised timm ViT (no classifier head, as timm's DINOv2 files) saved as a state dict."""
+    """A randomly initialised timm ViT (no classifier head, as timm's DINOv2 files) saved as a state dict; its
+    layer scales at 1 and its position embedding at unit scale (DINOv2's init, 1e-5 and 0.02, leaves every
+    block and the positions all but silent, so resampling them would change nothing a test could see)."""
     import timm
 
     torch.manual_seed(0)
-    torch.save(timm.create_model(model, pretrained=False, num_classes=0).state_dict(), path)
+    state = timm.create_model(model, pretrained=False, num_classes=0).state_dict()
+    for key, value in state.items():
+        if key.endswith(("ls1.gamma", "ls2.gamma")):
+            value.fill_(1.0)
+    state["pos_embed"] = torch.randn_like(state["pos_embed"])
+    torch.save(state, path)

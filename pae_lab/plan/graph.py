@@ -127,7 +127,7 @@ def _suite(study: "StudyConfig", run: RunKey | None) -> dict[str, Any]:
     the DINOv2 network and the digest of its weights file, none without them."""
     ev = study.evaluation
     dinov2 = None if ev.dinov2_weights is None else {"model": ev.dinov2_model, "weights": path_digest(ev.dinov2_weights)}
-    return {"scores": ("is", "sfid", "fd_dinov2"), "dinov2": dinov2}
+    return {"scores": ("is over ADM's splits", "sfid", "fd_dinov2"), "dinov2": dinov2}
 
 
 def _files(*keys: str) -> Callable[["StudyConfig", RunKey | None], dict[str, str | None]]:
