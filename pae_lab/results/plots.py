@@ -265,13 +265,18 @@ def convergence_curves(
     palette = palette or variant_palette(variants)
     fig, axes = _grid(len(columns), 2, (5.5, 3.8))
     for ax, column in zip(axes, columns):
-        for variant in variants:
-            _mean_band(ax, convergence[convergence["variant"] == variant], "step", column, palette[variant], variant)
-        ax.set_xlabel("generator steps")
-        ax.set_ylabel(f"{metric_label(column)} (lower is better)")
-        ax.set_title(f"{metric_label(column)} during generator training")
+        _variant_lines(ax, convergence, "step", column, palette, "generator steps", "during generator training")
     _variant_legend(fig, variants, palette)
     return fig
+
+
+def _variant_lines(ax, frame: pd.DataFrame, x: str, column: str, palette: Mapping[str, tuple], xlabel: str, when: str) -> None:
+    """One mean line per variant (band: std over seeds) of a lower-is-better score against `x`."""
+    for variant in dict.fromkeys(frame["variant"]):
+        _mean_band(ax, frame[frame["variant"] == variant], x, column, palette[variant], variant)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(f"{metric_label(column)} (lower is better)")
+    ax.set_title(f"{metric_label(column)} {when}")
 
 
 @_styled
@@ -281,11 +286,7 @@ def guidance_curves(guidance: pd.DataFrame, column: str, *, palette: Mapping[str
     variants = list(dict.fromkeys(guidance["variant"]))
     palette = palette or variant_palette(variants)
     fig, (ax,) = _grid(1, 1, (6.0, 4.0))
-    for variant in variants:
-        _mean_band(ax, guidance[guidance["variant"] == variant], "cfg_scale", column, palette[variant], variant)
-    ax.set_xlabel("guidance scale (1 = none)")
-    ax.set_ylabel(f"{metric_label(column)} (lower is better)")
-    ax.set_title(f"{metric_label(column)} at each guidance scale (the sweep's N)")
+    _variant_lines(ax, guidance, "cfg_scale", column, palette, "guidance scale (1 = none)", "at each guidance scale (the sweep's N)")
     _variant_legend(fig, variants, palette)
     return fig
 
