@@ -455,6 +455,8 @@ def test_a_guidance_sweep_runs_only_its_own_stage_and_scores_the_best_scale_at_f
                 if r.data.tags.get("pae.kind") == "run"]
     assert len(children) == 6  # the sweep is a new run identity: its runs reuse the cached tokenizers...
     assert all(c.outputs.model_outputs for c in children)  # ...and still hold them as logged models
+    swept_runs = [c for c in children if "cfg_best" in c.data.metrics]  # the sweep's results as metrics too
+    assert len(swept_runs) == 3 and all("fd_effnet_lite0_96_cfg" in c.data.metrics for c in swept_runs)
     assert any("cfg_grid_samples: 16 images for 1280-d features" in n for n in read_json(swept_dir / "study.json")["notes"])
     guidance = pd.read_csv(swept_dir / "correlations_guidance.csv")
     assert set(guidance["target"]) == {"fd_effnet_lite0_96_cfg", "fd_effnet_lite0_96_nocfg"} and "gsq" in set(guidance["metric"])

@@ -84,5 +84,6 @@ def guidance_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
                 "small_n": study.guidance_note(),
                 "unguided": "the generation stage's last row" if reused else "sampled here at scale 1"}
     write_json(out / layout.GUIDANCE, {"rows": rows, "best": best, "summary": summary, "protocol": protocol})
+    ctx.logger.metrics("guidance", summary, final, prefixed=False)  # results.csv's names, comparable across runs in MLflow
     ctx.logger.artifact(out / layout.GUIDANCE, "guidance")
     return summary
