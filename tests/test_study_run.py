@@ -77,9 +77,9 @@ def test_dinov2_weights_add_fd_dinov2_that_evaluate_scores_again(finished, tmp_p
 
     vit = tmp_path / "vit.pth"
     random_vit_weights(vit)
-    study = make_study(tmp_path, variants=["baseline"], generator={**TINY["generator"], "eval_at": []},  # one checkpoint scored
+    study = make_study(tmp_path, variants=["baseline"],
                        evaluation={**TINY["evaluation"], "dinov2_weights": str(vit), "dinov2_model": TINY_VIT})
-    reuse_shared(finished, study.study_dir())
+    shutil.copytree(finished[0].study_dir(), study.study_dir())  # its tokenizers and generators: only the scores run again
     assert Driver(study, Console(quiet=True)).run().failed == []
     results = pd.read_csv(study.study_dir() / "results.csv").set_index("variant")
     (kept,) = study.study_dir().glob("shared/reference/*/features_reference_dinov2.npy")  # the redone reference stage's
