@@ -315,30 +315,32 @@ def frechet_distance_to_statistics(f1: torch.Tensor, mu: torch.Tensor, sigma: to
     return float(diff @ diff + (a1 * a1).sum() + torch.trace(sigma) - 2 * nuclear)
 
 
-def fd_kd(samples: torch.Tensor, reference: torch.Tensor, *, kid_subset_size: int | None = None,
-          kid_subsets: int = 100, seed: int = 0) -> dict[str, float]:
-    """{"fd", "kd", "kd_std"} between two feature sets [N, D] (from `extract_features`); KD is
+Reference = torch.Tensor | tuple[torch.Tensor, torch.Tensor]  # features [N, D], or stored (mu, sigma)
+
+
+def fd_against(samples: torch.Tensor, reference: Reference) -> float:
+    """FD of features [N, D] against reference features, or against a reference file's stored (mu, sigma)."""
+    if isinstance(reference, tuple):
+        return frechet_distance_to_statistics(samples, *reference)
+    return frechet_distance(samples, reference)
+
+
+def fd_kd(samples: torch.Tensor, reference: torch.Tensor, *, stats: tuple[torch.Tensor, torch.Tensor] | None = None,
+          kid_subset_size: int | None = None, kid_subsets: int = 100, seed: int = 0) -> dict[str, float]:
+    """{"fd", "kd", "kd_std"} between two feature sets [N, D] (from `extract_features`); FD against `stats`
+    (a reference file's mu, sigma: the whole data set's, as FID-50K is quoted) when given. KD is
     torch-fidelity's unbiased polynomial-kernel MMD over random subsets."""
     subset = kid_subset(len(samples), len(reference), kid_subset_size)
     kid = torch_fidelity.metric_kid.kid_features_to_metric(samples.float(), reference.float(), kid_subset_size=subset,
                                                            kid_subsets=kid_subsets, rng_seed=seed, verbose=False)
-    return {"fd": frechet_distance(samples, reference), "kd": float(kid[torch_fidelity.KEY_METRIC_KID_MEAN]),
+    return {"fd": fd_against(samples, reference if stats is None else stats), "kd": float(kid[torch_fidelity.KEY_METRIC_KID_MEAN]),
             "kd_std": float(kid[torch_fidelity.KEY_METRIC_KID_STD])}
 
 
-def fd_kd_named(samples: torch.Tensor, reference: torch.Tensor, fd_key: str, kd_key: str,
-                stats: tuple[torch.Tensor, torch.Tensor] | None = None, **kw: Any) -> dict[str, float]:
-    """`fd_kd` under a study's column names (see FidelityColumns); with `stats` (a reference file's mu,
-    sigma: the whole data set's, as FID-50K is quoted) FD reads them instead of `reference`'s features."""
+def fd_kd_named(samples: torch.Tensor, reference: torch.Tensor, fd_key: str, kd_key: str, **kw: Any) -> dict[str, float]:
+    """`fd_kd` under a study's column names (see FidelityColumns)."""
     out = fd_kd(samples, reference, **kw)
-    fd = out["fd"] if stats is None else fd_to_reference(samples, reference, stats)
-    return {fd_key: fd, kd_key: out["kd"], f"{kd_key}_std": out["kd_std"]}
-
-
-def fd_to_reference(samples: torch.Tensor, reference: torch.Tensor,
-                    stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> float:
-    """FD of features [N, D] against a reference: its named statistics (mu, sigma) when there are, else its features."""
-    return frechet_distance(samples, reference) if stats is None else frechet_distance_to_statistics(samples, *stats)
+    return {fd_key: out["fd"], kd_key: out["kd"], f"{kd_key}_std": out["kd_std"]}
 
 
 def _check_images(what: str, images: torch.Tensor) -> None:

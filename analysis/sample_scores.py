@@ -16,11 +16,11 @@ from typing import Any
 import torch_fidelity
 
 from analysis.adm_files import IMAGES, SPATIAL, contents, holds_statistics, load_images, load_statistics, save_statistics
-from analysis.fidelity import fd_kd_named, frechet_distance_to_statistics, kid_subset
+from analysis.fidelity import Reference, fd_kd_named, frechet_distance_to_statistics, kid_subset
 from analysis.fidelity_names import DINOV2_TIMM_MODEL, FIDELITY_EXTRACTORS, inception_weights_or_cached, resolve_extractor
 from analysis.inception_spatial import SPATIAL_DIM
 from analysis.knn_scores import knn_scores_named
-from analysis.suite_scores import Reference, Suite, suite_scores
+from analysis.suite_scores import Suite, suite_scores
 
 PAPER_N = 50_000  # FID-50K: what papers quote
 

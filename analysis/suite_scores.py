@@ -11,13 +11,10 @@ from typing import Any
 
 import torch
 
-from analysis.fidelity import extract_features, extract_layers, frechet_distance, frechet_distance_to_statistics
+from analysis.fidelity import Reference, extract_features, extract_layers, fd_against
 from analysis.fidelity_names import (DINOV2, DINOV2_TIMM_MODEL, FIDELITY_EXTRACTORS, FidelityColumns, inception_weights_or_cached,
                                      resolve_extractor, shared_network_warning)
 from analysis.inception_score import ADM_SPLIT_SIZE, inception_score
-
-Reference = torch.Tensor | tuple[torch.Tensor, torch.Tensor]  # features [N, D], or stored (mu, sigma)
-
 
 @dataclass(frozen=True)
 class Suite:
@@ -88,13 +85,6 @@ class Suite:
             found["dinov2"] = extract_features(images, extractor=DINOV2, weights=self.dinov2_weights,
                                                timm_model=self.dinov2_model, **kw)
         return found
-
-
-def fd_against(features: torch.Tensor, reference: Reference) -> float:
-    """FD of features against reference features, or against a reference file's stored (mu, sigma)."""
-    if isinstance(reference, tuple):
-        return frechet_distance_to_statistics(features, *reference)
-    return frechet_distance(features, reference)
 
 
 def suite_scores(generated: dict[str, torch.Tensor], real: dict[str, Reference], cols: FidelityColumns) -> dict[str, float]:

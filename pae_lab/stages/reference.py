@@ -22,10 +22,10 @@ import torch
 
 from analysis.adm_files import (IMAGES, MU, SIGMA, SPATIAL, contents, holds_statistics, image_size, load_images,
                                 load_statistics, save_images)
-from analysis.fidelity import (FIDELITY_EXTRACTORS, extract_features, fd_kd_named, kid_subset, resolve_extractor,
-                               shared_network_warning)
+from analysis.fidelity import (FIDELITY_EXTRACTORS, Reference, extract_features, fd_kd_named, kid_subset,
+                               resolve_extractor, shared_network_warning)
 from analysis.inception_spatial import SPATIAL_DIM
-from analysis.suite_scores import Reference, Suite
+from analysis.suite_scores import Suite
 from analysis.teacher import gradient_energy, pooled_pixels, position, teacher_ceiling
 from pae_lab.fsutil import read_json, save_npy, write_json
 from pae_lab.plan import layout
@@ -115,8 +115,9 @@ def reference_images(study: StudyConfig, train) -> tuple[np.ndarray, np.ndarray 
 def check_resolution(study: StudyConfig, path: str, key: str) -> None:
     """A reference file's images must be what the study generates: data.resolution square."""
     side = study.data.resolution
-    if image_size(path) != (side, side):
-        raise ValueError(f"{key}: {path} holds {image_size(path)} px images, but the study "
+    size = image_size(path)
+    if size != (side, side):
+        raise ValueError(f"{key}: {path} holds {size} px images, but the study "
                          f"generates {side} x {side} (data.resolution): use a reference made at that resolution")
 
 

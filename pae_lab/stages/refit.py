@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from analysis.fidelity import fd_to_reference
+from analysis.fidelity import fd_against
 from analysis.reconstruction import psnr_per_image
 from pae_lab.fsutil import save_torch, write_json
 from pae_lab.generation.samplers import generate_latents
@@ -103,7 +103,7 @@ def refit_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
                                   num_classes=saved.num_classes, device=device)
     images = decode_all(model, LatentNorm.load(tok_dir / layout.LATENT_NORM), latents, device, ev.batch_size)
     real, real_stats = load_reference(ctx.input("reference"))
-    summary = {cols.refit_fd: fd_to_reference(features(study, images, device).double(), real, real_stats), cols.refit_psnr: psnr}
+    summary = {cols.refit_fd: fd_against(features(study, images, device).double(), real if real_stats is None else real_stats), cols.refit_psnr: psnr}
     write_json(out / layout.REFIT, {"protocol": {"measured": True, "steps": steps, "lr": lr, "batch_size": train_cfg.batch_size,
                                                  "loss": "the tokenizer's reconstruction loss, no regularizer",
                                                  "samples": "the last generator checkpoint's, redrawn with evaluation.sampler.seed",
