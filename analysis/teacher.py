@@ -32,9 +32,14 @@ TEACHER_ROWS = {"raw_prior": "teacher", "refined": "teacher", "pooled_pixels": "
 CONTROL_ROWS = {"pooled_pixels": "colour alone", "gradient_energy": "a fixed filter bank", "position": "the layout alone"}
 
 
+def row_kind(name: str) -> str:
+    """teacher / reference: a part's row ("refined:ssr", one regularizer's own teacher) is its source's kind."""
+    return TEACHER_ROWS.get(name.partition(":")[0], "reference")
+
+
 def row_name(name: str) -> str:
-    """The `variant` label of a ceiling row, e.g. "teacher:raw_prior", "reference:pooled_pixels"."""
-    return f"{TEACHER_ROWS.get(name, 'reference')}:{name}"
+    """The `variant` label of a ceiling row, e.g. "teacher:raw_prior", "teacher:refined:ssr", "reference:pooled_pixels"."""
+    return f"{row_kind(name)}:{name}"
 
 
 def pooled_pixels(images_u8: np.ndarray, grid: int) -> Tensor:

@@ -312,13 +312,16 @@ def teacher(study_file: Path = typer.Argument(..., help="Study YAML."),
             steps: Optional[int] = typer.Option(None, min=1, help="Baseline tokenizer steps (default: the study's "
                                                 "training.steps; fewer are quicker and score a less trained latent)."),
             seeds: int = typer.Option(3, min=2, help="Baseline seeds: the 95% interval the teacher is judged against."),
+            refiner_seeds: int = typer.Option(3, min=1, help="Refiner seeds: the teacher's own spread, carried into the "
+                                              "interval of its difference from the latent (1: not measured)."),
             sets: Optional[List[str]] = SetOpt):
     """Is the teacher stronger than the latent a plain tokenizer learns? Its ceiling rows (raw prior, refined target,
-    pooled pixels) against the study's unregularized baseline latent, in minutes, before the study's hour."""
+    each regularizer's own teacher, the network-free controls) against the study's unregularized baseline latent,
+    the teacher's own spread over refiner seeds included, in minutes, before the study's hour."""
     study = load(study_file, sets)
     from pae_lab.execution.teacher_check import teacher_check, verdicts
 
-    rows, how = teacher_check(study, steps, seeds, log=console.log)
+    rows, how = teacher_check(study, steps, seeds, refiner_seeds, log=console.log)
     metrics = [m for m in ("ssc_ami", "ssc", "gsq", "linprobe", "knn", "coherence") if all(m in r for r in rows.values())]
     table = Table("source", *metrics, title=f"teacher check: {study.prior.name} prior, latent grid {study.latent_grid}")
     for name, row in rows.items():

@@ -109,7 +109,10 @@ def test_the_check_scores_every_row_as_the_teacher_stage_does(tmp_path):
 
     _, study = _check_study(tmp_path, variants=["baseline"], seeds=[0])
     rows, how = teacher_check(study, seeds=2, log=lambda _: None)
+    spread = how.pop("refiner")
     assert how == {"steps": study.training.steps, "seeds": 2, "trained": True, "study_steps": study.training.steps}
+    gsq = spread["refined"]["gsq"]  # the study's own refiner first, then two more seeds
+    assert len(gsq) == 3 and gsq[0] == rows["refined"]["gsq"] and len(set(gsq)) > 1
     assert Driver(study, Console(quiet=True)).run().failed == []
     (teacher,) = (study.study_dir() / "shared" / "teacher").iterdir()
     stored = json.loads((teacher / "teacher.json").read_text())["rows"]
@@ -145,3 +148,26 @@ def test_a_teacher_outside_the_latents_interval_is_judged_and_one_inside_is_not(
     assert "(the study trains 400)" in verdicts(rows, {**how, "study_steps": 400})[-1]
     del rows["refined"]["ssc_ami"]
     assert "SSC (AMI): not judged" in verdicts(rows, how)[0]
+
+
+def test_the_teachers_own_spread_widens_the_interval_and_a_part_is_judged_by_its_own_row():
+    """GSQ 0.11 vs 0.10 (sd 0.003, 3 seeds) is stronger on the latent's interval alone; refiner seeds that
+    scatter the teacher by 0.02 put the difference's Welch interval across 0. SCR's own teacher decides GSQ."""
+    from scipy import stats
+
+    from pae_lab.execution.teacher_check import verdicts
+
+    rows = {"refined": {"ssc_ami": 0.5, "gsq": 0.11}, "baseline_latent": {"ssc_ami": 0.1, "gsq": 0.10},
+            "baseline_latent_sd": {"ssc_ami": 0.01, "gsq": 0.003}}
+    how = {"steps": 200, "seeds": 3, "trained": True, "study_steps": 200}
+    assert "the teacher is stronger: SCR" in verdicts(rows, how)[1]
+    scattered = {**how, "refiner": {"refined": {"gsq": [0.11, 0.09, 0.13], "ssc_ami": [0.5, 0.5, 0.5]}}}
+    line = verdicts(rows, scattered)[1]
+    se = (0.02 ** 2 / 3 + 0.003 ** 2 / 3) ** 0.5
+    df = se ** 4 / ((0.02 ** 2 / 3) ** 2 / 2 + (0.003 ** 2 / 3) ** 2 / 2)
+    half = stats.t.ppf(0.975, df) * se
+    assert f"difference +0.010 [{0.01 - half:+.3f}, {0.01 + half:+.3f}] (95% Welch)" in line
+    assert "not distinguishable" in line and "sd 0.020" in line
+    rows["refined:scr"] = {"gsq": 0.3}
+    line = verdicts(rows, scattered)[1]  # its own row and no spread of its own: the latent's interval alone
+    assert line.startswith("GSQ: refined teacher (scr's own) 0.300") and "the teacher is stronger" in line

@@ -148,12 +148,47 @@ class DataConfig(Strict):
                          "written (the order is fixed, so results do not depend on it).", json_schema_extra=NO_IDENTITY)
 
 
+class PriorPart(Strict):
+    """One regularizer's own teacher: another prior, block, input size or head than the study's."""
+
+    name: str | None = Field(None, description="Prior registry entry; null: the study's prior.name.")
+    params: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments; with the study's prior "
+                                   "name they go over prior.params key by key.")
+
+
 class PriorConfig(Strict):
     """The frozen vision foundation model whose features the regularizers align to."""
 
     name: str = Field("effnet_lite0", description="Prior (frozen VFM) registry entry.")
     params: dict[str, Any] = Field(default_factory=dict, description="Extra keyword arguments, e.g. timm `model` and `weights`.")
     batch_size: int = Field(64, ge=1, description="Batch size for the one-off feature extraction.")
+    parts: dict[str, PriorPart] = Field(
+        default_factory=dict, description="Per-regularizer teachers, e.g. `{ssr: {params: {block: 4}}, scr: {params: "
+        "{pooled: true}}}`: a regularizer named here aligns to its own refined target (a teacher row of its own in "
+        "results.csv); the others align to the prior above.")
+
+    @field_validator("parts")
+    @classmethod
+    def _parts_are_regularizers(cls, parts: dict[str, PriorPart]) -> dict[str, PriorPart]:
+        from pae_lab.catalog import REGULARIZERS
+
+        unknown = sorted(set(parts) - set(REGULARIZERS.names()))
+        if unknown:
+            raise ValueError(f"prior.parts: {unknown} name no regularizer; registered: {', '.join(REGULARIZERS.names())}")
+        return parts
+
+    def teachers(self) -> list[str | None]:
+        """The study's prior (None), then each regularizer's own teacher, in the order given."""
+        return [None, *self.parts]
+
+    def part(self, name: str | None) -> tuple[str, dict[str, Any]]:
+        """(registry name, params) of the teacher `name` (None: the study's prior)."""
+        if name is None:
+            return self.name, self.params
+        part = self.parts[name]
+        if part.name is None or part.name == self.name:
+            return self.name, {**self.params, **part.params}
+        return part.name, part.params
 
 
 class RefineConfig(Strict):
@@ -170,6 +205,15 @@ class RefineConfig(Strict):
     l_gram: float = Field(1.0, ge=0, description="Weight of the Gram term against the low-pass target.")
     lowpass: float = Field(0.4, ge=0, description="Low-pass strength of the Gram target.")
     seed: int = Field(0, ge=0, description="Seed of the refiner (shared by every run).")
+    whiten: bool = Field(False, description="With enabled: false, scale each principal direction to unit variance, so "
+                         "the cosine Gram SSR matches weighs every kept direction alike, not the first one most.")
+
+    @model_validator(mode="after")
+    def _whiten_is_pca(self) -> "RefineConfig":
+        if self.whiten and self.enabled:
+            raise ValueError("refine.whiten: true whitens the PCA targets; set refine.enabled: false with it "
+                             "(the learned refiner has its own scale)")
+        return self
 
 
 class PerceptualConfig(Strict):

@@ -24,7 +24,7 @@ from pae_lab.plan.runs import expand, resolved_variants, shared_plan
 
 BASELINE, SPREAD = "baseline_latent", "baseline_latent_sd"  # mean over the baseline's seeds, and its sd
 # metric (SSC chance-corrected) -> the regularizer that pulls the latent toward the teacher on it
-PULLED_BY = {"ssc_ami": "SSR", "gsq": "SCR"}
+PULLED_BY = {"ssc_ami": "ssr", "gsq": "scr"}
 SHOWN = {"ssc_ami": "SSC (AMI)", "gsq": "GSQ"}
 
 
@@ -68,10 +68,37 @@ def link_shared(scratch: StudyLayout, study: StudyLayout) -> None:
     scratch.shared_root.symlink_to(target, target_is_directory=True)
 
 
-def teacher_check(study: StudyConfig, steps: int | None = None, seeds: int = 3,
+def refiner_spread(study: StudyConfig, refiner_seeds: int, own: dict[str, dict[str, float]],
+                   log: Callable[[str], None]) -> dict[str, dict[str, list[float]]]:
+    """{refined row: {metric: values}} over refiner seeds refine.seed (the study's own rows, `own`), +1, ...:
+    how much the teacher itself moves with the one seed its refiner drew. The PCA path has no seed."""
+    from pae_lab.stages.context import StageContext
+    from pae_lab.stages.execute import run_stage
+    from pae_lab.stages.reference import ceiling, teacher_sources
+    from pae_lab.stages.training import resolve_device
+    from pae_lab.tracking.store import RunLogger
+
+    files = StudyLayout(study.study_dir())
+    values = {name: {metric: [value] for metric, value in row.items()} for name, row in own.items() if name.startswith("refined")}
+    for seed in range(study.refine.seed + 1, study.refine.seed + (refiner_seeds if study.refine.enabled else 1)):
+        other = study.model_copy(update={"refine": study.refine.model_copy(update={"seed": seed})})
+        hashes, folders = shared_plan(other)
+        done = run_stage(STAGES.get("refine"), other, folders, hashes["refine"], logger=RunLogger(files.shared_root, None, None, mirror=False))
+        log(f"refiner seed {seed}: {'cached' if done.skipped else f'done in {done.seconds:.1f}s'}")
+        ctx = StageContext("teacher_check", other, {n: Path(folders[n]) for n in ("data", "prior", "refine")},
+                           files, resolve_device(study.device))
+        sources = {name: read for name, read in teacher_sources(ctx).items() if name.startswith("refined")}
+        for name, row in ceiling(ctx, sources).items():
+            for metric, value in row.items():
+                values[name][metric].append(value)
+    return values
+
+
+def teacher_check(study: StudyConfig, steps: int | None = None, seeds: int = 3, refiner_seeds: int = 3,
                   log: Callable[[str], None] = print) -> tuple[dict[str, dict[str, float]], dict[str, object]]:
     """({row: {metric: value}}, how it was measured): the teacher's ceiling rows, the baseline latents'
-    mean over seeds (BASELINE) and its standard deviation (SPREAD)."""
+    mean over seeds (BASELINE) and its standard deviation (SPREAD); `how["refiner"]` holds the refined
+    rows' values over `refiner_seeds` refiner seeds (refiner_spread)."""
     import numpy as np
 
     from pae_lab.architectures import architecture
@@ -112,29 +139,50 @@ def teacher_check(study: StudyConfig, steps: int | None = None, seeds: int = 3,
     rows[BASELINE] = {k: float(v.mean()) for k, v in values.items()}
     rows[SPREAD] = {k: float(v.std(ddof=1)) if len(v) > 1 else math.nan for k, v in values.items()}
     return rows, {"steps": steps if trained else None, "seeds": len(seeds_rows), "trained": trained,
-                  "study_steps": study.training.steps}
+                  "study_steps": study.training.steps, "refiner": refiner_spread(study, refiner_seeds, rows, log)}
+
+
+def _welch(teacher, base: float, sd: float, n: int, said: str) -> tuple[float, float, str]:
+    """(difference of means, its 95% Welch half-width, the line so far with both): the teacher over its
+    refiner seeds against the latent over its training seeds."""
+    from scipy import stats
+
+    m, v = len(teacher), teacher.var(ddof=1)
+    se2 = v / m + sd ** 2 / n
+    df = se2 ** 2 / ((v / m) ** 2 / (m - 1) + (sd ** 2 / n) ** 2 / (n - 1)) if se2 > 0 else float("inf")
+    diff, band = float(teacher.mean() - base), float(stats.t.ppf(0.975, df) * se2 ** 0.5)
+    said = said.replace(" -> ", f"; teacher over {m} refiner seeds {teacher.mean():.3f} (sd {teacher.std(ddof=1):.3f}), "
+                        f"difference {diff:+.3f} [{diff - band:+.3f}, {diff + band:+.3f}] (95% Welch) = "
+                        f"{diff / sd if sd > 0 else float('inf'):.1f} latent sds -> ")
+    return diff, band, said
 
 
 def verdicts(rows: dict[str, dict[str, float]], how: dict[str, object]) -> list[str]:
     """One line per pulled metric: is the refined teacher outside the baseline latent's 95% t interval
     over seeds (the interval the study's readings use); and whether the controls that use no network
     (colour, a filter bank, position) reach the teacher's score, which would make its win no evidence."""
+    import numpy as np
     from scipy import stats
 
     from analysis.teacher import CONTROL_ROWS
 
-    base, spread, refined = rows[BASELINE], rows[SPREAD], rows["refined"]
+    base, spread = rows[BASELINE], rows[SPREAD]
     n, lines = int(how["seeds"]), []
     half = stats.t.ppf(0.975, n - 1) / math.sqrt(n) if n > 1 else 0.0  # x the sd: the mean's 95% half-width
-    for metric, regularizer in PULLED_BY.items():
-        name = SHOWN[metric]
+    pulling = {metric: (f"refined:{reg}" if f"refined:{reg}" in rows else "refined") for metric, reg in PULLED_BY.items()}
+    for metric, reg in PULLED_BY.items():
+        name, refined, regularizer = SHOWN[metric], rows[pulling[metric]], reg.upper()
+        teacher = "refined teacher" + ("" if pulling[metric] == "refined" else f" ({reg}'s own)")
         if not all(metric in r for r in (base, refined)):
             lines.append(f"{name}: not judged (the data has no {'segment maps' if metric == 'ssc_ami' else 'labels'})")
             continue
         margin, band = refined[metric] - base[metric], half * spread[metric] if n > 1 else 0.0
-        said = (f"{name}: refined teacher {refined[metric]:.3f} vs baseline latent {base[metric]:.3f} "
+        said = (f"{name}: {teacher} {refined[metric]:.3f} vs baseline latent {base[metric]:.3f} "
                 + (f"[{base[metric] - band:.3f}, {base[metric] + band:.3f}] (95%, {n} seeds) -> " if n > 1
                    else "(a pretrained tokenizer: no seeds) -> "))
+        own = how.get("refiner", {}).get(pulling[metric], {}).get(metric, [])
+        if len(own) > 1 and n > 1:  # the teacher's own noise too: Welch's interval of the difference of means
+            margin, band, said = _welch(np.array(own), base[metric], spread[metric], n, said)
         if margin < -band:
             lines.append(said + f"the teacher is WEAKER: {regularizer} can only pull {name} down")
         elif margin > band:
@@ -142,6 +190,7 @@ def verdicts(rows: dict[str, dict[str, float]], how: dict[str, object]) -> list[
         else:
             lines.append(said + f"inside the interval: not distinguishable at {n} seeds")
     for metric in PULLED_BY:
+        refined = rows[pulling[metric]]
         controls = {c: rows[c][metric] for c in CONTROL_ROWS if metric in rows.get(c, {})}
         if metric not in refined or not controls:
             continue

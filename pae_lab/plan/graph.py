@@ -161,7 +161,9 @@ RESOLVED: dict[str, Callable[["StudyConfig", RunKey | None], Any]] = {
     "extractor": _extractor,
     "suite": _suite,
     "data_files": _files("data.params.root", "data.params.masks_root"),
-    "prior_files": _files("prior.params.weights"),
+    "prior_files": lambda study, run: {**_files("prior.params.weights")(study, run),
+                                       **{f"prior.parts.{name}.weights": path_digest(study.prior.part(name)[1].get("weights"))
+                                          for name in study.prior.parts}},
     "run_tokenizer": lambda study, run: identity_dump(run_tokenizer(study, run)),
     "tokenizer_files": _tokenizer_files,
     "reference_files": lambda study, run: {key: path_digest(getattr(study.evaluation, key))
@@ -223,8 +225,8 @@ for _stage in (
     Stage("data", "pae_lab.stages.shared:data_stage", depends=("data", "data_files"), scope="shared",
           doc="materialise the train/val splits"),
     Stage("prior", "pae_lab.stages.shared:prior_stage", reads=("data",),
-          depends=("prior.name", "prior.params", "prior_files", "latent_grid", "device"), scope="shared",
-          doc="frozen VFM features at the latent grid"),
+          depends=("prior.name", "prior.params", "prior.parts", "prior_files", "latent_grid", "device"), scope="shared",
+          doc="frozen VFM features at the latent grid (and each regularizer's own teacher's, prior.parts)"),
     Stage("refine", "pae_lab.stages.shared:refine_stage", reads=("prior",),
           depends=("refine", "tokenizer.latent_channels", "device"), scope="shared", distributed=True,
           doc="refined prior targets Z_T = P(H)"),

@@ -26,7 +26,19 @@ SUFFIXES = (JSON, JSONL, CSV, NPY, NPZ, PT, PNG, YAML, DB, LOCK, JOURNAL, IPYNB,
 STAGE_STARTED = f"stage{JSON}"  # the input hash the folder holds while the stage runs (pae_lab.plan.cache)
 STAGE_DONE = f"done{JSON}"  # the input hash it holds once finished, with the stage's summary
 METRIC_LOG = f"metrics{JSONL}"  # every metric the stage logged, one JSON line each (MLflow's local mirror)
-CHECKPOINT = f"checkpoint{PT}"  # a training stage's newest state, which a restarted job resumes from
+
+
+def _part(part: str | None) -> str:
+    """A file's suffix for one teacher part (prior.parts); none for the study's prior."""
+    return "" if part is None else f"_{part}"
+
+
+def checkpoint(part: str | None = None) -> str:
+    """The newest state of one of the models a stage trains (the refine stage: one per teacher part)."""
+    return f"checkpoint{_part(part)}{PT}"
+
+
+CHECKPOINT = checkpoint()  # a training stage's newest state, which a restarted job resumes from
 
 # ------------------------------------------------------------------ a logger's folder (a run's, or shared/)
 # its tracking outages: attempts, their seconds, points sent on recovery, since when the store lacks
@@ -36,18 +48,22 @@ TRACKING_RECORD = f"tracking{JSON}"
 # ------------------------------------------------------------------ each stage's own files
 # data: one folder per split (see SplitLayout)
 # prior
-def prior_features(split: str) -> str:
-    """The frozen prior's float16 feature maps of one split, [N, D, g, g]."""
-    return f"features_{split}{NPY}"
+def prior_features(split: str, part: str | None = None) -> str:
+    """The frozen prior's float16 feature maps of one split, [N, D, g, g]; `part`: the teacher of that
+    regularizer alone (prior.parts)."""
+    return f"features_{split}{_part(part)}{NPY}"
 
 
 # refine
-def refined_targets(split: str) -> str:
-    """The refined targets Z_T of one split (float16, [N, channels, g, g]) that SSR/SCR align the latent to."""
-    return f"targets_{split}{NPY}"
+def refined_targets(split: str, part: str | None = None) -> str:
+    """The refined targets Z_T of one split (float16, [N, channels, g, g]) that SSR/SCR align the latent to;
+    `part`: that regularizer's own (prior.parts)."""
+    return f"targets_{split}{_part(part)}{NPY}"
 
 
-REFINER = f"refiner{PT}"  # the refiner's weights and its feature standardisation
+def refiner(part: str | None = None) -> str:
+    """The refiner's weights and its feature standardisation (one per teacher part)."""
+    return f"refiner{_part(part)}{PT}"
 # reference
 REFERENCE_FEATURES = f"features_reference{NPY}"  # FD features of the real reference images (train split or evaluation.reference_images)
 REFERENCE_IMAGES = f"reference{NPZ}"  # those images (and labels) in ADM's format: `pae-lab evaluate --reference`

@@ -97,13 +97,13 @@ def reference_rows(runs: list[RunSpec]) -> pd.DataFrame:
     sampling floor (`reference:heldout_real`: held-out real images vs the reference set) as rows."""
     if not runs:
         return pd.DataFrame()
-    from analysis.teacher import TEACHER_ROWS, row_name  # torch: only once there are runs
+    from analysis.teacher import row_kind, row_name  # torch: only once there are runs
 
     spec = runs[0]
     rows = []
     teacher = read_json(spec.stage_dir("teacher") / layout.TEACHER_CEILING, {})
     for name, values in teacher.get("rows", {}).items():
-        rows.append({"variant": row_name(name), "kind": TEACHER_ROWS.get(name, "reference"), "status": "reference",
+        rows.append({"variant": row_name(name), "kind": row_kind(name), "status": "reference",
                      **values})
     reference = spec.summary("reference")
     noise = {k: v for k, v in reference.items() if k.startswith("noise_")}

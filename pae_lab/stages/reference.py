@@ -222,12 +222,17 @@ def ceiling(ctx: StageContext, sources: dict[str, Callable[[str, int | None], to
 
 
 def teacher_sources(ctx: StageContext) -> dict[str, Callable[[str, int | None], torch.Tensor]]:
-    """The teacher's rows, per split: the raw prior and the refined target, and the controls that use
-    no network (analysis.teacher): pooled pixels, gradient energy, position."""
+    """The teacher's rows, per split: the raw prior and the refined target (and each regularizer's own,
+    prior.parts), and the controls that use no network (analysis.teacher): pooled pixels, gradient
+    energy, position."""
     grid = ctx.study.latent_grid
     images = lambda split, n: np.asarray(ctx.split(split).images[:n])  # noqa: E731
-    return {"raw_prior": stage_array(ctx, "prior", layout.prior_features),
-            "refined": stage_array(ctx, "refine", layout.refined_targets),
+    teachers = {}
+    for part in ctx.study.prior.teachers():  # each regularizer's own teacher as rows of its own: raw_prior:ssr
+        suffix = "" if part is None else f":{part}"
+        teachers[f"raw_prior{suffix}"] = stage_array(ctx, "prior", lambda split, part=part: layout.prior_features(split, part))
+        teachers[f"refined{suffix}"] = stage_array(ctx, "refine", lambda split, part=part: layout.refined_targets(split, part))
+    return {**teachers,
             "pooled_pixels": lambda split, n: pooled_pixels(images(split, n), grid),
             "gradient_energy": lambda split, n: gradient_energy(images(split, n), grid),
             "position": lambda split, n: position(len(ctx.split(split).images[:n]), grid)}

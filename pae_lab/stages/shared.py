@@ -55,17 +55,21 @@ def data_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
 
 
 def prior_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
-    """Frozen VFM features at the latent grid, computed once per (prior, dataset)."""
+    """Frozen VFM features at the latent grid, computed once per (prior, dataset), for the study's
+    prior and each regularizer's own teacher."""
     study = ctx.study
-    prior = build_prior(study.prior.name, **study.prior.params).to(ctx.device)
-    grid = study.latent_grid
-    for split in SPLITS:
-        images = ctx.split(split)
-        if getattr(prior, "needs_annotations", False):  # the oracle control reads labels and segments
-            save_npy(out / layout.prior_features(split), prior.annotated_features(images, grid))
-            continue
-        cache_features(prior, images.images, grid, study.prior.batch_size, out / layout.prior_features(split))
-    return {"dim": int(prior.dim), "grid": grid, "prior": study.prior.name}
+    grid, summary = study.latent_grid, {}
+    for part in study.prior.teachers():
+        name, params = study.prior.part(part)
+        prior = build_prior(name, **params).to(ctx.device)
+        for split in SPLITS:
+            images, path = ctx.split(split), out / layout.prior_features(split, part)
+            if getattr(prior, "needs_annotations", False):  # the oracle control reads labels and segments
+                save_npy(path, prior.annotated_features(images, grid))
+                continue
+            cache_features(prior, images.images, grid, study.prior.batch_size, path)
+        summary.update({"dim": int(prior.dim), "prior": name} if part is None else {f"{part}/dim": int(prior.dim), f"{part}/prior": name})
+    return {**summary, "grid": grid}
 
 
 PCA_FIT_IMAGES = 2048  # the raw-prior PCA is fitted on the first this many train feature maps
@@ -84,27 +88,29 @@ def _standardizer(train: DiskArray) -> tuple[torch.Tensor, torch.Tensor]:
     return channel_stats(torch.from_numpy(train[:PCA_FIT_IMAGES]).float())
 
 
-def _pca_targets(feats: dict[str, DiskArray], channels: int, out: Path) -> None:
-    """Raw-prior baseline: project VFM tokens on their top principal directions."""
+def _pca_targets(feats: dict[str, DiskArray], channels: int, whiten: bool, write) -> dict[str, Any]:
+    """Raw-prior baseline: project VFM tokens on their top principal directions (whitened: each
+    divided by its standard deviation)."""
     train = feats["train"]
     tokens = torch.from_numpy(train[:PCA_FIT_IMAGES]).float().permute(0, 2, 3, 1).reshape(-1, train.shape[1])
     mean = tokens.mean(0)
-    _, _, v = torch.pca_lowrank(tokens - mean, q=channels, center=False)
-    project = lambda t: ((t.permute(0, 2, 3, 1) - mean) @ v[:, :channels]).permute(0, 3, 1, 2)  # noqa: E731
+    centred = (tokens - mean).double()
+    variance, vectors = torch.linalg.eigh(centred.T @ centred / (len(tokens) - 1))  # exact, deterministic, ascending
+    variance, basis = variance.flip(0)[:channels], vectors.flip(1)[:, :channels]
+    basis = basis * torch.sign(basis[basis.abs().argmax(0), torch.arange(basis.shape[1])])  # a sign per direction
+    if whiten:
+        basis = basis / variance.clamp_min(1e-12).sqrt()
+    basis = basis.float()
+    project = lambda t: ((t.permute(0, 2, 3, 1) - mean) @ basis).permute(0, 3, 1, 2)  # noqa: E731
     for split, f in feats.items():
-        _write_targets(out / layout.refined_targets(split), f, channels, project)
+        write(split, f, project)
+    return {"kind": "pca_whitened" if whiten else "pca", "pca_fit_images": min(PCA_FIT_IMAGES, len(train))}
 
 
-def refine_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
+def _refined_targets(ctx: StageContext, feats: dict[str, DiskArray], channels: int, part: str | None,
+                     out: Path, write) -> dict[str, Any]:
     """Learn the projector P (VFM -> latent width) and deprojector Q; freeze Z_T = P(H) as targets."""
-    study, device = ctx.study, ctx.device
-    cfg = study.refine
-    feats = {split: ctx.array("prior", layout.prior_features(split)) for split in SPLITS}
-    channels = study.tokenizer.latent_channels
-    if not cfg.enabled:
-        if ctx.dist.is_main:
-            _pca_targets(feats, channels, out)
-        return {"kind": "pca", "channels": channels, "pca_fit_images": min(PCA_FIT_IMAGES, len(feats["train"]))}
+    cfg, device = ctx.study.refine, ctx.device
     torch.manual_seed(cfg.seed)
     refiner = Refiner(feats["train"].shape[1], channels, depth=cfg.depth).to(device)
     trained = ctx.dist.wrap(refiner)  # DDP in a job of several processes; `refiner` is what is saved
@@ -122,17 +128,31 @@ def refine_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
         opt.step()
         return {"loss/total": float(total.detach()), **{f"loss/{k}": float(v) for k, v in terms.items()}}
 
-    loop = TrainLoop("refine", out, {"refiner": refiner, "optimizer": opt}, cfg.steps, seed=cfg.seed,
-                     checkpoint_every=max(cfg.steps // 4, 1), log_every=10, items_per_step=cfg.batch_size,
-                     logger=ctx.logger, progress=ctx.progress, dist=ctx.dist)
+    loop = TrainLoop("refine" if part is None else f"refine_{part}", out, {"refiner": refiner, "optimizer": opt},
+                     cfg.steps, seed=cfg.seed, checkpoint_every=max(cfg.steps // 4, 1), log_every=10,
+                     items_per_step=cfg.batch_size, logger=ctx.logger, progress=ctx.progress, dist=ctx.dist,
+                     checkpoint=layout.checkpoint(part))
     last = loop.run(step_fn)
     if not ctx.dist.is_main:
         return {}  # rank 0 alone writes the targets; the others wait for it at the stage's barrier
     refiner.eval()
     with torch.no_grad():
         for split, f in feats.items():
-            _write_targets(out / layout.refined_targets(split), f, channels,
-                           lambda t: refiner.targets(standardize(t).to(device)).cpu())
-    save_torch(out / layout.REFINER, {"state": refiner.state_dict(), "mean": mean, "std": std})
-    return {"kind": "refined", "channels": channels, "standardized": cfg.standardize,
-            **{k: v for k, v in last.items() if k.startswith("loss/")}}
+            write(split, f, lambda t: refiner.targets(standardize(t).to(device)).cpu())
+    save_torch(out / layout.refiner(part), {"state": refiner.state_dict(), "mean": mean, "std": std})
+    return {"kind": "refined", "standardized": cfg.standardize, **{k: v for k, v in last.items() if k.startswith("loss/")}}
+
+
+def refine_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
+    """The targets each teacher part's regularizers align to: refined (learned), or PCA (`refine.enabled: false`)."""
+    study = ctx.study
+    channels, summary = study.tokenizer.latent_channels, {"channels": study.tokenizer.latent_channels}
+    for part in study.prior.teachers():
+        feats = {split: ctx.array("prior", layout.prior_features(split, part)) for split in SPLITS}
+        write = lambda split, f, fn, part=part: _write_targets(out / layout.refined_targets(split, part), f, channels, fn)  # noqa: E731
+        if not study.refine.enabled:
+            done = _pca_targets(feats, channels, study.refine.whiten, write) if ctx.dist.is_main else {}
+        else:
+            done = _refined_targets(ctx, feats, channels, part, out, write)
+        summary.update(done if part is None else {f"{part}/{k}": v for k, v in done.items()})
+    return summary

@@ -1,6 +1,7 @@
 """Train one tokenizer variant, then store what later stages need: weights, latents, normalisation."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,11 @@ def tokenizer_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     return summary
 
 
+def teacher_of(regs: nn.ModuleDict, parts) -> dict[str, str | None]:
+    """Each regularizer that aligns to a target -> its teacher: its own part (prior.parts), else the study's prior (None)."""
+    return {name: (name if name in parts else None) for name, reg in regs.items() if "target" in reg.needs}
+
+
 class TokenizerObjective(nn.Module):
     """One step's loss as one module, so DDP's forward averages the gradients of all it holds
     (encoder, decoder, the regularizers' heads); the frozen perceptual network comes as an argument."""
@@ -68,16 +74,16 @@ class TokenizerObjective(nn.Module):
         super().__init__()
         self.model, self.regs, self.weights, self.cfg = model, regs, weights, cfg
 
-    def forward(self, x, target, vfm, perceptual, step: int, ramp: float):
+    def forward(self, x, targets: dict[str, torch.Tensor], vfm, perceptual, step: int, ramp: float):
+        """`targets`: each regularizer's refined target rows (its own teacher part, or the study's prior's)."""
         cfg, model = self.cfg, self.model
         z = model.encode(x)
         x_rec = model.decode(z)
         total, terms = reconstruction_loss(x, x_rec, perceptual, l1_weight=cfg.l1_weight,
                                            perceptual_weight=cfg.perceptual.weight)
-        rctx = RegContext(x=x, z=z, x_rec=x_rec, decode=model.decode, target=target, vfm=vfm,
-                          perceptual=perceptual, step=step)
+        rctx = RegContext(x=x, z=z, x_rec=x_rec, decode=model.decode, vfm=vfm, perceptual=perceptual, step=step)
         for name, reg in self.regs.items():
-            value = reg(rctx)
+            value = reg(replace(rctx, target=targets.get(name)))
             terms[name] = value.detach()
             total = total + ramp * self.weights[name] * value
         return total, terms, x_rec
@@ -88,7 +94,8 @@ def train_tokenizer(ctx: StageContext, model: nn.Module, out: Path) -> dict[str,
     cfg = study.training
     train = ctx.split("train")
     images = train.images  # on disk: each step reads its batch
-    targets = ctx.array("refine", layout.refined_targets("train"))  # float16 on disk, float32 per batch
+    targets = {part: ctx.array("refine", layout.refined_targets("train", part))  # float16 on disk, float32 per batch
+               for part in study.prior.teachers()}
     vfm = ctx.array("prior", layout.prior_features("train"))
     rows = lambda array, idx: torch.from_numpy(array[idx]).to(device, non_blocking=True).float()  # noqa: E731
 
@@ -97,6 +104,7 @@ def train_tokenizer(ctx: StageContext, model: nn.Module, out: Path) -> dict[str,
     perceptual = build_perceptual(cfg.perceptual.name, **cfg.perceptual.params).to(device)
     variant = Variant(name=ctx.spec.variant, regularizers=ctx.spec.regularizers)
     regs = variant.build(latent_channels=study.tokenizer.latent_channels, vfm_dim=vfm.shape[1]).to(device)
+    aligned = teacher_of(regs, study.prior.parts)
     objective = ctx.dist.wrap(TokenizerObjective(model, regs, variant.weights, cfg))
     params = list(model.parameters()) + list(regs.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -107,7 +115,9 @@ def train_tokenizer(ctx: StageContext, model: nn.Module, out: Path) -> dict[str,
         (idx,) = ctx.dist.shard(torch.randint(0, len(images), (cfg.batch_size,)))
         x = rows(images, idx) / 255
         with autocast(device):
-            total, terms, x_rec = objective(x, rows(targets, idx), rows(vfm, idx), perceptual, step, ramp)
+            read = {part: rows(targets[part], idx) for part in set(aligned.values())}
+            total, terms, x_rec = objective(x, {name: read[part] for name, part in aligned.items()},
+                                            rows(vfm, idx), perceptual, step, ramp)
         opt.zero_grad(set_to_none=True)
         total.backward()
         metrics = {"loss/total": total.item(), **{f"loss/{k}": float(v) for k, v in terms.items()},

@@ -96,8 +96,9 @@ class TrainLoop:
         progress: ProgressWriter | None = None,
         after_step: Callable[[int], None] | None = None,
         dist: Dist = SINGLE,
+        checkpoint: str = CHECKPOINT,
     ):
-        self.stage, self.dir, self.state = stage, Path(stage_dir), state
+        self.stage, self.dir, self.state, self.checkpoint = stage, Path(stage_dir), state, checkpoint
         self.total, self.seed = total_steps, seed
         self.checkpoint_every, self.log_every, self.items_per_step = checkpoint_every, log_every, items_per_step
         self.logger, self.progress, self.after_step = logger, progress, after_step
@@ -107,7 +108,7 @@ class TrainLoop:
 
     @property
     def checkpoint_path(self) -> Path:
-        return self.dir / CHECKPOINT
+        return self.dir / self.checkpoint  # a stage training several models names one per model
 
     def _save(self, step: int, last: dict[str, float] | None = None) -> None:
         if not self.dist.is_main:
