@@ -35,7 +35,9 @@ TINY = {
     "training": {"steps": 6, "batch_size": 8, "log_every": 2, "checkpoint_every": 3},
     "generator": {"width": 32, "depth": 1, "heads": 2, "steps": 6, "batch_size": 16, "eval_at": [3]},
     "evaluation": {"extractor": "effnet-lite0-96", "num_samples": 24, "sampler": {"steps": 2}, "controls": {"blur_sigmas": [1.0], "mode_draws": 2}},
-    "metrics": {},
+    # one LPC scale: the panel's slowest metric runs the perceptual network once per scale; the weighting
+    # over several scales is tests/test_metrics_continuity.py's and tests/test_metrics_panel.py's subject
+    "metrics": {"lpc_rhos": [0.5]},
 }
 
 
