@@ -21,9 +21,10 @@ if _WORKERS > 1:
 # modules (--dist loadfile) in collection order (--no-loadscope-reorder): long ones first, so both
 # workers end together instead of one finishing a long module alone. A module not named here runs
 # after these, in the usual order.
-SLOW_FIRST = ("test_slurm.py", "test_distributed.py", "test_study_run.py", "test_browser.py", "test_pae_study.py",
-              "test_tracking_server.py", "test_tracking_outage.py", "test_plugins.py", "test_job_death.py", "test_tune.py",
-              "test_external_study.py", "test_report.py", "test_fidelity.py", "test_suite_scores.py", "test_evaluate.py")
+SLOW_FIRST = ("test_study_run.py", "test_slurm.py", "test_tracking_outage.py", "test_distributed.py", "test_pae_study.py",
+              "test_external_study.py", "test_controls.py", "test_tracking_server.py", "test_browser.py", "test_plugins.py",
+              "test_job_death.py", "test_tune.py", "test_fidelity.py", "test_refit.py", "test_teacher.py", "test_report.py",
+              "test_suite_scores.py", "test_evaluate.py")
 
 # The smallest study that still passes through every stage: reused by the end-to-end tests.
 TINY = {
