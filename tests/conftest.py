@@ -21,9 +21,10 @@ if _WORKERS > 1:
 # modules (--dist loadfile) in collection order (--no-loadscope-reorder): long ones first, so both
 # workers end together instead of one finishing a long module alone. A module not named here runs
 # after these, in the usual order.
-SLOW_FIRST = ("test_slurm.py", "test_distributed.py", "test_study_run.py", "test_browser.py", "test_pae_study.py",
-              "test_tracking_server.py", "test_tracking_outage.py", "test_plugins.py", "test_job_death.py", "test_tune.py",
-              "test_external_study.py", "test_report.py", "test_fidelity.py", "test_suite_scores.py", "test_evaluate.py")
+SLOW_FIRST = ("test_study_run.py", "test_slurm.py", "test_tracking_outage.py", "test_distributed.py", "test_pae_study.py",
+              "test_external_study.py", "test_controls.py", "test_tracking_server.py", "test_browser.py", "test_plugins.py",
+              "test_job_death.py", "test_tune.py", "test_fidelity.py", "test_refit.py", "test_teacher.py", "test_report.py",
+              "test_suite_scores.py", "test_evaluate.py")
 
 # The smallest study that still passes through every stage: reused by the end-to-end tests.
 TINY = {
@@ -35,7 +36,9 @@ TINY = {
     "training": {"steps": 6, "batch_size": 8, "log_every": 2, "checkpoint_every": 3},
     "generator": {"width": 32, "depth": 1, "heads": 2, "steps": 6, "batch_size": 16, "eval_at": [3]},
     "evaluation": {"extractor": "effnet-lite0-96", "num_samples": 24, "sampler": {"steps": 2}, "controls": {"blur_sigmas": [1.0], "mode_draws": 2}},
-    "metrics": {},
+    # one LPC scale: the panel's slowest metric runs the perceptual network once per scale; the weighting
+    # over several scales is tests/test_metrics_continuity.py's and tests/test_metrics_panel.py's subject
+    "metrics": {"lpc_rhos": [0.5]},
 }
 
 

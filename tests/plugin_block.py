@@ -14,8 +14,6 @@ import os
 import time
 from pathlib import Path
 
-import torch
-
 from pae_lab.losses.regularizers import REGULARIZERS, Regularizer
 from pae_lab.variants import register_variant
 

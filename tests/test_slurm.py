@@ -19,9 +19,10 @@ import yaml
 
 from conftest import TINY
 from pae_lab.fsutil import read_json
-from slurm_fixture import slurm_cluster  # noqa: F401  (fixture)
+import slurm_fixture
 
 ROOT = Path(__file__).resolve().parents[1]
+slurm_cluster = slurm_fixture.slurm_cluster  # the module-scoped cluster fixture, used by name
 SLURM = {"name": "slurm", "threads_per_job": 1, "gpus_per_node": 0, "cpus_per_task": 1, "mem_gb": 1, "timeout_min": 10,
          "lost_after_s": 120}
 COMPARED = ("psnr", "ssc", "lpc", "gsq", "train_loss", "fd_effnet_lite0_96")
