@@ -23,7 +23,7 @@ if _WORKERS > 1:
 # after these, in the usual order.
 SLOW_FIRST = ("test_study_run.py", "test_slurm.py", "test_tracking_outage.py", "test_distributed.py", "test_pae_study.py",
               "test_external_study.py", "test_controls.py", "test_tracking_server.py", "test_browser.py", "test_plugins.py",
-              "test_job_death.py", "test_tune.py", "test_fidelity.py", "test_refit.py", "test_teacher.py", "test_report.py",
+              "test_job_death.py", "test_tune.py", "test_fidelity.py", "test_refit.py", "test_teacher.py", "test_teacher_parts.py", "test_report.py",
               "test_suite_scores.py", "test_evaluate.py")
 
 # The smallest study that still passes through every stage: reused by the end-to-end tests.
