@@ -319,6 +319,8 @@ def teacher(study_file: Path = typer.Argument(..., help="Study YAML."),
     each regularizer's own teacher, the network-free controls) against the study's unregularized baseline latent,
     the teacher's own spread over refiner seeds included, in minutes, before the study's hour."""
     study = load(study_file, sets)
+    import numpy as np
+
     from pae_lab.execution.teacher_check import teacher_check, verdicts
 
     rows, how = teacher_check(study, steps, seeds, refiner_seeds, log=console.log)
@@ -326,6 +328,10 @@ def teacher(study_file: Path = typer.Argument(..., help="Study YAML."),
     table = Table("source", *metrics, title=f"teacher check: {study.prior.name} prior, latent grid {study.latent_grid}")
     for name, row in rows.items():
         table.add_row(name, *(f"{row[m]:.3f}" for m in metrics))
+    for name, values in how["refiner"].items():  # the teacher's own spread, where it has refiner seeds
+        if len(next(iter(values.values()))) > 1:
+            table.add_row(f"{name} sd ({len(next(iter(values.values())))} refiner seeds)",
+                          *(f"{np.std(values[m], ddof=1):.3f}" for m in metrics))
     show(table)
     for line in verdicts(rows, how):
         console.print(line)

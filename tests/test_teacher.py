@@ -88,6 +88,7 @@ def test_pae_lab_teacher_calls_the_oracle_stronger_and_leaves_the_study_its_shar
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "the teacher is stronger: SSR has room to raise SSC (AMI)" in out.stdout and "(95%, 3 seeds)" in out.stdout
+    assert "refined sd (3 refiner seeds)" in out.stdout and "over 3 refiner seeds" in out.stdout
     study = tmp_path / "study"
     assert (study / "shared" / "refine").is_dir() and not (study / "runs").exists()
     assert not (study / "shared" / "reference").exists()  # not read by the tokenizer: left to the study
@@ -166,7 +167,7 @@ def test_the_teachers_own_spread_widens_the_interval_and_a_part_is_judged_by_its
     se = (0.02 ** 2 / 3 + 0.003 ** 2 / 3) ** 0.5
     df = se ** 4 / ((0.02 ** 2 / 3) ** 2 / 2 + (0.003 ** 2 / 3) ** 2 / 2)
     half = stats.t.ppf(0.975, df) * se
-    assert f"difference +0.010 [{0.01 - half:+.3f}, {0.01 + half:+.3f}] (95% Welch)" in line
+    assert f"difference +0.010 [{0.01 - half:+.3f}, {0.01 + half:+.3f}] (95% Welch; 3.3 latent sds)" in line
     assert "not distinguishable" in line and "sd 0.020" in line
     rows["refined:scr"] = {"gsq": 0.3}
     line = verdicts(rows, scattered)[1]  # its own row and no spread of its own: the latent's interval alone

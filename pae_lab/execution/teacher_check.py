@@ -152,8 +152,8 @@ def _welch(teacher, base: float, sd: float, n: int, said: str) -> tuple[float, f
     df = se2 ** 2 / ((v / m) ** 2 / (m - 1) + (sd ** 2 / n) ** 2 / (n - 1)) if se2 > 0 else float("inf")
     diff, band = float(teacher.mean() - base), float(stats.t.ppf(0.975, df) * se2 ** 0.5)
     said = said.replace(" -> ", f"; teacher over {m} refiner seeds {teacher.mean():.3f} (sd {teacher.std(ddof=1):.3f}), "
-                        f"difference {diff:+.3f} [{diff - band:+.3f}, {diff + band:+.3f}] (95% Welch) = "
-                        f"{diff / sd if sd > 0 else float('inf'):.1f} latent sds -> ")
+                        f"difference {diff:+.3f} [{diff - band:+.3f}, {diff + band:+.3f}] (95% Welch; "
+                        f"{diff / sd if sd > 0 else float('inf'):.1f} latent sds) -> ")
     return diff, band, said
 
 
