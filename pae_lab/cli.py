@@ -312,8 +312,8 @@ def teacher(study_file: Path = typer.Argument(..., help="Study YAML."),
             steps: Optional[int] = typer.Option(None, min=1, help="Baseline tokenizer steps (default: the study's "
                                                 "training.steps; fewer are quicker and score a less trained latent)."),
             seeds: int = typer.Option(3, min=2, help="Baseline seeds: the 95% interval the teacher is judged against."),
-            refiner_seeds: int = typer.Option(3, min=1, help="Refiner seeds: the teacher's own spread, carried into the "
-                                              "interval of its difference from the latent (1: not measured)."),
+            refiner_seeds: int = typer.Option(3, min=1, help="Refiner seeds: the teacher's own spread, and whether another "
+                                              "seed's target would change the verdict (1: not measured)."),
             sets: Optional[List[str]] = SetOpt):
     """Is the teacher stronger than the latent a plain tokenizer learns? Its ceiling rows (raw prior, refined target,
     each regularizer's own teacher, the network-free controls) against the study's unregularized baseline latent,

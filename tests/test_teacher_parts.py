@@ -19,14 +19,28 @@ def _study(tmp_path, **overrides) -> StudyConfig:
     return StudyConfig.model_validate(cfg)
 
 
-def test_a_part_goes_over_the_study_prior_and_names_a_regularizer(tmp_path):
-    study = _study(tmp_path, prior={"params": {"input_resolution": 64}, "parts": {**PARTS, "vf": {"name": "oracle"}}})
-    assert study.prior.teachers() == [None, "ssr", "scr", "vf"]
+def test_a_part_goes_over_the_study_prior_and_names_a_regularizer_that_aligns(tmp_path):
+    import re
+    from pathlib import Path
+
+    from pae_lab.config.errors import StudyError
+    from pae_lab.plan.preflight import check_study
+
+    study = _study(tmp_path, prior={"params": {"input_resolution": 64}, "parts": PARTS})
+    assert study.prior.teachers() == [None, "ssr", "scr"]
     assert study.prior.part(None) == ("effnet_lite0", {"input_resolution": 64})
     assert study.prior.part("ssr") == ("effnet_lite0", {"input_resolution": 64, "block": 4})
-    assert study.prior.part("vf") == ("oracle", {})  # another prior: the study's params are not its own
-    with pytest.raises(ValueError, match=r"prior.parts: \['sr'\] name no regularizer"):
-        _study(tmp_path, prior={"parts": {"sr": {}}})
+    other = _study(tmp_path, prior={"params": {"input_resolution": 64}, "parts": {"scr": {"name": "oracle"}}})
+    assert other.prior.part("scr") == ("oracle", {})  # another prior: the study's params are not its own
+    check_study(study, Path("s.yaml"))
+    for parts, message in (({"sr": {}}, "prior.parts.sr: unknown regularizer 'sr'"),
+                           ({"vf": {}}, "prior.parts.vf: regularizer 'vf' aligns to no refined target (it reads vfm"),
+                           ({"mcr": {}}, "prior.parts.mcr: regularizer 'mcr' aligns to no refined target (it reads no prior"),
+                           ({"ssr": {"name": "dino"}}, "prior.parts.ssr.name: unknown prior 'dino'"),
+                           ({"ssr": {"params": {"weights": "nowhere.pt"}}},
+                            "prior.parts.ssr.params.weights: prior weights file not found: 'nowhere.pt'")):
+        with pytest.raises(StudyError, match=re.escape(f"s.yaml: {message}")):
+            check_study(_study(tmp_path, prior={"parts": parts}), Path("s.yaml"))
     with pytest.raises(ValueError, match="refine.whiten: true whitens the PCA targets"):
         _study(tmp_path, refine={"whiten": True})
 
@@ -89,7 +103,9 @@ def test_each_part_has_its_features_targets_and_teacher_rows(tmp_path):
     for part in (None, "ssr", "scr"):
         assert np.load(folders["refine"] / layout.refined_targets("train", part)).shape[1] == study.tokenizer.latent_channels
     assert (folders["refine"] / layout.refiner("ssr")).is_file()
-    rows = json.loads((folders["teacher"] / layout.TEACHER_CEILING).read_text())["rows"]
+    stored = json.loads((folders["teacher"] / layout.TEACHER_CEILING).read_text())
+    assert stored["teachers"]["ssr"] == {"name": "effnet_lite0", "params": {"input_resolution": 64, "block": 4}}
+    rows = stored["rows"]
     assert {"raw_prior", "refined", "raw_prior:ssr", "refined:ssr", "raw_prior:scr", "refined:scr"} <= set(rows)
     assert rows["refined:ssr"] != rows["refined"] and rows["raw_prior:scr"]["gsq"] != rows["raw_prior"]["gsq"]
 
@@ -106,3 +122,17 @@ def test_whitened_pca_targets_have_unit_variance_per_direction(tmp_path):
     # the same directions: each whitened channel is the plain one rescaled
     ratio = tokens[True] / np.where(np.abs(tokens[False]) > 1e-3, tokens[False], np.nan)
     assert np.nanstd(ratio, axis=0).max() < 0.05 * np.nanmean(np.abs(ratio), axis=0).min()
+
+
+def test_the_new_options_leave_old_studies_hashes_alone_and_move_their_own(tmp_path):
+    """No parts and no whitening: the prior and refine hashes as before the options existed (a finished study
+    is not redone); a part moves the prior's hash, whitening the refine stage's, the PCA path its own."""
+    from pae_lab.plan.graph import identity_dump, stage_hashes
+
+    plain = _study(tmp_path)
+    assert "whiten" not in identity_dump(plain.refine) and "parts" in plain.prior.model_dump()
+    hashes = {name: stage_hashes(_study(tmp_path, **cfg)) for name, cfg in (
+        ("plain", {}), ("part", {"prior": {"parts": {"ssr": {"params": {"block": 7}}}}}),
+        ("pca", {"refine": {"enabled": False}}), ("white", {"refine": {"enabled": False, "whiten": True}}))}
+    assert hashes["part"]["prior"] != hashes["plain"]["prior"] and hashes["pca"]["prior"] == hashes["plain"]["prior"]
+    assert len({hashes[n]["refine"] for n in hashes}) == 4

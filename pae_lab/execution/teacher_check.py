@@ -142,26 +142,10 @@ def teacher_check(study: StudyConfig, steps: int | None = None, seeds: int = 3, 
                   "study_steps": study.training.steps, "refiner": refiner_spread(study, refiner_seeds, rows, log)}
 
 
-def _welch(teacher, base: float, sd: float, n: int, said: str) -> tuple[float, float, str]:
-    """(difference of means, its 95% Welch half-width, the line so far with both): the teacher over its
-    refiner seeds against the latent over its training seeds."""
-    from scipy import stats
-
-    m, v = len(teacher), teacher.var(ddof=1)
-    se2 = v / m + sd ** 2 / n
-    df = se2 ** 2 / ((v / m) ** 2 / (m - 1) + (sd ** 2 / n) ** 2 / (n - 1)) if se2 > 0 else float("inf")
-    diff, band = float(teacher.mean() - base), float(stats.t.ppf(0.975, df) * se2 ** 0.5)
-    said = said.replace(" -> ", f"; teacher over {m} refiner seeds {teacher.mean():.3f} (sd {teacher.std(ddof=1):.3f}), "
-                        f"difference {diff:+.3f} [{diff - band:+.3f}, {diff + band:+.3f}] (95% Welch; "
-                        f"{diff / sd if sd > 0 else float('inf'):.1f} latent sds) -> ")
-    return diff, band, said
-
-
 def verdicts(rows: dict[str, dict[str, float]], how: dict[str, object]) -> list[str]:
     """One line per pulled metric: is the refined teacher outside the baseline latent's 95% t interval
     over seeds (the interval the study's readings use); and whether the controls that use no network
     (colour, a filter bank, position) reach the teacher's score, which would make its win no evidence."""
-    import numpy as np
     from scipy import stats
 
     from analysis.teacher import CONTROL_ROWS
@@ -176,19 +160,20 @@ def verdicts(rows: dict[str, dict[str, float]], how: dict[str, object]) -> list[
         if not all(metric in r for r in (base, refined)):
             lines.append(f"{name}: not judged (the data has no {'segment maps' if metric == 'ssc_ami' else 'labels'})")
             continue
-        margin, band = refined[metric] - base[metric], half * spread[metric] if n > 1 else 0.0
+        band = half * spread[metric] if n > 1 else 0.0
         said = (f"{name}: {teacher} {refined[metric]:.3f} vs baseline latent {base[metric]:.3f} "
                 + (f"[{base[metric] - band:.3f}, {base[metric] + band:.3f}] (95%, {n} seeds) -> " if n > 1
                    else "(a pretrained tokenizer: no seeds) -> "))
+        side = lambda value: "weaker" if value - base[metric] < -band else "stronger" if value - base[metric] > band else "inside"  # noqa: E731
+        verdict = {"weaker": f"the teacher is WEAKER: {regularizer} can only pull {name} down",
+                   "stronger": f"the teacher is stronger: {regularizer} has room to raise {name}",
+                   "inside": f"inside the interval: not distinguishable at {n} latent seeds"}[side(refined[metric])]
         own = how.get("refiner", {}).get(pulling[metric], {}).get(metric, [])
-        if len(own) > 1 and n > 1:  # the teacher's own noise too: Welch's interval of the difference of means
-            margin, band, said = _welch(np.array(own), base[metric], spread[metric], n, said)
-        if margin < -band:
-            lines.append(said + f"the teacher is WEAKER: {regularizer} can only pull {name} down")
-        elif margin > band:
-            lines.append(said + f"the teacher is stronger: {regularizer} has room to raise {name}")
-        else:
-            lines.append(said + f"inside the interval: not distinguishable at {n} seeds")
+        if len(own) > 1:  # the study trains on one refiner seed's target: would another seed's change the verdict?
+            others = sum(side(v) != side(refined[metric]) for v in own)
+            verdict += (f"; over {len(own)} refiner seeds the target reads {min(own):.3f}-{max(own):.3f}, and "
+                        + ("every seed gives this verdict" if not others else f"{others} of {len(own)} give another"))
+        lines.append(said + verdict)
     for metric in PULLED_BY:
         refined = rows[pulling[metric]]
         controls = {c: rows[c][metric] for c in CONTROL_ROWS if metric in rows.get(c, {})}

@@ -92,16 +92,24 @@ def _is_config_path(path: str) -> bool:
 
 
 def identity_dump(value: Any) -> Any:
-    """A config as the hash sees it: every field but those marked `identity=False`."""
+    """A config as the hash sees it: every field but those marked `identity=False`, and those marked
+    `identity="when_set"` while they hold their default (a new option leaves old studies' hashes alone)."""
     if isinstance(value, BaseModel):
         fields = type(value).model_fields
         return {name: identity_dump(getattr(value, name)) for name, info in fields.items()
-                if (info.json_schema_extra or {}).get("identity", True) is not False}
+                if _in_identity((info.json_schema_extra or {}).get("identity", True), getattr(value, name), info.default)}
     if isinstance(value, dict):
         return {k: identity_dump(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [identity_dump(v) for v in value]
     return value
+
+
+def _in_identity(marker: Any, value: Any, default: Any) -> bool:
+    return marker is not False and not (marker == "when_set" and value == default)
+
+
+ABSENT = object()  # a resolved dependency that is not there: left out of the hash, as before it existed
 
 
 def config_value(study: "StudyConfig", path: str) -> Any:
@@ -161,9 +169,11 @@ RESOLVED: dict[str, Callable[["StudyConfig", RunKey | None], Any]] = {
     "extractor": _extractor,
     "suite": _suite,
     "data_files": _files("data.params.root", "data.params.masks_root"),
-    "prior_files": lambda study, run: {**_files("prior.params.weights")(study, run),
-                                       **{f"prior.parts.{name}.weights": path_digest(study.prior.part(name)[1].get("weights"))
-                                          for name in study.prior.parts}},
+    "prior_files": _files("prior.params.weights"),
+    "prior_parts": lambda study, run: ABSENT if not study.prior.parts else {
+        name: {"prior": study.prior.part(name), "weights": path_digest(study.prior.part(name)[1].get("weights"))}
+        for name in study.prior.parts},
+    "refine_method": lambda study, run: ABSENT if study.refine.enabled else "exact PCA (eigh), a sign per direction",
     "run_tokenizer": lambda study, run: identity_dump(run_tokenizer(study, run)),
     "tokenizer_files": _tokenizer_files,
     "reference_files": lambda study, run: {key: path_digest(getattr(study.evaluation, key))
@@ -212,6 +222,7 @@ def stage_hashes(study: "StudyConfig", run: RunKey | None = None) -> dict[str, s
             continue
         resolved = {dep: (RESOLVED[dep](study, run) if dep in RESOLVED else config_value(study, dep))
                     for dep in stage.depends}
+        resolved = {dep: value for dep, value in resolved.items() if value is not ABSENT}
         hashes[stage.name] = content_hash(stage.name, {r: hashes[r] for r in stage.reads}, resolved)
     return hashes
 
@@ -225,10 +236,10 @@ for _stage in (
     Stage("data", "pae_lab.stages.shared:data_stage", depends=("data", "data_files"), scope="shared",
           doc="materialise the train/val splits"),
     Stage("prior", "pae_lab.stages.shared:prior_stage", reads=("data",),
-          depends=("prior.name", "prior.params", "prior.parts", "prior_files", "latent_grid", "device"), scope="shared",
+          depends=("prior.name", "prior.params", "prior_parts", "prior_files", "latent_grid", "device"), scope="shared",
           doc="frozen VFM features at the latent grid (and each regularizer's own teacher's, prior.parts)"),
     Stage("refine", "pae_lab.stages.shared:refine_stage", reads=("prior",),
-          depends=("refine", "tokenizer.latent_channels", "device"), scope="shared", distributed=True,
+          depends=("refine", "refine_method", "tokenizer.latent_channels", "device"), scope="shared", distributed=True,
           doc="refined prior targets Z_T = P(H)"),
     Stage("reference", "pae_lab.stages.reference:reference_stage", reads=("data",),
           depends=("extractor", "suite", "evaluation.num_samples", "evaluation.kid_subsets", "evaluation.sampler.seed",

@@ -40,6 +40,12 @@ def checkpoint(part: str | None = None) -> str:
 
 CHECKPOINT = checkpoint()  # a training stage's newest state, which a restarted job resumes from
 
+
+def empty_mlflow_store(mlflow_version: str) -> str:
+    """The empty SQLite store MLflow made and migrated, kept in the user's cache; new study stores copy it."""
+    return f"mlflow-{mlflow_version}-empty.db"
+
+
 # ------------------------------------------------------------------ a logger's folder (a run's, or shared/)
 # its tracking outages: attempts, their seconds, points sent on recovery, since when the store lacks
 # points (pae_lab.tracking.resume); `status` and the driver read it when the store does not answer

@@ -29,6 +29,20 @@ def _check_name(path: Path, key: str, registry, name: str) -> None:
         _fail(path, key, f"unknown {registry.kind} {name!r}; registered: {', '.join(registry.names()) or 'none'}")
 
 
+def _check_part(path: Path, study: "StudyConfig", part: str) -> None:
+    """A teacher part names a regularizer that aligns to a target (ssr, scr), and a registered prior."""
+    from pae_lab.catalog import PRIORS, REGULARIZERS
+
+    key = f"prior.parts.{part}"
+    _check_name(path, key, REGULARIZERS, part)
+    needs = REGULARIZERS.get(part).needs
+    if "target" not in needs:
+        reads = f"it reads {', '.join(sorted(needs))}" if needs else "it reads no prior"
+        _fail(path, key, f"regularizer {part!r} aligns to no refined target ({reads}, always the study's prior); "
+                         "a part is for one that does, e.g. ssr or scr")
+    _check_name(path, f"{key}.name", PRIORS, study.prior.part(part)[0])
+
+
 def variant_tokenizers(study: "StudyConfig") -> list[tuple[str, Any]]:
     """(key, tokenizer config) of the study's tokenizer and of every variant that brings its own."""
     from pae_lab.architectures import validate_tokenizer
@@ -57,6 +71,8 @@ def missing_files(study: "StudyConfig") -> list[tuple[str, str]]:
              ("evaluation.dinov2_weights", study.evaluation.dinov2_weights, "DINOv2 weights file"),
              ("evaluation.reference_images", study.evaluation.reference_images, "reference images file"),
              ("evaluation.reference_stats", study.evaluation.reference_stats, "reference statistics file")]
+    named += [(f"prior.parts.{part}.params.weights", own.params.get("weights"), "prior weights file")
+              for part, own in study.prior.parts.items()]
     named += [(f"{key}.{sub}", value, what) for key, tok in variant_tokenizers(study) for sub, value, what in tok.local_files()]
     return [(key, f"{what} not found: {value!r} (paths are relative to the working directory)")
             for key, value, what in named if value is not None and not Path(value).expanduser().exists()]
@@ -115,6 +131,8 @@ def check_study(study: "StudyConfig", path: Path, check_files: bool = True) -> N
 
     _check_name(path, "data.name", DATASETS, study.data.name)
     _check_name(path, "prior.name", PRIORS, study.prior.name)
+    for part in study.prior.parts:
+        _check_part(path, study, part)
     _check_name(path, "training.perceptual.name", PERCEPTUAL, study.training.perceptual.name)
     _check_name(path, "launcher.name", LAUNCHERS, study.launcher.name)
     _check_name(path, "evaluation.sampler.method", SAMPLERS, study.evaluation.sampler.method)

@@ -74,7 +74,8 @@ def stage_table() -> str:
     resolved = ", ".join(f"`{n}`" for n in RESOLVED)
     return "\n".join(rows) + (f"\n\nNames without a dot are resolved inputs ({resolved}): the latent grid, the "
                               "variant's regularizers and own tokenizer block, the seed, the FD extractor as resolved "
-                              "plus its weights file's digest, and digests of the files a study names. *ranks*: which "
+                              "plus its weights file's digest, digests of the files a study names, each teacher part's prior "
+                              "and weights, and the PCA path's method. *ranks*: which "
                               "processes of a multi-process job run the stage (all: data-parallel training; 0: rank 0 "
                               "alone, the others wait).")
 

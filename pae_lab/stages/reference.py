@@ -241,5 +241,7 @@ def teacher_sources(ctx: StageContext) -> dict[str, Callable[[str, int | None], 
 def teacher_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     study = ctx.study
     rows = ceiling(ctx, teacher_sources(ctx))
-    write_json(out / layout.TEACHER_CEILING, {"rows": rows, "prior": study.prior.name, "grid": study.latent_grid})
+    teachers = {part or "prior": dict(zip(("name", "params"), study.prior.part(part))) for part in study.prior.teachers()}
+    write_json(out / layout.TEACHER_CEILING, {"rows": rows, "prior": study.prior.name, "teachers": teachers,
+                                              "grid": study.latent_grid})
     return {f"{name}/{k}": v for name, row in rows.items() for k, v in row.items() if "_" not in k}

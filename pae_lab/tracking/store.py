@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from pae_lab.fsutil import append_jsonl
+from pae_lab.plan import layout
 from pae_lab.plan.layout import StudyLayout
 from pae_lab.tracking.mirror import MIRROR_PREFIX, replay
 from pae_lab.tracking.mirror import iter_jsonl as iter_jsonl, mirror_path as mirror_path  # readers import them from here
@@ -70,20 +71,18 @@ def empty_store_template() -> Path:
     """An empty SQLite store MLflow created and migrated itself, kept once per MLflow version in the
     user's cache ($XDG_CACHE_HOME/pae-lab): each new study copies it instead of running MLflow's ~30
     schema migrations again (about 3 s a study)."""
-    import shutil
     import tempfile
 
     import mlflow
 
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pae-lab"
-    template = cache / f"mlflow-{mlflow.__version__}-empty.db"
+    template = cache / layout.empty_mlflow_store(mlflow.__version__)
     if not template.is_file():
         cache.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=cache) as tmp:
-            made = Path(tmp) / "empty.db"
+            made = Path(tmp) / template.name
             mlflow.MlflowClient(tracking_uri=f"sqlite:///{made}").search_experiments()  # creates and migrates
-            shutil.copyfile(made, Path(tmp) / "copy.db")
-            os.replace(Path(tmp) / "copy.db", template)  # whole or absent, whoever writes it last
+            os.replace(made, template)  # whole or absent, whoever writes it last
     return template
 
 
