@@ -329,9 +329,9 @@ def teacher(study_file: Path = typer.Argument(..., help="Study YAML."),
     for name, row in rows.items():
         table.add_row(name, *(f"{row[m]:.3f}" for m in metrics))
     for name, values in how["refiner"].items():  # the teacher's own spread, where it has refiner seeds
-        if len(next(iter(values.values()))) > 1:
-            table.add_row(f"{name} sd ({len(next(iter(values.values())))} refiner seeds)",
-                          *(f"{np.std(values[m], ddof=1):.3f}" for m in metrics))
+        n_seeds = len(next(iter(values.values())))
+        if n_seeds > 1:
+            table.add_row(f"{name} sd ({n_seeds} refiner seeds)", *(f"{np.std(values[m], ddof=1):.3f}" for m in metrics))
     show(table)
     for line in verdicts(rows, how):
         console.print(line)

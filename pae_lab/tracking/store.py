@@ -100,7 +100,7 @@ def seed_sqlite_store(db: Path) -> None:
     shutil.copyfile(empty_store_template(), staged)
     with contextlib.closing(sqlite3.connect(staged)) as con, con:
         con.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0",
-                    (str(db.parent.resolve() / "mlartifacts" / "0"),))
+                    (str(StudyLayout(db.parent.resolve()).artifacts / "0"),))
     try:
         os.link(staged, db)
     except FileExistsError:
@@ -114,7 +114,7 @@ class StudyTracker:
 
     def __init__(self, uri: str, experiment: str, artifact_root: Path | None = None):
         self.uri = uri
-        location = (artifact_root / "mlartifacts").resolve().as_uri() if artifact_root and uri.startswith("sqlite") else None
+        location = StudyLayout(artifact_root).artifacts.resolve().as_uri() if artifact_root and uri.startswith("sqlite") else None
         if location:
             reroot_artifacts(uri, location)
         self.client = client(uri)
