@@ -49,4 +49,7 @@ def gsq(
         "metric": "gsq", "n_samples": len(y), "n_classes": len(classes), "classes_per_repeat": classes_per_repeat,
         "repeats": repeats_done, "pool": "global-average", "similarity": "cosine after centring", "seed": seed,
     }
-    return MetricResult(float(scores.mean()), protocol, {"std": float(scores.std()), "chance": 1.0 / len(classes)})
+    value, n = float(scores.mean()), float(np.mean([m.sum() for m in subsets]))
+    # the images' binomial standard error (each image's neighbour a hit or not): how far other images move it
+    se = float(np.sqrt(value * (1 - value) / n))
+    return MetricResult(value, protocol, {"std": float(scores.std()), "se": se, "chance": 1.0 / len(classes)})

@@ -61,7 +61,11 @@ def ssc(
     geometric normalisation against those ids. Images with fewer than two segments on the grid
     are skipped and counted. Tokens labelled `ignore_index` (e.g. void) are clustered as one
     more region (they count towards k) but left out of the NMI. The extra `ami` is the same score
-    corrected for chance (about 0 for a random partition, where NMI is not): results.csv's `ssc_ami`.
+    corrected for chance (about 0 for a random partition, where NMI is not): results.csv's `ssc_ami`;
+    `ami_se` its standard error over the scored images (how far another draw of images moves it).
+    Tokens with no information score about 0 when they differ (noise) but about 0.02 when they are
+    all equal: the eigenvectors of a uniform affinity are arbitrary, and LAPACK's come out in
+    contiguous blocks that overlap the segments a little.
     """
     if latents.dim() != 4:
         raise ValueError(f"latents must be [N, C, h, w], got shape {tuple(latents.shape)}")
@@ -94,8 +98,9 @@ def ssc(
         "downsample": downsample, "ignore_index": ignore_index, "clustering": f"njw-spectral+kmeans(n_init={n_init})",
         "nmi": "geometric", "ami": "adjusted for chance (sklearn, geometric)", "seed": seed,
     }
-    ami = float(np.mean([adjusted[i] for i in keep])) if keep else float("nan")
-    return summarize([scores[i] for i in keep], protocol, ami=ami)
+    ami = np.array([adjusted[i] for i in keep])
+    return summarize([scores[i] for i in keep], protocol, ami=float(ami.mean()) if keep else float("nan"),
+                     ami_se=float(ami.std(ddof=1) / np.sqrt(len(ami))) if len(ami) > 1 else float("nan"))
 
 
 def _grid_distance(h: int, w: int) -> Tensor:

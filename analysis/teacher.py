@@ -6,6 +6,8 @@ worse. So every study measures, on the same held-out images and with the same me
 - the raw prior features on the latent grid,
 - the refined target Z_T,
 - pooled pixels (the images average-pooled to the latent grid: what colour alone gives away),
+- pixel patches (each latent cell's own pixels, unpooled: what a code that keeps everything, with no
+  learning, scores; where a reconstruction-only latent starts),
 - gradient energy (mean absolute grey-level differences along 4 directions per cell: what a fixed,
   untrained filter bank gives; on texture data the bar a pretrained network has to clear),
 - position (each token's place on the grid, the same for every image: it knows nothing about the
@@ -26,10 +28,11 @@ from analysis.panel_config import PanelConfig
 from analysis.result import MetricResult
 
 CEILING_METRICS = ("ssc", "coherence", "gsq", "linprobe", "knn")
-TEACHER_ROWS = {"raw_prior": "teacher", "refined": "teacher", "pooled_pixels": "reference",
+TEACHER_ROWS = {"raw_prior": "teacher", "refined": "teacher", "pooled_pixels": "reference", "pixel_patches": "reference",
                 "gradient_energy": "reference", "position": "reference"}  # name -> kind
 # the rows that use no network, and what each one's score stands for: the bars the teacher must clear
-CONTROL_ROWS = {"pooled_pixels": "colour alone", "gradient_energy": "a fixed filter bank", "position": "the layout alone"}
+CONTROL_ROWS = {"pooled_pixels": "colour alone", "pixel_patches": "the pixels themselves",
+                "gradient_energy": "a fixed filter bank", "position": "the layout alone"}
 
 
 def row_kind(name: str) -> str:
@@ -45,6 +48,16 @@ def row_name(name: str) -> str:
 def pooled_pixels(images_u8: np.ndarray, grid: int) -> Tensor:
     """uint8 images [N, 3, H, W] -> [N, 3, grid, grid] average-pooled colours in [0, 1]."""
     return F.adaptive_avg_pool2d(torch.from_numpy(images_u8).float() / 255, grid)
+
+
+def pixel_patches(images_u8: np.ndarray, grid: int) -> Tensor:
+    """uint8 images [N, 3, H, W] -> [N, 3 f^2, grid, grid]: each cell's f x f pixels in [0, 1] as its
+    channels (f = H // grid; an image whose side is no multiple of the grid is area-resized first)."""
+    x = torch.from_numpy(images_u8).float() / 255
+    f = max(1, x.shape[-1] // grid)
+    if x.shape[-2:] != (grid * f, grid * f):
+        x = F.interpolate(x, size=(grid * f, grid * f), mode="area")
+    return F.pixel_unshuffle(x, f)
 
 
 def gradient_energy(images_u8: np.ndarray, grid: int) -> Tensor:

@@ -321,13 +321,15 @@ def teacher(study_file: Path = typer.Argument(..., help="Study YAML."),
     study = load(study_file, sets)
     import numpy as np
 
-    from pae_lab.execution.teacher_check import teacher_check, verdicts
+    from pae_lab.execution.teacher_check import SPREAD, image_error, teacher_check, verdicts
 
     rows, how = teacher_check(study, steps, seeds, refiner_seeds, log=console.log)
     metrics = [m for m in ("ssc_ami", "ssc", "gsq", "linprobe", "knn", "coherence") if all(m in r for r in rows.values())]
-    table = Table("source", *metrics, title=f"teacher check: {study.prior.name} prior, latent grid {study.latent_grid}")
+    table = Table("source", *metrics, title=f"teacher check: {study.prior.name} prior, latent grid {study.latent_grid}",
+                  caption="± : the images' 95% error (1.96 standard errors over the held-out images)")
+    cell = lambda row, m: f"{row[m]:.3f}" + (f" ±{image_error(row, m):.3f}" if np.isfinite(image_error(row, m)) else "")  # noqa: E731
     for name, row in rows.items():
-        table.add_row(name, *(f"{row[m]:.3f}" for m in metrics))
+        table.add_row(name, *(f"{row[m]:.3f}" if name == SPREAD else cell(row, m) for m in metrics))
     for name, values in how["refiner"].items():  # the teacher's own spread, where it has refiner seeds
         n_seeds = len(next(iter(values.values())))
         if n_seeds > 1:

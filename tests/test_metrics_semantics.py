@@ -25,6 +25,8 @@ def test_gsq_is_near_chance_for_random_latents():
     feats = torch.randn(2000, 64, generator=torch.Generator().manual_seed(0))
     res = gsq(feats, labels)
     assert res.value == pytest.approx(1 / classes, abs=0.03)
+    assert res.extra["se"] == pytest.approx((res.value * (1 - res.value) / 2000) ** 0.5)  # the images' binomial error
+    assert abs(res.value - 1 / classes) < 3 * res.extra["se"]
 
 
 def test_gsq_class_subsets_repeat_and_report_spread():

@@ -102,7 +102,7 @@ def test_every_run_finishes_with_metrics(finished) -> None:
     assert (results["status"] == "done").all()
     # the teacher's ceiling and the sampling floor are reference rows beside the runs
     refs = table[table["kind"] != "variant"].set_index("variant")
-    assert set(refs.index) == {"teacher:raw_prior", "teacher:refined", "reference:pooled_pixels",
+    assert set(refs.index) == {"teacher:raw_prior", "teacher:refined", "reference:pooled_pixels", "reference:pixel_patches",
                                "reference:gradient_energy", "reference:position", "reference:heldout_real"}
     assert refs.loc[["teacher:raw_prior", "teacher:refined", "reference:pooled_pixels"], ["ssc", "gsq", "linprobe"]].notna().all().all()
     assert refs.loc["reference:heldout_real", "noise_fd_effnet_lite0_96"] > 0

@@ -60,6 +60,28 @@ def test_the_network_free_controls_see_what_they_claim(scenes):
     assert where[0, 0, 0, 0] == -1 and where[0, 0, 0, -1] == 1 and where[0, 1, -1, 0] == 1
 
 
+def test_pixel_patches_keep_every_pixel_of_each_cell():
+    """Each cell's channels are its own f x f pixels, so the map decodes back to the image exactly."""
+    from analysis.teacher import pixel_patches
+
+    images = np.random.default_rng(0).integers(0, 256, (2, 3, 16, 16), dtype=np.uint8)
+    patches = pixel_patches(images, 4)
+    assert patches.shape == (2, 48, 4, 4)
+    assert torch.equal(torch.nn.functional.pixel_shuffle(patches, 4), torch.from_numpy(images).float() / 255)
+    assert pixel_patches(images[:, :, :15, :15], 4).shape == (2, 27, 4, 4)  # 15 px: area-resized to 12, f = 3
+
+
+def test_the_latent_is_judged_below_a_control_only_beyond_the_images_error():
+    from pae_lab.execution.teacher_check import BASELINE, latent_below
+
+    rows = {BASELINE: {"gsq": 0.14, "gsq_se": 0.01}, "far": {"gsq": 0.30, "gsq_se": 0.01},
+            "near": {"gsq": 0.15, "gsq_se": 0.01}, "under": {"gsq": 0.10, "gsq_se": 0.01}}
+    said = latent_below(rows, "gsq", {c: rows[c]["gsq"] for c in ("far", "near", "under")})
+    assert "lies below far (by 0.160, error ±0.028)" in said  # 1.96 x sqrt(2) x 0.01
+    assert "level with near within the images' error" in said and "under" not in said
+    assert latent_below(rows, "ssc_ami", {"far": 0.3}) == ""  # a metric the latent was not scored on
+
+
 def _check_study(tmp_path, **overrides):
     import copy
 

@@ -26,6 +26,7 @@ BASELINE, SPREAD = "baseline_latent", "baseline_latent_sd"  # mean over the base
 # metric (SSC chance-corrected) -> the regularizer that pulls the latent toward the teacher on it
 PULLED_BY = {"ssc_ami": "ssr", "gsq": "scr"}
 SHOWN = {"ssc_ami": "SSC (AMI)", "gsq": "GSQ"}
+IMAGE_Z = 1.96  # a row's score +- IMAGE_Z standard errors over the images: its 95% interval
 
 
 def baseline_entry(study: StudyConfig) -> dict | str:
@@ -142,6 +143,27 @@ def teacher_check(study: StudyConfig, steps: int | None = None, seeds: int = 3, 
                   "study_steps": study.training.steps, "refiner": refiner_spread(study, refiner_seeds, rows, log)}
 
 
+def image_error(row: dict[str, float], metric: str) -> float:
+    """The 95% half-width of a row's score over the images (1.96 standard errors; NaN where not measured)."""
+    return IMAGE_Z * row.get(f"{metric}_se", math.nan)
+
+
+def latent_below(rows: dict[str, dict[str, float]], metric: str, controls: dict[str, float]) -> str:
+    """Which controls the baseline latent lies below: beyond the images' error (both rows' 95% half-widths
+    combined, as if independent: the rows share their images, so this errs toward "level"), or within it.
+    Rows without a standard error are compared as they stand."""
+    base = rows[BASELINE]
+    if metric not in base:
+        return ""
+    above = {c: v - base[metric] for c, v in controls.items() if v > base[metric]}
+    error = {c: math.hypot(image_error(rows[c], metric), image_error(base, metric)) for c in above}
+    said = lambda c: f" (by {above[c]:.3f}, error ±{error[c]:.3f})" if math.isfinite(error[c]) else ""  # noqa: E731
+    beyond = [c.replace("_", " ") + said(c) for c, gap in above.items() if not gap <= error[c]]  # NaN error: beyond
+    within = [c.replace("_", " ") for c, gap in above.items() if gap <= error[c]]
+    return ((f"; the latent lies below {', '.join(beyond)}" if beyond else "")
+            + (f"; level with {', '.join(within)} within the images' error" if within else ""))
+
+
 def verdicts(rows: dict[str, dict[str, float]], how: dict[str, object]) -> list[str]:
     """One line per pulled metric: is the refined teacher outside the baseline latent's 95% t interval
     over seeds (the interval the study's readings use); and whether the controls that use no network
@@ -183,8 +205,7 @@ def verdicts(rows: dict[str, dict[str, float]], how: dict[str, object]) -> list[
         listed = ", ".join(f"{c.replace('_', ' ')} {v:.3f}" for c, v in controls.items())
         verdict = (f"{CONTROL_ROWS[best]} gives it away: the teacher is no better" if controls[best] >= refined[metric]
                    else "the teacher beats them all")
-        below = f"; the latent lies below {best.replace('_', ' ')}" if metric in base and base[metric] < controls[best] else ""
-        lines.append(f"{SHOWN[metric]} without a network: {listed} -> {verdict}{below}")
+        lines.append(f"{SHOWN[metric]} without a network: {listed} -> {verdict}{latent_below(rows, metric, controls)}")
     trained = (f"{how['steps']} tokenizer steps" + (f" (the study trains {how['study_steps']})"
                                                      if how["steps"] != how["study_steps"] else ""))
     lines.append((trained if how["trained"] else "the pretrained tokenizer") + ": a screen before the study, not its reading")

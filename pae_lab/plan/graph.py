@@ -247,7 +247,7 @@ for _stage in (
           doc="FD features of the real reference (the train split's, or a named ADM file's) and held-out sets, once per study; sampling floor"),
     Stage("teacher", "pae_lab.stages.reference:teacher_stage", reads=("data", "prior", "refine"),
           depends=("metrics",), scope="shared",
-          doc="the teacher's ceiling: SSC, GSQ, probes of raw prior, refined target and the network-free controls (pooled pixels, gradient energy, position)"),
+          doc="the teacher's ceiling: SSC, GSQ, probes of raw prior, refined target and the network-free controls (pooled pixels, pixel patches, gradient energy, position)"),
     Stage("tokenizer", "pae_lab.stages.tokenizer:tokenizer_stage", reads=("data", "prior", "refine"),
           depends=("run_tokenizer", "tokenizer_files", "training", "variant", "seed", "device"), distributed=True,
           columns={"loss/total": "train_loss"},

@@ -12,7 +12,7 @@ from analysis.fidelity_names import fidelity_role
 
 ID_COLUMNS = ("variant", "kind", "seed", "run_id", "status", "correlation_target")
 GENERATION_OUTPUTS = ("speedup",)
-SPREAD_SUFFIXES = ("_std", "_p95", "_median", "_max")  # per-run spreads of a metric, not metrics
+SPREAD_SUFFIXES = ("_std", "_se", "_p95", "_median", "_max")  # per-run spreads of a metric, not metrics
 
 
 def is_generation_fd(column: str) -> bool:

@@ -26,7 +26,7 @@ from analysis.fidelity import (FIDELITY_EXTRACTORS, Reference, extract_features,
                                resolve_extractor, shared_network_warning)
 from analysis.inception_spatial import SPATIAL_DIM
 from analysis.suite_scores import Suite
-from analysis.teacher import gradient_energy, pooled_pixels, position, teacher_ceiling
+from analysis.teacher import gradient_energy, pixel_patches, pooled_pixels, position, teacher_ceiling
 from pae_lab.fsutil import read_json, save_npy, write_json
 from pae_lab.plan import layout
 from pae_lab.config.schema import StudyConfig
@@ -223,8 +223,8 @@ def ceiling(ctx: StageContext, sources: dict[str, Callable[[str, int | None], to
 
 def teacher_sources(ctx: StageContext) -> dict[str, Callable[[str, int | None], torch.Tensor]]:
     """The teacher's rows, per split: the raw prior and the refined target (and each regularizer's own,
-    prior.parts), and the controls that use no network (analysis.teacher): pooled pixels, gradient
-    energy, position."""
+    prior.parts), and the controls that use no network (analysis.teacher): pooled pixels, pixel
+    patches, gradient energy, position."""
     grid = ctx.study.latent_grid
     images = lambda split, n: np.asarray(ctx.split(split).images[:n])  # noqa: E731
     teachers = {}
@@ -234,6 +234,7 @@ def teacher_sources(ctx: StageContext) -> dict[str, Callable[[str, int | None], 
         teachers[f"refined{suffix}"] = stage_array(ctx, "refine", lambda split, part=part: layout.refined_targets(split, part))
     return {**teachers,
             "pooled_pixels": lambda split, n: pooled_pixels(images(split, n), grid),
+            "pixel_patches": lambda split, n: pixel_patches(images(split, n), grid),
             "gradient_energy": lambda split, n: gradient_energy(images(split, n), grid),
             "position": lambda split, n: position(len(ctx.split(split).images[:n]), grid)}
 
