@@ -17,6 +17,7 @@ from scipy import stats
 from scipy.stats import DegenerateDataWarning, bootstrap, permutation_test
 
 from analysis.metric_info import direction_of
+from analysis.result import SPREAD_SUFFIXES
 from analysis.multiplicity import adjust
 from analysis.rank_stats import kendall, loo_rank_accuracy, partial_spearman, spearman
 
@@ -163,13 +164,14 @@ def correlate(
 
     Rows with several seeds per `unit` are averaged first, so the bootstrap runs over units. A
     missing default "variant" column makes every row a unit. `metrics` defaults to every numeric
-    column other than target, unit and "seed".
+    column other than target, unit, "seed" and a metric's spreads (`_std`, `_se`, ...).
     """
     if target not in table.columns:
         raise ValueError(f"target column {target!r} not found; columns: {_columns_message(table)}")
     unit = _resolve_unit(table, unit)
     if metrics is None:
-        metrics = [c for c in table.select_dtypes("number").columns if c not in (target, unit, SEED_COLUMN)]
+        metrics = [c for c in table.select_dtypes("number").columns
+                   if c not in (target, unit, SEED_COLUMN) and not c.endswith(SPREAD_SUFFIXES)]
     if missing := [m for m in metrics if m not in table.columns]:
         raise ValueError(f"metric columns {missing} not found; columns: {_columns_message(table)}")
     if not pd.api.types.is_numeric_dtype(table[target]):

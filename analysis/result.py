@@ -12,6 +12,11 @@ from typing import Any
 import numpy as np
 
 
+# the column suffixes of a metric's per-run spreads (summarize's, and the standard errors over images
+# SSC and GSQ add): columns that describe a metric, never metrics to report or correlate themselves
+SPREAD_SUFFIXES = ("_std", "_se", "_p95", "_median", "_max")
+
+
 @dataclass(frozen=True)
 class MetricResult:
     """One metric value, how it was measured (`protocol`) and its spread (`extra`)."""

@@ -63,9 +63,9 @@ def ssc(
     more region (they count towards k) but left out of the NMI. The extra `ami` is the same score
     corrected for chance (about 0 for a random partition, where NMI is not): results.csv's `ssc_ami`;
     `ami_se` its standard error over the scored images (how far another draw of images moves it).
-    Tokens with no information score about 0 when they differ (noise) but about 0.02 when they are
-    all equal: the eigenvectors of a uniform affinity are arbitrary, and LAPACK's come out in
-    contiguous blocks that overlap the segments a little.
+    Tokens with no information score about 0 when they differ (noise) but about 0.02 on the embedded
+    texture scenes when they are all equal: a uniform affinity's eigenvectors are arbitrary, so rounding
+    picks the partition; why it lands a little above 0 is not known.
     """
     if latents.dim() != 4:
         raise ValueError(f"latents must be [N, C, h, w], got shape {tuple(latents.shape)}")

@@ -6,8 +6,9 @@ worse. So every study measures, on the same held-out images and with the same me
 - the raw prior features on the latent grid,
 - the refined target Z_T,
 - pooled pixels (the images average-pooled to the latent grid: what colour alone gives away),
-- pixel patches (each latent cell's own pixels, unpooled: what a code that keeps everything, with no
-  learning, scores; where a reconstruction-only latent starts),
+- pixel patches (each latent cell's own raw pixel values, unpooled: a code that keeps every pixel and
+  learns nothing. No ceiling: SSC and GSQ reward invariance, not information, and on colour-coded
+  scenes pooled pixels score above it),
 - gradient energy (mean absolute grey-level differences along 4 directions per cell: what a fixed,
   untrained filter bank gives; on texture data the bar a pretrained network has to clear),
 - position (each token's place on the grid, the same for every image: it knows nothing about the
@@ -31,7 +32,7 @@ CEILING_METRICS = ("ssc", "coherence", "gsq", "linprobe", "knn")
 TEACHER_ROWS = {"raw_prior": "teacher", "refined": "teacher", "pooled_pixels": "reference", "pixel_patches": "reference",
                 "gradient_energy": "reference", "position": "reference"}  # name -> kind
 # the rows that use no network, and what each one's score stands for: the bars the teacher must clear
-CONTROL_ROWS = {"pooled_pixels": "colour alone", "pixel_patches": "the pixels themselves",
+CONTROL_ROWS = {"pooled_pixels": "colour alone", "pixel_patches": "the raw pixels",
                 "gradient_energy": "a fixed filter bank", "position": "the layout alone"}
 
 
@@ -52,9 +53,9 @@ def pooled_pixels(images_u8: np.ndarray, grid: int) -> Tensor:
 
 def pixel_patches(images_u8: np.ndarray, grid: int) -> Tensor:
     """uint8 images [N, 3, H, W] -> [N, 3 f^2, grid, grid]: each cell's f x f pixels in [0, 1] as its
-    channels (f = H // grid; an image whose side is no multiple of the grid is area-resized first)."""
+    channels (f = min(H, W) // grid; an image that is not grid * f square is area-resized to it first)."""
     x = torch.from_numpy(images_u8).float() / 255
-    f = max(1, x.shape[-1] // grid)
+    f = max(1, min(x.shape[-2:]) // grid)
     if x.shape[-2:] != (grid * f, grid * f):
         x = F.interpolate(x, size=(grid * f, grid * f), mode="area")
     return F.pixel_unshuffle(x, f)

@@ -78,7 +78,10 @@ def test_the_latent_is_judged_below_a_control_only_beyond_the_images_error():
             "near": {"gsq": 0.15, "gsq_se": 0.01}, "under": {"gsq": 0.10, "gsq_se": 0.01}}
     said = latent_below(rows, "gsq", {c: rows[c]["gsq"] for c in ("far", "near", "under")})
     assert "lies below far (by 0.160, error ±0.028)" in said  # 1.96 x sqrt(2) x 0.01
-    assert "level with near within the images' error" in said and "under" not in said
+    assert "not distinguishable from near" in said and "under" not in said
+    assert "error ±0.050" in latent_below(rows, "gsq", {"far": 0.30}, seed_band=0.0412)  # the seeds' spread counts too
+    rows["bare"] = {"gsq": 0.30}  # no image error: not judged, however wide the gap
+    assert latent_below(rows, "gsq", {"bare": 0.30}) == "; below bare, not judged (no image error)"
     assert latent_below(rows, "ssc_ami", {"far": 0.3}) == ""  # a metric the latent was not scored on
 
 
@@ -140,7 +143,7 @@ def test_the_check_scores_every_row_as_the_teacher_stage_does(tmp_path):
     assert Driver(study, Console(quiet=True)).run().failed == []
     (teacher,) = (study.study_dir() / "shared" / "teacher").iterdir()
     stored = json.loads((teacher / "teacher.json").read_text())["rows"]
-    assert {name: rows[name] for name in stored} == stored
+    np.testing.assert_equal({name: rows[name] for name in stored}, stored)  # NaN == NaN: position has no GSQ
     (own,) = expand(study)
     check = [r for r in expand(brief_baseline(study, study.training.steps, 2)) if r.seed == 0][0]
     assert check.hashes["tokenizer"] == own.hashes["tokenizer"]
@@ -153,7 +156,8 @@ def test_a_teacher_outside_the_latents_interval_is_judged_and_one_inside_is_not(
     from pae_lab.execution.teacher_check import verdicts
 
     rows = {"raw_prior": {"ssc_ami": 0.3, "gsq": 0.2}, "refined": {"ssc_ami": 0.26, "gsq": 0.11},
-            "pooled_pixels": {"ssc_ami": 0.59, "gsq": 0.15}, "baseline_latent": {"ssc_ami": 0.45, "gsq": 0.10},
+            "pooled_pixels": {"ssc_ami": 0.59, "ssc_ami_se": 0.005, "gsq": 0.15},
+            "baseline_latent": {"ssc_ami": 0.45, "ssc_ami_se": 0.005, "gsq": 0.10},
             "baseline_latent_sd": {"ssc_ami": 0.02, "gsq": 0.01}}
     how = {"steps": 200, "seeds": 3, "trained": True, "study_steps": 200}
     lines = verdicts(rows, how)

@@ -148,20 +148,22 @@ def image_error(row: dict[str, float], metric: str) -> float:
     return IMAGE_Z * row.get(f"{metric}_se", math.nan)
 
 
-def latent_below(rows: dict[str, dict[str, float]], metric: str, controls: dict[str, float]) -> str:
-    """Which controls the baseline latent lies below: beyond the images' error (both rows' 95% half-widths
-    combined, as if independent: the rows share their images, so this errs toward "level"), or within it.
-    Rows without a standard error are compared as they stand."""
+def latent_below(rows: dict[str, dict[str, float]], metric: str, controls: dict[str, float], seed_band: float = 0.0) -> str:
+    """Which controls the baseline latent lies below beyond the error: both rows' images' 95% half-widths
+    and the latent's seed half-width `seed_band`, combined as if independent (the rows share their images,
+    so this errs toward "not distinguishable"). A row without an image error is not judged."""
     base = rows[BASELINE]
     if metric not in base:
         return ""
     above = {c: v - base[metric] for c, v in controls.items() if v > base[metric]}
-    error = {c: math.hypot(image_error(rows[c], metric), image_error(base, metric)) for c in above}
-    said = lambda c: f" (by {above[c]:.3f}, error ±{error[c]:.3f})" if math.isfinite(error[c]) else ""  # noqa: E731
-    beyond = [c.replace("_", " ") + said(c) for c, gap in above.items() if not gap <= error[c]]  # NaN error: beyond
+    error = {c: math.hypot(image_error(rows[c], metric), image_error(base, metric), seed_band) for c in above}
+    named = lambda group: ", ".join(group)  # noqa: E731
+    beyond = [f"{c.replace('_', ' ')} (by {gap:.3f}, error ±{error[c]:.3f})" for c, gap in above.items() if gap > error[c]]
     within = [c.replace("_", " ") for c, gap in above.items() if gap <= error[c]]
-    return ((f"; the latent lies below {', '.join(beyond)}" if beyond else "")
-            + (f"; level with {', '.join(within)} within the images' error" if within else ""))
+    unjudged = [c.replace("_", " ") for c in above if not math.isfinite(error[c])]
+    return ((f"; the latent lies below {named(beyond)}" if beyond else "")
+            + (f"; not distinguishable from {named(within)} (within the images' and seeds' error)" if within else "")
+            + (f"; below {named(unjudged)}, not judged (no image error)" if unjudged else ""))
 
 
 def verdicts(rows: dict[str, dict[str, float]], how: dict[str, object]) -> list[str]:
@@ -198,14 +200,15 @@ def verdicts(rows: dict[str, dict[str, float]], how: dict[str, object]) -> list[
         lines.append(said + verdict)
     for metric in PULLED_BY:
         refined = rows[pulling[metric]]
-        controls = {c: rows[c][metric] for c in CONTROL_ROWS if metric in rows.get(c, {})}
+        controls = {c: rows[c][metric] for c in CONTROL_ROWS if math.isfinite(rows.get(c, {}).get(metric, math.nan))}
         if metric not in refined or not controls:
             continue
         best = max(controls, key=controls.get)
         listed = ", ".join(f"{c.replace('_', ' ')} {v:.3f}" for c, v in controls.items())
         verdict = (f"{CONTROL_ROWS[best]} gives it away: the teacher is no better" if controls[best] >= refined[metric]
                    else "the teacher beats them all")
-        lines.append(f"{SHOWN[metric]} without a network: {listed} -> {verdict}{latent_below(rows, metric, controls)}")
+        band = half * spread.get(metric, math.nan) if n > 1 else 0.0
+        lines.append(f"{SHOWN[metric]} without a network: {listed} -> {verdict}{latent_below(rows, metric, controls, band)}")
     trained = (f"{how['steps']} tokenizer steps" + (f" (the study trains {how['study_steps']})"
                                                      if how["steps"] != how["study_steps"] else ""))
     lines.append((trained if how["trained"] else "the pretrained tokenizer") + ": a screen before the study, not its reading")

@@ -17,6 +17,7 @@ from analysis.factorial import (Design, default_primary, design_gap, effect_name
                                 parse_test, stratified_correlations)
 from analysis.frontier import RECONSTRUCTION, Frontier, FrontierError, fit_frontier, run_distances, variant_distances
 from analysis.paper import ABLATION, OWN_METRIC
+from analysis.result import SPREAD_SUFFIXES
 from analysis.set_scores import scored_columns
 from pae_lab.fsutil import atomic_write, read_json
 from pae_lab.plan import layout
@@ -242,7 +243,7 @@ def correlated_metrics(results: pd.DataFrame, contrast: list[str]) -> list[str]:
     the decoder floor): not their spreads or protocol extras, not hyper-parameters, and not the
     speed-up (derived from the target itself)."""
     wanted = set(panel_names()) | set(contrast)
-    return [c for c in results.columns if c in wanted and not c.endswith("_std")
+    return [c for c in results.columns if c in wanted and not c.endswith(SPREAD_SUFFIXES)
             and pd.api.types.is_numeric_dtype(results[c])]
 
 

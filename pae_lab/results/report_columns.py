@@ -9,10 +9,10 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 from analysis.fidelity_names import fidelity_role
+from analysis.result import SPREAD_SUFFIXES  # noqa: F401  (re-exported: the report's column roles)
 
 ID_COLUMNS = ("variant", "kind", "seed", "run_id", "status", "correlation_target")
 GENERATION_OUTPUTS = ("speedup",)
-SPREAD_SUFFIXES = ("_std", "_se", "_p95", "_median", "_max")  # per-run spreads of a metric, not metrics
 
 
 def is_generation_fd(column: str) -> bool:
