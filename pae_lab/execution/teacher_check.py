@@ -157,13 +157,12 @@ def latent_below(rows: dict[str, dict[str, float]], metric: str, controls: dict[
         return ""
     above = {c: v - base[metric] for c, v in controls.items() if v > base[metric]}
     error = {c: math.hypot(image_error(rows[c], metric), image_error(base, metric), seed_band) for c in above}
-    named = lambda group: ", ".join(group)  # noqa: E731
     beyond = [f"{c.replace('_', ' ')} (by {gap:.3f}, error ±{error[c]:.3f})" for c, gap in above.items() if gap > error[c]]
     within = [c.replace("_", " ") for c, gap in above.items() if gap <= error[c]]
     unjudged = [c.replace("_", " ") for c in above if not math.isfinite(error[c])]
-    return ((f"; the latent lies below {named(beyond)}" if beyond else "")
-            + (f"; not distinguishable from {named(within)} (within the images' and seeds' error)" if within else "")
-            + (f"; below {named(unjudged)}, not judged (no image error)" if unjudged else ""))
+    return ((f"; the latent lies below {', '.join(beyond)}" if beyond else "")
+            + (f"; not distinguishable from {', '.join(within)} (within the images' and seeds' error)" if within else "")
+            + (f"; below {', '.join(unjudged)}, not judged (no image error)" if unjudged else ""))
 
 
 def verdicts(rows: dict[str, dict[str, float]], how: dict[str, object]) -> list[str]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 from analysis.fidelity_names import fidelity_role
-from analysis.result import SPREAD_SUFFIXES  # noqa: F401  (re-exported: the report's column roles)
 
 ID_COLUMNS = ("variant", "kind", "seed", "run_id", "status", "correlation_target")
 GENERATION_OUTPUTS = ("speedup",)

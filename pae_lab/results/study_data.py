@@ -15,9 +15,10 @@ import pandas as pd
 
 from analysis.metric import METRICS
 from analysis.metric_info import direction_of
+from analysis.result import SPREAD_SUFFIXES
 from pae_lab.plan.layout import GUIDANCE, IMAGES, METRIC_LOG, RunLayout, StudyLayout
 from pae_lab.results.plots import metric_label, objective_columns
-from pae_lab.results.report_columns import (GENERATION_OUTPUTS, ID_COLUMNS, SPREAD_SUFFIXES, first_column,
+from pae_lab.results.report_columns import (GENERATION_OUTPUTS, ID_COLUMNS, first_column,
                                             is_generation_fd, is_generation_kd, is_reconstruction_fd)
 from pae_lab.results.report_inputs import ReportError
 from pae_lab.tracking.store import iter_jsonl
