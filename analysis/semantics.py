@@ -30,13 +30,6 @@ def nn_hits(features: Tensor, labels: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return labels[nearest] == labels, nearest
 
 
-def nn_purity(features: Tensor, labels: np.ndarray) -> float:
-    """Fraction of rows whose nearest other row (cosine, after centring by the set mean) shares its
-    label; NaN when every row is the same vector (no row is nearer than another)."""
-    hits, _ = nn_hits(features, labels)
-    return float(hits.mean()) if len(hits) else float("nan")
-
-
 MIN_UNITS = 10  # fewer independent units than this: no error is given
 
 

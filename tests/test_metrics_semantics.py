@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from analysis.probes import knn_probe, linear_probe, split_indices
-from analysis.semantics import gsq, nn_purity
+from analysis.semantics import gsq, nn_hits
 
 
 def _one_hot_latents(labels: torch.Tensor, classes: int, grid: int = 2) -> torch.Tensor:
@@ -71,7 +71,7 @@ def test_nn_purity_centres_before_the_cosine():
     base = torch.tensor([100.0, 100.0])
     feats = torch.stack([base + torch.tensor([1.0, 0.0]), base + torch.tensor([1.1, 0.0]),
                          base + torch.tensor([0.0, 1.0]), base + torch.tensor([0.0, 1.1])])
-    assert nn_purity(feats, np.array([0, 0, 1, 1])) == 1.0
+    assert nn_hits(feats, np.array([0, 0, 1, 1]))[0].mean() == 1.0
 
 
 def test_gsq_rejects_label_count_mismatch():
