@@ -176,6 +176,7 @@ def verdicts(rows: dict[str, dict[str, float]], how: dict[str, object]) -> list[
     base, spread = rows[BASELINE], rows[SPREAD]
     n, lines = int(how["seeds"]), []
     half = stats.t.ppf(0.975, n - 1) / math.sqrt(n) if n > 1 else 0.0  # x the sd: the mean's 95% half-width
+    bands = {metric: half * spread.get(metric, math.nan) if n > 1 else 0.0 for metric in PULLED_BY}  # the latent's
     pulling = {metric: (f"refined:{reg}" if f"refined:{reg}" in rows else "refined") for metric, reg in PULLED_BY.items()}
     for metric, reg in PULLED_BY.items():
         name, refined, regularizer = SHOWN[metric], rows[pulling[metric]], reg.upper()
@@ -183,7 +184,7 @@ def verdicts(rows: dict[str, dict[str, float]], how: dict[str, object]) -> list[
         if not all(metric in r for r in (base, refined)):
             lines.append(f"{name}: not judged (the data has no {'segment maps' if metric == 'ssc_ami' else 'labels'})")
             continue
-        band = half * spread[metric] if n > 1 else 0.0
+        band = bands[metric]
         said = (f"{name}: {teacher} {refined[metric]:.3f} vs baseline latent {base[metric]:.3f} "
                 + (f"[{base[metric] - band:.3f}, {base[metric] + band:.3f}] (95%, {n} seeds) -> " if n > 1
                    else "(a pretrained tokenizer: no seeds) -> "))
@@ -206,8 +207,7 @@ def verdicts(rows: dict[str, dict[str, float]], how: dict[str, object]) -> list[
         listed = ", ".join(f"{c.replace('_', ' ')} {v:.3f}" for c, v in controls.items())
         verdict = (f"{CONTROL_ROWS[best]} gives it away: the teacher is no better" if controls[best] >= refined[metric]
                    else "the teacher beats them all")
-        band = half * spread.get(metric, math.nan) if n > 1 else 0.0
-        lines.append(f"{SHOWN[metric]} without a network: {listed} -> {verdict}{latent_below(rows, metric, controls, band)}")
+        lines.append(f"{SHOWN[metric]} without a network: {listed} -> {verdict}{latent_below(rows, metric, controls, bands[metric])}")
     trained = (f"{how['steps']} tokenizer steps" + (f" (the study trains {how['study_steps']})"
                                                      if how["steps"] != how["study_steps"] else ""))
     lines.append((trained if how["trained"] else "the pretrained tokenizer") + ": a screen before the study, not its reading")

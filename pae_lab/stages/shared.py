@@ -146,7 +146,8 @@ def _refined_targets(ctx: StageContext, feats: dict[str, DiskArray], channels: i
 def refine_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
     """The targets each teacher part's regularizers align to: refined (learned), or PCA (`refine.enabled: false`)."""
     study = ctx.study
-    channels, summary = study.tokenizer.latent_channels, {"channels": study.tokenizer.latent_channels}
+    channels = study.tokenizer.latent_channels
+    summary = {"channels": channels}
     for part in study.prior.teachers():
         feats = {split: ctx.array("prior", layout.prior_features(split, part)) for split in SPLITS}
         write = lambda split, f, fn, part=part: _write_targets(out / layout.refined_targets(split, part), f, channels, fn)  # noqa: E731
