@@ -8,8 +8,9 @@ in a way that must make a faithful score worse:
   of the same size (a generator that dropped modes; one random draw would make the verdict a coin
   toss where the score is noisy); drawn from reconstructed held-out images by their true labels.
 Which controls a score must pass follows from what it claims to measure: FD and KD claim both
-fidelity and diversity, so all three; precision and density (fidelity) blur and constant; recall
-and coverage (diversity) modes and constant. The floor (reconstructed held-out images as the
+fidelity and diversity, so all three, and so do the suite papers quote beside them (analysis.suite_scores:
+IS, confident and varied classes; sFID and FD-DINOv2, FDs in other features); precision and density
+(fidelity) blur and constant; recall and coverage (diversity) modes and constant. The floor (reconstructed held-out images as the
 "generated" set: a perfect generator of this tokenizer's latents) is measured beside them and has
 no verdict.
 """
@@ -30,6 +31,7 @@ CONTROLS_BY_ROLE: dict[str, tuple[str, ...]] = {
     "precision": ("blur", "constant"), "density": ("blur", "constant"),
     "recall": ("constant", "modes"), "coverage": ("constant", "modes"),
     "frontier": ("blur", "constant", "modes"),
+    "isc": ("blur", "constant", "modes"), "sfd": ("blur", "constant", "modes"), "dino_fd": ("blur", "constant", "modes"),
 }
 INFORMATIVE = ("floor",)  # measured beside the controls, never a verdict
 
@@ -37,6 +39,19 @@ INFORMATIVE = ("floor",)  # measured beside the controls, never a verdict
 def required_controls(role: str) -> tuple[str, ...]:
     """The controls a column of this FidelityColumns role must pass ("lfd" as "fd"); () for none."""
     return CONTROLS_BY_ROLE.get(role, CONTROLS_BY_ROLE.get(role.removeprefix("l"), ()))
+
+
+Features = Mapping[str, torch.Tensor]  # role -> features of one image set, as analysis.suite_scores.Suite.features
+
+
+def take(features: Features, index: np.ndarray) -> dict[str, torch.Tensor]:
+    """The same images' rows of every feature set."""
+    return {role: found[torch.as_tensor(index)] for role, found in features.items()}
+
+
+def repeated_first(features: Features, n: int) -> dict[str, torch.Tensor]:
+    """The first image's features, n times: the set a decoder that shows one image produces."""
+    return {role: found[:1].expand(n, *found.shape[1:]).contiguous() for role, found in features.items()}
 
 
 def blurred(images: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -126,18 +141,20 @@ def psnr_row(control: str, param: float | str, images: torch.Tensor, originals: 
 
 
 def measure_controls(samples: torch.Tensor, own_images: torch.Tensor, floor_images: torch.Tensor, floor_labels: np.ndarray, *,
-                     originals: torch.Tensor, generated: torch.Tensor, own: torch.Tensor, extract: Callable[[torch.Tensor], torch.Tensor],
-                     score: Callable[[torch.Tensor, torch.Tensor], dict[str, float]], directions: Mapping[str, str],
+                     originals: torch.Tensor, extract: Callable[[torch.Tensor], Features],
+                     score: Callable[[Features, Features], dict[str, float]], directions: Mapping[str, str],
                      roles: Mapping[str, str], knn_own: Sequence[str], blur_sigmas: Sequence[float], mode_keep: float,
                      seed: int, mode_draws: int = 5, progress: Callable[[int, int], None] = lambda done, total: None) -> list[dict]:
     """Every control of one run as rows (control_rows). `samples` / `own_images` are the generated
-    images and the reconstructions of the reference (uint8), `generated` / `own` their features,
-    `floor_images` reconstructions of held-out `originals` and `floor_labels` their true classes;
-    `score(generated, own)` scores a set against the real reference and against `own`
-    (analysis.set_scores); `knn_own` names the k-NN columns against `own`. Dropped modes are drawn
-    from the reconstructed held-out images by their true labels, not from the samples: a generator
-    that ignores its class would otherwise fail the control for any score, at random."""
-    actual = score(generated, own)
+    images and the reconstructions of the reference (uint8), `floor_images` reconstructions of
+    held-out `originals` and `floor_labels` their true classes; `extract` gives every feature set the
+    scores need (Features), and `score(generated, own)` scores a set against the real reference and
+    against `own` (analysis.set_scores, analysis.suite_scores); `knn_own` names the k-NN columns
+    against `own`. Every set, the unchanged one included, is extracted here the same way. Dropped
+    modes are drawn from the reconstructed held-out images by their true labels, not from the
+    samples: a generator that ignores its class would otherwise fail the control for any score, at random."""
+    own = extract(own_images)
+    actual = score(extract(samples), own)
     rows = control_rows("actual", "", actual, actual, directions, roles)
     rows.append(psnr_row("actual", "", floor_images, originals, 0.0))
     actual_psnr = rows[-1]["value"]
@@ -148,15 +165,15 @@ def measure_controls(samples: torch.Tensor, own_images: torch.Tensor, floor_imag
                              actual, directions, roles)
         rows.append(psnr_row("blur", sigma, blurred(floor_images, sigma), originals, actual_psnr))
     progress(len(blur_sigmas), total)
-    constant = extract(constant_like(own_images)[:2])[:1].expand(len(own_images), -1).contiguous()  # one image's features
+    constant = repeated_first(extract(constant_like(own_images)[:2]), len(own_images))  # one image's features
     rows += control_rows("constant", "", undefined_own_knn(score(constant, constant), knn_own), actual, directions, roles)
     rows.append(psnr_row("constant", "", constant_like(floor_images), originals, actual_psnr))
     progress(len(blur_sigmas) + 1, total)
     floor = extract(floor_images)
     rows += control_rows("floor", "", score(floor, own), actual, directions, roles)
     kept, randoms = mode_subsets(floor_labels, mode_keep, seed, mode_draws)
-    fair = pd.DataFrame([score(floor[random], own) for random in randoms]).mean().to_dict()
-    rows += control_rows("modes", mode_keep, score(floor[kept], own), fair, directions, roles)
+    fair = pd.DataFrame([score(take(floor, random), own) for random in randoms]).mean().to_dict()
+    rows += control_rows("modes", mode_keep, score(take(floor, kept), own), fair, directions, roles)
     progress(total, total)
     return rows
 

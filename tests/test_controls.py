@@ -12,18 +12,19 @@ import pytest
 import torch
 
 from analysis.controls import blurred, constant_like, measure_controls, mode_subsets, verdicts
-from analysis.fidelity import extract_features
 from analysis.fidelity_names import fidelity_columns
 from analysis.set_scores import scored_columns, set_scores
+from analysis.suite_scores import Suite, suite_columns, suite_scores
 from pae_lab.data.scenes import scenes
 
 N = 512
 COLS = fidelity_columns("effnet-lite0-96")
-DIRECTIONS = {c: COLS.direction(c) for c in scored_columns(COLS)}
+SCORED = scored_columns(COLS) + suite_columns(COLS)  # IS from EfficientNet's ImageNet head beside FD's set
+DIRECTIONS = {c: COLS.direction(c) for c in SCORED}
 
 
-def extract(images: torch.Tensor) -> torch.Tensor:
-    return extract_features(torch.as_tensor(images), extractor="effnet-lite0-96", batch_size=32)
+def extract(images: torch.Tensor) -> dict[str, torch.Tensor]:
+    return Suite("effnet-lite0-96").features(torch.as_tensor(images), batch_size=32)
 
 
 @pytest.fixture(scope="module")
@@ -32,19 +33,17 @@ def image_controls():
     reference = scenes(32, N, "train", seed=0)
     samples = scenes(32, N, "val", seed=0)
     floor = scenes(32, N, "val", seed=1)
-    real = own = extract(reference.images)  # an identity decoder: its reconstructions are the reference
-    generated = extract(samples.images)
+    real = extract(reference.images)["fid"]  # an identity decoder: its reconstructions are the reference
 
-    def score(gen, own_set):
-        return set_scores(gen, real, own_set, COLS, prdc_k=3, kid_subsets=10, seed=0)
+    def score(gen, own):
+        return {**set_scores(gen["fid"], real, own["fid"], COLS, prdc_k=3, kid_subsets=10, seed=0), **suite_scores(gen, {}, COLS)}
 
     rows = measure_controls(torch.from_numpy(samples.images), torch.from_numpy(reference.images),
-                            torch.from_numpy(floor.images), floor.labels, originals=torch.from_numpy(floor.images),
-                            generated=generated, own=own, extract=extract,
+                            torch.from_numpy(floor.images), floor.labels, originals=torch.from_numpy(floor.images), extract=extract,
                             score=score, directions=DIRECTIONS, roles=COLS.roles(), knn_own=list(COLS.knn("own").values()),
                             blur_sigmas=[0.5, 2.0], mode_keep=0.5, seed=0)
     table = pd.DataFrame(rows)
-    return table, verdicts(table, scored_columns(COLS), COLS.roles()).set_index("column")
+    return table, verdicts(table, SCORED, COLS.roles()).set_index("column")
 
 
 def test_blur_worsens_gfd_and_rewards_lfd(image_controls) -> None:
@@ -78,10 +77,21 @@ def test_a_constant_decoder_cannot_win(image_controls) -> None:
         assert constant.loc[column, "worse"], column
 
 
+def test_the_inception_score_is_under_the_controls_too(image_controls) -> None:
+    """IS (here from EfficientNet's ImageNet head) claims confident and varied classes: a constant
+    decoder gives exactly 1 (one class distribution), and on these scenes blur and dropping half the
+    classes lower it as they must."""
+    table, verdict = image_controls
+    mine = table[table["column"] == COLS.isc].set_index(["control", "param"])
+    assert mine.loc[("constant", ""), "value"] == pytest.approx(1.0)
+    assert mine.loc[("actual", ""), "value"] > 2 and mine["worse"].dropna().all() and len(mine["worse"].dropna()) == 4
+    assert verdict.loc[COLS.isc, "passes_controls"] == True  # noqa: E712
+
+
 def test_floor_is_measured_without_a_verdict(image_controls) -> None:
     table, _ = image_controls
     floor = table[table["control"] == "floor"]
-    assert set(floor["column"]) == set(scored_columns(COLS)) and floor["worse"].isna().all()
+    assert set(floor["column"]) == set(SCORED) - {COLS.dino_fd} and floor["worse"].isna().all()  # no DINOv2 weights here
 
 
 def test_dropping_modes_always_hurts_fd_kd_recall_and_coverage() -> None:

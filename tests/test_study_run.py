@@ -91,6 +91,15 @@ def test_dinov2_weights_add_fd_dinov2_that_evaluate_scores_again(finished, tmp_p
     assert results.loc["baseline", "fd_dinov2"] > 0 and "sfid" not in results
     suite = read_json(kept.parent / "protocol.json")["suite"]
     assert suite["dinov2_model"] == TINY_VIT and [line.split(" ")[0] for line in suite["skipped"]] == ["fd_dinov2", "sFID"]  # a ViT-S stands in: said, as sFID without Inception
+    # the suite is under the controls too: every control scored, the unchanged set as the generation stage scored it
+    controls = pd.read_csv(study.study_dir() / "controls.csv")
+    for column in ("fd_dinov2", "is_effnet_lite0_96"):
+        mine = controls[controls["column"] == column].set_index("control")
+        assert set(mine.index) == {"actual", "blur", "constant", "floor", "modes"}, column
+        assert mine.loc["actual", "value"] == pytest.approx(results.loc["baseline", column], rel=1e-6), column
+    assert controls[(controls["column"] == "is_effnet_lite0_96") & (controls["control"] == "constant")]["value"].item() == pytest.approx(1.0)
+    columns = pd.read_csv(study.study_dir() / "columns.csv").set_index("column")
+    assert columns.loc[["fd_dinov2", "is_effnet_lite0_96"], "passes_controls"].notna().all()
 
 
 def test_every_run_finishes_with_metrics(finished) -> None:

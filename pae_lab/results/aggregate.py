@@ -19,6 +19,7 @@ from analysis.frontier import RECONSTRUCTION, Frontier, FrontierError, fit_front
 from analysis.paper import ABLATION, OWN_METRIC
 from analysis.result import SPREAD_SUFFIXES
 from analysis.set_scores import scored_columns
+from analysis.suite_scores import suite_columns
 from pae_lab.fsutil import atomic_write, read_json
 from pae_lab.plan import layout
 from pae_lab.plan.layout import StudyLayout
@@ -145,7 +146,7 @@ def controls_table(runs: list[RunSpec]) -> pd.DataFrame:
 def control_verdicts(study: StudyConfig, controls: pd.DataFrame) -> pd.DataFrame:
     """Per generation column: passes_controls (True / False / None: not measured) and failed_controls."""
     cols = study.evaluation.columns()
-    return verdicts(controls, [*scored_columns(cols), cols.frontier, cols.val_loss_gap], cols.roles())
+    return verdicts(controls, [*scored_columns(cols), *suite_columns(cols), cols.frontier, cols.val_loss_gap], cols.roles())
 
 
 def accepted_target(study: StudyConfig, verdict: pd.DataFrame, frontier_gap: str = "") -> tuple[str, str]:

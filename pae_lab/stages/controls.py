@@ -1,10 +1,12 @@
 """Score the baseline's images under the controls (analysis.controls) and keep every value.
 
 Per measured run, at the study's one N and with the same scoring as each generator checkpoint
-(analysis.set_scores): the last checkpoint's samples and the reconstructions of the reference set
+(analysis.set_scores, and beside it analysis.suite_scores: IS, sFID and FD-DINOv2 where their
+networks are there): the last checkpoint's samples and the reconstructions of the reference set
 blurred at each sigma; a constant decoder (both sets replaced by their mean reconstruction); the
-reconstructed held-out images of a fraction of the classes (by their true labels) against a
-the mean of random subsets of the same size; and the floor (reconstructions of held-out images as the generated set). Runs with regularizers are skipped
+reconstructed held-out images of a fraction of the classes (by their true labels) against the
+mean of random subsets of the same size; and the floor (reconstructions of held-out images as the
+generated set). Every set, the unchanged one included, is extracted here. Runs with regularizers are skipped
 unless `evaluation.controls.runs: all`: a control asks what a score rewards, not how a variant fares.
 """
 from __future__ import annotations
@@ -18,11 +20,12 @@ import torch
 from analysis.adm_files import load_images
 from analysis.controls import measure_controls
 from analysis.set_scores import scored_columns, set_scores
+from analysis.suite_scores import suite_columns, suite_scores
 from pae_lab.fsutil import write_json
 from pae_lab.plan import layout
 from pae_lab.stages.context import StageContext
 from pae_lab.stages.manifold import reconstruct
-from pae_lab.stages.reference import features, load_features, load_reference, reference_images
+from pae_lab.stages.reference import load_reference, load_suite_reference, reference_images, suite_features
 from pae_lab.stages.tokenizer import load_tokenizer
 
 
@@ -47,18 +50,18 @@ def controls_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
         write_json(out / layout.CONTROLS, {"rows": [], "protocol": protocol})
         return {"measured": False}
     cols, n = ev.columns(), study.fd_n
-    gen_dir = ctx.input("generation")
-    samples = last_samples(gen_dir)[:n]  # at the equal N of reconstructions and originals
-    generated, own = load_features(gen_dir, layout.SAMPLE_FEATURES)[:n], load_features(gen_dir, layout.OWN_FEATURES)[:n]
+    samples = last_samples(ctx.input("generation"))[:n]  # at the equal N of reconstructions and originals
     real, real_stats = load_reference(ctx.input("reference"))
+    real_suite = load_suite_reference(ctx.input("reference"))
     tokenizer = load_tokenizer(ctx.input("tokenizer"), device)
     rows = measure_controls(
         samples, reconstruct(tokenizer, reference_images(study, ctx.split("train"))[0][:n], device, ev.batch_size),
         reconstruct(tokenizer, ctx.split("val").images[:n], device, ev.batch_size), ctx.split("val").labels[:n],
-        originals=torch.from_numpy(np.asarray(ctx.split("val").images[:n])), generated=generated, own=own, extract=lambda images: features(study, images, device),
-        score=lambda gen, own_set: set_scores(gen, real, own_set, cols, prdc_k=ev.prdc_k, real_stats=real_stats, kid_subsets=ev.kid_subsets,
-                                              seed=ev.sampler.seed),
-        directions={c: cols.direction(c) for c in scored_columns(cols)}, roles=cols.roles(),
+        originals=torch.from_numpy(np.asarray(ctx.split("val").images[:n])), extract=lambda images: suite_features(study, images, device),
+        score=lambda gen, own: {**set_scores(gen["fid"], real, own["fid"], cols, prdc_k=ev.prdc_k, real_stats=real_stats,
+                                             kid_subsets=ev.kid_subsets, seed=ev.sampler.seed),
+                                **suite_scores(gen, real_suite, cols)},
+        directions={c: cols.direction(c) for c in scored_columns(cols) + suite_columns(cols)}, roles=cols.roles(),
         knn_own=list(cols.knn("own").values()), blur_sigmas=cfg.blur_sigmas, mode_keep=cfg.mode_keep, mode_draws=cfg.mode_draws,
         seed=ev.sampler.seed + ctx.seed,  # each run drops its own classes
         progress=lambda done, total: ctx.progress.update("controls", done, total, force=True))
