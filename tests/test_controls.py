@@ -88,6 +88,31 @@ def test_the_inception_score_is_under_the_controls_too(image_controls) -> None:
     assert verdict.loc[COLS.isc, "passes_controls"] == True  # noqa: E712
 
 
+def test_sfid_and_fd_dinov2_are_scored_under_every_control_they_must_pass(tmp_path) -> None:
+    """With Inception's and DINOv2's weights named (random stand-ins: the code path, not a verdict),
+    every control scores sFID, FD-DINOv2 and Inception's IS, each against what it is compared with."""
+    from weights_fixture import TINY_VIT, random_inception_weights, random_vit_weights
+
+    inception, vit = tmp_path / "pt_inception-random.pth", tmp_path / "vit.pth"
+    random_inception_weights(inception)
+    random_vit_weights(vit)
+    suite = Suite("inception", inception, vit, TINY_VIT)
+    cols = suite.columns()
+    reference, samples, floor = (scenes(32, 8, split, seed=seed) for split, seed in (("train", 0), ("val", 0), ("val", 1)))
+    real = suite.features(torch.from_numpy(reference.images))
+    rows = pd.DataFrame(measure_controls(
+        torch.from_numpy(samples.images), torch.from_numpy(reference.images), torch.from_numpy(floor.images), floor.labels,
+        originals=torch.from_numpy(floor.images), extract=lambda images: suite.features(torch.as_tensor(images)),
+        score=lambda gen, own: suite_scores(gen, real, cols), directions={c: cols.direction(c) for c in suite_columns(cols)},
+        roles=cols.roles(), knn_own=[], blur_sigmas=[1.0], mode_keep=0.5, seed=0, mode_draws=2))
+    assert set(suite_columns(cols)) == {cols.isc, cols.sfd, cols.dino_fd} == {"is", "sfid", "fd_dinov2"}
+    for column in suite_columns(cols):
+        mine = rows[rows["column"] == column].set_index("control")
+        assert set(mine.index) == {"actual", "blur", "constant", "floor", "modes"}, column
+        assert mine.loc[["blur", "constant", "modes"], "worse"].notna().all() and mine.loc["floor", "worse"] is None, column
+    assert rows[(rows["column"] == "is") & (rows["control"] == "constant")]["value"].item() == pytest.approx(1.0)
+
+
 def test_floor_is_measured_without_a_verdict(image_controls) -> None:
     table, _ = image_controls
     floor = table[table["control"] == "floor"]
