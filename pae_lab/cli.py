@@ -147,7 +147,7 @@ def run(study_file: Path = typer.Argument(..., help="Study YAML."),
 
 def say_lag(lag, study, study_file: Path) -> None:
     """The driver's last line where the store still lacks points after its reconcile."""
-    if lag is not None and lag.total:
+    if lag is not None and (lag.total or lag.held_total):
         from pae_lab.tracking.outage import lag_line
 
         console.print(f"[yellow]{lag_line(lag, study.study_dir(), study_file)}[/]", soft_wrap=True)
@@ -279,13 +279,14 @@ def server(study_file: Path = typer.Argument(..., help="Study YAML whose trackin
 @app.command()
 @friendly
 def sync(study_file: Path = typer.Argument(..., help="Study YAML."), sets: Optional[List[str]] = SetOpt):
-    """Replay every run's JSON-lines metric mirror into the study's tracking store (only missing points)."""
+    """Replay every run's JSON-lines metric mirror into the study's tracking store (only missing points), and send
+    the files, tags and lineage jobs held back while it was away."""
     from pae_lab.tracking.sync import sync_study
 
     study = load(study_file, sets, preflight=False)
     outcome = sync_study(study, console)
     console.print(f"synced {outcome.runs} run(s) into {study.tracking.uri or 'the study folder store'}: "
-                  f"{outcome.added} point(s) added, {outcome.present} already there")
+                  f"{outcome.added} point(s) added, {outcome.present} already there, {outcome.held} held call(s) sent")
 
 
 @app.command()

@@ -20,7 +20,7 @@ import pytest
 
 from conftest import TINY
 from pae_lab.tracking.resume import Backoff, read_record
-from pae_lab.tracking.store import RunLogger, StudyTracker, answers, client
+from pae_lab.tracking.store import RunLogger, StudyTracker, answers, client, held_calls
 from tracking_fixture import TrackingServer, child_runs, postgres_missing, store_against_mirror, study_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,6 +60,11 @@ def test_a_job_logs_on_through_an_outage_and_sends_what_the_store_lacks(restarta
         log(logger, range(11, 31))  # training goes on: every point to the mirror, none to the store
     down = read_record(tmp_path)
     assert down["state"] == "down" and down["outages"] == 1 and down["unsent_since"], down
+    made = tmp_path / "made.json"
+    made.write_text("{}")
+    logger.artifact(made, "files")  # a file and a tag the store cannot take now: kept in the folder, in order
+    logger.tags({"pae.note": 7})
+    assert [c["kind"] for c in held_calls(tmp_path)] == ["artifact", "tags"]
     server.start()
     step, deadline = 31, time.monotonic() + 60
     while read_record(tmp_path)["state"] != "up":  # the logger tries on its own back-off as training logs
@@ -75,6 +80,8 @@ def test_a_job_logs_on_through_an_outage_and_sends_what_the_store_lacks(restarta
     assert store_against_mirror(tracker.client, run_id, tmp_path) == WHOLE
     tags = tracker.client.get_run(run_id).data.tags
     assert tags["pae.tracking.outages"] == "1" and int(tags["pae.tracking.replayed"]) == up["replayed"], tags
+    assert held_calls(tmp_path) == [] and tags["pae.note"] == "7"  # sent on recovery, then forgotten
+    assert [a.path for a in tracker.client.list_artifacts(run_id, "files")] == ["files/made.json"]
 
 
 @pytest.mark.timeout(120)
@@ -218,6 +225,11 @@ def test_a_server_that_never_comes_back_is_named_shown_and_synced(restartable, t
     assert status.returncode == 0 and "store unreachable" in " ".join(status.stdout.split()), status.stdout
     unsent = [int(n) for n in re.findall(r"(\d+) unsent", status.stdout)]
     assert len(unsent) == 2 and sum(unsent) == lacking, status.stdout
+    # what the jobs sent besides points (files, tags, lineage) waits in their folders, and status says so
+    held = {seed: held_calls(tmp_path / "gone" / "runs" / "holds" / f"seed{seed}") for seed in (0, 1)}
+    assert all({"artifact", "model"} <= {c["kind"] for c in calls} for calls in held.values()), held  # inputs went before it stopped
+    assert [int(n) for n in re.findall(r"(\d+) held", status.stdout)] == [len(held[0]), len(held[1])], status.stdout
+    assert f"and {len(held[0]) + len(held[1])} held call(s)" in " ".join(out.split()), out
 
     server.start()
     mlflow_client = client(server.uri)
@@ -225,8 +237,15 @@ def test_a_server_that_never_comes_back_is_named_shown_and_synced(restartable, t
     assert sum(len(store_against_mirror(mlflow_client, run_id, folder)[0]) for run_id, folder in runs.items()) == lacking
     synced = pae_lab(["sync", str(path)], env, timeout=120)
     assert synced.returncode == 0 and f"{lacking} point(s) added" in synced.stdout, synced.stdout + synced.stderr
+    assert f"{len(held[0]) + len(held[1])} held call(s) sent" in " ".join(synced.stdout.split()), synced.stdout
     for run_id, folder in runs.items():
         assert store_against_mirror(mlflow_client, run_id, folder) == WHOLE, folder
+    for found in child_runs(mlflow_client, "gone"):  # the runs' files and lineage reached the store after all
+        run_id = found.info.run_id
+        run = mlflow_client.get_run(run_id)
+        assert held_calls(runs[run_id]) == [] and {a.path for a in mlflow_client.list_artifacts(run_id)} >= {"manifold", "generation"}
+        assert "reference" in {d.dataset.name for d in run.inputs.dataset_inputs}
+        assert len(run.outputs.model_outputs) == 1
     assert {r.info.status for r in child_runs(mlflow_client, "gone")} == {"FINISHED"}
     again = pae_lab(["status", str(path)], env, timeout=60)
     assert again.stdout.count("complete") == 2 and "unreachable" not in again.stdout, again.stdout

@@ -50,6 +50,9 @@ def empty_mlflow_store(mlflow_version: str) -> str:
 # its tracking outages: attempts, their seconds, points sent on recovery, since when the store lacks
 # points (pae_lab.tracking.resume); `status` and the driver read it when the store does not answer
 TRACKING_RECORD = f"tracking{JSON}"
+# the calls a logger held back while the store was away (files, tags, params, lineage), one JSON line
+# each, until they are sent: by the job once the store answers, else the driver's reconcile or `pae-lab sync`
+HELD_CALLS = f"held_calls{JSONL}"
 
 # ------------------------------------------------------------------ each stage's own files
 # data: one folder per split (see SplitLayout)

@@ -21,7 +21,7 @@ from pathlib import Path
 from pae_lab.fsutil import read_json
 from pae_lab.tracking.mirror import identity, mirror_points
 from pae_lab.tracking.resume import unsent_since
-from pae_lab.tracking.store import answers, is_server, tracking_uri
+from pae_lab.tracking.store import answers, held_calls, is_server, tracking_uri
 
 STATUS_TIMEOUT_S = 3.0  # the most `pae-lab status` waits on the store, in all
 RECONCILE_TIMEOUT_S = 60.0  # the driver's count at the end of a run: a slow server still answers
@@ -39,17 +39,24 @@ class Lag:
     behind: dict[Path, int]
     points: dict[Path, int] = field(default_factory=dict)  # distinct points each mirror holds
     why: str = ""
+    held: dict[Path, int] = field(default_factory=dict)  # calls each folder's loggers held back (files, tags, lineage)
 
     @property
     def total(self) -> int:
         return sum(self.behind.values())
 
+    @property
+    def held_total(self) -> int:
+        return sum(self.held.values())
+
     def lagging(self) -> dict[Path, int]:
-        return {folder: n for folder, n in self.behind.items() if n}
+        """The folders the store lacks points or held calls of -> the points it lacks."""
+        return {folder: n for folder, n in self.behind.items() if n or self.held.get(folder)}
 
 
 def store_lag(uri: str, folders: dict[Path, str | None], timeout_s: float = STATUS_TIMEOUT_S) -> Lag:
     """`folders`: each logger folder (a run's, shared/) -> its MLflow run id (None: it has no run)."""
+    calls = {folder: len(held_calls(folder)) for folder in folders}
     held_by = {folder: {identity(p): p[3] for p in mirror_points(folder)} for folder in folders}
     points = {folder: len(held) for folder, held in held_by.items()}
     keys = {ident[0] for held in held_by.values() for ident in held}
@@ -61,10 +68,10 @@ def store_lag(uri: str, folders: dict[Path, str | None], timeout_s: float = STAT
             since = unsent_since(folder, run_id) if run_id else 0.0
             cut = None if since is None else int(since * 1000)
             recorded[folder] = 0 if cut is None else sum(stamp >= cut for stamp in held_by[folder].values())
-        return Lag(uri, False, recorded, points, why)
+        return Lag(uri, False, recorded, points, why, calls)
     behind = {folder: len(set(held_by[folder]) - held.get(run_id, set())) if run_id else points[folder]
               for folder, run_id in folders.items()}
-    return Lag(uri, True, behind, points)
+    return Lag(uri, True, behind, points, held=calls)
 
 
 def store_points(uri: str, run_ids: list[str], keys: set[str], timeout_s: float) -> tuple[dict | None, str]:
@@ -125,13 +132,17 @@ def status_cells(lag: Lag) -> tuple[dict[Path, str], str]:
     """The `store` column of `pae-lab status` (resolved folder -> cell) and the table's caption."""
     cells = {}
     for folder, n in lag.behind.items():
-        if not lag.points.get(folder):
+        calls = lag.held.get(folder, 0)
+        if not lag.points.get(folder) and not calls:
             cell = "-"
         elif lag.asked:
-            cell = f"[yellow]{n} behind[/]" if n else "[green]complete[/]"
+            cell = f"[yellow]{n} behind[/]" if n or calls else "[green]complete[/]"
         else:
-            cell = f"[yellow]{n} unsent[/]" if n else "[dim]unknown[/]"
-        cells[Path(folder).resolve()] = cell
+            cell = f"[yellow]{n} unsent[/]" if n or calls else "[dim]unknown[/]"
+        cells[Path(folder).resolve()] = cell + (f"[yellow], {calls} held[/]" if calls else "")
     caption = "" if lag.asked else (f"store unreachable ({lag.why}): `unsent` counts the points jobs recorded they "
                                     "could not send; `pae-lab sync` adds them once it answers")
+    if lag.held_total:
+        caption += (" " if caption else "") + ("`held`: files, tags and lineage jobs could not send, kept in their run "
+                                               "folders; `pae-lab sync` sends them")
     return cells, caption

@@ -16,16 +16,23 @@ DIGEST_CHARS = 16  # MLflow keeps a dataset's digest in at most 36 characters
 CONTEXT_TAG = "mlflow.data.context"  # MLflow's tag for a dataset's role in a run
 
 
-def _dataset(name: str, folder: Path, digest: str, context: str, profile: dict[str, Any]):
+def _dataset(name: str, folder: Path, digest: str, context: str, profile: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "uri": Path(folder).resolve().as_uri(), "digest": digest[:DIGEST_CHARS], "context": context,
+            "profile": profile}
+
+
+def dataset_inputs(datasets: list[dict[str, Any]]) -> list:
+    """MLflow's DatasetInput records of `run_datasets`' plain descriptions (kept as JSON while the store is away)."""
     from mlflow.entities import Dataset, DatasetInput, InputTag
 
-    source = json.dumps({"uri": Path(folder).resolve().as_uri()})
-    return DatasetInput(Dataset(name=name, digest=digest[:DIGEST_CHARS], source_type="local", source=source,
-                                profile=json.dumps(profile)), tags=[InputTag(CONTEXT_TAG, context)])
+    return [DatasetInput(Dataset(name=d["name"], digest=d["digest"], source_type="local", source=json.dumps({"uri": d["uri"]}),
+                                 profile=json.dumps(d["profile"])), tags=[InputTag(CONTEXT_TAG, d["context"])])
+            for d in datasets]
 
 
-def run_datasets(study, spec) -> list:
-    """The run's dataset inputs: its data splits and its real reference set."""
+def run_datasets(study, spec) -> list[dict[str, Any]]:
+    """The run's dataset inputs, described in plain JSON (dataset_inputs makes MLflow's records): its data
+    splits and its real reference set."""
     data, reference = Path(spec.stage_dir("data")), Path(spec.stage_dir("reference"))
     ev, size = study.evaluation, {"resolution": study.data.resolution}
     return [

@@ -16,7 +16,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable
 
-from pae_lab.fsutil import append_jsonl
+from pae_lab.fsutil import append_jsonl, atomic_write
 from pae_lab.plan import layout
 from pae_lab.plan.layout import StudyLayout
 from pae_lab.tracking.mirror import MIRROR_PREFIX, replay
@@ -222,6 +222,72 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def _send_tags(mlflow_client, run_id: str, tags: dict[str, Any]) -> None:
+    from mlflow.entities import RunTag
+
+    mlflow_client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+
+def _send_inputs(mlflow_client, run_id: str, datasets: list[dict[str, Any]]) -> None:
+    from pae_lab.tracking.lineage import dataset_inputs
+
+    mlflow_client.log_inputs(run_id, datasets=dataset_inputs(datasets))
+
+
+def _send_model(mlflow_client, run_id: str, name: str, files: list[str], params: dict[str, Any], step: int) -> None:
+    from pae_lab.tracking.lineage import log_tokenizer
+
+    log_tokenizer(mlflow_client, run_id, name, [Path(f) for f in files], params, step)
+
+
+# What a logger sends besides metric points, by kind: each call is also a JSON record, so one held back
+# while the store is away outlives the job (layout.HELD_CALLS) and the driver or `pae-lab sync` sends it.
+SENDERS: dict[str, Callable[..., Any]] = {
+    "artifact": lambda c, run_id, path, artifact_path: c.log_artifact(run_id, path, artifact_path),
+    "params": log_params,
+    "tags": _send_tags,
+    "inputs": _send_inputs,
+    "model": _send_model,
+}
+
+
+def send(mlflow_client, run_id: str, call: dict[str, Any]) -> None:
+    """One recorded call ({"kind": ..., "args": {...}}) to the run."""
+    SENDERS[call["kind"]](mlflow_client, run_id, **call["args"])
+
+
+def held_calls(folder: Path) -> list[dict[str, Any]]:
+    """The calls a logger of this folder held back and no one has sent yet."""
+    return list(iter_jsonl(Path(folder) / layout.HELD_CALLS))
+
+
+def keep_held(folder: Path, calls: list[dict[str, Any]]) -> None:
+    """Record exactly `calls` as the folder's held calls (none: the file goes)."""
+    path = Path(folder) / layout.HELD_CALLS
+    if not calls:
+        path.unlink(missing_ok=True)
+        return
+    atomic_write(path, lambda tmp: tmp.write_text("".join(json.dumps(c) + "\n" for c in calls)))
+
+
+def send_held(mlflow_client, run_id: str, folder: Path) -> int:
+    """Send a folder's held calls in order, each forgotten once sent; one the store refuses while it
+    answers is dropped with a warning (an error raised while it does not answer keeps the rest). The number sent."""
+    calls, sent = held_calls(folder), 0
+    while calls:
+        try:
+            send(mlflow_client, run_id, calls[0])
+            sent += 1
+        except Exception as exc:
+            uri = mlflow_client.tracking_uri
+            if is_server(uri) and not answers(uri, PROBE_TIMEOUT_S):
+                raise
+            warnings.warn(f"{Path(folder) / layout.HELD_CALLS}: the store refused a held {calls[0]['kind']} call ({exc}); dropped")
+        calls.pop(0)
+        keep_held(folder, calls)
+    return sent
+
+
 class RunLogger:
     """Job side: metrics, images and files of one run, to MLflow and to the JSON-lines mirror.
 
@@ -237,7 +303,7 @@ class RunLogger:
         self.mirror = mirror
         self.uri, self.run_id = uri, run_id
         self._client = None
-        self._held: list[Callable[[], Any]] = []  # calls the mirror does not keep, for when the store answers
+        self._held: list[Callable[[], Any]] = []  # statuses held back, for when the store answers (other calls: HELD_CALLS)
         self._gave_up_said = False
         self._link = Reconnect(self.run_dir, uri, run_id, backoff) if uri and run_id and mirror else None
         if self._link is None or self._link.down:  # an earlier job left points unsent: the first call tries
@@ -273,6 +339,7 @@ class RunLogger:
                 raise ConnectionError(f"{self.uri} does not answer")
             self._client = self._client or client(self.uri)
             added, _ = replay(self._client, self.run_id, self.run_dir)
+            send_held(self._client, self.run_id, self.run_dir)
             self._send_held()
         except Exception as exc:  # still down: the next attempt waits longer
             link.attempted(time.monotonic() - start, None, f"{type(exc).__name__}: {exc}")
@@ -287,7 +354,7 @@ class RunLogger:
         return True
 
     def _send_held(self) -> None:
-        """The calls held back during the outage, in order; one the store refuses while it answers is dropped."""
+        """The statuses held back during the outage, in order; one the store refuses while it answers is dropped."""
         while self._held:
             try:
                 self._held[0]()
@@ -331,29 +398,44 @@ class RunLogger:
         named = {f"{stage}/{k}" if prefixed else k: v for k, v in values.items()}
         self._safe(lambda: log_metrics(self._client, self.run_id, named, step, now), since=now, mirrored=True)
 
+    def _call(self, kind: str, **args: Any) -> None:
+        """A call the mirror does not keep (SENDERS): sent now, after any the folder holds from before,
+        if the store is up; else added to the folder's held calls, in order."""
+        call = {"kind": kind, "args": args}
+        if self._link is None:
+            return
+        hold = lambda: keep_held(self.run_dir, [*held_calls(self.run_dir), call])  # noqa: E731
+        if self._link.down and not self._recover():
+            hold()
+            return
+        try:
+            send_held(self._client, self.run_id, self.run_dir)  # an earlier job's, first
+            send(self._client, self.run_id, call)
+        except Exception as exc:  # tracking must never kill training
+            hold()
+            self._lost(exc, time.time())
+
     def artifact(self, path: Path, artifact_path: str | None = None) -> None:
-        self._safe(lambda: self._client.log_artifact(self.run_id, str(path), artifact_path), hold=True)
+        self._call("artifact", path=str(path), artifact_path=artifact_path)
 
     @property
     def connected(self) -> bool:
         """Whether the store answered and no outage is under way."""
         return self._client is not None and self._link is not None and not self._link.down
 
-    def inputs(self, datasets: list) -> None:
+    def inputs(self, datasets: list[dict[str, Any]]) -> None:
         """Dataset inputs of the run (tracking.lineage.run_datasets)."""
-        self._safe(lambda: self._client.log_inputs(self.run_id, datasets=datasets), hold=True)
+        self._call("inputs", datasets=datasets)
 
     def model(self, name: str, files: list[Path], params: dict[str, Any], step: int) -> None:
         """Files as a logged model of the run (tracking.lineage.log_tokenizer)."""
-        from pae_lab.tracking.lineage import log_tokenizer
-
-        self._safe(lambda: log_tokenizer(self._client, self.run_id, name, files, params, step), hold=True)
+        self._call("model", name=name, files=[str(f) for f in files], params=params, step=step)
 
     def params(self, params: dict[str, Any]) -> None:
-        self._safe(lambda: log_params(self._client, self.run_id, params), hold=True)
+        self._call("params", params=params)
 
     def tags(self, tags: dict[str, Any]) -> None:
-        self._safe(lambda: [self._client.set_tag(self.run_id, k, str(v)) for k, v in tags.items()], hold=True)
+        self._call("tags", tags={k: str(v) for k, v in tags.items()})
 
     def started(self) -> None:
         """The job is running now (the driver created the run as SCHEDULED)."""

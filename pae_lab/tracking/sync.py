@@ -3,8 +3,8 @@
 A job on a node that cannot reach the tracking server keeps training and writes every metric to
 its run folder's mirror (see tracking.RunLogger). Sync makes the store hold what the folders hold:
 it finds or creates the runs of every run folder (a study's variants, a search's trials; by their
-`pae.key` tag, as `pae-lab run` does), logs only the points the store lacks, and sets each run's
-status from its folder. A second sync adds nothing. The driver runs it at the end of `pae-lab run`
+`pae.key` tag, as `pae-lab run` does), logs only the points the store lacks, sends the calls jobs
+held back (files, tags, params, lineage: layout.HELD_CALLS), and sets each run's status from its folder. A second sync adds nothing. The driver runs it at the end of `pae-lab run`
 and `tune` where the store lacks points (tracking.outage); the mirror's reading and the replay of
 one folder are tracking.mirror's.
 """
@@ -19,6 +19,7 @@ from rich.console import Console
 from pae_lab.config.schema import StudyConfig
 from pae_lab.tracking.mirror import replay
 from pae_lab.tracking.resume import mark_caught_up
+from pae_lab.tracking.store import send_held
 
 
 @dataclass
@@ -26,6 +27,7 @@ class SyncOutcome:
     runs: int
     added: int
     present: int
+    held: int = 0  # calls jobs held back (files, tags, params, lineage), sent here
 
 
 def sync_study(study: StudyConfig, console: Console | None = None, only: Collection[Path] | None = None) -> SyncOutcome:
@@ -47,12 +49,14 @@ def sync_study(study: StudyConfig, console: Console | None = None, only: Collect
     folders = {parent: layout.shared_root, **{s.mlflow_run_id: s.run_dir for s in specs}}
     if only is not None:
         folders = {run_id: folder for run_id, folder in folders.items() if folder in only}
-    added = present = 0
+    added = present = calls = 0
     for run_id, folder in folders.items():
         new, old = replay(tracker.client, run_id, folder)
         mark_caught_up(folder)  # what a job recorded it could not send is in the store now
-        added, present = added + new, present + old
-        if new:
-            console.log(f"{folder.relative_to(layout.root)}: {new} point(s) added ({old} already there)")
+        held = send_held(tracker.client, run_id, folder)
+        added, present, calls = added + new, present + old, calls + held
+        if new or held:
+            console.log(f"{folder.relative_to(layout.root)}: {new} point(s) added ({old} already there)"
+                        + (f", {held} held call(s) sent (files, tags, lineage)" if held else ""))
     mlflow.settle(tracker, specs if only is None else fresh)
-    return SyncOutcome(len(folders), added, present)
+    return SyncOutcome(len(folders), added, present, calls)
