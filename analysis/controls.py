@@ -9,7 +9,8 @@ in a way that must make a faithful score worse:
   toss where the score is noisy); drawn from reconstructed held-out images by their true labels.
 Which controls a score must pass follows from what it claims to measure: FD and KD claim both
 fidelity and diversity, so all three, and so do the suite papers quote beside them (analysis.suite_scores:
-IS, confident and varied classes; sFID and FD-DINOv2, FDs in other features); precision and density
+IS, confident and varied classes, whose constant decoder passes by construction: one class
+distribution scores exactly 1; sFID and FD-DINOv2, FDs in other features); precision and density
 (fidelity) blur and constant; recall and coverage (diversity) modes and constant. The floor (reconstructed held-out images as the
 "generated" set: a perfect generator of this tokenizer's latents) is measured beside them and has
 no verdict.
@@ -142,18 +143,21 @@ def psnr_row(control: str, param: float | str, images: torch.Tensor, originals: 
 
 def measure_controls(samples: torch.Tensor, own_images: torch.Tensor, floor_images: torch.Tensor, floor_labels: np.ndarray, *,
                      originals: torch.Tensor, extract: Callable[[torch.Tensor], Features],
+                     extract_own: Callable[[torch.Tensor], Features],
                      score: Callable[[Features, Features], dict[str, float]], directions: Mapping[str, str],
                      roles: Mapping[str, str], knn_own: Sequence[str], blur_sigmas: Sequence[float], mode_keep: float,
                      seed: int, mode_draws: int = 5, progress: Callable[[int, int], None] = lambda done, total: None) -> list[dict]:
     """Every control of one run as rows (control_rows). `samples` / `own_images` are the generated
     images and the reconstructions of the reference (uint8), `floor_images` reconstructions of
     held-out `originals` and `floor_labels` their true classes; `extract` gives every feature set the
-    scores need (Features), and `score(generated, own)` scores a set against the real reference and
-    against `own` (analysis.set_scores, analysis.suite_scores); `knn_own` names the k-NN columns
-    against `own`. Every set, the unchanged one included, is extracted here the same way. Dropped
+    scores of a generated set need (Features), `extract_own` those the scores against `own` need (only
+    FD's network: IS, sFID and FD-DINOv2 never read `own`), and `score(generated, own)` scores a set
+    against the real reference and against `own` (analysis.set_scores, analysis.suite_scores);
+    `knn_own` names the k-NN columns against `own`. Every set, the unchanged one included, is
+    extracted here the same way. Dropped
     modes are drawn from the reconstructed held-out images by their true labels, not from the
     samples: a generator that ignores its class would otherwise fail the control for any score, at random."""
-    own = extract(own_images)
+    own = extract_own(own_images)
     actual = score(extract(samples), own)
     rows = control_rows("actual", "", actual, actual, directions, roles)
     rows.append(psnr_row("actual", "", floor_images, originals, 0.0))
@@ -161,7 +165,7 @@ def measure_controls(samples: torch.Tensor, own_images: torch.Tensor, floor_imag
     total = len(blur_sigmas) + 2
     for i, sigma in enumerate(blur_sigmas):
         progress(i, total)
-        rows += control_rows("blur", sigma, score(extract(blurred(samples, sigma)), extract(blurred(own_images, sigma))),
+        rows += control_rows("blur", sigma, score(extract(blurred(samples, sigma)), extract_own(blurred(own_images, sigma))),
                              actual, directions, roles)
         rows.append(psnr_row("blur", sigma, blurred(floor_images, sigma), originals, actual_psnr))
     progress(len(blur_sigmas), total)

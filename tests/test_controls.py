@@ -40,6 +40,7 @@ def image_controls():
 
     rows = measure_controls(torch.from_numpy(samples.images), torch.from_numpy(reference.images),
                             torch.from_numpy(floor.images), floor.labels, originals=torch.from_numpy(floor.images), extract=extract,
+                            extract_own=extract,
                             score=score, directions=DIRECTIONS, roles=COLS.roles(), knn_own=list(COLS.knn("own").values()),
                             blur_sigmas=[0.5, 2.0], mode_keep=0.5, seed=0)
     table = pd.DataFrame(rows)
@@ -103,6 +104,7 @@ def test_sfid_and_fd_dinov2_are_scored_under_every_control_they_must_pass(tmp_pa
     rows = pd.DataFrame(measure_controls(
         torch.from_numpy(samples.images), torch.from_numpy(reference.images), torch.from_numpy(floor.images), floor.labels,
         originals=torch.from_numpy(floor.images), extract=lambda images: suite.features(torch.as_tensor(images)),
+        extract_own=lambda images: {},  # the suite never reads the decoder's own set
         score=lambda gen, own: suite_scores(gen, real, cols), directions={c: cols.direction(c) for c in suite_columns(cols)},
         roles=cols.roles(), knn_own=[], blur_sigmas=[1.0], mode_keep=0.5, seed=0, mode_draws=2))
     assert set(suite_columns(cols)) == {cols.isc, cols.sfd, cols.dino_fd} == {"is", "sfid", "fd_dinov2"}

@@ -76,9 +76,8 @@ def test_dinov2_weights_add_fd_dinov2_that_evaluate_scores_again(finished, tmp_p
 
     vit = tmp_path / "vit.pth"
     random_vit_weights(vit)
-    study = make_study(tmp_path, variants=["baseline"],  # FD-DINOv2 under the controls: tests/test_controls.py
-                       evaluation={**TINY["evaluation"], "dinov2_weights": str(vit), "dinov2_model": TINY_VIT,
-                                   "controls": {**TINY["evaluation"]["controls"], "runs": "none"}})
+    study = make_study(tmp_path, variants=["baseline"],
+                       evaluation={**TINY["evaluation"], "dinov2_weights": str(vit), "dinov2_model": TINY_VIT})
     shutil.copytree(finished[0].study_dir(), study.study_dir())  # its tokenizers and generators: only the scores run again
     assert Driver(study, Console(quiet=True)).run().failed == []
     results = pd.read_csv(study.study_dir() / "results.csv").set_index("variant")
@@ -92,6 +91,12 @@ def test_dinov2_weights_add_fd_dinov2_that_evaluate_scores_again(finished, tmp_p
     assert results.loc["baseline", "fd_dinov2"] > 0 and "sfid" not in results
     suite = read_json(kept.parent / "protocol.json")["suite"]
     assert suite["dinov2_model"] == TINY_VIT and [line.split(" ")[0] for line in suite["skipped"]] == ["fd_dinov2", "sFID"]  # a ViT-S stands in: said, as sFID without Inception
+    # FD-DINOv2 is under the controls, against the reference stage's DINOv2 features (fd_n = num_samples here)
+    controls = pd.read_csv(study.study_dir() / "controls.csv")
+    mine = controls[controls["column"] == "fd_dinov2"].set_index("control")
+    assert set(mine.index) == {"actual", "blur", "constant", "floor", "modes"}
+    assert mine.loc["actual", "value"] == pytest.approx(results.loc["baseline", "fd_dinov2"], rel=1e-6)
+    assert pd.read_csv(study.study_dir() / "columns.csv").set_index("column").loc["fd_dinov2", "passes_controls"] in (True, False)
 
 
 def test_every_run_finishes_with_metrics(finished) -> None:

@@ -6,7 +6,9 @@ networks are there): the last checkpoint's samples and the reconstructions of th
 blurred at each sigma; a constant decoder (both sets replaced by their mean reconstruction); the
 reconstructed held-out images of a fraction of the classes (by their true labels) against the
 mean of random subsets of the same size; and the floor (reconstructions of held-out images as the
-generated set). Every set, the unchanged one included, is extracted here. Runs with regularizers are skipped
+generated set). Every set, the unchanged one included, is extracted here (the reconstructions with
+FD's network alone: the suite never reads them), so its "actual" row is the generation stage's last
+reading only when the study's N for FD (`fd_n`) is its number of samples. Runs with regularizers are skipped
 unless `evaluation.controls.runs: all`: a control asks what a score rewards, not how a variant fares.
 """
 from __future__ import annotations
@@ -25,7 +27,7 @@ from pae_lab.fsutil import write_json
 from pae_lab.plan import layout
 from pae_lab.stages.context import StageContext
 from pae_lab.stages.manifold import reconstruct
-from pae_lab.stages.reference import load_reference, load_suite_reference, reference_images, suite_features
+from pae_lab.stages.reference import features, load_reference, load_suite_reference, reference_images, suite_features
 from pae_lab.stages.tokenizer import load_tokenizer
 
 
@@ -58,6 +60,7 @@ def controls_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
         samples, reconstruct(tokenizer, reference_images(study, ctx.split("train"))[0][:n], device, ev.batch_size),
         reconstruct(tokenizer, ctx.split("val").images[:n], device, ev.batch_size), ctx.split("val").labels[:n],
         originals=torch.from_numpy(np.asarray(ctx.split("val").images[:n])), extract=lambda images: suite_features(study, images, device),
+        extract_own=lambda images: {"fid": features(study, images, device)},
         score=lambda gen, own: {**set_scores(gen["fid"], real, own["fid"], cols, prdc_k=ev.prdc_k, real_stats=real_stats,
                                              kid_subsets=ev.kid_subsets, seed=ev.sampler.seed),
                                 **suite_scores(gen, real_suite, cols)},

@@ -12,9 +12,10 @@ Per checkpoint, on evaluation.num_samples generated images (StudyConfig.sample_n
   loss a Gaussian with the training latents' covariance allows (analysis.flow_baseline) and the gap
   between the two.
 The reference features come from the shared reference stage; the reconstructions' features are
-computed once per run, the generated images' once per checkpoint. The last checkpoint's images
-and features and the reconstructions' features are kept for the controls stage; the images, with
-their labels, as ADM's `samples.npz`, which the ADM evaluator and `pae-lab evaluate` read.
+computed once per run, the generated images' once per checkpoint. The last checkpoint's images are
+kept for the controls stage (which extracts every set again itself) and, with their labels, as ADM's
+`samples.npz`, which the ADM evaluator and `pae-lab evaluate` read; their FD features and the
+reconstructions' beside them.
 """
 from __future__ import annotations
 
