@@ -202,6 +202,6 @@ class Driver:
         failed = [f"{r.variant}/seed{r.seed}" for r in self.runs if r.layout.status() == "failed"]
         track("finish the study's run", tracker.finish, parent, "FAILED" if failed else "FINISHED")
         lag = reconcile(self.study, parent, self.console)
-        if not (failed or lag.total or track.skipped):  # else the next `pae-lab run` logs again what was missed
+        if not (failed or lag.total or lag.held_total or track.skipped):  # else the next `pae-lab run` logs again what was missed
             mark_settled(self.study, self.runs)
         return StudyOutcome(self.runs, len(pending), failed, summary, lag)

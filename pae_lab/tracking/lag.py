@@ -21,7 +21,8 @@ from pathlib import Path
 from pae_lab.fsutil import read_json
 from pae_lab.tracking.mirror import identity, mirror_points
 from pae_lab.tracking.resume import unsent_since
-from pae_lab.tracking.store import answers, held_calls, is_server, tracking_uri
+from pae_lab.tracking.held import held_calls
+from pae_lab.tracking.store import answers, is_server, tracking_uri
 
 STATUS_TIMEOUT_S = 3.0  # the most `pae-lab status` waits on the store, in all
 RECONCILE_TIMEOUT_S = 60.0  # the driver's count at the end of a run: a slow server still answers

@@ -75,7 +75,7 @@ def reconcile(study: StudyConfig, parent: str | None, console: Console,
     if not lag.asked or not (lag.total or lag.held_total):
         return lag
     console.log(f"tracking: the store lacks {lag.total} point(s) and {lag.held_total} held call(s) of "
-                f"{len(lag.lagging())} run(s); sending them from the run folders (as `pae-lab sync` does)")
+                f"{len(lag.lagging())} run(s); sending them from the mirrors and run folders (as `pae-lab sync` does)")
     try:
         sync_study(study, console, only=set(lag.lagging()))
     except Exception as exc:
@@ -91,6 +91,7 @@ def lag_line(lag: Lag, root: Path, study_file: Path | str) -> str:
     names = [Path(f).relative_to(root).as_posix().removeprefix("runs/") for f in sorted(lagging)]
     shown = ", ".join(names[:SHOWN_RUNS]) + (f" and {len(names) - SHOWN_RUNS} more" if len(names) > SHOWN_RUNS else "")
     why = lag.why if not lag.asked else "it did not take them"
-    calls = f" and {lag.held_total} held call(s) (files, tags, lineage)" if lag.held_total else ""
-    return (f"tracking: the store ({lag.uri}) lacks {lag.total} point(s) of {len(lagging)} run(s) ({shown}){calls}: {why}; "
+    lacks = " and ".join([*([f"{lag.total} point(s)"] if lag.total or not lag.held_total else []),
+                          *([f"{lag.held_total} held call(s) (files, tags, lineage)"] if lag.held_total else [])])
+    return (f"tracking: the store ({lag.uri}) lacks {lacks} of {len(lagging)} run(s) ({shown}): {why}; "
             f"`pae-lab sync {study_file}` will add them")

@@ -16,9 +16,10 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable
 
-from pae_lab.fsutil import append_jsonl, atomic_write
+from pae_lab.fsutil import append_jsonl
 from pae_lab.plan import layout
 from pae_lab.plan.layout import StudyLayout
+from pae_lab.tracking.held import call, hold, log_params, refused, send, send_held
 from pae_lab.tracking.mirror import MIRROR_PREFIX, replay
 from pae_lab.tracking.mirror import iter_jsonl as iter_jsonl, mirror_path as mirror_path  # readers import them from here
 from pae_lab.tracking.resume import Backoff, Reconnect
@@ -190,16 +191,6 @@ def reroot_artifacts(uri: str, location: str) -> None:
         utils._artifact_repos_cache.clear()
 
 
-def log_params(mlflow_client, run_id: str, params: dict[str, Any]) -> None:
-    """Params are immutable in MLflow: log only the keys the run does not have yet."""
-    from mlflow.entities import Param
-
-    existing = mlflow_client.get_run(run_id).data.params
-    fresh = [Param(k, str(v)[:6000]) for k, v in params.items() if k not in existing]
-    for i in range(0, len(fresh), 100):
-        mlflow_client.log_batch(run_id, params=fresh[i : i + 100])
-
-
 def log_metrics(mlflow_client, run_id: str, metrics: dict[str, float], step: int, when: float | None = None) -> None:
     """`when` (seconds): the time the JSON-lines mirror holds, so MLflow and the mirror agree."""
     from mlflow.entities import Metric
@@ -220,72 +211,6 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[name] = json.dumps(value) if isinstance(value, (list, dict)) else value
     return out
-
-
-def _send_tags(mlflow_client, run_id: str, tags: dict[str, Any]) -> None:
-    from mlflow.entities import RunTag
-
-    mlflow_client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
-
-
-def _send_inputs(mlflow_client, run_id: str, datasets: list[dict[str, Any]]) -> None:
-    from pae_lab.tracking.lineage import dataset_inputs
-
-    mlflow_client.log_inputs(run_id, datasets=dataset_inputs(datasets))
-
-
-def _send_model(mlflow_client, run_id: str, name: str, files: list[str], params: dict[str, Any], step: int) -> None:
-    from pae_lab.tracking.lineage import log_tokenizer
-
-    log_tokenizer(mlflow_client, run_id, name, [Path(f) for f in files], params, step)
-
-
-# What a logger sends besides metric points, by kind: each call is also a JSON record, so one held back
-# while the store is away outlives the job (layout.HELD_CALLS) and the driver or `pae-lab sync` sends it.
-SENDERS: dict[str, Callable[..., Any]] = {
-    "artifact": lambda c, run_id, path, artifact_path: c.log_artifact(run_id, path, artifact_path),
-    "params": log_params,
-    "tags": _send_tags,
-    "inputs": _send_inputs,
-    "model": _send_model,
-}
-
-
-def send(mlflow_client, run_id: str, call: dict[str, Any]) -> None:
-    """One recorded call ({"kind": ..., "args": {...}}) to the run."""
-    SENDERS[call["kind"]](mlflow_client, run_id, **call["args"])
-
-
-def held_calls(folder: Path) -> list[dict[str, Any]]:
-    """The calls a logger of this folder held back and no one has sent yet."""
-    return list(iter_jsonl(Path(folder) / layout.HELD_CALLS))
-
-
-def keep_held(folder: Path, calls: list[dict[str, Any]]) -> None:
-    """Record exactly `calls` as the folder's held calls (none: the file goes)."""
-    path = Path(folder) / layout.HELD_CALLS
-    if not calls:
-        path.unlink(missing_ok=True)
-        return
-    atomic_write(path, lambda tmp: tmp.write_text("".join(json.dumps(c) + "\n" for c in calls)))
-
-
-def send_held(mlflow_client, run_id: str, folder: Path) -> int:
-    """Send a folder's held calls in order, each forgotten once sent; one the store refuses while it
-    answers is dropped with a warning (an error raised while it does not answer keeps the rest). The number sent."""
-    calls, sent = held_calls(folder), 0
-    while calls:
-        try:
-            send(mlflow_client, run_id, calls[0])
-            sent += 1
-        except Exception as exc:
-            uri = mlflow_client.tracking_uri
-            if is_server(uri) and not answers(uri, PROBE_TIMEOUT_S):
-                raise
-            warnings.warn(f"{Path(folder) / layout.HELD_CALLS}: the store refused a held {calls[0]['kind']} call ({exc}); dropped")
-        calls.pop(0)
-        keep_held(folder, calls)
-    return sent
 
 
 class RunLogger:
@@ -339,7 +264,7 @@ class RunLogger:
                 raise ConnectionError(f"{self.uri} does not answer")
             self._client = self._client or client(self.uri)
             added, _ = replay(self._client, self.run_id, self.run_dir)
-            send_held(self._client, self.run_id, self.run_dir)
+            send_held(self._client, self.run_id, self.run_dir)  # before the statuses: a FINISHED run gets its files first
             self._send_held()
         except Exception as exc:  # still down: the next attempt waits longer
             link.attempted(time.monotonic() - start, None, f"{type(exc).__name__}: {exc}")
@@ -399,21 +324,30 @@ class RunLogger:
         self._safe(lambda: log_metrics(self._client, self.run_id, named, step, now), since=now, mirrored=True)
 
     def _call(self, kind: str, **args: Any) -> None:
-        """A call the mirror does not keep (SENDERS): sent now, after any the folder holds from before,
-        if the store is up; else added to the folder's held calls, in order."""
-        call = {"kind": kind, "args": args}
-        if self._link is None:
+        """A call the metric mirror does not keep (tracking.held): sent now, after any the folder holds
+        from before, if the store is up; else held in the folder, in order, for whoever reaches the
+        store next. A logger whose run has no id yet (the driver could not create it) holds them all."""
+        if not (self.mirror and self.uri):
             return
-        hold = lambda: keep_held(self.run_dir, [*held_calls(self.run_dir), call])  # noqa: E731
-        if self._link.down and not self._recover():
-            hold()
+        record = call(self.run_dir, kind, **args)
+        if self._link is None or (self._link.down and not self._recover()):
+            self._hold(record)
             return
         try:
             send_held(self._client, self.run_id, self.run_dir)  # an earlier job's, first
-            send(self._client, self.run_id, call)
+            send(self._client, self.run_id, record, self.run_dir)
         except Exception as exc:  # tracking must never kill training
-            hold()
+            if refused(exc):
+                warnings.warn(f"MLflow refused a {kind} call ({type(exc).__name__}: {exc}); not sent")
+                return
+            self._hold(record)
             self._lost(exc, time.time())
+
+    def _hold(self, record: dict[str, Any]) -> None:
+        try:
+            hold(self.run_dir, record)
+        except Exception as exc:  # a full disk must not kill training either
+            warnings.warn(f"could not keep a held {record['kind']} call in {self.run_dir} ({exc}); it is lost")
 
     def artifact(self, path: Path, artifact_path: str | None = None) -> None:
         self._call("artifact", path=str(path), artifact_path=artifact_path)

@@ -19,7 +19,7 @@ from rich.console import Console
 from pae_lab.config.schema import StudyConfig
 from pae_lab.tracking.mirror import replay
 from pae_lab.tracking.resume import mark_caught_up
-from pae_lab.tracking.store import send_held
+from pae_lab.tracking.held import send_held
 
 
 @dataclass
@@ -53,10 +53,11 @@ def sync_study(study: StudyConfig, console: Console | None = None, only: Collect
     for run_id, folder in folders.items():
         new, old = replay(tracker.client, run_id, folder)
         mark_caught_up(folder)  # what a job recorded it could not send is in the store now
-        held = send_held(tracker.client, run_id, folder)
+        held, dropped = send_held(tracker.client, run_id, folder)
         added, present, calls = added + new, present + old, calls + held
-        if new or held:
+        if new or held or dropped:
             console.log(f"{folder.relative_to(layout.root)}: {new} point(s) added ({old} already there)"
-                        + (f", {held} held call(s) sent (files, tags, lineage)" if held else ""))
+                        + (f", {held} held call(s) sent (files, tags, lineage)" if held else "")
+                        + (f", [yellow]{dropped} the store refuses dropped[/] (see the warnings)" if dropped else ""))
     mlflow.settle(tracker, specs if only is None else fresh)
     return SyncOutcome(len(folders), added, present, calls)

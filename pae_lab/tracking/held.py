@@ -1,0 +1,157 @@
+"""Calls a logger could not send while the store was away, kept in its folder until someone sends them.
+
+Metric points have the JSON-lines mirror (tracking.mirror); everything else a job sends (files,
+tags, params, dataset inputs, the tokenizer's logged model) is a JSON record here, one line each in
+order, in the logger's folder (layout.HELD_CALLS). The job sends them once the store answers again;
+if it ends first, the next job in that folder, the driver's reconcile or `pae-lab sync` does. Paths
+are kept relative to the folder, so a moved study still sends its files. Appends and removals hold a
+lock on the folder's file, so a job and `sync` can work on one folder at once; every sender is
+idempotent, so a call sent twice (a crash between sending and forgetting it) does no harm.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import uuid
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from pae_lab.fsutil import append_jsonl, atomic_write
+from pae_lab.plan import layout
+from pae_lab.tracking.mirror import iter_jsonl
+
+RETRY_LATER = {429}  # client-side HTTP codes that mean "not now" rather than "never"
+PATH_ARGS = ("path", "files")  # the arguments that name files, relative to the folder when inside it
+
+
+def log_params(mlflow_client, run_id: str, params: dict[str, Any]) -> None:
+    """Params are immutable in MLflow: log only the keys the run does not have yet."""
+    from mlflow.entities import Param
+
+    existing = mlflow_client.get_run(run_id).data.params
+    fresh = [Param(k, str(v)[:6000]) for k, v in params.items() if k not in existing]
+    for i in range(0, len(fresh), 100):
+        mlflow_client.log_batch(run_id, params=fresh[i : i + 100])
+
+
+def _send_tags(mlflow_client, run_id: str, tags: dict[str, Any]) -> None:
+    from mlflow.entities import RunTag
+
+    mlflow_client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+
+def _send_inputs(mlflow_client, run_id: str, datasets: list[dict[str, Any]]) -> None:
+    from pae_lab.tracking.lineage import dataset_inputs
+
+    mlflow_client.log_inputs(run_id, datasets=dataset_inputs(datasets))
+
+
+def _send_model(mlflow_client, run_id: str, name: str, files: list[str], params: dict[str, Any], step: int) -> None:
+    from pae_lab.tracking.lineage import log_tokenizer
+
+    missing = [f for f in files if not Path(f).is_file()]
+    if missing:  # before the store starts a model it could not finish
+        raise FileNotFoundError(f"the tokenizer's files are gone: {', '.join(missing)}")
+    log_tokenizer(mlflow_client, run_id, name, [Path(f) for f in files], params, step)
+
+
+def _send_artifact(mlflow_client, run_id: str, path: str, artifact_path: str | None) -> None:
+    if not Path(path).exists():
+        raise FileNotFoundError(f"{path} is gone")
+    mlflow_client.log_artifact(run_id, path, artifact_path)
+
+
+# What a logger sends besides metric points, by kind: each call is a JSON record {"kind", "args", "id"}.
+SENDERS: dict[str, Callable[..., Any]] = {
+    "artifact": _send_artifact,
+    "params": log_params,
+    "tags": _send_tags,
+    "inputs": _send_inputs,
+    "model": _send_model,
+}
+
+
+def call(folder: Path, kind: str, **args: Any) -> dict[str, Any]:
+    """A call record; paths inside `folder` kept relative to it."""
+    def portable(path: str) -> str:
+        with contextlib.suppress(ValueError):
+            return Path(path).resolve().relative_to(Path(folder).resolve()).as_posix()
+        return str(path)
+
+    args = {k: ([portable(p) for p in v] if isinstance(v, list) else portable(v)) if k in PATH_ARGS and v is not None else v
+            for k, v in args.items()}
+    return {"kind": kind, "args": args, "id": uuid.uuid4().hex}
+
+
+def send(mlflow_client, run_id: str, record: dict[str, Any], folder: Path) -> None:
+    """One recorded call to the run, its relative paths read against `folder`."""
+    at = lambda p: str(Path(folder) / p)  # noqa: E731  (an absolute p stays itself)
+    args = {k: ([at(p) for p in v] if isinstance(v, list) else at(v)) if k in PATH_ARGS and v is not None else v
+            for k, v in record["args"].items()}
+    SENDERS[record["kind"]](mlflow_client, run_id, **args)
+
+
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[Path]:
+    path = Path(folder) / layout.HELD_CALLS
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as lock:
+        fcntl.lockf(lock, fcntl.LOCK_EX)
+        try:
+            yield path
+        finally:
+            fcntl.lockf(lock, fcntl.LOCK_UN)
+
+
+def held_calls(folder: Path) -> list[dict[str, Any]]:
+    """The calls a logger of this folder held back and no one has sent yet, in order."""
+    return list(iter_jsonl(Path(folder) / layout.HELD_CALLS))
+
+
+def hold(folder: Path, record: dict[str, Any]) -> None:
+    """Add a call after those the folder holds."""
+    with _locked(folder) as path:
+        append_jsonl(path, record)
+
+
+def forget(folder: Path, record_id: str) -> None:
+    """Remove one call (sent, or dropped) by its id; the file goes with the last one."""
+    with _locked(folder) as path:
+        left = [r for r in iter_jsonl(path) if r.get("id") != record_id]
+        if left:
+            atomic_write(path, lambda tmp: tmp.write_text("".join(json.dumps(r, default=str) + "\n" for r in left)))
+        else:
+            path.unlink(missing_ok=True)
+
+
+def refused(exc: Exception) -> bool:
+    """Whether the store will never take this call: it answered with a client error (not 429), or the
+    call's file is gone. Anything else (down, 5xx, time-outs, a locked SQLite file) may pass later."""
+    from mlflow.exceptions import MlflowException
+
+    if isinstance(exc, FileNotFoundError):
+        return True
+    if isinstance(exc, MlflowException):
+        code = exc.get_http_status_code()
+        return 400 <= code < 500 and code not in RETRY_LATER
+    return False
+
+
+def send_held(mlflow_client, run_id: str, folder: Path) -> tuple[int, int]:
+    """Send a folder's held calls in order, each forgotten once sent: (sent, dropped). A call the store
+    refuses (`refused`) is dropped with a warning; any other error is raised and keeps it and the rest."""
+    sent = dropped = 0
+    for record in held_calls(folder):
+        try:
+            send(mlflow_client, run_id, record, folder)
+            sent += 1
+        except Exception as exc:
+            if not refused(exc):
+                raise
+            dropped += 1
+            warnings.warn(f"{Path(folder) / layout.HELD_CALLS}: a held {record['kind']} call can never be sent "
+                          f"({type(exc).__name__}: {exc}); dropped")
+        forget(folder, record["id"])
+    return sent, dropped
