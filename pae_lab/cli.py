@@ -286,7 +286,9 @@ def sync(study_file: Path = typer.Argument(..., help="Study YAML."), sets: Optio
     study = load(study_file, sets, preflight=False)
     outcome = sync_study(study, console)
     console.print(f"synced {outcome.runs} run(s) into {study.tracking.uri or 'the study folder store'}: "
-                  f"{outcome.added} point(s) added, {outcome.present} already there, {outcome.held} held call(s) sent")
+                  f"{outcome.added} point(s) added, {outcome.present} already there, {outcome.held} held call(s) sent"
+                  + (f", {outcome.dropped} dropped (refused for good)" if outcome.dropped else "")
+                  + (f", {outcome.left} still kept (see the warnings; sync again)" if outcome.left else ""))
 
 
 @app.command()

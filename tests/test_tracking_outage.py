@@ -20,7 +20,7 @@ import pytest
 
 from conftest import TINY
 from pae_lab.tracking.resume import Backoff, read_record
-from pae_lab.tracking.held import call, held_calls, hold
+from pae_lab.tracking.held import call, forget, held_calls, hold
 from pae_lab.tracking.store import RunLogger, StudyTracker, answers, client
 from tracking_fixture import TrackingServer, child_runs, postgres_missing, store_against_mirror, study_file
 
@@ -110,11 +110,13 @@ def test_the_reconcile_sends_what_jobs_left_and_creates_the_run_that_was_never_c
     for spec in runs:
         log(RunLogger(spec.run_dir, None, None), range(3, 6))  # the mirror alone
     log(RunLogger(seed1.run_dir, None, None), range(1, 3))
+    RunLogger(seed1.run_dir, server.uri, None).tags({"pae.held": "yes"})  # its job had no run id: the tag waits in the folder
     before = store_lag(server.uri, study_folders(study))
     assert before.asked and before.lagging() == {seed0.run_dir: 6, seed1.run_dir: 10}, before
     after = reconcile(study, parent, Console(quiet=True))
     assert after.asked and after.total == 0, after
     created = read_json(seed1.layout.run_json)["mlflow_run_id"]
+    assert tracker.client.get_run(created).data.tags["pae.held"] == "yes" and held_calls(seed1.run_dir) == []
     assert created and tracker.client.get_run(created).data.tags["pae.key"].startswith(seed1.key)
     for run_id, spec in ((seed0.mlflow_run_id, seed0), (created, seed1)):
         assert store_against_mirror(tracker.client, run_id, spec.run_dir) == WHOLE
@@ -143,21 +145,64 @@ def test_held_calls_outlive_their_job_and_a_refused_one_is_dropped(restartable, 
 
 
 def test_held_calls_from_many_processes_are_all_kept(tmp_path) -> None:
-    """Appends and removals lock the folder's file: calls held by several processes at once are all kept."""
+    """Appends and removals lock the folder's file: calls held by several processes at once are all kept
+    (without the lock this loses calls)."""
     import multiprocessing
 
-    with multiprocessing.get_context("spawn").Pool(4) as pool:
-        pool.starmap(_hold_many, [(tmp_path, worker) for worker in range(4)])
-    assert sorted(c["args"]["tags"]["n"] for c in held_calls(tmp_path)) == sorted(f"{w}.{i}" for w in range(4) for i in range(25))
+    from held_writer import hold_many
+
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager, context.Pool(4) as pool:
+        start = manager.Barrier(4)
+        pool.starmap(hold_many, [(tmp_path, worker, start, 60) for worker in range(4)])
+    assert sorted(c["args"]["tags"]["n"] for c in held_calls(tmp_path)) == sorted(f"{w}.{i}" for w in range(4) for i in range(60))
 
 
-def _hold_many(folder: Path, worker: int) -> None:
-    from pae_lab.tracking.held import forget
+class _Store:
+    """Stands in for the store's answers alone (the policy under test is which calls are kept): each
+    tag call raises what its value names, or is taken."""
 
-    for i in range(25):
-        hold(folder, call(folder, "tags", tags={"n": f"{worker}.{i}"}))
-        hold(folder, extra := call(folder, "tags", tags={"n": "gone"}))
-        forget(folder, extra["id"])
+    def __init__(self) -> None:
+        self.taken: list[str] = []
+
+    def log_batch(self, run_id, tags=()):
+        import requests
+        from mlflow.exceptions import MlflowException
+        from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, PERMISSION_DENIED, TEMPORARILY_UNAVAILABLE
+
+        (tag,) = tags
+        answers = {"503": MlflowException("busy", error_code=TEMPORARILY_UNAVAILABLE),
+                   "400": MlflowException("bad key", error_code=INVALID_PARAMETER_VALUE),
+                   "403": MlflowException("who are you", error_code=PERMISSION_DENIED)}
+        if tag.value in answers:
+            raise answers[tag.value]
+        if tag.value.startswith("http"):
+            response = requests.Response()
+            response.status_code = int(tag.value[4:])
+            raise requests.HTTPError(response=response)
+        self.taken.append(tag.value)
+
+
+def test_only_a_call_the_store_will_never_take_is_dropped_and_a_stuck_one_keeps_the_rest(tmp_path) -> None:
+    from pae_lab.tracking.held import send_held
+
+    def held(*values: str) -> None:
+        for value in values:
+            hold(tmp_path, call(tmp_path, "tags", tags={"v": value}))
+
+    store = _Store()
+    held("a", "400", "http413", "b")
+    hold(tmp_path, call(tmp_path, "artifact", path=str(tmp_path / "gone.png"), artifact_path=None))
+    with pytest.warns(UserWarning, match="can never be sent"):
+        out = send_held(store, "run", tmp_path)
+    assert (out.sent, out.dropped, out.left, store.taken, held_calls(tmp_path)) == (2, 3, 0, ["a", "b"], [])
+    for stuck in ("503", "403", "http503", "http429"):
+        held(stuck, "c")
+        with pytest.warns(UserWarning, match="the 1 after it are kept"):
+            out = send_held(store, "run", tmp_path)
+        assert (out.sent, out.left) == (0, 2) and [c["args"]["tags"]["v"] for c in held_calls(tmp_path)] == [stuck, "c"], stuck
+        for record in held_calls(tmp_path):
+            forget(tmp_path, record)
 
 
 def outage_study(tmp: Path, name: str, uri: str, hold_steps: str) -> tuple[Path, dict[str, str], Path]:
@@ -288,6 +333,7 @@ def test_a_server_that_never_comes_back_is_named_shown_and_synced(restartable, t
         run = mlflow_client.get_run(run_id)
         assert held_calls(runs[run_id]) == [] and {a.path for a in mlflow_client.list_artifacts(run_id)} >= {"manifold", "generation"}
         assert len(run.outputs.model_outputs) == 1
+        assert "reference" in {d.dataset.name for d in run.inputs.dataset_inputs}  # sent before the server stopped
     assert {r.info.status for r in child_runs(mlflow_client, "gone")} == {"FINISHED"}
     again = pae_lab(["status", str(path)], env, timeout=60)
     assert again.stdout.count("complete") == 2 and "unreachable" not in again.stdout, again.stdout

@@ -53,6 +53,7 @@ TRACKING_RECORD = f"tracking{JSON}"
 # the calls a logger held back while the store was away (files, tags, params, lineage), one JSON line
 # each, until they are sent: by the job once the store answers, else the driver's reconcile or `pae-lab sync`
 HELD_CALLS = f"held_calls{JSONL}"
+HELD_CALLS_LOCK = f"{HELD_CALLS}.lock"  # taken while the file is appended to or rewritten
 
 # ------------------------------------------------------------------ each stage's own files
 # data: one folder per split (see SplitLayout)

@@ -5,24 +5,28 @@ tags, params, dataset inputs, the tokenizer's logged model) is a JSON record her
 order, in the logger's folder (layout.HELD_CALLS). The job sends them once the store answers again;
 if it ends first, the next job in that folder, the driver's reconcile or `pae-lab sync` does. Paths
 are kept relative to the folder, so a moved study still sends its files. Appends and removals hold a
-lock on the folder's file, so a job and `sync` can work on one folder at once; every sender is
-idempotent, so a call sent twice (a crash between sending and forgetting it) does no harm.
+lock, so a job and `sync` can add and remove calls in one folder at once; every sender is idempotent,
+so a call sent twice (a crash between sending and forgetting it, or a job and `sync` sending the same
+one) does no harm, except two tokenizer models if both upload it at the same moment.
 """
 from __future__ import annotations
 
 import contextlib
 import fcntl
 import json
+import os
 import uuid
 import warnings
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
-from pae_lab.fsutil import append_jsonl, atomic_write
+from pae_lab.fsutil import atomic_write
 from pae_lab.plan import layout
 from pae_lab.tracking.mirror import iter_jsonl
 
-RETRY_LATER = {429}  # client-side HTTP codes that mean "not now" rather than "never"
+NEVER_CODES = {"INVALID_PARAMETER_VALUE", "BAD_REQUEST", "RESOURCE_DOES_NOT_EXIST"}  # MLflow's "this call is wrong"
+NEVER_HTTP = {400, 404, 413, 422}  # the artifact proxy's plain HTTP answers that mean the same
 PATH_ARGS = ("path", "files")  # the arguments that name files, relative to the folder when inside it
 
 
@@ -76,9 +80,10 @@ SENDERS: dict[str, Callable[..., Any]] = {
 def call(folder: Path, kind: str, **args: Any) -> dict[str, Any]:
     """A call record; paths inside `folder` kept relative to it."""
     def portable(path: str) -> str:
+        absolute = os.path.abspath(path)
         with contextlib.suppress(ValueError):
-            return Path(path).resolve().relative_to(Path(folder).resolve()).as_posix()
-        return str(path)
+            return Path(absolute).relative_to(os.path.abspath(folder)).as_posix()
+        return absolute
 
     args = {k: ([portable(p) for p in v] if isinstance(v, list) else portable(v)) if k in PATH_ARGS and v is not None else v
             for k, v in args.items()}
@@ -95,14 +100,18 @@ def send(mlflow_client, run_id: str, record: dict[str, Any], folder: Path) -> No
 
 @contextlib.contextmanager
 def _locked(folder: Path) -> Iterator[Path]:
-    path = Path(folder) / layout.HELD_CALLS
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "a") as lock:
-        fcntl.lockf(lock, fcntl.LOCK_EX)
+    """The folder's held-calls file, locked against other processes (unlocked where the file system has no locks)."""
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    with open(Path(folder) / layout.HELD_CALLS_LOCK, "a") as lock:
         try:
-            yield path
+            fcntl.lockf(lock, fcntl.LOCK_EX)
+        except OSError:  # ENOLCK / EOPNOTSUPP: one writer at a time is then the caller's to ensure
+            pass
+        try:
+            yield Path(folder) / layout.HELD_CALLS
         finally:
-            fcntl.lockf(lock, fcntl.LOCK_UN)
+            with contextlib.suppress(OSError):
+                fcntl.lockf(lock, fcntl.LOCK_UN)
 
 
 def held_calls(folder: Path) -> list[dict[str, Any]]:
@@ -112,14 +121,14 @@ def held_calls(folder: Path) -> list[dict[str, Any]]:
 
 def hold(folder: Path, record: dict[str, Any]) -> None:
     """Add a call after those the folder holds."""
-    with _locked(folder) as path:
-        append_jsonl(path, record)
+    with _locked(folder) as path, open(path, "a") as fh:
+        fh.write(json.dumps(record, default=str) + "\n")  # one write: readers never see half a line
 
 
-def forget(folder: Path, record_id: str) -> None:
-    """Remove one call (sent, or dropped) by its id; the file goes with the last one."""
+def forget(folder: Path, record: dict[str, Any]) -> None:
+    """Remove one call (sent, or dropped); the file goes with the last one."""
     with _locked(folder) as path:
-        left = [r for r in iter_jsonl(path) if r.get("id") != record_id]
+        left = [r for r in iter_jsonl(path) if r != record]
         if left:
             atomic_write(path, lambda tmp: tmp.write_text("".join(json.dumps(r, default=str) + "\n" for r in left)))
         else:
@@ -127,31 +136,44 @@ def forget(folder: Path, record_id: str) -> None:
 
 
 def refused(exc: Exception) -> bool:
-    """Whether the store will never take this call: it answered with a client error (not 429), or the
-    call's file is gone. Anything else (down, 5xx, time-outs, a locked SQLite file) may pass later."""
-    from mlflow.exceptions import MlflowException
+    """Whether the store will never take this call: MLflow calls it wrong (NEVER_CODES), the artifact
+    proxy answers 400 / 404 / 413 / 422, or the call's file is gone. Anything else (down, a 5xx, 401 / 403,
+    429, time-outs, a locked SQLite file) may pass later."""
+    import requests
+    from mlflow.exceptions import MlflowException, RestException
 
     if isinstance(exc, FileNotFoundError):
         return True
-    if isinstance(exc, MlflowException):
-        code = exc.get_http_status_code()
-        return 400 <= code < 500 and code not in RETRY_LATER
+    if isinstance(exc, RestException) or type(exc) is MlflowException:
+        return exc.error_code in NEVER_CODES
+    if isinstance(exc, requests.HTTPError) and exc.response is not None:
+        return exc.response.status_code in NEVER_HTTP
     return False
 
 
-def send_held(mlflow_client, run_id: str, folder: Path) -> tuple[int, int]:
-    """Send a folder's held calls in order, each forgotten once sent: (sent, dropped). A call the store
-    refuses (`refused`) is dropped with a warning; any other error is raised and keeps it and the rest."""
-    sent = dropped = 0
-    for record in held_calls(folder):
+@dataclass
+class Sent:
+    sent: int = 0
+    dropped: int = 0  # refused for good (`refused`), with a warning
+    left: int = 0  # kept: the first failed for another reason, and every call after it waits
+
+
+def send_held(mlflow_client, run_id: str, folder: Path) -> Sent:
+    """Send a folder's held calls in order, each forgotten once sent. A call the store refuses for good
+    is dropped with a warning; at any other error the calls from there on are kept (warned, not raised:
+    the caller's own next call, the reconcile or `sync` tries again), so one stuck call never stops a job."""
+    out, calls = Sent(), held_calls(folder)
+    for i, record in enumerate(calls):
         try:
             send(mlflow_client, run_id, record, folder)
-            sent += 1
+            out.sent += 1
         except Exception as exc:
+            where = f"{Path(folder) / layout.HELD_CALLS}: a held {record.get('kind')} call"
             if not refused(exc):
-                raise
-            dropped += 1
-            warnings.warn(f"{Path(folder) / layout.HELD_CALLS}: a held {record['kind']} call can never be sent "
-                          f"({type(exc).__name__}: {exc}); dropped")
-        forget(folder, record["id"])
-    return sent, dropped
+                out.left = len(calls) - i
+                warnings.warn(f"{where} failed ({type(exc).__name__}: {exc}); it and the {out.left - 1} after it are kept")
+                return out
+            out.dropped += 1
+            warnings.warn(f"{where} can never be sent ({type(exc).__name__}: {exc}); dropped")
+        forget(folder, record)
+    return out

@@ -139,7 +139,7 @@ def status_cells(lag: Lag) -> tuple[dict[Path, str], str]:
         elif lag.asked:
             cell = f"[yellow]{n} behind[/]" if n or calls else "[green]complete[/]"
         else:
-            cell = f"[yellow]{n} unsent[/]" if n or calls else "[dim]unknown[/]"
+            cell = f"[yellow]{n} unsent[/]" if n else "[dim]unknown[/]"
         cells[Path(folder).resolve()] = cell + (f"[yellow], {calls} held[/]" if calls else "")
     caption = "" if lag.asked else (f"store unreachable ({lag.why}): `unsent` counts the points jobs recorded they "
                                     "could not send; `pae-lab sync` adds them once it answers")

@@ -334,7 +334,7 @@ class RunLogger:
             self._hold(record)
             return
         try:
-            send_held(self._client, self.run_id, self.run_dir)  # an earlier job's, first
+            send_held(self._client, self.run_id, self.run_dir)  # an earlier job's first (one stuck stays for sync)
             send(self._client, self.run_id, record, self.run_dir)
         except Exception as exc:  # tracking must never kill training
             if refused(exc):

@@ -28,6 +28,8 @@ class SyncOutcome:
     added: int
     present: int
     held: int = 0  # calls jobs held back (files, tags, params, lineage), sent here
+    dropped: int = 0  # held calls the store refuses for good
+    left: int = 0  # held calls still kept (one failed for another reason; a later sync tries again)
 
 
 def sync_study(study: StudyConfig, console: Console | None = None, only: Collection[Path] | None = None) -> SyncOutcome:
@@ -49,15 +51,17 @@ def sync_study(study: StudyConfig, console: Console | None = None, only: Collect
     folders = {parent: layout.shared_root, **{s.mlflow_run_id: s.run_dir for s in specs}}
     if only is not None:
         folders = {run_id: folder for run_id, folder in folders.items() if folder in only}
-    added = present = calls = 0
+    added = present = calls = dropped = left = 0
     for run_id, folder in folders.items():
         new, old = replay(tracker.client, run_id, folder)
         mark_caught_up(folder)  # what a job recorded it could not send is in the store now
-        held, dropped = send_held(tracker.client, run_id, folder)
-        added, present, calls = added + new, present + old, calls + held
-        if new or held or dropped:
+        held = send_held(tracker.client, run_id, folder)
+        added, present = added + new, present + old
+        calls, dropped, left = calls + held.sent, dropped + held.dropped, left + held.left
+        if new or held.sent or held.dropped or held.left:
             console.log(f"{folder.relative_to(layout.root)}: {new} point(s) added ({old} already there)"
-                        + (f", {held} held call(s) sent (files, tags, lineage)" if held else "")
-                        + (f", [yellow]{dropped} the store refuses dropped[/] (see the warnings)" if dropped else ""))
+                        + (f", {held.sent} held call(s) sent (files, tags, lineage)" if held.sent else "")
+                        + (f", [yellow]{held.dropped} held call(s) the store refuses for good dropped[/]" if held.dropped else "")
+                        + (f", [yellow]{held.left} held call(s) still kept: the first failed (see the warning)[/]" if held.left else ""))
     mlflow.settle(tracker, specs if only is None else fresh)
-    return SyncOutcome(len(folders), added, present, calls)
+    return SyncOutcome(len(folders), added, present, calls, dropped, left)
