@@ -196,6 +196,14 @@ class FidelityColumns:
         prefix = "l" if against == "own" else ""
         return {role: getattr(self, f"{prefix}{role}") for role in KNN_ROLES}
 
+    def set_scored(self) -> list[str]:
+        """The columns analysis.set_scores writes (not the KD spreads), in its order."""
+        return [self.fd, self.kd, self.lfd, self.lkd, *self.knn("real").values(), *self.knn("own").values()]
+
+    def suite(self) -> list[str]:
+        """The columns analysis.suite_scores may write (not IS's spread), those this extractor names."""
+        return [c for c in (self.isc, self.sfd, self.dino_fd) if c]
+
     def roles(self) -> dict[str, str]:
         """Column -> its field name here ("fd_effnet_lite0" -> "fd"); a column this extractor lacks ("") is none."""
         return {getattr(self, f.name): f.name for f in dataclasses.fields(self) if getattr(self, f.name)}

@@ -21,8 +21,3 @@ def set_scores(generated: torch.Tensor, real: torch.Tensor, own: torch.Tensor, c
             **fd_kd_named(generated, own, cols.lfd, cols.lkd, **kd),
             **knn_scores_named(generated, real, cols.knn("real"), prdc_k),
             **knn_scores_named(generated, own, cols.knn("own"), prdc_k)}
-
-
-def scored_columns(cols: FidelityColumns) -> list[str]:
-    """The columns `set_scores` writes (not the KD spreads), in its order."""
-    return [cols.fd, cols.kd, cols.lfd, cols.lkd, *cols.knn("real").values(), *cols.knn("own").values()]

@@ -87,11 +87,6 @@ class Suite:
         return found
 
 
-def suite_columns(cols: FidelityColumns) -> list[str]:
-    """The columns `suite_scores` may write (not IS's spread), those this extractor names."""
-    return [c for c in (cols.isc, cols.sfd, cols.dino_fd) if c]
-
-
 def suite_scores(generated: dict[str, torch.Tensor], real: dict[str, Reference], cols: FidelityColumns) -> dict[str, float]:
     """IS of the generated set (where its network has class logits), and sFID / FD-DINOv2 against `real`
     for the roles both sides have."""

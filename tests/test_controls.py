@@ -11,15 +11,16 @@ import pandas as pd
 import pytest
 import torch
 
-from analysis.controls import blurred, constant_like, measure_controls, mode_subsets, verdicts
+from analysis.control_verdicts import verdicts
+from analysis.controls import blurred, constant_like, measure_controls, mode_subsets
 from analysis.fidelity_names import fidelity_columns
-from analysis.set_scores import scored_columns, set_scores
-from analysis.suite_scores import Suite, suite_columns, suite_scores
+from analysis.set_scores import set_scores
+from analysis.suite_scores import Suite, suite_scores
 from pae_lab.data.scenes import scenes
 
 N = 512
 COLS = fidelity_columns("effnet-lite0-96")
-SCORED = scored_columns(COLS) + suite_columns(COLS)  # IS from EfficientNet's ImageNet head beside FD's set
+SCORED = COLS.set_scored() + COLS.suite()  # IS from EfficientNet's ImageNet head beside FD's set
 DIRECTIONS = {c: COLS.direction(c) for c in SCORED}
 
 
@@ -105,10 +106,10 @@ def test_sfid_and_fd_dinov2_are_scored_under_every_control_they_must_pass(tmp_pa
         torch.from_numpy(samples.images), torch.from_numpy(reference.images), torch.from_numpy(floor.images), floor.labels,
         originals=torch.from_numpy(floor.images), extract=lambda images: suite.features(torch.as_tensor(images)),
         extract_own=lambda images: {},  # the suite never reads the decoder's own set
-        score=lambda gen, own: suite_scores(gen, real, cols), directions={c: cols.direction(c) for c in suite_columns(cols)},
+        score=lambda gen, own: suite_scores(gen, real, cols), directions={c: cols.direction(c) for c in cols.suite()},
         roles=cols.roles(), knn_own=[], blur_sigmas=[1.0], mode_keep=0.5, seed=0, mode_draws=2))
-    assert set(suite_columns(cols)) == {cols.isc, cols.sfd, cols.dino_fd} == {"is", "sfid", "fd_dinov2"}
-    for column in suite_columns(cols):
+    assert set(cols.suite()) == {cols.isc, cols.sfd, cols.dino_fd} == {"is", "sfid", "fd_dinov2"}
+    for column in cols.suite():
         mine = rows[rows["column"] == column].set_index("control")
         assert set(mine.index) == {"actual", "blur", "constant", "floor", "modes"}, column
         assert mine.loc[["blur", "constant", "modes"], "worse"].notna().all() and mine.loc["floor", "worse"] is None, column
@@ -189,7 +190,7 @@ def test_the_frontier_distance_gets_controls_of_its_own() -> None:
     """A blur that costs 3 dB and raises gFD by 10% makes gFD worse; on a frontier that falls 0.1 log
     units per dB the line rises 0.3 there, so the distance improves by ~0.2: it fails its blur control
     while gFD passes. A frontier three times flatter (0.01 per dB) keeps the blur visible."""
-    from analysis.controls import frontier_rows
+    from analysis.control_verdicts import frontier_rows
     from analysis.frontier import Frontier
 
     rows = pd.DataFrame([

@@ -14,7 +14,7 @@ from PIL import Image
 from scipy import stats
 
 from pae_lab.results import plots
-from analysis.controls import verdicts
+from analysis.control_verdicts import verdicts
 from analysis.factorial import factorial_effects, find_design
 from analysis.paper import ABLATION_VARIANTS
 from pae_lab.results import report_columns, report_words

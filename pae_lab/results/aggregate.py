@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.controls import frontier_rows, verdicts
+from analysis.control_verdicts import frontier_rows, verdicts
 from analysis.correlation import correlate
 from analysis.fidelity_names import FidelityColumns
 from analysis.convergence import speedups
@@ -18,8 +18,6 @@ from analysis.factorial import (Design, default_primary, design_gap, effect_name
 from analysis.frontier import RECONSTRUCTION, Frontier, FrontierError, fit_frontier, run_distances, variant_distances
 from analysis.paper import ABLATION, OWN_METRIC
 from analysis.result import SPREAD_SUFFIXES
-from analysis.set_scores import scored_columns
-from analysis.suite_scores import suite_columns
 from pae_lab.fsutil import atomic_write, read_json
 from pae_lab.plan import layout
 from pae_lab.plan.layout import StudyLayout
@@ -146,14 +144,14 @@ def controls_table(runs: list[RunSpec]) -> pd.DataFrame:
 def control_verdicts(study: StudyConfig, controls: pd.DataFrame) -> pd.DataFrame:
     """Per generation column: passes_controls (True / False / None: not measured) and failed_controls."""
     cols = study.evaluation.columns()
-    return verdicts(controls, [*scored_columns(cols), *suite_columns(cols), cols.frontier, cols.val_loss_gap], cols.roles())
+    return verdicts(controls, [*cols.set_scored(), *cols.suite(), cols.frontier, cols.val_loss_gap], cols.roles())
 
 
 def accepted_target(study: StudyConfig, verdict: pd.DataFrame, frontier_gap: str = "") -> tuple[str, str]:
     """(the column the study reads as generation quality, a sentence on why). The declared target, except:
     the frontier distance without a frontier (`frontier_gap` says why) is read as gFD; a target that
     failed its controls is replaced by the first declared target that passed, unless
-    `allow_failed_target`. The frontier distance has controls of its own (analysis.controls.frontier_rows)."""
+    `allow_failed_target`. The frontier distance has controls of its own (analysis.control_verdicts.frontier_rows)."""
     cols = study.evaluation.columns()
     declared, prefix = correlation_target(study), ""
     if declared == cols.frontier and frontier_gap:

@@ -21,8 +21,8 @@ import torch
 
 from analysis.adm_files import load_images
 from analysis.controls import measure_controls
-from analysis.set_scores import scored_columns, set_scores
-from analysis.suite_scores import suite_columns, suite_scores
+from analysis.set_scores import set_scores
+from analysis.suite_scores import suite_scores
 from pae_lab.fsutil import write_json
 from pae_lab.plan import layout
 from pae_lab.stages.context import StageContext
@@ -64,7 +64,7 @@ def controls_stage(ctx: StageContext, out: Path) -> dict[str, Any]:
         score=lambda gen, own: {**set_scores(gen["fid"], real, own["fid"], cols, prdc_k=ev.prdc_k, real_stats=real_stats,
                                              kid_subsets=ev.kid_subsets, seed=ev.sampler.seed),
                                 **suite_scores(gen, real_suite, cols)},
-        directions={c: cols.direction(c) for c in scored_columns(cols) + suite_columns(cols)}, roles=cols.roles(),
+        directions={c: cols.direction(c) for c in cols.set_scored() + cols.suite()}, roles=cols.roles(),
         knn_own=list(cols.knn("own").values()), blur_sigmas=cfg.blur_sigmas, mode_keep=cfg.mode_keep, mode_draws=cfg.mode_draws,
         seed=ev.sampler.seed + ctx.seed,  # each run drops its own classes
         progress=lambda done, total: ctx.progress.update("controls", done, total, force=True))
