@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Callable
 
 import numpy as np
@@ -69,5 +70,5 @@ def compute_panel(
         start = time.perf_counter()
         result = entry.fn(ctx)
         timings[name] = time.perf_counter() - start
-        results[name] = MetricResult(result.value, {**result.protocol, "split": split}, result.extra) if split else result
+        results[name] = replace(result, protocol={**result.protocol, "split": split}) if split else result
     return results

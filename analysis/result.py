@@ -19,11 +19,14 @@ SPREAD_SUFFIXES = ("_std", "_se", "_p95", "_median", "_max")
 
 @dataclass(frozen=True)
 class MetricResult:
-    """One metric value, how it was measured (`protocol`) and its spread (`extra`)."""
+    """One metric value, how it was measured (`protocol`), its spread (`extra`) and, where a metric keeps
+    them, the per-image scores behind a value (`items`: aligned image by image across feature sets scored
+    on the same images, for paired comparisons; in no table)."""
 
     value: float
     protocol: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, float] = field(default_factory=dict)
+    items: dict[str, np.ndarray] = field(default_factory=dict, compare=False, repr=False)
 
     def flat(self, name: str, sep: str = "_") -> dict[str, float]:
         """`{name: value, name_std: ..., ...}`, the shape of a results-table row or `log_metrics`.
@@ -32,6 +35,11 @@ class MetricResult:
         """
         prefix = f"{name}{sep}"
         return {name: self.value, **{k if k.startswith(prefix) else prefix + k: v for k, v in self.extra.items()}}
+
+    def flat_items(self, name: str, sep: str = "_") -> dict[str, np.ndarray]:
+        """`items` under the names `flat` gives their values ("ami" of "ssc" -> "ssc_ami")."""
+        prefix = f"{name}{sep}"
+        return {k if k.startswith(prefix) else prefix + k: v for k, v in self.items.items()}
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (value, protocol, extra)."""

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -62,7 +64,8 @@ def ssc(
     are skipped and counted. Tokens labelled `ignore_index` (e.g. void) are clustered as one
     more region (they count towards k) but left out of the NMI. The extra `ami` is the same score
     corrected for chance (about 0 for a random partition, where NMI is not): results.csv's `ssc_ami`;
-    `ami_se` its standard error over the scored images (how far another draw of images moves it).
+    `ami_se` its standard error over the scored images (how far another draw of images moves it);
+    `items["ami"]` the per-image AMI (NaN for a skipped image), for paired comparisons of two latents.
     Tokens with no information score about 0 when they differ (noise) but about 0.02 on the embedded
     texture scenes when they are all equal: a uniform affinity's eigenvectors are arbitrary, so rounding
     picks the partition; why it lands a little above 0 is not known.
@@ -99,8 +102,9 @@ def ssc(
         "nmi": "geometric", "ami": "adjusted for chance (sklearn, geometric)", "seed": seed,
     }
     ami = np.array([adjusted[i] for i in keep])
-    return summarize([scores[i] for i in keep], protocol, ami=float(ami.mean()) if keep else float("nan"),
-                     ami_se=float(ami.std(ddof=1) / np.sqrt(len(ami))) if len(ami) > 1 else float("nan"))
+    result = summarize([scores[i] for i in keep], protocol, ami=float(ami.mean()) if keep else float("nan"),
+                       ami_se=float(ami.std(ddof=1) / np.sqrt(len(ami))) if len(ami) > 1 else float("nan"))
+    return replace(result, items={"ami": np.array([adjusted.get(i, np.nan) for i in range(n)])})
 
 
 def _grid_distance(h: int, w: int) -> Tensor:

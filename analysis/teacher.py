@@ -89,11 +89,25 @@ def feature_metrics(val: Tensor, train: Tensor, labels: np.ndarray, train_labels
                          train_images=train.float(), train_labels=torch.from_numpy(train_labels), split="val")
 
 
+def teacher_results(sources: Mapping[str, tuple[Tensor, Tensor]], labels: np.ndarray, train_labels: np.ndarray,
+                    segments: np.ndarray | None, config: PanelConfig) -> dict[str, dict[str, MetricResult]]:
+    """{source: {metric: result}} for each (val, train) feature pair in `sources`, all on the same images."""
+    return {name: feature_metrics(val, train, labels, train_labels, segments, config) for name, (val, train) in sources.items()}
+
+
+def flat_rows(results: Mapping[str, Mapping[str, MetricResult]]) -> dict[str, dict[str, float]]:
+    """{source: {column: value}}: each source's results as a results-table row."""
+    return {name: {k: float(v) for metric, res in found.items() for k, v in res.flat(metric).items()}
+            for name, found in results.items()}
+
+
+def item_rows(results: Mapping[str, Mapping[str, MetricResult]]) -> dict[str, dict[str, np.ndarray]]:
+    """{source: {column: per-image scores}} where a metric keeps them (SSC's AMI): for paired comparisons."""
+    return {name: {k: v for metric, res in found.items() for k, v in res.flat_items(metric).items()}
+            for name, found in results.items()}
+
+
 def teacher_ceiling(sources: Mapping[str, tuple[Tensor, Tensor]], labels: np.ndarray, train_labels: np.ndarray,
                     segments: np.ndarray | None, config: PanelConfig) -> dict[str, dict[str, float]]:
     """{source: {metric: value}} for each (val, train) feature pair in `sources`."""
-    out = {}
-    for name, (val, train) in sources.items():
-        results = feature_metrics(val, train, labels, train_labels, segments, config)
-        out[name] = {k: float(v) for name_, res in results.items() for k, v in res.flat(name_).items()}
-    return out
+    return flat_rows(teacher_results(sources, labels, train_labels, segments, config))

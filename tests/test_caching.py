@@ -36,6 +36,16 @@ def test_changing_training_reruns_tokenizer_and_downstream_only() -> None:
             assert a[variant][stage] != b[variant][stage]
 
 
+def test_a_new_teacher_retrains_only_the_runs_that_align_to_it() -> None:
+    """An unregularized tokenizer opens the prior and the refined targets but learns nothing from them."""
+    for teacher in ({"refine": {"steps": 7}}, {"prior": {"params": {"input_resolution": 64}}}):
+        a, b = hashes(study()), hashes(study(**teacher))
+        assert a["ssr"]["refine"] != b["ssr"]["refine"]
+        for stage in ("tokenizer", "manifold", "generator", "generation"):
+            assert a["ssr"][stage] != b["ssr"][stage], (teacher, stage)
+            assert a["baseline"][stage] == b["baseline"][stage], (teacher, stage)
+
+
 def test_changing_evaluation_keeps_trained_models() -> None:
     a, b = hashes(study()), hashes(study(evaluation={"num_samples": 64}))
     for variant in a:

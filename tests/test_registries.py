@@ -69,10 +69,10 @@ def test_the_nested_slurm_block_of_before_issue_22_still_works(tmp_path: Path) -
 def test_launcher_settings_change_no_stage_hash(tmp_path: Path) -> None:
     from pae_lab.plan.graph import RunKey, stage_hashes
 
-    key = RunKey("baseline", {}, 0)
-    hashes = {stage_hashes(load_config(study(tmp_path, launcher)), key)["generation"]
-              for launcher in ({}, {"name": "local", "max_parallel": 3}, {"name": "slurm", "slurm": {"mem_gb": 64}})}
-    assert len(hashes) == 1
+    for key in (RunKey("baseline", {}, 0), RunKey("ssr", {"ssr": {"weight": 0.5}}, 0)):  # the second hashes the teacher
+        hashes = {tuple(stage_hashes(load_config(study(tmp_path, launcher)), key).items())
+                  for launcher in ({}, {"name": "local", "max_parallel": 3}, {"name": "slurm", "slurm": {"mem_gb": 64}})}
+        assert len(hashes) == 1
 
 
 class CloudConfig(LauncherConfig):

@@ -85,6 +85,45 @@ def test_the_latent_is_judged_below_a_control_only_beyond_the_images_error():
     assert latent_below(rows, "ssc_ami", {"far": 0.3}) == ""  # a metric the latent was not scored on
 
 
+def test_a_gap_the_shared_images_explain_is_judged_on_the_paired_error():
+    """Two rows scored on the same images move together image by image: the per-image gaps, not each
+    row's own spread, say how far another draw of images would move their difference."""
+    from pae_lab.execution.teacher_check import BASELINE, latent_below
+
+    rng = np.random.default_rng(0)
+    latent = rng.uniform(0.0, 0.4, 400)  # a wide spread over images: each row's own error is large
+    control = latent + 0.01 + rng.normal(0, 0.01, 400)  # but the control is above it image by image
+    rows = {BASELINE: {"ssc_ami": latent.mean(), "ssc_ami_se": latent.std(ddof=1) / 20},
+            "pixels": {"ssc_ami": control.mean(), "ssc_ami_se": control.std(ddof=1) / 20}}
+    alone = latent_below(rows, "ssc_ami", {"pixels": rows["pixels"]["ssc_ami"]})
+    assert "not distinguishable from pixels" in alone  # independent errors: 1.96 x sqrt(2) x 0.0058 > 0.01
+    items = {BASELINE: {"ssc_ami": latent}, "pixels": {"ssc_ami": control}}
+    paired = latent_below(rows, "ssc_ami", {"pixels": rows["pixels"]["ssc_ami"]}, items=items)
+    assert "lies below pixels (by 0.010, error ±0.001, images paired)" in paired, paired  # 1.96 x 0.01 / 20
+    shuffled = {**items, "pixels": {"ssc_ami": rng.permutation(control)}}  # unpaired images: no gain from pairing
+    assert "not distinguishable from pixels" in latent_below(rows, "ssc_ami", {"pixels": rows["pixels"]["ssc_ami"]},
+                                                            items=shuffled)
+
+
+def test_ssc_keeps_each_images_ami_in_image_order(scenes):
+    from analysis.spatial import ssc
+    from analysis.teacher import item_rows, teacher_results
+
+    val = scenes["val"]
+    feats = pooled_pixels(val.images, 4)
+    segments = torch.from_numpy(np.asarray(val.segments))
+    one = torch.zeros_like(segments)  # images with one segment are skipped: NaN in their place
+    mixed = torch.where(torch.arange(len(segments))[:, None, None] % 2 == 0, segments, one)
+    found = ssc(feats, mixed)
+    assert len(found.items["ami"]) == len(val.images) and np.isnan(found.items["ami"][1::2]).all()
+    kept = found.items["ami"][0::2]
+    assert np.nanmean(kept) == pytest.approx(found.extra["ami"])
+    assert np.allclose(kept, ssc(feats[0::2], segments[0::2]).items["ami"], equal_nan=True)
+    cfg = PanelConfig(n_images=48, gsq_classes_per_repeat=8, gsq_repeats=1, knn_k=3)
+    rows = item_rows(teacher_results({"pixels": (feats, feats)}, val.labels, val.labels, np.asarray(val.segments), cfg))
+    assert list(rows["pixels"]) == ["ssc_ami"] and len(rows["pixels"]["ssc_ami"]) == len(val.images)
+
+
 def _check_study(tmp_path, **overrides):
     import copy
 
@@ -132,11 +171,15 @@ def test_the_check_scores_every_row_as_the_teacher_stage_does(tmp_path):
 
     from pae_lab.execution.driver import Driver
     from pae_lab.execution.teacher_check import brief_baseline, teacher_check
+    from pae_lab.plan import layout
     from pae_lab.plan.runs import expand
 
     _, study = _check_study(tmp_path, variants=["baseline"], seeds=[0])
     rows, how = teacher_check(study, seeds=2, log=lambda _: None)
-    spread = how.pop("refiner")
+    spread, items = how.pop("refiner"), how.pop("items")
+    assert len(items["baseline_latent"]["ssc_ami"]) == len(items["pooled_pixels"]["ssc_ami"]) == study.data.val_size
+    for row in ("pooled_pixels", "baseline_latent"):  # the latent's: the seeds' per-image mean
+        assert np.nanmean(items[row]["ssc_ami"]) == pytest.approx(rows[row]["ssc_ami"])
     assert how == {"steps": study.training.steps, "seeds": 2, "trained": True, "study_steps": study.training.steps}
     gsq = spread["refined"]["gsq"]  # the study's own refiner first, then two more seeds
     assert len(gsq) == 3 and gsq[0] == rows["refined"]["gsq"] and len(set(gsq)) > 1
@@ -148,6 +191,16 @@ def test_the_check_scores_every_row_as_the_teacher_stage_does(tmp_path):
     check = [r for r in expand(brief_baseline(study, study.training.steps, 2)) if r.seed == 0][0]
     assert check.hashes["tokenizer"] == own.hashes["tokenizer"]
     assert (study.study_dir() / "teacher_check" / "runs").is_dir()
+    said: list[str] = []  # another teacher: refined again, the baselines it is judged against kept
+    other = study.model_copy(update={"refine": study.refine.model_copy(update={"seed": study.refine.seed + 7})})
+    teacher_check(other, seeds=2, refiner_seeds=1, log=said.append)
+    assert "shared stage refine: done" in " ".join(said), said
+    assert [line for line in said if "tokenizer" in line] == [f"baseline tokenizer seed {s}: cached" for s in (0, 1)]
+    apart = other.model_copy(update={"output_dir": str(tmp_path / "apart")})  # and kept rightly: trained afresh
+    teacher_check(apart, seeds=1, refiner_seeds=1, log=lambda _: None)  # on the other teacher, the same latents
+    latents = [expand(brief_baseline(s, s.training.steps, 1))[0].stage_dir("tokenizer") / layout.latents("val")
+               for s in (study, apart)]
+    np.testing.assert_array_equal(*(np.load(f) for f in latents))
     Driver(study, Console(quiet=True)).prepare(force=True)  # `run --force`: the check's baselines go too
     assert not (study.study_dir() / "teacher_check").exists() and not (study.study_dir() / "shared").exists()
 
@@ -165,6 +218,9 @@ def test_a_teacher_outside_the_latents_interval_is_judged_and_one_inside_is_not(
     # 0.11 vs 0.10 +- t(0.975, 2) 0.01 / sqrt(3) = 0.025: inside
     assert "not distinguishable at 3 latent seeds" in lines[1] and "[0.075, 0.125]" in lines[1]
     assert "colour alone gives it away: the teacher is no better; the latent lies below pooled pixels" in lines[2]
+    assert "images paired" not in lines[2]  # without per-image scores: both rows' errors as if independent
+    per_image = {"pooled_pixels": {"ssc_ami": np.full(100, 0.59)}, "baseline_latent": {"ssc_ami": np.full(100, 0.45)}}
+    assert "images paired" in verdicts(rows, {**how, "items": per_image})[2]  # the check's per-image scores reach it
     rows["position"] = {"ssc_ami": 0.18}
     rows["refined"]["ssc_ami"] = 0.7  # above every control
     assert "pooled pixels 0.590, position 0.180 -> the teacher beats them all" in verdicts(rows, how)[2]

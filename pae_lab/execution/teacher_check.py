@@ -99,13 +99,15 @@ def teacher_check(study: StudyConfig, steps: int | None = None, seeds: int = 3, 
                   log: Callable[[str], None] = print) -> tuple[dict[str, dict[str, float]], dict[str, object]]:
     """({row: {metric: value}}, how it was measured): the teacher's ceiling rows, the baseline latents'
     mean over seeds (BASELINE) and its standard deviation (SPREAD); `how["refiner"]` holds the refined
-    rows' values over `refiner_seeds` refiner seeds (refiner_spread)."""
+    rows' values over `refiner_seeds` refiner seeds (refiner_spread), `how["items"]` the per-image scores
+    where a metric keeps them ({row: {metric: array}}; BASELINE's the mean over seeds), for paired comparisons."""
     import numpy as np
 
+    from analysis.teacher import flat_rows, item_rows
     from pae_lab.architectures import architecture
     from pae_lab.stages.context import StageContext
     from pae_lab.stages.execute import run_stage
-    from pae_lab.stages.reference import ceiling, stage_array, teacher_sources
+    from pae_lab.stages.reference import ceiling_results, stage_array, teacher_sources
     from pae_lab.stages.training import resolve_device
     from pae_lab.tracking.store import RunLogger
 
@@ -134,13 +136,16 @@ def teacher_check(study: StudyConfig, steps: int | None = None, seeds: int = 3, 
     ctx = StageContext("teacher_check", study, {"data": Path(folders["data"]), "prior": Path(folders["prior"]),
                                                 "refine": Path(folders["refine"]), **latents},
                        files, resolve_device(study.device))
-    rows = ceiling(ctx, {**teacher_sources(ctx), **{name: stage_array(ctx, name, layout.latents) for name in latents}})
-    seeds_rows = [rows.pop(name) for name in latents]
+    results = ceiling_results(ctx, {**teacher_sources(ctx), **{name: stage_array(ctx, name, layout.latents) for name in latents}})
+    rows, items = flat_rows(results), item_rows(results)
+    seeds_rows, seeds_items = [rows.pop(name) for name in latents], [items.pop(name) for name in latents]
     values = {k: np.array([r[k] for r in seeds_rows]) for k in seeds_rows[0]}
+    items[BASELINE] = {k: np.mean([r[k] for r in seeds_items], axis=0) for k in seeds_items[0]}
     rows[BASELINE] = {k: float(v.mean()) for k, v in values.items()}
     rows[SPREAD] = {k: float(v.std(ddof=1)) if len(v) > 1 else math.nan for k, v in values.items()}
     return rows, {"steps": steps if trained else None, "seeds": len(seeds_rows), "trained": trained,
-                  "study_steps": study.training.steps, "refiner": refiner_spread(study, refiner_seeds, rows, log)}
+                  "study_steps": study.training.steps, "refiner": refiner_spread(study, refiner_seeds, rows, log),
+                  "items": items}
 
 
 def image_error(row: dict[str, float], metric: str) -> float:
@@ -148,16 +153,39 @@ def image_error(row: dict[str, float], metric: str) -> float:
     return IMAGE_Z * row.get(f"{metric}_se", math.nan)
 
 
-def latent_below(rows: dict[str, dict[str, float]], metric: str, controls: dict[str, float], seed_band: float = 0.0) -> str:
-    """Which controls the baseline latent lies below beyond the error: both rows' images' 95% half-widths
-    and the latent's seed half-width `seed_band`, combined as if independent (the rows share their images,
-    so this errs toward "not distinguishable"). A row without an image error is not judged."""
+def paired_gap(items: dict[str, dict], row: str, metric: str) -> tuple[float, float]:
+    """(`row`'s score minus the baseline latent's, its 95% half-width over the images) from their per-image
+    scores, over the images both scored (1.96 standard errors of the differences); NaNs without them."""
+    import numpy as np
+
+    mine, base = items.get(row, {}).get(metric), items.get(BASELINE, {}).get(metric)
+    if mine is None or base is None:
+        return math.nan, math.nan
+    gap = np.asarray(mine) - np.asarray(base)
+    gap = gap[np.isfinite(gap)]
+    if len(gap) < 2:
+        return math.nan, math.nan
+    return float(gap.mean()), IMAGE_Z * float(gap.std(ddof=1) / math.sqrt(len(gap)))
+
+
+def latent_below(rows: dict[str, dict[str, float]], metric: str, controls: dict[str, float], seed_band: float = 0.0,
+                 items: dict[str, dict] | None = None) -> str:
+    """Which controls the baseline latent lies below beyond the error: the images' 95% half-width of the
+    gap and the latent's seed half-width `seed_band`, combined as if independent. The images' part is
+    paired where both rows keep per-image scores (`items`, SSC's AMI: the rows share their images, so
+    the per-image gaps carry what the images add to the difference); else both rows' own errors combined
+    as if independent, which errs toward "not distinguishable". A row without an image error is not judged."""
     base = rows[BASELINE]
     if metric not in base:
         return ""
     above = {c: v - base[metric] for c, v in controls.items() if v > base[metric]}
-    error = {c: math.hypot(image_error(rows[c], metric), image_error(base, metric), seed_band) for c in above}
-    beyond = [f"{c.replace('_', ' ')} (by {gap:.3f}, error ±{error[c]:.3f})" for c, gap in above.items() if gap > error[c]]
+    paired = {c: paired_gap(items or {}, c, metric) for c in above}
+    above = {c: paired[c][0] if math.isfinite(paired[c][1]) else gap for c, gap in above.items()}  # the same images
+    images = {c: e if math.isfinite(e) else math.hypot(image_error(rows[c], metric), image_error(base, metric))
+              for c, (_, e) in paired.items()}
+    error = {c: math.hypot(images[c], seed_band) for c in above}
+    how = {c: ", images paired" if math.isfinite(paired[c][1]) else "" for c in above}
+    beyond = [f"{c.replace('_', ' ')} (by {gap:.3f}, error ±{error[c]:.3f}{how[c]})" for c, gap in above.items() if gap > error[c]]
     within = [c.replace("_", " ") for c, gap in above.items() if gap <= error[c]]
     unjudged = [c.replace("_", " ") for c in above if not math.isfinite(error[c])]
     return ((f"; the latent lies below {', '.join(beyond)}" if beyond else "")
@@ -207,7 +235,8 @@ def verdicts(rows: dict[str, dict[str, float]], how: dict[str, object]) -> list[
         listed = ", ".join(f"{c.replace('_', ' ')} {v:.3f}" for c, v in controls.items())
         verdict = (f"{CONTROL_ROWS[best]} gives it away: the teacher is no better" if controls[best] >= refined[metric]
                    else "the teacher beats them all")
-        lines.append(f"{SHOWN[metric]} without a network: {listed} -> {verdict}{latent_below(rows, metric, controls, bands[metric])}")
+        lines.append(f"{SHOWN[metric]} without a network: {listed} -> {verdict}"
+                     f"{latent_below(rows, metric, controls, bands[metric], how.get('items'))}")
     trained = (f"{how['steps']} tokenizer steps" + (f" (the study trains {how['study_steps']})"
                                                      if how["steps"] != how["study_steps"] else ""))
     lines.append((trained if how["trained"] else "the pretrained tokenizer") + ": a screen before the study, not its reading")

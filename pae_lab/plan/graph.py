@@ -60,6 +60,12 @@ class Stage:
     # the JSON file in its folder that says how its numbers were measured, copied into study.json:
     # its `protocols` mapping (metric -> protocol), or its single `protocol` under the stage's name
     protocols: str = ""
+    # the reads whose contents can change a run's result, where fewer than `reads`: (study, run) -> names.
+    # A run that learns nothing from a stage it opens keeps its hash when that stage changes.
+    hashed_reads: Callable[["StudyConfig", RunKey | None], tuple[str, ...]] | None = None
+
+    def reads_hashed(self, study: "StudyConfig", run: RunKey | None) -> tuple[str, ...]:
+        return self.reads if self.hashed_reads is None else self.hashed_reads(study, run)
 
     def function(self) -> Callable[..., dict[str, Any]]:
         module, _, attr = self.fn.partition(":")
@@ -223,8 +229,14 @@ def stage_hashes(study: "StudyConfig", run: RunKey | None = None) -> dict[str, s
         resolved = {dep: (RESOLVED[dep](study, run) if dep in RESOLVED else config_value(study, dep))
                     for dep in stage.depends}
         resolved = {dep: value for dep, value in resolved.items() if value is not ABSENT}
-        hashes[stage.name] = content_hash(stage.name, {r: hashes[r] for r in stage.reads}, resolved)
+        hashes[stage.name] = content_hash(stage.name, {r: hashes[r] for r in stage.reads_hashed(study, run)}, resolved)
     return hashes
+
+
+def teacher_if_regularized(study: "StudyConfig", run: RunKey | None) -> tuple[str, ...]:
+    """The tokenizer's hashed reads: an unregularized run opens the prior and the refined targets but
+    learns nothing from them, so a new teacher retrains only the runs that align to it."""
+    return ("data", "prior", "refine") if run is None or run.regularizers else ("data",)
 
 
 def run_identity(hashes: dict[str, str]) -> str:
@@ -250,8 +262,9 @@ for _stage in (
           doc="the teacher's ceiling: SSC, GSQ, probes of raw prior, refined target and the network-free controls (pooled pixels, pixel patches, gradient energy, position)"),
     Stage("tokenizer", "pae_lab.stages.tokenizer:tokenizer_stage", reads=("data", "prior", "refine"),
           depends=("run_tokenizer", "tokenizer_files", "training", "variant", "seed", "device"), distributed=True,
-          columns={"loss/total": "train_loss"},
-          doc="train (external: load) the encoder/decoder with the variant's losses; latents and their normalisation"),
+          columns={"loss/total": "train_loss"}, hashed_reads=teacher_if_regularized,
+          doc="train (external: load) the encoder/decoder with the variant's losses; latents and their normalisation "
+              "(an unregularized run's hash leaves out prior and refine: it learns nothing from them)"),
     Stage("manifold", "pae_lab.stages.manifold:manifold_stage", reads=("data", "tokenizer", "reference"),
           depends=("metrics", "training.perceptual", "evaluation.sampler.seed", "evaluation.kid_subsets"),
           columns="summary", protocols=layout.MANIFOLD_METRICS, doc="SSC, LPC, GSQ, probes, Lipschitz, eRank, PSNR/SSIM, rFD and the decoder floor"),

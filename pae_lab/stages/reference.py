@@ -26,7 +26,8 @@ from analysis.fidelity import (FIDELITY_EXTRACTORS, Reference, extract_features,
                                resolve_extractor, shared_network_warning)
 from analysis.inception_spatial import SPATIAL_DIM
 from analysis.suite_scores import Suite
-from analysis.teacher import gradient_energy, pixel_patches, pooled_pixels, position, teacher_ceiling
+from analysis.result import MetricResult
+from analysis.teacher import flat_rows, gradient_energy, pixel_patches, pooled_pixels, position, teacher_results
 from pae_lab.fsutil import read_json, save_npy, write_json
 from pae_lab.plan import layout
 from pae_lab.config.schema import StudyConfig
@@ -211,14 +212,20 @@ def stage_array(ctx: StageContext, stage: str, name: Callable[[str], str]) -> Ca
     return lambda split, n: torch.from_numpy(np.asarray(ctx.array(stage, name(split))[:n], np.float32))
 
 
-def ceiling(ctx: StageContext, sources: dict[str, Callable[[str, int | None], torch.Tensor]]) -> dict[str, dict[str, float]]:
+def ceiling_results(ctx: StageContext, sources: dict[str, Callable[[str, int | None], torch.Tensor]]
+                    ) -> dict[str, dict[str, MetricResult]]:
     """The teacher's ceiling metrics (analysis.teacher) of each source's feature maps: every held-out
     image, and as many train images as the manifold stage's probes fit on (bounded memory)."""
     val, train = ctx.split("val"), ctx.split("train")
     n_train = min(len(train), ctx.study.metrics.probe_train_images)
     segments = None if val.segments is None else np.asarray(val.segments)
     pairs = {name: (read("val", None), read("train", n_train)) for name, read in sources.items()}
-    return teacher_ceiling(pairs, val.labels, train.labels[:n_train], segments, ctx.study.metrics)
+    return teacher_results(pairs, val.labels, train.labels[:n_train], segments, ctx.study.metrics)
+
+
+def ceiling(ctx: StageContext, sources: dict[str, Callable[[str, int | None], torch.Tensor]]) -> dict[str, dict[str, float]]:
+    """ceiling_results as rows: {source: {column: value}}."""
+    return flat_rows(ceiling_results(ctx, sources))
 
 
 def teacher_sources(ctx: StageContext) -> dict[str, Callable[[str, int | None], torch.Tensor]]:
