@@ -1,9 +1,8 @@
 """Spatial structure of latents: SSC (the paper's metric) and the mask-free near-minus-far coherence."""
 from __future__ import annotations
 
-from typing import Literal
-
 from dataclasses import replace
+from typing import Literal
 
 import numpy as np
 import torch

@@ -105,9 +105,3 @@ def item_rows(results: Mapping[str, Mapping[str, MetricResult]]) -> dict[str, di
     """{source: {column: per-image scores}} where a metric keeps them (SSC's AMI): for paired comparisons."""
     return {name: {k: v for metric, res in found.items() for k, v in res.flat_items(metric).items()}
             for name, found in results.items()}
-
-
-def teacher_ceiling(sources: Mapping[str, tuple[Tensor, Tensor]], labels: np.ndarray, train_labels: np.ndarray,
-                    segments: np.ndarray | None, config: PanelConfig) -> dict[str, dict[str, float]]:
-    """{source: {metric: value}} for each (val, train) feature pair in `sources`."""
-    return flat_rows(teacher_results(sources, labels, train_labels, segments, config))

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from analysis.panel_config import PanelConfig
-from analysis.teacher import pooled_pixels, row_name, teacher_ceiling
+from analysis.teacher import flat_rows, pooled_pixels, row_name, teacher_results
 from pae_lab.data import build_dataset
 from pae_lab.priors import PRIORS, build_prior
 
@@ -33,9 +33,9 @@ def test_ceiling_rows_know_their_answers(scenes):
     prior = build_prior("oracle", segment_dim=8, max_segments=8)
     feats = {s: torch.from_numpy(prior.annotated_features(scenes[s], 4).astype(np.float32)) for s in scenes}
     cfg = PanelConfig(n_images=48, gsq_classes_per_repeat=8, gsq_repeats=1, knn_k=3)
-    out = teacher_ceiling({"oracle": (feats["val"], feats["train"]),
-                           "pooled_pixels": (pooled_pixels(val.images, 4), pooled_pixels(train.images, 4))},
-                          val.labels, train.labels, val.segments, cfg)
+    out = flat_rows(teacher_results({"oracle": (feats["val"], feats["train"]),
+                                     "pooled_pixels": (pooled_pixels(val.images, 4), pooled_pixels(train.images, 4))},
+                                    val.labels, train.labels, val.segments, cfg))
     assert out["oracle"]["gsq"] == pytest.approx(1.0) and out["oracle"]["linprobe"] == pytest.approx(1.0)
     assert out["oracle"]["ssc"] > out["pooled_pixels"]["ssc"] - 0.05 and 0 <= out["pooled_pixels"]["ssc"] <= 1
     assert set(out["pooled_pixels"]) >= {"ssc", "coherence", "gsq", "linprobe", "knn"}

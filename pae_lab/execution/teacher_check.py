@@ -184,8 +184,8 @@ def latent_below(rows: dict[str, dict[str, float]], metric: str, controls: dict[
     images = {c: e if math.isfinite(e) else math.hypot(image_error(rows[c], metric), image_error(base, metric))
               for c, (_, e) in paired.items()}
     error = {c: math.hypot(images[c], seed_band) for c in above}
-    how = {c: ", images paired" if math.isfinite(paired[c][1]) else "" for c in above}
-    beyond = [f"{c.replace('_', ' ')} (by {gap:.3f}, error ±{error[c]:.3f}{how[c]})" for c, gap in above.items() if gap > error[c]]
+    said = {c: ", images paired" if math.isfinite(paired[c][1]) else "" for c in above}
+    beyond = [f"{c.replace('_', ' ')} (by {gap:.3f}, error ±{error[c]:.3f}{said[c]})" for c, gap in above.items() if gap > error[c]]
     within = [c.replace("_", " ") for c, gap in above.items() if gap <= error[c]]
     unjudged = [c.replace("_", " ") for c in above if not math.isfinite(error[c])]
     return ((f"; the latent lies below {', '.join(beyond)}" if beyond else "")
