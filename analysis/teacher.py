@@ -32,7 +32,7 @@ CEILING_METRICS = ("ssc", "coherence", "gsq", "linprobe", "knn")
 TEACHER_ROWS = {"raw_prior": "teacher", "refined": "teacher", "pooled_pixels": "reference", "pixel_patches": "reference",
                 "gradient_energy": "reference", "position": "reference"}  # name -> kind
 # the rows that use no network, and what each one's score stands for: the bars the teacher must clear
-CONTROL_ROWS = {"pooled_pixels": "colour alone", "pixel_patches": "the raw pixels",
+CONTROL_ROWS = {"pooled_pixels": "colour alone", "pixel_patches": "the raw pixel patch",
                 "gradient_energy": "a fixed filter bank", "position": "the layout alone"}
 
 
