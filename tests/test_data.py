@@ -152,10 +152,56 @@ def test_texture_scenes_hide_the_class_from_colour_size_and_place():
 
 
 def test_texture_scenes_bad_cue_names_the_choices():
-    with pytest.raises(ValueError, match="cue must be one of shape, texture"):
+    with pytest.raises(ValueError, match="cue must be one of shape, texture, texture_grid"):
         build_dataset("scenes", cue="colour")
     with pytest.raises(ValueError, match="stripes"):
         build_dataset("scenes", cue="texture", num_classes=9)
+
+
+def _interior_cells(segments: np.ndarray, cell: int) -> np.ndarray:
+    """[N, g, g]: cells whose pixels and a 2-pixel ring around them all hold one segment."""
+    n, res, _ = segments.shape
+    pad = np.pad(segments, ((0, 0), (2, 2), (2, 2)), mode="edge")
+    g = res // cell
+    out = np.zeros((n, g, g), bool)
+    for cy in range(g):
+        for cx in range(g):
+            block = pad[:, cy * cell:cy * cell + cell + 4, cx * cell:cx * cell + cell + 4]
+            out[:, cy, cx] = (block == block[:, :1, :1]).all(axis=(1, 2))
+    return out
+
+
+def test_texture_grid_cells_of_a_region_hold_the_same_pixels_and_colour_hides_the_family():
+    """cue="texture_grid": each family covers exactly half of a cell at every supersampling, so inside
+    a region every cell holds the same pixels, and every cell inside any region has the palette's
+    mean colour: pooled colour sees only boundaries. Not so on cue="texture" (random period and phase)."""
+    from pae_lab.data.scenes import GRID, GRID_FAMILIES
+
+    for fn in GRID_FAMILIES.values():
+        for samples in (4, 8, 16, 32):  # one 4 px cell at 1, 2, 4, 8 samples per pixel
+            x, y = np.meshgrid((np.arange(samples) + 0.5) / samples, (np.arange(samples) + 0.5) / samples)
+            assert fn(x, y, None, None).astype(float).mean() == 0.5
+
+    def spreads(cue: str) -> tuple[int, float]:
+        ds = build_dataset("scenes", resolution=32, size=128, seed=0, cue=cue)  # 1 sample per pixel: no edge blending
+        cells = ds.images.reshape(128, 3, GRID, 4, GRID, 4).transpose(0, 2, 4, 1, 3, 5).reshape(128, GRID, GRID, -1)
+        inside = _interior_cells(ds.segments, 4)
+        pixels, colour = 0, 0.0
+        for image, seg, keep in zip(cells.astype(int), ds.segments, inside):
+            means = image[keep].reshape(-1, 3, 16).mean(-1)
+            colour = max(colour, float(np.ptp(means, axis=0).max()) if len(means) else 0.0)
+            for region in np.unique(seg[::4, ::4][keep]):
+                mine = image[keep & (seg[::4, ::4] == region)]
+                pixels = max(pixels, int(np.abs(mine - mine[:1]).max()))
+        return pixels, colour
+
+    assert spreads("texture_grid") == (0, 0.0)
+    pixels, colour = spreads("texture")
+    assert pixels > 30 and colour > 10
+    grid = build_dataset("scenes", resolution=32, size=64, seed=0, cue="texture_grid", supersample=2)
+    assert grid.class_names == list(GRID_FAMILIES) and len(np.unique(grid.labels)) == 8
+    with pytest.raises(ValueError, match="resolution must be a multiple of 8; got resolution=36"):
+        build_dataset("scenes", resolution=36, cue="texture_grid")
 
 
 def test_digits():

@@ -15,6 +15,11 @@ on `cue`:
   class and the boundaries, and every family covers about half of its area with each colour, so
   average colour gives neither away: what an ImageNet network, biased toward texture, reads well
   and a pixel autoencoder's local code does not.
+- "texture_grid": as "texture", with every texture locked to an 8 x 8 grid (`GRID`, the default
+  studies' latent grid): one period per cell, unrotated, phase 0, from families (`GRID_FAMILIES`)
+  that cover exactly half of each cell, so every cell inside a region holds the same pixels and its
+  mean colour is the palette's midpoint whatever the family. A pixel autoencoder's latent then sees
+  the segments, and pooled colour does not; a fixed filter bank sees both the segments and the class.
 
 Every random number of image i comes from its own generator seeded by (seed, split, i), and
 shapes and textures are defined in continuous coordinates, so:
@@ -112,6 +117,23 @@ FAMILIES: dict[str, Callable[[Array, Array, Array, Array], Array]] = {
     "crosshatch": lambda x, y, r, grid: ((_frac(x) < 0.293) | (_frac(y) < 0.293)).astype(x.dtype),
     "noise": lambda x, y, r, grid: (_value_noise(grid, 1.5 * x, 1.5 * y) > 0.5).astype(x.dtype),
 }
+
+
+# cue="texture_grid": one period per cell of a GRID x GRID grid; each family covers exactly half of the
+# cell at 1, 2 or 4 samples per pixel of a resolution divisible by GRID (tests/test_data.py)
+GRID = 8
+EDGE = 1 / 256  # keeps the diagonals' edges off the pixel centres, where rounding would pick a side per cell
+GRID_FAMILIES: dict[str, Callable[[Array, Array, Array, Array], Array]] = {
+    "vertical": lambda x, y, r, grid: (_frac(x) < 0.5).astype(x.dtype),
+    "horizontal": lambda x, y, r, grid: (_frac(y) < 0.5).astype(x.dtype),
+    "checker": lambda x, y, r, grid: ((np.floor(2 * x) + np.floor(2 * y)) % 2).astype(x.dtype),
+    "brick": lambda x, y, r, grid: (_frac(x + 0.25 * (np.floor(2 * y) % 2)) < 0.5).astype(x.dtype),
+    "diagonal": lambda x, y, r, grid: (_frac(x + y + EDGE) < 0.5).astype(x.dtype),
+    "antidiagonal": lambda x, y, r, grid: (_frac(x - y + EDGE) < 0.5).astype(x.dtype),
+    "fine_checker": lambda x, y, r, grid: ((np.floor(4 * x) + np.floor(4 * y)) % 2).astype(x.dtype),
+    "fine_stripes": lambda x, y, r, grid: (_frac(2 * x) < 0.5).astype(x.dtype),
+}
+CUES = {"shape": SHAPES, "texture": FAMILIES, "texture_grid": GRID_FAMILIES}  # cue -> what its classes are
 
 
 def _by_choice(fns: list[Callable[..., Array]], choice: Array, out: Array, *args: Array) -> Array:
@@ -237,21 +259,24 @@ def _render(draws: Array, layout: _Layout, res: int, num_classes: int) -> tuple[
     return canvas, seg, classes
 
 
-def _family(x: Array, y: Array, family: Array, period: Array, phase: Array, grid: Array) -> Array:
+def _family(x: Array, y: Array, family: Array, period: Array, phase: Array, grid: Array,
+            families: dict[str, Callable[..., Array]] = FAMILIES) -> Array:
     """Mix weight of each image's texture family at coordinates x, y (image units, centred on the object)."""
     s = 1.0 / period[:, None, None]
     r = np.hypot(x, y) * s
     xs, ys = x * s + phase[:, 0, None, None], y * s + phase[:, 1, None, None]
-    return _by_choice(list(FAMILIES.values()), family, np.empty_like(x), xs, ys, r, grid)
+    return _by_choice(list(families.values()), family, np.empty_like(x), xs, ys, r, grid)
 
 
-def _render_textured(draws: Array, layout: _Layout, res: int, num_classes: int) -> tuple[Array, Array, Array]:
+def _render_textured(draws: Array, layout: _Layout, res: int, num_classes: int, locked: bool = False
+                     ) -> tuple[Array, Array, Array]:
     """cue="texture": as `_render`, with the class a texture family and one palette per image.
 
     Draw columns reused: an object's class column picks its family, its texture column its shape,
     its angle rotates shape and texture, its frequency sets the period (0.12-0.22 of the image side,
     4-7 px at 32 px), its first colour draw swaps the palette, its noise offsets are the phase. The
     background's family differs from the main object's (else the main object would have no edge).
+    `locked` (cue="texture_grid"): GRID_FAMILIES in image coordinates, one period per grid cell, phase 0.
     """
     b = len(draws)
     X, Y = _grid(b, res)
@@ -265,8 +290,16 @@ def _render_textured(draws: Array, layout: _Layout, res: int, num_classes: int) 
     class_draw = np.stack([layout.slot(draws, j)[:, 0] for j in range(layout.max_objects)], 1)[np.arange(b), main]
     main_cls = _class_of(class_draw, num_classes)
     bg_family = (main_cls + 1 + (bg[:, 6] * (num_classes - 1)).astype(np.int64)) % num_classes
-    bx, by = _rotate(X, Y, bg[:, 7] * 2 * math.pi)
-    t = _family(bx, by, bg_family, period(bg[:, 8]), bg[:, 3:5], noise[:, 0])
+    families, cell = (GRID_FAMILIES, 2.0 / GRID) if locked else (FAMILIES, None)
+
+    def texture(x, y, family, frequency, phase, grid):
+        """Locked: one period per grid cell at phase 0 (x, y the image's coordinates); else the drawn period and phase."""
+        if locked:
+            return _family(x, y, family, np.full(len(x), cell), np.zeros_like(phase), grid, families)
+        return _family(x, y, family, period(frequency), phase, grid, families)
+
+    bx, by = (X, Y) if locked else _rotate(X, Y, bg[:, 7] * 2 * math.pi)
+    t = texture(bx, by, bg_family, bg[:, 8], bg[:, 3:5], noise[:, 0])
     canvas = _mix(col_a, col_b, t)
     seg, classes = np.zeros((b, res, res), dtype=np.int64), np.zeros((b, layout.max_objects), dtype=np.int64)
 
@@ -274,7 +307,8 @@ def _render_textured(draws: Array, layout: _Layout, res: int, num_classes: int) 
         u, v, r = _object_frame(p, main[sel] == j, X[sel], Y[sel], MAIN_RADIUS["texture"])
         shape = np.minimum((p[:, 11] * len(SHAPES)).astype(np.int64), len(SHAPES) - 1)
         mask = _by_choice(list(SHAPES.values()), shape, np.empty(u.shape, bool), u, v)
-        t = _family(u * r, v * r, cls, period(p[:, 12]), p[:, 13:15], noise[sel, 1])
+        tx, ty = (X[sel], Y[sel]) if locked else (u * r, v * r)
+        t = texture(tx, ty, cls, p[:, 12], p[:, 13:15], noise[sel, 1])
         swap = (p[:, 5] < 0.5)[:, None, None, None]
         lo, hi = col_a[sel], col_b[sel]
         colour = np.where(swap, _mix(hi, lo, t), _mix(lo, hi, t))
@@ -283,7 +317,8 @@ def _render_textured(draws: Array, layout: _Layout, res: int, num_classes: int) 
     return canvas, seg, classes
 
 
-RENDERERS = {"shape": _render, "texture": _render_textured}
+RENDERERS = {"shape": _render, "texture": _render_textured,
+             "texture_grid": lambda *args: _render_textured(*args, locked=True)}
 
 
 def _compact(seg: Array, classes: Array) -> tuple[Array, Array]:
@@ -306,12 +341,15 @@ def scenes(resolution: int = 32, size: int = 2048, split: str = "train", seed: i
         raise ValueError(f"scenes: split must be one of {', '.join(SPLITS)}, got {split!r}")
     if cue not in RENDERERS:
         raise ValueError(f"scenes: cue must be one of {', '.join(RENDERERS)}, got {cue!r}")
-    names = list(SHAPES if cue == "shape" else FAMILIES)
+    names = list(CUES[cue])
     if not 2 <= num_classes <= len(names):
         raise ValueError(f"scenes: with cue={cue!r} num_classes must be in [2, {len(names)}] ({', '.join(names)}), "
                          f"got {num_classes}")
     if not 1 <= max_objects <= 8:
         raise ValueError(f"scenes: max_objects must be in [1, 8], got {max_objects}")
+    if cue == "texture_grid" and resolution % GRID:
+        raise ValueError(f"scenes: cue='texture_grid' locks textures to a {GRID} x {GRID} grid, so resolution must be "
+                         f"a multiple of {GRID}; got resolution={resolution}")
     if resolution < 8 or size < 1 or supersample < 1:
         raise ValueError(f"scenes: need resolution >= 8, size >= 1, supersample >= 1; "
                          f"got resolution={resolution}, size={size}, supersample={supersample}")
