@@ -16,7 +16,7 @@ on `cue`:
   average colour gives neither away: what an ImageNet network, biased toward texture, reads well
   and a pixel autoencoder's local code does not.
 - "texture_grid": as "texture", with every texture locked to an 8 x 8 grid (`GRID`, the default
-  studies' latent grid): one period per cell, unrotated, phase 0, from families (`GRID_FAMILIES`)
+  studies' latent grid): repeating once per cell, unrotated, phase 0, from families (`GRID_FAMILIES`)
   that cover exactly half of each cell, so every cell inside a region holds the same pixels and its
   mean colour is the palette's midpoint whatever the family. A pixel autoencoder's latent then sees
   the segments, and pooled colour does not; a fixed filter bank sees both the segments and the class.
@@ -119,8 +119,8 @@ FAMILIES: dict[str, Callable[[Array, Array, Array, Array], Array]] = {
 }
 
 
-# cue="texture_grid": one period per cell of a GRID x GRID grid; each family covers exactly half of the
-# cell at 1, 2 or 4 samples per pixel of a resolution divisible by GRID (tests/test_data.py)
+# cue="texture_grid": each family repeats once per cell of a GRID x GRID grid and covers exactly half of
+# the cell at 1, 2, 4 or 8 samples per pixel of a resolution divisible by GRID (tests/test_data.py)
 GRID = 8
 EDGE = 1 / 256  # keeps the diagonals' edges off the pixel centres, where rounding would pick a side per cell
 GRID_FAMILIES: dict[str, Callable[[Array, Array, Array, Array], Array]] = {
@@ -276,7 +276,7 @@ def _render_textured(draws: Array, layout: _Layout, res: int, num_classes: int, 
     its angle rotates shape and texture, its frequency sets the period (0.12-0.22 of the image side,
     4-7 px at 32 px), its first colour draw swaps the palette, its noise offsets are the phase. The
     background's family differs from the main object's (else the main object would have no edge).
-    `locked` (cue="texture_grid"): GRID_FAMILIES in image coordinates, one period per grid cell, phase 0.
+    `locked` (cue="texture_grid"): GRID_FAMILIES in image coordinates, repeating once per grid cell, phase 0.
     """
     b = len(draws)
     X, Y = _grid(b, res)
@@ -293,7 +293,7 @@ def _render_textured(draws: Array, layout: _Layout, res: int, num_classes: int, 
     families, cell = (GRID_FAMILIES, 2.0 / GRID) if locked else (FAMILIES, None)
 
     def texture(x, y, family, frequency, phase, grid):
-        """Locked: one period per grid cell at phase 0 (x, y the image's coordinates); else the drawn period and phase."""
+        """Locked: repeating once per grid cell at phase 0 (x, y the image's coordinates); else the drawn period and phase."""
         if locked:
             return _family(x, y, family, np.full(len(x), cell), np.zeros_like(phase), grid, families)
         return _family(x, y, family, period(frequency), phase, grid, families)
