@@ -260,8 +260,8 @@ def _render(draws: Array, layout: _Layout, res: int, num_classes: int) -> tuple[
 
 
 def _family(x: Array, y: Array, family: Array, period: Array, phase: Array, grid: Array,
-            families: dict[str, Callable[..., Array]] = FAMILIES) -> Array:
-    """Mix weight of each image's texture family at coordinates x, y (image units, centred on the object)."""
+            families: dict[str, Callable[..., Array]]) -> Array:
+    """Mix weight of each image's texture family (of `families`) at coordinates x, y (image units)."""
     s = 1.0 / period[:, None, None]
     r = np.hypot(x, y) * s
     xs, ys = x * s + phase[:, 0, None, None], y * s + phase[:, 1, None, None]
