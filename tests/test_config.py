@@ -189,7 +189,7 @@ def test_the_ablations_oracle_control_named_in_its_header_loads(tmp_path: Path) 
     sets = [flags[i + 1] for i, flag in enumerate(flags) if flag == "--set"]
     default = load_study(path, {"output_dir": str(tmp_path)}, preflight=False)
     oracle = load_study(path, {**parse_sets(sets), "output_dir": str(tmp_path)}, preflight=False)
-    assert default.prior.name == "effnet_lite0" and default.data.params["cue"] == "texture"
+    assert default.prior.name == "effnet_lite0" and default.data.params["cue"] == "texture_grid"
     assert oracle.prior.name == "oracle" and oracle.prior.params == {"semantic_weight": 0}
     assert oracle.name != default.name and oracle.data == default.data
 
