@@ -79,7 +79,7 @@ def main() -> None:
         driver = Driver(study, Console(quiet=True))
         tracker, parent = driver.prepare()
         driver.shared_stages(RunLogger(Path(tmp) / "shared", driver.uri, parent))
-        driver.register_runs(tracker, parent)
+        driver.mlflow.register(tracker, parent)
         spec = driver.runs[0]
         ctx = StageContext("tokenizer", study, {s: spec.stage_dir(s) for s in ("data", "prior", "refine")},
                            StudyLayout(Path(tmp)), resolve_device("cpu"),
