@@ -359,3 +359,37 @@ def test_a_half_made_logged_model_is_replaced_and_a_ready_one_linked_once(tmp_pa
     (model,) = client.search_logged_models([experiment], filter_string=f"source_run_id = '{run_id}'")
     assert first == again == model.model_id != dead and model.status == LoggedModelStatus.READY
     assert [o.model_id for o in client.get_run(run_id).outputs.model_outputs] == [first]
+
+
+@pytest.mark.timeout(120)
+def test_jobs_logging_the_same_new_dataset_at_once_each_get_it(server, tmp_path) -> None:
+    """MLflow's SQL store looks a dataset up and then inserts it, so two jobs starting together race on
+    the shared reference set: the loser's insert broke the unique key, came back as BAD_REQUEST and its
+    run lost its lineage (seen once in a full suite). Eight runs at a barrier, five fresh datasets."""
+    import threading
+
+    from pae_lab.tracking.held import send
+
+    tracker = StudyTracker(server.uri, "same-dataset")
+    mlflow_client = client(server.uri)
+    for round_ in range(5):
+        runs = [tracker.ensure_run(f"same:{round_}:{i}", f"run{i}", {"pae.kind": "run"}) for i in range(8)]
+        datasets = [{"name": "reference", "uri": tmp_path.as_uri(), "digest": f"r{round_}", "context": "evaluation",
+                     "profile": {"num_images": 8}}]
+        barrier, errors = threading.Barrier(len(runs)), []
+
+        def log_inputs(run_id: str) -> None:
+            barrier.wait()
+            try:
+                send(mlflow_client, run_id, call(tmp_path, "inputs", datasets=datasets), tmp_path)
+            except Exception as exc:  # noqa: BLE001  (reported below, with the run)
+                errors.append((run_id, exc))
+
+        threads = [threading.Thread(target=log_inputs, args=(r,)) for r in runs]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not errors, errors
+        for run_id in runs:
+            assert [d.dataset.name for d in mlflow_client.get_run(run_id).inputs.dataset_inputs] == ["reference"], run_id

@@ -47,9 +47,20 @@ def _send_tags(mlflow_client, run_id: str, tags: dict[str, Any]) -> None:
 
 
 def _send_inputs(mlflow_client, run_id: str, datasets: list[dict[str, Any]]) -> None:
+    """Once more after a BAD_REQUEST: two jobs that log the same new dataset at once race in MLflow's SQL
+    store (it looks the dataset up, then inserts it), and the loser's insert, refused by the unique key,
+    comes back as BAD_REQUEST; the second try finds the dataset and links it. A call that is really wrong
+    fails again and is dropped as before."""
+    from mlflow.exceptions import MlflowException
+
     from pae_lab.tracking.lineage import dataset_inputs
 
-    mlflow_client.log_inputs(run_id, datasets=dataset_inputs(datasets))
+    try:
+        mlflow_client.log_inputs(run_id, datasets=dataset_inputs(datasets))
+    except MlflowException as exc:
+        if exc.error_code != "BAD_REQUEST":
+            raise
+        mlflow_client.log_inputs(run_id, datasets=dataset_inputs(datasets))
 
 
 def _send_model(mlflow_client, run_id: str, name: str, files: list[str], params: dict[str, Any], step: int) -> None:
