@@ -60,12 +60,13 @@ class Stage:
     # the JSON file in its folder that says how its numbers were measured, copied into study.json:
     # its `protocols` mapping (metric -> protocol), or its single `protocol` under the stage's name
     protocols: str = ""
-    # the reads whose contents can change a run's result, where fewer than `reads`: (study, run) -> names.
-    # A run that learns nothing from a stage it opens keeps its hash when that stage changes.
-    hashed_reads: Callable[["StudyConfig", RunKey | None], tuple[str, ...]] | None = None
+    # the reads whose contents cannot change a run's result: (study, run) -> names among `reads`. A run
+    # that learns nothing from a stage it opens keeps its hash when that stage changes.
+    unhashed_reads: Callable[["StudyConfig", RunKey | None], tuple[str, ...]] | None = None
 
     def reads_hashed(self, study: "StudyConfig", run: RunKey | None) -> tuple[str, ...]:
-        return self.reads if self.hashed_reads is None else self.hashed_reads(study, run)
+        left_out = self.unhashed_reads(study, run) if self.unhashed_reads else ()
+        return tuple(r for r in self.reads if r not in left_out)
 
     def function(self) -> Callable[..., dict[str, Any]]:
         module, _, attr = self.fn.partition(":")
@@ -233,10 +234,10 @@ def stage_hashes(study: "StudyConfig", run: RunKey | None = None) -> dict[str, s
     return hashes
 
 
-def teacher_if_regularized(study: "StudyConfig", run: RunKey | None) -> tuple[str, ...]:
-    """The tokenizer's hashed reads: an unregularized run opens the prior and the refined targets but
+def teacher_unless_regularized(study: "StudyConfig", run: RunKey | None) -> tuple[str, ...]:
+    """The tokenizer's unhashed reads: an unregularized run opens the prior and the refined targets but
     learns nothing from them, so a new teacher retrains only the runs that align to it."""
-    return ("data", "prior", "refine") if run is None or run.regularizers else ("data",)
+    return () if run is None or run.regularizers else ("prior", "refine")
 
 
 def run_identity(hashes: dict[str, str]) -> str:
@@ -262,7 +263,7 @@ for _stage in (
           doc="the teacher's ceiling: SSC, GSQ, probes of raw prior, refined target and the network-free controls (pooled pixels, pixel patches, gradient energy, position)"),
     Stage("tokenizer", "pae_lab.stages.tokenizer:tokenizer_stage", reads=("data", "prior", "refine"),
           depends=("run_tokenizer", "tokenizer_files", "training", "variant", "seed", "device"), distributed=True,
-          columns={"loss/total": "train_loss"}, hashed_reads=teacher_if_regularized,
+          columns={"loss/total": "train_loss"}, unhashed_reads=teacher_unless_regularized,
           doc="train (external: load) the encoder/decoder with the variant's losses; latents and their normalisation "
               "(an unregularized run's hash leaves out prior and refine: it learns nothing from them)"),
     Stage("manifold", "pae_lab.stages.manifold:manifold_stage", reads=("data", "tokenizer", "reference"),
