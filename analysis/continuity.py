@@ -31,6 +31,17 @@ def rho_key(rho: float) -> str:
     return f"lpc_rho{rho:g}"
 
 
+def against(distance: Distance, reference: Tensor, repeats: int = 1) -> Callable[[Tensor], Tensor]:
+    """a -> distance(a, reference repeated `repeats` times along the batch), for many `a` scored against one
+    reference. A distance that is compare(embed(a), embed(b)) (pae_lab's PerceptualDistance) embeds the
+    reference once here, not at every call: LPC's four scales halve their network passes, with the same values."""
+    if hasattr(distance, "embed") and hasattr(distance, "compare"):
+        fixed = [torch.cat([f] * repeats) for f in distance.embed(reference)]
+        return lambda a: distance.compare(distance.embed(a), fixed)
+    repeated = torch.cat([reference] * repeats)
+    return lambda a: distance(a, repeated)
+
+
 @torch.no_grad()
 def lpc(
     decode: Callable[[Tensor], Tensor],
@@ -57,14 +68,14 @@ def lpc(
     per_rho = np.zeros((len(rhos), n_directions, len(latents)))
     for start in range(0, len(latents), batch_size):
         z = latents[start : start + batch_size]
-        base = decode(z)
+        from_base = against(distance, decode(z), repeats=2)  # z + step and z - step, in one batch
         norm = per_sample_norm(z)[(...,) + (None,) * (z.dim() - 1)]
         for di in range(n_directions):
             u = dirs[di, start : start + batch_size]
             for ri, rho in enumerate(rhos):
                 step = rho * norm * u
                 both = decode(torch.cat([z + step, z - step]))
-                d = distance(both, torch.cat([base, base])).reshape(2, -1).mean(0)
+                d = from_base(both).reshape(2, -1).mean(0)
                 per_rho[ri, di, start : start + len(z)] = d.double().cpu().numpy()
     weights = 1.0 / np.asarray(rhos, dtype=np.float64)
     weights /= weights.sum()

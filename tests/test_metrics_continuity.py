@@ -41,6 +41,24 @@ def test_lpc_does_not_depend_on_batch_size():
     assert a.value == pytest.approx(b.value, rel=1e-5)
 
 
+def test_lpc_embeds_each_base_once_and_scores_as_the_plain_distance_does():
+    from pae_lab.losses.perceptual import build_perceptual
+
+    distance = build_perceptual("effnet_lite0")
+    embedded = []
+    embed = distance.embed
+    distance.embed = lambda x: embedded.append(len(x)) or embed(x)  # count the images each pass sees
+    dec = torch.nn.Sequential(torch.nn.Conv2d(4, 3, 1), torch.nn.Upsample(scale_factor=8), torch.nn.Sigmoid())
+    z = torch.randn(6, 4, 4, 4)
+    once = lpc(dec, z, distance, batch_size=4, seed=1)
+    passes = list(embedded)
+    plain = lpc(dec, z, lambda a, b: distance(a, b), batch_size=4, seed=1)
+    assert once.value == pytest.approx(plain.value, rel=1e-6)
+    assert once.extra == pytest.approx(plain.extra, rel=1e-6)
+    # per batch: the base once, then each scale's +/- pair; the plain call embeds the base pair at every scale
+    assert sum(passes) == 6 + 4 * 2 * 6 and sum(embedded) - sum(passes) == 2 * (4 * 2 * 6)
+
+
 def _linear(out_dim: int = 5, in_dim: int = 7):
     g = torch.Generator().manual_seed(0)
     w = torch.randn(out_dim, in_dim, generator=g, dtype=torch.float64)
