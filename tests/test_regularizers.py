@@ -1,5 +1,6 @@
 """Regularizers (SSR / MCR / SCR / VF / SE), perceptual distances and the reconstruction loss."""
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -14,6 +15,7 @@ from pae_lab.losses import (
     build_perceptual,
     build_regularizer,
     reconstruction_loss,
+    reconstruction_terms,
     register_regularizer,
 )
 from pae_lab.losses.mcr import MCR as MCRType
@@ -224,6 +226,26 @@ def test_mcr_cascade_with_feature_reuse_matches_the_formula(effnet):
     expected = reconstruction_loss(x, x_m, effnet)[0] + reconstruction_loss(x_m, x_l, effnet)[0]
     assert float(got) == pytest.approx(float(expected), rel=1e-5)
     assert float(reconstruction_loss(x, x_m, effnet)[1]["perceptual"]) > 0  # the perceptual part is really in there
+
+
+def test_mcr_compares_with_the_reconstruction_losss_features_instead_of_embedding_d_z_again(effnet):
+    torch.manual_seed(0)
+    z = sphere(2, 16, 4, 4)
+    direction = torch.randn_like(z)
+    dec = lambda v: torch.sigmoid(torch.nn.functional.interpolate(v[:, :3], scale_factor=4.0))  # noqa: E731
+    mcr = build_regularizer("mcr")
+    mcr.perturb = lambda zz, d=None: MCRType.perturb(mcr, zz, direction)
+    ctx = ctx_for(z, decode=dec, perceptual=effnet)
+    alone = mcr(ctx)
+    _, _, features = reconstruction_terms(ctx.x, ctx.x_rec, effnet)
+    embedded = []
+    effnet.embed = lambda x: embedded.append(x) or type(effnet).embed(effnet, x)
+    try:
+        reused = mcr(replace(ctx, x_rec_features=features))
+    finally:
+        del effnet.embed
+    assert torch.equal(reused, alone)
+    assert len(embedded) == 2  # D(z_m) and D(z_l); D(z)'s features came with the reconstruction loss
 
 
 # --- VF ---------------------------------------------------------------------------------------

@@ -36,7 +36,8 @@ class MCR(Regularizer):
     z), and each token is rotated toward its slice of Delta by the angle on its own sphere (the
     latent is RMS-normalised per token, so per-token rotation keeps it on the manifold the
     encoder produces). z_m and z_l lie on the same per-token geodesic, z_l (large - medium) degrees
-    beyond z_m. sg D(z) reuses ctx.x_rec (no extra decode).
+    beyond z_m. sg D(z) reuses ctx.x_rec (no extra decode), and its perceptual features
+    ctx.x_rec_features where the reconstruction loss computed them (no extra embedding).
 
     Scale: the paper's 42.5 / 85 degrees are for its d = 32 x 256-token latent, where images lie far
     apart on the sphere. In a small latent (8 channels x 64 tokens) another image's latent is often
@@ -109,6 +110,11 @@ class MCR(Regularizer):
     def _term(self, ctx: RegContext, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return reconstruction_loss(target, out, ctx.perceptual, self.l1_weight, self.perceptual_weight)[0]
 
+    @staticmethod
+    @torch.no_grad()
+    def _embedded(pd: PerceptualDistance, images: torch.Tensor) -> list[torch.Tensor]:
+        return pd.embed(images)
+
     def _cascade(self, ctx: RegContext, x_m: torch.Tensor, x_l: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
         """Both terms, embedding D(z_m) once: its detached features are the large term's target."""
         pd = ctx.perceptual
@@ -116,7 +122,6 @@ class MCR(Regularizer):
             return self._term(ctx, x_m, ref) + self._term(ctx, x_l, x_m.detach())
         l1 = (x_m - ref).abs().mean() + (x_l - x_m.detach()).abs().mean()
         f_m = pd.embed(x_m)
-        with torch.no_grad():
-            f_ref = pd.embed(ref)
+        f_ref = ctx.x_rec_features if ctx.x_rec_features is not None else self._embedded(pd, ref)
         dist = pd.compare(f_m, f_ref).mean() + pd.compare(pd.embed(x_l), [f.detach() for f in f_m]).mean()
         return self.l1_weight * l1 + self.perceptual_weight * dist

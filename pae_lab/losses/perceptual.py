@@ -45,13 +45,18 @@ class PerceptualDistance(nn.Module):
 
     def forward(self, a01: torch.Tensor, b01: torch.Tensor) -> torch.Tensor:
         """A reference `b01` that needs no grad (a stop-gradient target) is embedded without a graph."""
+        return self.scored(a01, b01)[0]
+
+    def scored(self, a01: torch.Tensor, b01: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """(d(a, b) [B], embed(a)): for a caller that later compares other images with `a` (MCR with D(z))."""
         if a01.shape != b01.shape or a01.dim() != 4:
             raise ValueError(
                 f"perceptual distance needs two [B, 3, H, W] batches of equal shape; got {tuple(a01.shape)} vs {tuple(b01.shape)}"
             )
         with torch.set_grad_enabled(torch.is_grad_enabled() and b01.requires_grad):
             fb = self.embed(b01)
-        return self.compare(self.embed(a01), fb)
+        fa = self.embed(a01)
+        return self.compare(fa, fb), fa
 
 
 def register_perceptual(name: str, cls: type[PerceptualDistance] | None = None, *, overwrite: bool = False):

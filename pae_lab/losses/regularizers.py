@@ -30,7 +30,8 @@ class RegContext:
     x_rec: decode(z) with its graph; decode: the decoder, for perturbed latents;
     target: refined prior targets Z_T at the latent grid [B, C_T, h, w] or None;
     vfm: raw prior features at the latent grid [B, D, h, w] or None;
-    perceptual: the perceptual distance module (or None for L1 only); step: the training step.
+    perceptual: the perceptual distance module (or None for L1 only); step: the training step;
+    x_rec_features: perceptual.embed(x_rec), detached, as the reconstruction loss computed it (or None).
     """
 
     x: torch.Tensor
@@ -41,6 +42,7 @@ class RegContext:
     vfm: torch.Tensor | None = None
     perceptual: nn.Module | None = None
     step: int = 0
+    x_rec_features: list[torch.Tensor] | None = None
 
 
 class Regularizer(nn.Module):
