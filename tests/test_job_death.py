@@ -93,3 +93,24 @@ def test_launcher_registry_and_readers_do_not_import_the_job_or_submitit() -> No
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.timeout(120)
+def test_a_finished_jobs_outcome_is_read_while_its_process_still_exits(tmp_path: Path) -> None:
+    """The local launcher takes a job's result as soon as submitit has written it, not after the process's
+    teardown (seconds for a real job), so the next job starts meanwhile. The job here lingers at exit."""
+    from pae_lab.execution.launchers.local import LocalConfig, LocalLauncher
+
+    launcher = LocalLauncher(LocalConfig(max_parallel=1, threads_per_job=1), tmp_path)
+    lingers = "__import__('atexit').register(__import__('time').sleep, 60) and {'status': 'done'}"
+    job = launcher.executor().submit(eval, lingers)
+    try:
+        deadline = time.monotonic() + 90
+        while (outcome := launcher.outcome(job)) is None:
+            assert time.monotonic() < deadline, "no outcome within 90 s"
+            time.sleep(0.2)
+        assert outcome == {"status": "done"}
+        assert job._process.poll() is None  # still sleeping in its atexit handler
+    finally:
+        job.cancel(check=False)
+        job._process.wait(timeout=30)
