@@ -5,7 +5,7 @@
 Runs the stages directly (no MLflow, so it also runs where mlflow is not installed) and prints
 seconds, throughput and key metrics per stage, and the peak GPU memory.
 """
-import json, os, sys, time
+import json, os, time
 from pathlib import Path
 import torch
 from rich.console import Console

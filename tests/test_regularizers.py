@@ -15,7 +15,6 @@ from pae_lab.losses import (
     build_perceptual,
     build_regularizer,
     reconstruction_loss,
-    reconstruction_terms,
     register_regularizer,
 )
 from pae_lab.losses.mcr import MCR as MCRType
@@ -214,13 +213,18 @@ def test_mcr_modes_value():
         build_regularizer("mcr", mode="huge")
 
 
-def test_mcr_cascade_with_feature_reuse_matches_the_formula(effnet):
+def pinned_mcr():
+    """(MCR with one fixed perturbation direction, z, that direction, a smooth decoder)."""
     torch.manual_seed(0)
     z = sphere(2, 16, 4, 4)
     direction = torch.randn_like(z)
-    dec = lambda v: torch.sigmoid(torch.nn.functional.interpolate(v[:, :3], scale_factor=4.0))  # noqa: E731
     mcr = build_regularizer("mcr")
     mcr.perturb = lambda zz, d=None: MCRType.perturb(mcr, zz, direction)
+    return mcr, z, direction, lambda v: torch.sigmoid(torch.nn.functional.interpolate(v[:, :3], scale_factor=4.0))
+
+
+def test_mcr_cascade_with_feature_reuse_matches_the_formula(effnet):
+    mcr, z, direction, dec = pinned_mcr()
     got = mcr(ctx_for(z, decode=dec, perceptual=effnet))
     x, x_m, x_l = dec(z), dec(rotate_toward(z, direction, 42.5)), dec(rotate_toward(z, direction, 85))
     expected = reconstruction_loss(x, x_m, effnet)[0] + reconstruction_loss(x_m, x_l, effnet)[0]
@@ -229,15 +233,10 @@ def test_mcr_cascade_with_feature_reuse_matches_the_formula(effnet):
 
 
 def test_mcr_compares_with_the_reconstruction_losss_features_instead_of_embedding_d_z_again(effnet):
-    torch.manual_seed(0)
-    z = sphere(2, 16, 4, 4)
-    direction = torch.randn_like(z)
-    dec = lambda v: torch.sigmoid(torch.nn.functional.interpolate(v[:, :3], scale_factor=4.0))  # noqa: E731
-    mcr = build_regularizer("mcr")
-    mcr.perturb = lambda zz, d=None: MCRType.perturb(mcr, zz, direction)
+    mcr, z, _, dec = pinned_mcr()
     ctx = ctx_for(z, decode=dec, perceptual=effnet)
     alone = mcr(ctx)
-    _, _, features = reconstruction_terms(ctx.x, ctx.x_rec, effnet)
+    _, _, features = reconstruction_loss(ctx.x, ctx.x_rec, effnet)
     embedded = []
     effnet.embed = lambda x: embedded.append(x) or type(effnet).embed(effnet, x)
     try:
@@ -328,10 +327,10 @@ def test_lpips_error_says_how_to_enable():
 def test_reconstruction_loss_known_answer():
     x = torch.zeros(2, 3, 4, 4)
     x_rec = torch.full_like(x, 0.5)
-    total, terms = reconstruction_loss(x, x_rec, build_perceptual("l2"), l1_weight=2.0, perceptual_weight=4.0)
+    total, terms, _ = reconstruction_loss(x, x_rec, build_perceptual("l2"), l1_weight=2.0, perceptual_weight=4.0)
     assert float(terms["l1"]) == pytest.approx(0.5) and float(terms["perceptual"]) == pytest.approx(0.25)
     assert float(total) == pytest.approx(2 * 0.5 + 4 * 0.25)
-    total, terms = reconstruction_loss(x, x_rec, None)
+    total, terms, _ = reconstruction_loss(x, x_rec, None)
     assert float(total) == pytest.approx(0.5) and float(terms["perceptual"]) == 0
     with pytest.raises(ValueError, match="equal shapes"):
         reconstruction_loss(x, x_rec[:, :, :2], None)

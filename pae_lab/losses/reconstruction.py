@@ -13,17 +13,6 @@ def reconstruction_loss(
     perceptual: nn.Module | None,
     l1_weight: float = 1.0,
     perceptual_weight: float = 1.0,
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """See `reconstruction_terms`, without the reconstruction's features."""
-    return reconstruction_terms(x, x_rec, perceptual, l1_weight, perceptual_weight)[:2]
-
-
-def reconstruction_terms(
-    x: torch.Tensor,
-    x_rec: torch.Tensor,
-    perceptual: nn.Module | None,
-    l1_weight: float = 1.0,
-    perceptual_weight: float = 1.0,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor], list[torch.Tensor] | None]:
     """Batch-mean l1_weight * L1 + perceptual_weight * d(x_rec, x) (the paper: L1 + 1.0 * LPIPS; no GAN here).
 
