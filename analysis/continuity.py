@@ -33,9 +33,10 @@ def rho_key(rho: float) -> str:
 
 def against(distance: Distance, reference: Tensor, repeats: int = 1) -> Callable[[Tensor], Tensor]:
     """a -> distance(a, reference repeated `repeats` times along the batch), for many `a` scored against one
-    reference. A distance that is compare(embed(a), embed(b)) (pae_lab's PerceptualDistance) embeds the
-    reference once here, not at every call: LPC's four scales halve their network passes, with the same values."""
-    if hasattr(distance, "embed") and hasattr(distance, "compare"):
+    reference. A distance that is exactly compare(embed(a), embed(b)) (pae_lab's PerceptualDistance, when it
+    `embeds_separately`) embeds the reference once here, not at every call: LPC's four scales halve their
+    network passes, with the same values."""
+    if getattr(distance, "embeds_separately", False):
         fixed = [torch.cat([f] * repeats) for f in distance.embed(reference)]
         return lambda a: distance.compare(distance.embed(a), fixed)
     repeated = torch.cat([reference] * repeats)

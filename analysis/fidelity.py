@@ -61,7 +61,7 @@ class EffNetLite0Extractor(FeatureExtractorBase):
 
     def __init__(self, name: str, features_list: list[str], **kwargs: Any):
         super().__init__(name, features_list)
-        self.model = load_efficientnet_lite0().to(memory_format=torch.channels_last)  # ~40% less CPU time
+        self.model = load_efficientnet_lite0().to(memory_format=torch.channels_last)  # ~10% less CPU time per extraction
 
     @staticmethod
     def get_provided_features_list() -> tuple[str, ...]:

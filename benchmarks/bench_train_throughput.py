@@ -51,7 +51,7 @@ def bare_loop(study: StudyConfig, ctx: StageContext, variant: str, steps: int) -
         x = images[idx].float() / 255
         z = model.encode(x)
         x_rec = model.decode(z)
-        total, *_ = reconstruction_loss(x, x_rec, perceptual, l1_weight=cfg.l1_weight, perceptual_weight=cfg.perceptual.weight)
+        total, _ = reconstruction_loss(x, x_rec, perceptual, l1_weight=cfg.l1_weight, perceptual_weight=cfg.perceptual.weight)
         rctx = RegContext(x=x, z=z, x_rec=x_rec, decode=model.decode, target=targets[idx], vfm=vfm[idx],
                           perceptual=perceptual, step=step)
         for name, reg in regs.items():

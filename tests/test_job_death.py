@@ -114,3 +114,31 @@ def test_a_finished_jobs_outcome_is_read_while_its_process_still_exits(tmp_path:
     finally:
         job.cancel(check=False)
         job._process.wait(timeout=30)
+
+
+def test_an_older_jobs_result_in_a_reused_folder_is_not_taken_and_a_gpu_job_is_waited_for(tmp_path: Path) -> None:
+    """A local job's id is its pid: a reused pid finds an older job's result file, which is not this job's
+    outcome. A job that holds a GPU (or runs several ranks) is done only once its process has exited."""
+    from types import SimpleNamespace
+
+    from submitit.core.utils import cloudpickle_dump
+
+    from pae_lab.execution.launchers.base import SubmititLauncher
+
+    class Watched(SubmititLauncher):
+        alive = True
+
+        def ended(self, job):
+            return None if self.alive else "exited"
+
+    paths = SimpleNamespace(result_pickle=tmp_path / "result.pkl", submitted_pickle=tmp_path / "submitted.pkl")
+    job = SimpleNamespace(job_id="7", num_tasks=1, paths=paths, stderr=lambda: "")
+    launcher = Watched(None, tmp_path)
+    cloudpickle_dump(("success", {"status": "done", "holds_gpu": False}), paths.result_pickle)
+    os.utime(paths.result_pickle, (1, 1))
+    paths.submitted_pickle.write_bytes(b"")  # this submission, after the older job's result
+    assert launcher.outcome(job) is None
+    cloudpickle_dump(("success", {"status": "done", "holds_gpu": True}), paths.result_pickle)
+    assert launcher.outcome(job) is None  # this job's result, but its process still holds the GPU
+    launcher.alive = False
+    assert launcher.outcome(job) == {"status": "done", "holds_gpu": True}

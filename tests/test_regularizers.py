@@ -15,6 +15,7 @@ from pae_lab.losses import (
     build_perceptual,
     build_regularizer,
     reconstruction_loss,
+    reconstruction_terms,
     register_regularizer,
 )
 from pae_lab.losses.mcr import MCR as MCRType
@@ -236,7 +237,7 @@ def test_mcr_compares_with_the_reconstruction_losss_features_instead_of_embeddin
     mcr, z, _, dec = pinned_mcr()
     ctx = ctx_for(z, decode=dec, perceptual=effnet)
     alone = mcr(ctx)
-    _, _, features = reconstruction_loss(ctx.x, ctx.x_rec, effnet)
+    _, _, features = reconstruction_terms(ctx.x, ctx.x_rec, effnet)
     embedded = []
     effnet.embed = lambda x: embedded.append(x) or type(effnet).embed(effnet, x)
     try:
@@ -245,6 +246,53 @@ def test_mcr_compares_with_the_reconstruction_losss_features_instead_of_embeddin
         del effnet.embed
     assert torch.equal(reused, alone)
     assert len(embedded) == 2  # D(z_m) and D(z_l); D(z)'s features came with the reconstruction loss
+
+
+def test_a_distance_that_overrides_forward_is_called_whole_and_its_features_never_reused(effnet):
+    class Scaled(type(effnet)):
+        def forward(self, a01, b01):
+            return 2 * super().forward(a01, b01)
+
+    scaled = Scaled()
+    x, x_rec = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
+    total, _, features = reconstruction_terms(x, x_rec, scaled, l1_weight=0.0)
+    assert features is None and not scaled.embeds_separately and effnet.embeds_separately
+    assert float(total) == pytest.approx(2 * float(reconstruction_loss(x, x_rec, effnet, l1_weight=0.0)[0]), rel=1e-6)
+
+
+def test_the_tokenizer_objective_trains_the_same_with_the_reused_features(monkeypatch):
+    """Two MCR steps through TokenizerObjective, with D(z)'s features passed on and without: equal parameters."""
+    import pae_lab.stages.tokenizer as tokenizer_stage
+    from pae_lab.config.schema import TrainingConfig
+    from pae_lab.config.tokenizers import TokenizerConfig
+    from pae_lab.architectures import build_tokenizer
+    from pae_lab.variants import Variant
+
+    calls = {True: 0, False: 0}
+
+    def trained(reuse: bool) -> list[torch.Tensor]:
+        terms = tokenizer_stage.reconstruction_terms if reuse else (lambda *a, **k: (*reconstruction_terms(*a, **k)[:2], None))
+        monkeypatch.setattr(tokenizer_stage, "reconstruction_terms", terms)
+        torch.manual_seed(0)
+        model = build_tokenizer(TokenizerConfig(base_channels=8, channel_mult=[1, 2], latent_channels=4, norm_groups=4))
+        variant = Variant(name="mcr", regularizers={"mcr": {"weight": 1.0}})
+        regs = variant.build(latent_channels=4, vfm_dim=None)
+        objective = tokenizer_stage.TokenizerObjective(model, regs, variant.weights, TrainingConfig())
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        perceptual = build_perceptual("effnet_lite0")
+        embed = perceptual.embed
+        perceptual.embed = lambda x: calls.__setitem__(reuse, calls[reuse] + 1) or embed(x)
+        for step in range(2):
+            torch.manual_seed(step)
+            total = objective(torch.rand(4, 3, 16, 16), {}, None, perceptual, step, 1.0)[0]
+            opt.zero_grad()
+            total.backward()
+            opt.step()
+        return [p.detach().clone() for p in model.parameters()]
+
+    reused, embedded_again = trained(True), trained(False)
+    assert all(torch.equal(a, b) for a, b in zip(reused, embedded_again))
+    assert calls[False] - calls[True] == 2  # one embedding of D(z) fewer per step
 
 
 # --- VF ---------------------------------------------------------------------------------------
@@ -327,10 +375,10 @@ def test_lpips_error_says_how_to_enable():
 def test_reconstruction_loss_known_answer():
     x = torch.zeros(2, 3, 4, 4)
     x_rec = torch.full_like(x, 0.5)
-    total, terms, _ = reconstruction_loss(x, x_rec, build_perceptual("l2"), l1_weight=2.0, perceptual_weight=4.0)
+    total, terms = reconstruction_loss(x, x_rec, build_perceptual("l2"), l1_weight=2.0, perceptual_weight=4.0)
     assert float(terms["l1"]) == pytest.approx(0.5) and float(terms["perceptual"]) == pytest.approx(0.25)
     assert float(total) == pytest.approx(2 * 0.5 + 4 * 0.25)
-    total, terms, _ = reconstruction_loss(x, x_rec, None)
+    total, terms = reconstruction_loss(x, x_rec, None)
     assert float(total) == pytest.approx(0.5) and float(terms["perceptual"]) == 0
     with pytest.raises(ValueError, match="equal shapes"):
         reconstruction_loss(x, x_rec[:, :, :2], None)

@@ -104,9 +104,13 @@ class RunJob(submitit.helpers.Checkpointable):
     def __call__(self, job_json: str, threads: int | None = None) -> dict[str, Any]:
         import resource
 
+        import torch
+
         outcome = execute(job_json, threads)
         # this process's peak, so the local launcher can tell how many such jobs fit in memory
         outcome["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        # a GPU stays held until the process has exited: the launcher then waits for that before the next job
+        outcome["holds_gpu"] = torch.cuda.is_initialized()
         return outcome
 
 

@@ -4,7 +4,7 @@ Importing this package registers the built-in regularizers (ssr, mcr, scr, vf, s
 perceptual distances (effnet_lite0, lpips, l2).
 """
 from pae_lab.losses.perceptual import PERCEPTUAL, PerceptualDistance, PerceptualUnavailable, build_perceptual, register_perceptual
-from pae_lab.losses.reconstruction import reconstruction_loss
+from pae_lab.losses.reconstruction import reconstruction_loss, reconstruction_terms
 from pae_lab.losses.regularizers import REGULARIZERS, RegContext, Regularizer, build_regularizer, register_regularizer
 
 # Built-in regularizers register themselves on import, through register_regularizer.
@@ -20,6 +20,7 @@ __all__ = [
     "build_perceptual",
     "build_regularizer",
     "reconstruction_loss",
+    "reconstruction_terms",
     "register_perceptual",
     "register_regularizer",
 ]

@@ -118,7 +118,7 @@ class MCR(Regularizer):
     def _cascade(self, ctx: RegContext, x_m: torch.Tensor, x_l: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
         """Both terms, embedding D(z_m) once: its detached features are the large term's target."""
         pd = ctx.perceptual
-        if not isinstance(pd, PerceptualDistance) or self.perceptual_weight == 0:
+        if not isinstance(pd, PerceptualDistance) or not pd.embeds_separately or self.perceptual_weight == 0:
             return self._term(ctx, x_m, ref) + self._term(ctx, x_l, x_m.detach())
         l1 = (x_m - ref).abs().mean() + (x_l - x_m.detach()).abs().mean()
         f_m = pd.embed(x_m)

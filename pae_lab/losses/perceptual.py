@@ -24,12 +24,19 @@ class PerceptualDistance(nn.Module):
     """Base class: `forward(a01, b01) -> Tensor[B]`, images in [0, 1]; frozen, differentiable in the inputs.
 
     A distance is `compare(embed(a), embed(b))`; `embed` returns a list of per-sample feature
-    tensors. Callers comparing many images against one fixed reference (MCR's cascade, LPC's
-    perturbations) embed the reference once under no_grad and call `compare` directly.
+    tensors. Callers that compare several images with one (MCR's cascade with D(z), LPC's
+    perturbations with the unperturbed decode) embed that one once and call `compare` directly,
+    unless a subclass overrides `forward` (`embeds_separately`).
     `name` is the registry name (set by `build_perceptual`); `metric_name` is what trackers log.
     """
 
     name: str = ""
+
+    @property
+    def embeds_separately(self) -> bool:
+        """Whether d(a, b) is exactly compare(embed(a), embed(b)), so an embedding may be reused: not for a
+        subclass that overrides `forward`."""
+        return type(self).forward is PerceptualDistance.forward
 
     @property
     def metric_name(self) -> str:

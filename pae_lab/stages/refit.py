@@ -59,7 +59,7 @@ def refit_decoder(model: nn.Module, images, out: Path, *, steps: int, batch_size
         with torch.no_grad(), autocast(device):
             z = model.encode(x)
         with autocast(device):
-            total, terms, _ = reconstruction_loss(x, model.decode(z), perceptual, l1_weight=l1_weight,
+            total, terms = reconstruction_loss(x, model.decode(z), perceptual, l1_weight=l1_weight,
                                                perceptual_weight=perceptual_weight)
         opt.zero_grad(set_to_none=True)
         total.backward()

@@ -15,7 +15,7 @@ from pae_lab.plan import layout
 from pae_lab.data.images import save_grid, side_by_side
 from pae_lab.models.latent_norm import LatentNorm
 from pae_lab.losses.perceptual import build_perceptual
-from pae_lab.losses.reconstruction import reconstruction_loss
+from pae_lab.losses.reconstruction import reconstruction_terms
 from pae_lab.losses.regularizers import RegContext
 from pae_lab.architectures import architecture, build_tokenizer
 from pae_lab.stages.context import StageContext
@@ -79,8 +79,8 @@ class TokenizerObjective(nn.Module):
         cfg, model = self.cfg, self.model
         z = model.encode(x)
         x_rec = model.decode(z)
-        total, terms, rec_features = reconstruction_loss(x, x_rec, perceptual, l1_weight=cfg.l1_weight,
-                                                         perceptual_weight=cfg.perceptual.weight)
+        total, terms, rec_features = reconstruction_terms(x, x_rec, perceptual, l1_weight=cfg.l1_weight,
+                                                          perceptual_weight=cfg.perceptual.weight)
         rctx = RegContext(x=x, z=z, x_rec=x_rec, decode=model.decode, vfm=vfm, perceptual=perceptual, step=step,
                           x_rec_features=rec_features)
         for name, reg in self.regs.items():

@@ -62,14 +62,16 @@ def died(reason: str, killed: bool = True) -> Outcome:
     return {"status": "failed", "stage": "job", "error": reason[-2000:], "killed": killed}
 
 
-def pickled_outcome(job_id: str, path: Path) -> Outcome:
-    """A submitit job's outcome from its result file, read as soon as it is there. submitit moves the file
-    into place whole before the process exits, and `Job.result()` would also wait out that exit: a finished
-    job's interpreter takes seconds to tear down (3 s on average over the default ablation's 30 jobs),
-    in which the next job may as well start."""
+def pickled_outcome(job_id: str, paths) -> Outcome | None:
+    """A submitit job's outcome from its result file (submitit moves it into place whole), or None while this
+    submission has none: a local job's id is its pid, and a reused pid's folder may hold an older job's file.
+    Raises when the file cannot be read."""
     from submitit.core.utils import pickle_load
 
-    status, value = pickle_load(path)
+    result, submitted = paths.result_pickle, paths.submitted_pickle
+    if not result.exists() or (submitted.exists() and result.stat().st_mtime < submitted.stat().st_mtime):
+        return None
+    status, value = pickle_load(result)
     if status == "success":
         return value
     return died(f"job {job_id} raised: {str(value)[-1500:]}", killed=False)  # outside execute_run (e.g. unpicklable)
@@ -99,14 +101,23 @@ class SubmititLauncher(Launcher):
         raise NotImplementedError
 
     def outcome(self, job) -> Outcome | None:
+        """The job's outcome once it has one, else None. A one-process job that holds no GPU is done when its
+        result is written: `Job.result()` would also wait out the process's exit (3 s on average over the
+        default ablation's 30 jobs, up to 10 s), in which the next job may as well start. A job of several
+        ranks, or one that holds a GPU, is waited for until it has exited."""
         lead = job.task(0) if job.num_tasks > 1 else job  # rank 0 records a data-parallel job's outcome
-        if lead.paths.result_pickle.exists():
-            return pickled_outcome(job.job_id, lead.paths.result_pickle)
-        reason = self.ended(job)
+        reason = self.ended(job)  # first: a result written before the process ended is then seen below
+        try:
+            found = pickled_outcome(job.job_id, lead.paths)
+        except Exception as exc:  # e.g. a slow shared file system: ask again while the job lives
+            if reason is None:
+                return None
+            return died(f"job {job.job_id}: its result file could not be read: {type(exc).__name__}: {exc}", killed=False)
+        if found is not None:
+            early = job.num_tasks == 1 and not found.get("holds_gpu")
+            return found if early or reason is not None else None
         if reason is None:
             return None
-        if lead.paths.result_pickle.exists():  # written just before the process ended
-            return self.outcome(job)
         tail = (lead.stderr() or "").strip().splitlines()[-3:]
         return died(reason + (f"; stderr: {' | '.join(tail)}" if tail else ""))
 
