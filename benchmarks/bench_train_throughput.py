@@ -18,7 +18,7 @@ from rich.console import Console
 
 from pae_lab.config.schema import StudyConfig
 from pae_lab.losses.perceptual import build_perceptual
-from pae_lab.losses.reconstruction import reconstruction_loss
+from pae_lab.losses.reconstruction import reconstruction_terms
 from pae_lab.losses.regularizers import RegContext
 from pae_lab.models.tokenizer import Tokenizer
 from pae_lab.plan.progress import ProgressWriter
@@ -51,9 +51,10 @@ def bare_loop(study: StudyConfig, ctx: StageContext, variant: str, steps: int) -
         x = images[idx].float() / 255
         z = model.encode(x)
         x_rec = model.decode(z)
-        total, _ = reconstruction_loss(x, x_rec, perceptual, l1_weight=cfg.l1_weight, perceptual_weight=cfg.perceptual.weight)
+        total, _, features = reconstruction_terms(x, x_rec, perceptual, l1_weight=cfg.l1_weight,
+                                                  perceptual_weight=cfg.perceptual.weight)
         rctx = RegContext(x=x, z=z, x_rec=x_rec, decode=model.decode, target=targets[idx], vfm=vfm[idx],
-                          perceptual=perceptual, step=step)
+                          perceptual=perceptual, step=step, x_rec_features=features)
         for name, reg in regs.items():
             total = total + v.weights[name] * reg(rctx)
         opt.zero_grad(set_to_none=True)
